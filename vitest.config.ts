@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config'
+
+// Every test file runs in its own forked process: the embedded ClickHouse
+// engine (chdb) allows one data directory per process, so files must not share one.
+export default defineConfig({
+  test: {
+    include: ['instrumentation/test/**/*.test.ts', 'query-service/src/**/*.test.ts', 'test/**/*.test.ts', 'scripts/**/*.test.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    reporters: ['default'],
+  },
+})
