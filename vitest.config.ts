@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config'
 // Every test file runs in its own forked process: the embedded ClickHouse
 // engine (chdb) allows one data directory per process, so files must not share one.
 export default defineConfig({
+  resolve: { conditions: ['nhi-meter-source'] },
+  ssr: { resolve: { conditions: ['nhi-meter-source'] } },
   test: {
     include: ['instrumentation/test/**/*.test.ts', 'query-service/src/**/*.test.ts', 'test/**/*.test.ts', 'scripts/**/*.test.ts'],
     pool: 'forks',
