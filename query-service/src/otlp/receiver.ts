@@ -1,0 +1,233 @@
+/**
+ * The built-in OTLP/HTTP trace receiver (SPEC section 7): `POST /v1/traces`
+ * with protobuf or JSON bodies, optionally gzip-compressed. Answers follow
+ * the OTLP/HTTP specification: 200 with partial success when some spans
+ * were refused, 400 for a payload that cannot be decoded, 413 over the body
+ * limit (also after decompression), 415 for an unsupported content type or
+ * encoding, 429 when the write queue is full and 503 when storage is
+ * unavailable, both with Retry-After. A 200 is sent only after the rows are
+ * stored.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { gunzip } from 'node:zlib'
+import { promisify } from 'node:util'
+import { bearerKey, hasScope, type KeyStore } from '../auth/keys.js'
+import { decodeJson } from './decode-json.js'
+import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './decode-protobuf.js'
+import { MalformedPayloadError } from './model.js'
+import { toOtelTraceRows } from './rows.js'
+import { QueueFullError, type SpanWriter, StorageUnavailableError, WriterClosedError } from './span-writer.js'
+
+const gunzipAsync = promisify(gunzip)
+
+/** Receiver settings; all optional but the writer. */
+export interface ReceiverOptions {
+  writer: SpanWriter
+  /** Keys allowed to ingest (scope `ingest:write`); undefined disables auth (loopback only, checked by the caller). */
+  keys?: KeyStore
+  /** Largest body accepted, before and after decompression (bytes). */
+  maxBodyBytes?: number
+  /** Most requests decoded at once; more are answered 429. */
+  maxConcurrentRequests?: number
+  /** Seconds suggested in Retry-After. */
+  retryAfterSeconds?: number
+  /** Called for unexpected failures (never for client errors). */
+  onError?: (error: unknown) => void
+}
+
+/** Default body limit: 20 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+type Encoding = 'protobuf' | 'json'
+
+// google.rpc.Code values used in error bodies.
+const RPC_INVALID_ARGUMENT = 3
+const RPC_UNAUTHENTICATED = 16
+const RPC_PERMISSION_DENIED = 7
+const RPC_RESOURCE_EXHAUSTED = 8
+const RPC_UNAVAILABLE = 14
+const RPC_UNIMPLEMENTED = 12
+const RPC_NOT_FOUND = 5
+
+class ReceiverError extends Error {
+  constructor(
+    readonly status: number,
+    readonly rpcCode: number,
+    message: string,
+    readonly retryAfter?: number,
+  ) {
+    super(message)
+  }
+}
+
+function requestEncoding(contentType: string | undefined): Encoding | undefined {
+  const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  if (mediaType === 'application/x-protobuf' || mediaType === 'application/protobuf') return 'protobuf'
+  if (mediaType === 'application/json') return 'json'
+  return undefined
+}
+
+/** Reads the body, refusing more than `limit` bytes without buffering them. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'])
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new ReceiverError(413, RPC_INVALID_ARGUMENT, `body of ${declared} bytes exceeds the ${limit}-byte limit`))
+      return
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        req.removeAllListeners('data')
+        req.resume()
+        reject(new ReceiverError(413, RPC_INVALID_ARGUMENT, `body exceeds the ${limit}-byte limit`))
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks, size)))
+    req.on('error', reject)
+  })
+}
+
+async function decompress(body: Buffer, contentEncoding: string | undefined, limit: number): Promise<Buffer> {
+  const encoding = (contentEncoding ?? 'identity').trim().toLowerCase()
+  if (encoding === 'identity' || encoding === '') return body
+  if (encoding !== 'gzip') throw new ReceiverError(415, RPC_INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(encoding)}; use gzip or none`)
+  try {
+    return await gunzipAsync(body, { maxOutputLength: limit })
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError) {
+      throw new ReceiverError(413, RPC_INVALID_ARGUMENT, `decompressed body exceeds the ${limit}-byte limit`)
+    }
+    throw new ReceiverError(400, RPC_INVALID_ARGUMENT, `body is not valid gzip: ${(error as Error).message}`)
+  }
+}
+
+function send(res: ServerResponse, status: number, encoding: Encoding, body: Uint8Array | string, retryAfter?: number): void {
+  const headers: Record<string, string | number> = {
+    'content-type': encoding === 'json' ? 'application/json' : 'application/x-protobuf',
+    'content-length': Buffer.byteLength(body),
+  }
+  if (retryAfter !== undefined) headers['retry-after'] = retryAfter
+  res.writeHead(status, headers)
+  res.end(body)
+}
+
+function sendError(res: ServerResponse, encoding: Encoding, error: ReceiverError): void {
+  const body = encoding === 'json' ? JSON.stringify({ code: error.rpcCode, message: error.message }) : encodeProtobufStatus(error.rpcCode, error.message)
+  if (!res.headersSent) send(res, error.status, encoding, body, error.retryAfter)
+}
+
+/** The running receiver. */
+export interface Receiver {
+  server: Server
+  /** Resolves to the bound port. */
+  listen(port: number, host: string): Promise<number>
+  /** Stops accepting requests, finishes those in progress and drains the writer. */
+  close(): Promise<void>
+}
+
+/** Creates the receiver's HTTP server (not yet listening). */
+export function createReceiver(options: ReceiverOptions): Receiver {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+  const maxConcurrent = options.maxConcurrentRequests ?? 64
+  const retryAfter = options.retryAfterSeconds ?? 1
+  let active = 0
+  let closing = false
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const encoding = requestEncoding(req.headers['content-type'])
+    const replyEncoding: Encoding = encoding ?? 'json'
+    const path = (req.url ?? '').split('?')[0]
+    if (path !== '/v1/traces') throw new ReceiverError(404, RPC_NOT_FOUND, 'not found; traces are accepted at POST /v1/traces')
+    if (req.method !== 'POST') throw new ReceiverError(405, RPC_UNIMPLEMENTED, `method ${req.method} not allowed; use POST`)
+    if (options.keys) {
+      const bearer = bearerKey(req.headers.authorization)
+      if ('problem' in bearer) throw new ReceiverError(401, RPC_UNAUTHENTICATED, bearer.problem)
+      const principal = options.keys.authenticate(bearer.key)
+      if (!principal) throw new ReceiverError(401, RPC_UNAUTHENTICATED, 'unknown API key')
+      if (!hasScope(principal, 'ingest:write')) throw new ReceiverError(403, RPC_PERMISSION_DENIED, 'this key lacks the ingest:write scope')
+    }
+    if (!encoding) {
+      throw new ReceiverError(415, RPC_INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}; use application/x-protobuf or application/json`)
+    }
+    if (closing) throw new ReceiverError(503, RPC_UNAVAILABLE, 'the receiver is shutting down', retryAfter)
+    const raw = await readBody(req, maxBodyBytes)
+    const body = await decompress(raw, req.headers['content-encoding'], maxBodyBytes)
+    if (body.length === 0) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, 'request body is empty; send an ExportTraceServiceRequest')
+    let request
+    try {
+      request = encoding === 'json' ? decodeJson(body) : decodeProtobuf(body)
+    } catch (error) {
+      if (error instanceof MalformedPayloadError) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, error.message)
+      throw error
+    }
+    const converted = toOtelTraceRows(request)
+    try {
+      await options.writer.write(converted.rows)
+    } catch (error) {
+      if (error instanceof QueueFullError) throw new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, `too many spans waiting to be stored (${error.message}); retry later`, retryAfter)
+      if (error instanceof StorageUnavailableError || error instanceof WriterClosedError) {
+        options.onError?.(error)
+        throw new ReceiverError(503, RPC_UNAVAILABLE, 'storage is unavailable; retry later', Math.max(retryAfter, 5))
+      }
+      throw error
+    }
+    const message = converted.rejectedSpans > 0 ? `rejected ${converted.rejectedSpans} span(s): ${converted.rejectionReasons.join('; ')}` : ''
+    const responseBody =
+      encoding === 'json'
+        ? JSON.stringify(converted.rejectedSpans > 0 ? { partialSuccess: { rejectedSpans: String(converted.rejectedSpans), errorMessage: message } } : {})
+        : encodeProtobufResponse(converted.rejectedSpans, message)
+    send(res, 200, encoding, responseBody)
+  }
+
+  const server = createServer((req, res) => {
+    const encoding = requestEncoding(req.headers['content-type']) ?? 'json'
+    if (active >= maxConcurrent) {
+      req.resume()
+      sendError(res, encoding, new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, 'too many concurrent requests; retry later', retryAfter))
+      return
+    }
+    active++
+    handle(req, res)
+      .catch((error: unknown) => {
+        if (error instanceof ReceiverError) {
+          // Drain what the client is still sending so the connection can be reused cleanly.
+          if (!req.complete) req.resume()
+          sendError(res, encoding, error)
+          return
+        }
+        options.onError?.(error)
+        sendError(res, encoding, new ReceiverError(500, RPC_UNAVAILABLE, 'internal error'))
+      })
+      .finally(() => {
+        active--
+      })
+  })
+  server.requestTimeout = 60_000
+  server.headersTimeout = 30_000
+
+  return {
+    server,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, host, () => {
+          server.off('error', reject)
+          resolve((server.address() as AddressInfo).port)
+        })
+      }),
+    close: async () => {
+      closing = true
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeIdleConnections()
+      })
+      await options.writer.close()
+    },
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * Turns a decoded export into `otel_traces` rows exactly as the contrib
+ * clickhouseexporter writes them (v0.165: attribute values through pdata's
+ * `AsString`, ids as lowercase hex, kind and status through pdata's
+ * `String()`), after applying the secrets rule. Spans that cannot be stored
+ * faithfully are rejected one by one and reported as partial success.
+ */
+import { redactAttribute } from '@nhi-meter/instrumentation/redaction'
+import type { Attribute, AttributeValue, Span, TraceExport } from './model.js'
+
+/** One row of otel_traces, keyed by column name as JSONEachRow expects. */
+export interface OtelTraceRow {
+  Timestamp: string
+  TraceId: string
+  SpanId: string
+  ParentSpanId: string
+  TraceState: string
+  SpanName: string
+  SpanKind: string
+  ServiceName: string
+  ResourceAttributes: Record<string, string>
+  ScopeName: string
+  ScopeVersion: string
+  SpanAttributes: Record<string, string>
+  Duration: string
+  StatusCode: string
+  StatusMessage: string
+  'Events.Timestamp': string[]
+  'Events.Name': string[]
+  'Events.Attributes': Record<string, string>[]
+  'Links.TraceId': string[]
+  'Links.SpanId': string[]
+  'Links.TraceState': string[]
+  'Links.Attributes': Record<string, string>[]
+}
+
+/** The rows to store and what was refused. */
+export interface ConvertedExport {
+  rows: OtelTraceRow[]
+  rejectedSpans: number
+  /** One message per distinct reason, for the partial-success error_message. */
+  rejectionReasons: string[]
+}
+
+const SPAN_KIND_NAMES = ['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer']
+const STATUS_CODE_NAMES = ['Unset', 'Ok', 'Error']
+/** DateTime64(9) ends in 2262-04-11; later instants cannot be stored. */
+const MAX_UNIX_NANO = 9_214_646_400_000_000_000n
+
+/** Formats nanoseconds since the epoch as a ClickHouse DateTime64(9) literal in UTC. */
+export function formatUnixNano(ns: bigint): string {
+  const seconds = ns / 1_000_000_000n
+  const fraction = (ns % 1_000_000_000n).toString().padStart(9, '0')
+  const iso = new Date(Number(seconds) * 1000).toISOString()
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${fraction}`
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  return bytes.every((b) => b === 0)
+}
+
+/** pdata's id-to-hex: an all-zero id is the empty string. */
+function idHex(bytes: Uint8Array): string {
+  return isZero(bytes) ? '' : hex(bytes)
+}
+
+/** Go's encoding/json string escaping (with its HTML-safe defaults), as pdata uses for maps and slices. */
+function goJsonString(s: string): string {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+/** Go's float formatting in encoding/json and pdata (ES6 number-to-string). */
+function goFloat(n: number): string {
+  return String(n)
+}
+
+function rawJson(value: AttributeValue): string {
+  switch (value.kind) {
+    case 'string':
+      return goJsonString(value.value)
+    case 'bool':
+      return String(value.value)
+    case 'int':
+      return value.value.toString()
+    case 'double':
+      return Number.isFinite(value.value) ? goFloat(value.value) : 'null'
+    case 'bytes':
+      return goJsonString(Buffer.from(value.value).toString('base64'))
+    case 'array':
+      return `[${value.value.map(rawJson).join(',')}]`
+    case 'kvlist': {
+      // Go marshals maps with sorted keys; the last duplicate key wins, as in pcommon.Map.
+      const entries = new Map<string, AttributeValue>()
+      for (const kv of value.value) entries.set(kv.key, kv.value)
+      const keys = [...entries.keys()].sort()
+      return `{${keys.map((k) => `${goJsonString(k)}:${rawJson(entries.get(k)!)}`).join(',')}}`
+    }
+    case 'empty':
+      return 'null'
+  }
+}
+
+/** pdata's `Value.AsString()`. */
+export function asString(value: AttributeValue): string {
+  switch (value.kind) {
+    case 'string':
+      return value.value
+    case 'bool':
+      return value.value ? 'true' : 'false'
+    case 'int':
+      return value.value.toString()
+    case 'double':
+      return goFloat(value.value)
+    case 'bytes':
+      return Buffer.from(value.value).toString('base64')
+    case 'array':
+    case 'kvlist':
+      return rawJson(value)
+    case 'empty':
+      return ''
+  }
+}
+
+/** Applies the secrets rule to a list of attributes and flattens it into a string map. */
+function redactedMap(attributes: Attribute[]): Record<string, string> {
+  const map: Record<string, string> = {}
+  for (const { key, value } of attributes) {
+    const stored = asString(value)
+    // Arrays and maps are checked in their stored (JSON) form, so a secret nested in them is caught too.
+    const kept = redactAttribute(key, stored)
+    if (kept !== undefined) map[key] = kept
+  }
+  return map
+}
+
+function rejectionReason(span: Span): string | undefined {
+  if (span.traceId.length !== 16 || isZero(span.traceId)) return 'trace_id must be 16 bytes and not all zero'
+  if (span.spanId.length !== 8 || isZero(span.spanId)) return 'span_id must be 8 bytes and not all zero'
+  if (span.parentSpanId.length !== 0 && span.parentSpanId.length !== 8) return 'parent_span_id must be empty or 8 bytes'
+  if (span.startTimeUnixNano === 0n) return 'start_time_unix_nano is required: a use event is billed at its start time'
+  if (span.startTimeUnixNano >= MAX_UNIX_NANO || span.endTimeUnixNano >= MAX_UNIX_NANO) return 'timestamps beyond 2262 cannot be stored'
+  if (span.endTimeUnixNano < span.startTimeUnixNano) return 'end_time_unix_nano is before start_time_unix_nano'
+  for (const link of span.links) {
+    if ((link.traceId.length !== 0 && link.traceId.length !== 16) || (link.spanId.length !== 0 && link.spanId.length !== 8)) {
+      return 'a link has a malformed trace_id or span_id'
+    }
+  }
+  for (const event of span.events) {
+    if (event.timeUnixNano >= MAX_UNIX_NANO) return 'an event timestamp is beyond 2262'
+  }
+  return undefined
+}
+
+/** Converts a decoded export to otel_traces rows, redacting secrets and rejecting spans that cannot be stored. */
+export function toOtelTraceRows(request: TraceExport): ConvertedExport {
+  const rows: OtelTraceRow[] = []
+  const reasons = new Set<string>()
+  let rejectedSpans = 0
+  for (const resourceSpans of request.resourceSpans) {
+    const serviceAttribute = resourceSpans.resourceAttributes.findLast((a) => a.key === 'service.name')
+    const resourceAttributes = redactedMap(resourceSpans.resourceAttributes)
+    // The service name comes from the redacted map so a secret-looking service.name never leaks through it.
+    const serviceName = serviceAttribute ? (resourceAttributes['service.name'] ?? '') : ''
+    for (const scope of resourceSpans.scopeSpans) {
+      for (const span of scope.spans) {
+        const reason = rejectionReason(span)
+        if (reason) {
+          rejectedSpans++
+          reasons.add(reason)
+          continue
+        }
+        rows.push({
+          Timestamp: formatUnixNano(span.startTimeUnixNano),
+          TraceId: hex(span.traceId),
+          SpanId: hex(span.spanId),
+          ParentSpanId: idHex(span.parentSpanId),
+          TraceState: span.traceState,
+          SpanName: span.name,
+          SpanKind: SPAN_KIND_NAMES[span.kind] ?? '',
+          ServiceName: serviceName,
+          ResourceAttributes: resourceAttributes,
+          ScopeName: scope.scopeName,
+          ScopeVersion: scope.scopeVersion,
+          SpanAttributes: redactedMap(span.attributes),
+          Duration: (span.endTimeUnixNano - span.startTimeUnixNano).toString(),
+          StatusCode: STATUS_CODE_NAMES[span.statusCode] ?? '',
+          StatusMessage: span.statusMessage,
+          'Events.Timestamp': span.events.map((e) => formatUnixNano(e.timeUnixNano)),
+          'Events.Name': span.events.map((e) => e.name),
+          'Events.Attributes': span.events.map((e) => redactedMap(e.attributes)),
+          'Links.TraceId': span.links.map((l) => idHex(l.traceId)),
+          'Links.SpanId': span.links.map((l) => idHex(l.spanId)),
+          'Links.TraceState': span.links.map((l) => l.traceState),
+          'Links.Attributes': span.links.map((l) => redactedMap(l.attributes)),
+        })
+      }
+    }
+  }
+  return { rows, rejectedSpans, rejectionReasons: [...reasons] }
+}
+
+/** Counts the spans in a decoded export. */
+export function countSpans(request: TraceExport): number {
+  let n = 0
+  for (const rs of request.resourceSpans) for (const ss of rs.scopeSpans) n += ss.spans.length
+  return n
+}

@@ -1,0 +1,116 @@
+/**
+ * Batches rows from concurrent export requests into few large inserts
+ * (ClickHouse prefers thousands of rows per insert to many small ones) and
+ * tells each request when its own rows are stored. Group commit: while one
+ * insert runs, arriving rows wait and go together in the next, so latency
+ * stays one insert long under light load and batches grow under heavy load.
+ * The queue is bounded; past the bound, callers are refused at once so the
+ * receiver can answer 429 instead of growing without limit.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import type { OtelTraceRow } from './rows.js'
+
+/** Tuning of the writer; all fields optional. */
+export interface SpanWriterOptions {
+  /** Most rows in one insert. */
+  maxBatchRows?: number
+  /** Most rows waiting (queued plus in flight) before writes are refused. */
+  maxQueuedRows?: number
+  /** Table the rows go to. */
+  table?: string
+}
+
+/** The queue is full: retry later (429). */
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError'
+}
+
+/** The storage refused or failed the insert: retry later (503). */
+export class StorageUnavailableError extends Error {
+  override readonly name = 'StorageUnavailableError'
+}
+
+/** The writer is shutting down and takes no new rows (503). */
+export class WriterClosedError extends Error {
+  override readonly name = 'WriterClosedError'
+}
+
+interface Pending {
+  rows: OtelTraceRow[]
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
+const DEFAULTS: Required<SpanWriterOptions> = { maxBatchRows: 20_000, maxQueuedRows: 200_000, table: 'otel_traces' }
+
+/** Writes otel_traces rows in batches; `write` resolves once the rows are stored. */
+export class SpanWriter {
+  private readonly options: Required<SpanWriterOptions>
+  private queue: Pending[] = []
+  private queuedRows = 0
+  private inFlight: Promise<void> | undefined
+  private closed = false
+
+  constructor(
+    private readonly client: ClickHouseClient,
+    options: SpanWriterOptions = {},
+  ) {
+    this.options = { ...DEFAULTS, ...options }
+  }
+
+  /** Rows waiting or being inserted now. */
+  get pendingRows(): number {
+    return this.queuedRows
+  }
+
+  /** Queues rows and resolves once they are stored; rejects with QueueFullError, StorageUnavailableError or WriterClosedError. */
+  write(rows: OtelTraceRow[]): Promise<void> {
+    if (this.closed) return Promise.reject(new WriterClosedError('the receiver is shutting down'))
+    if (rows.length === 0) return Promise.resolve()
+    if (this.queuedRows > 0 && this.queuedRows + rows.length > this.options.maxQueuedRows) {
+      return Promise.reject(new QueueFullError(`${this.queuedRows} spans are waiting to be stored`))
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ rows, resolve, reject })
+      this.queuedRows += rows.length
+      this.pump()
+    })
+  }
+
+  /** Stops taking rows and waits until everything queued is stored (or has failed). */
+  async close(): Promise<void> {
+    this.closed = true
+    while (this.inFlight || this.queue.length > 0) {
+      this.pump()
+      await this.inFlight
+    }
+  }
+
+  private pump(): void {
+    if (this.inFlight || this.queue.length === 0) return
+    const batch: Pending[] = []
+    let batchRows = 0
+    while (this.queue.length > 0 && (batch.length === 0 || batchRows + this.queue[0]!.rows.length <= this.options.maxBatchRows)) {
+      const next = this.queue.shift()!
+      batch.push(next)
+      batchRows += next.rows.length
+    }
+    this.inFlight = this.insert(batch, batchRows).finally(() => {
+      this.queuedRows -= batchRows
+      this.inFlight = undefined
+      this.pump()
+    })
+  }
+
+  private async insert(batch: Pending[], batchRows: number): Promise<void> {
+    const values = batch.length === 1 ? batch[0]!.rows : batch.flatMap((p) => p.rows)
+    try {
+      await this.client.insert({ table: this.options.table, values, format: 'JSONEachRow' })
+    } catch (error) {
+      const failure = new StorageUnavailableError(`storing ${batchRows} spans failed: ${(error as Error).message}`)
+      for (const p of batch) p.reject(failure)
+      return
+    }
+    for (const p of batch) p.resolve()
+  }
+}
