@@ -1,0 +1,74 @@
+/**
+ * The query API as a Hono app. `createApp(deps)` wires routes, auth, request
+ * ids and the error envelope; it does no I/O at import and opens nothing, so
+ * tests call `app.request(...)` on a real app with real storage.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { Hono } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import type { KeyStore } from './auth/keys.js'
+import { billingRoutes, type BillingDeps } from './billing/routes.js'
+import { ApiError, errorBody } from './http/errors.js'
+import { authenticate, requestId, type AppEnv } from './http/middleware.js'
+import { openApiDocument } from './openapi.js'
+
+/** Everything the app needs from the outside. */
+export interface AppDeps {
+  client: ClickHouseClient
+  /** Current API keys (a function so a reload can swap them). */
+  keys: () => KeyStore
+  pricing: BillingDeps['pricing']
+  /** Where unexpected errors are reported, with the request id. */
+  logError?: (requestId: string, error: unknown) => void
+  /** Largest request body the API accepts, in bytes. */
+  maxBodyBytes?: number
+}
+
+/** Builds the query API. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  const maxBodyBytes = deps.maxBodyBytes ?? 10 * 1024 * 1024
+  app.use('*', requestId())
+  app.use('*', async (c, next) => {
+    const declared = Number(c.req.header('content-length'))
+    if (Number.isFinite(declared) && declared > maxBodyBytes) throw new ApiError(413, 'payload_too_large', `request body over ${maxBodyBytes} bytes`)
+    await next()
+  })
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/readyz', async (c) => {
+    const ping = await deps.client.ping()
+    if (!ping.success) throw new ApiError(503, 'storage_unavailable', 'storage is not reachable', { 'Retry-After': '5' })
+    return c.json({ status: 'ready' })
+  })
+  app.get('/openapi.json', (c) => c.json(openApiDocument()))
+
+  app.use('/v1/*', authenticate(deps.keys))
+  app.route('/v1', billingRoutes({ client: deps.client, pricing: deps.pricing }))
+
+  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`, c.get('requestId')), 404))
+  app.onError((error, c) => {
+    const id = c.get('requestId') ?? 'unknown'
+    if (error instanceof ApiError) {
+      for (const [name, value] of Object.entries(error.headers)) c.header(name, value)
+      return c.json(errorBody(error.code, error.message, id), error.status)
+    }
+    if (error instanceof HTTPException) {
+      return c.json(errorBody('http_error', error.message || 'request refused', id), error.status)
+    }
+    if (isStorageError(error)) {
+      deps.logError?.(id, error)
+      c.header('Retry-After', '5')
+      return c.json(errorBody('storage_unavailable', 'storage is unavailable; retry later', id), 503)
+    }
+    deps.logError?.(id, error)
+    return c.json(errorBody('internal', 'internal error', id), 500)
+  })
+  return app
+}
+
+/** Network failures reaching a ClickHouse server (the embedded engine has none). */
+function isStorageError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || /socket hang up|Timeout error/i.test(String((error as Error)?.message))
+}

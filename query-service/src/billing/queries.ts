@@ -1,0 +1,170 @@
+/**
+ * Billable activity from the NHI activity ledger. Every value is a bound
+ * parameter; the only SQL assembled here comes from fixed vocabularies
+ * (group-by keys, granularities) and from the shape of the rate cards
+ * (how many cards and meters), never from a user's string.
+ *
+ * A span is billable when an identity was resolved for it and it matches a
+ * meter of the rate card in force at its start time (first match wins).
+ * Deduplication: the ledger is read with FINAL, so a span delivered several
+ * times counts once.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { z } from 'zod'
+import { toClickHouseTime, type TimeRange } from '../http/params.js'
+import { toCount } from '../storage/client.js'
+import type { Money } from '../money/decimal.js'
+
+/** The group-by keys of GET /v1/billable, as the API names them. */
+export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period'] as const
+/** One group-by key. */
+export type GroupByKey = (typeof GROUP_BY_KEYS)[number]
+/** Period sizes for `period`. */
+export const GRANULARITIES = ['hour', 'day', 'month'] as const
+/** One granularity. */
+export type Granularity = (typeof GRANULARITIES)[number]
+
+/** A meter ready for SQL: its name glob already translated to an anchored RE2 regex. */
+export interface CompiledMeter {
+  name: string
+  activityType: string
+  /** Anchored RE2 regex for activity names, or null for "any name". */
+  activityNameRegex: string | null
+  status: 'ok' | 'error' | 'any'
+  unitPrice: Money
+}
+
+/** A rate card ready for SQL. */
+export interface CompiledCard {
+  version: string
+  effectiveFrom: Date
+  currency: string
+  meters: CompiledMeter[]
+}
+
+/** Which rows a caller may see: null for all business units. */
+export type BusinessUnitScope = readonly string[] | null
+
+const COLUMN_OF: Record<Exclude<GroupByKey, 'meter' | 'period'>, string> = {
+  'nhi.id': 'nhi_id',
+  business_unit: 'business_unit',
+  'activity.type': 'activity_type',
+  'activity.name': 'activity_name',
+  service: 'service',
+}
+const PERIOD_OF: Record<Granularity, string> = {
+  hour: 'toStartOfHour(event_time)',
+  day: 'toStartOfDay(event_time)',
+  month: 'toStartOfMonth(event_time)',
+}
+
+/**
+ * SQL expressions that pick, for each ledger row, the index of the card in
+ * force and of the first meter it matches (-1 when none), with their params.
+ */
+export function meterMatchSql(cards: CompiledCard[]): { cardIndex: string; meterIndex: string; params: Record<string, unknown> } {
+  const params: Record<string, unknown> = {}
+  if (cards.length === 0) return { cardIndex: '-1', meterIndex: '-1', params }
+  const cardBranches: string[] = []
+  // Latest card first: the card in force is the latest one that started at or before the event.
+  for (let i = cards.length - 1; i >= 0; i--) {
+    params[`card_from_${i}`] = toClickHouseTime(cards[i]!.effectiveFrom)
+    cardBranches.push(`event_time >= {card_from_${i}:DateTime64(9)}, ${i}`)
+  }
+  const meterBranches: string[] = []
+  cards.forEach((card, i) => {
+    card.meters.forEach((meter, j) => {
+      const conditions = [`card_idx = ${i}`, `activity_type = {m_type_${i}_${j}:String}`]
+      params[`m_type_${i}_${j}`] = meter.activityType
+      if (meter.activityNameRegex !== null) {
+        conditions.push(`match(activity_name, {m_name_${i}_${j}:String})`)
+        params[`m_name_${i}_${j}`] = meter.activityNameRegex
+      }
+      if (meter.status !== 'any') conditions.push(meter.status === 'ok' ? "status = 'ok'" : "status = 'error'")
+      meterBranches.push(`${conditions.join(' AND ')}, ${j}`)
+    })
+  })
+  return {
+    cardIndex: `multiIf(${cardBranches.join(', ')}, -1)`,
+    meterIndex: meterBranches.length > 0 ? `multiIf(${meterBranches.join(', ')}, -1)` : '-1',
+    params,
+  }
+}
+
+/** One aggregated ledger row: the requested keys plus the card and meter that priced it. */
+export interface BillableAggregate {
+  keys: Record<string, string>
+  cardIndex: number
+  meterIndex: number
+  quantity: number
+}
+
+const aggregateRow = z.object({ card_idx: z.coerce.number().int(), meter_idx: z.coerce.number().int(), quantity: z.union([z.string(), z.number()]) }).passthrough()
+
+/** Counts billable events in the range, grouped by the requested keys and by the meter that matched. */
+export async function billableAggregates(
+  client: ClickHouseClient,
+  options: { range: TimeRange; groupBy: GroupByKey[]; granularity: Granularity; cards: CompiledCard[]; businessUnits: BusinessUnitScope },
+): Promise<BillableAggregate[]> {
+  const match = meterMatchSql(options.cards)
+  const keyColumns = options.groupBy
+    .filter((k) => k !== 'meter')
+    .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
+  const select = keyColumns.map((c) => `${c.expr} AS ${c.alias}`)
+  const query = `
+    SELECT ${[...select, `${match.cardIndex} AS card_idx`, `${match.meterIndex} AS meter_idx`, 'count() AS quantity'].join(',\n      ')}
+    FROM nhi_activity FINAL
+    WHERE event_time >= {from:DateTime64(9)} AND event_time < {to:DateTime64(9)}
+      AND nhi_id != ''
+      ${options.businessUnits ? 'AND business_unit IN {business_units:Array(String)}' : ''}
+    GROUP BY ${[...keyColumns.map((c) => c.alias), 'card_idx', 'meter_idx'].join(', ')}
+    HAVING meter_idx >= 0`
+  const result = await client.query({
+    query,
+    format: 'JSONEachRow',
+    query_params: {
+      ...match.params,
+      from: toClickHouseTime(options.range.from),
+      to: toClickHouseTime(options.range.to),
+      ...(options.businessUnits ? { business_units: options.businessUnits } : {}),
+    },
+  })
+  const rows = await result.json<Record<string, unknown>>()
+  return rows.map((raw) => {
+    const row = aggregateRow.parse(raw)
+    const keys: Record<string, string> = {}
+    for (const c of keyColumns) {
+      const value = String(raw[c.alias] ?? '')
+      keys[c.key] = c.key === 'period' ? new Date(value).toISOString().replace('.000Z', 'Z') : value
+    }
+    return { keys, cardIndex: row.card_idx, meterIndex: row.meter_idx, quantity: toCount(row.quantity) }
+  })
+}
+
+/** How much of the activity in a range could be tied to an identity. */
+export interface CompletenessCounts {
+  spans: number
+  identifiedSpans: number
+}
+
+const completenessRow = z.object({ spans: z.union([z.string(), z.number()]), identified: z.union([z.string(), z.number()]) })
+
+/** Counts activity spans and those with a resolved identity in the range (deduplicated). */
+export async function completenessCounts(client: ClickHouseClient, range: TimeRange, businessUnits: BusinessUnitScope): Promise<CompletenessCounts> {
+  const result = await client.query({
+    query: `
+      SELECT count() AS spans, countIf(nhi_id != '') AS identified
+      FROM nhi_activity FINAL
+      WHERE event_time >= {from:DateTime64(9)} AND event_time < {to:DateTime64(9)}
+        ${businessUnits ? 'AND business_unit IN {business_units:Array(String)}' : ''}`,
+    format: 'JSONEachRow',
+    query_params: {
+      from: toClickHouseTime(range.from),
+      to: toClickHouseTime(range.to),
+      ...(businessUnits ? { business_units: businessUnits } : {}),
+    },
+  })
+  const [row] = await result.json<Record<string, unknown>>()
+  const parsed = completenessRow.parse(row)
+  return { spans: toCount(parsed.spans), identifiedSpans: toCount(parsed.identified) }
+}

@@ -1,0 +1,81 @@
+/**
+ * Runtime configuration from the environment (SPEC section 3), parsed once
+ * and validated; a bad value stops start-up with a message naming the
+ * variable and the problem.
+ */
+import { z } from 'zod'
+
+const port = (name: string) =>
+  z
+    .string()
+    .regex(/^\d{1,5}$/, `${name} must be a port number (0-65535)`)
+    .transform(Number)
+    .refine((n) => n <= 65535, `${name} must be a port number (0-65535)`)
+
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/
+
+const envSchema = z
+  .object({
+    NHI_METER_PORT: port('NHI_METER_PORT').default(8080),
+    NHI_METER_OTLP_PORT: z.union([z.literal('off'), port('NHI_METER_OTLP_PORT')]).default(4318),
+    NHI_METER_HOST: z.string().min(1).max(255).default('127.0.0.1'),
+    NHI_METER_DATA_DIR: z.string().min(1).default('./data'),
+    CLICKHOUSE_URL: z.url({ protocol: /^https?$/, error: 'CLICKHOUSE_URL must be an http:// or https:// URL' }).optional(),
+    CLICKHOUSE_USER: z.string().optional(),
+    CLICKHOUSE_PASSWORD: z.string().optional(),
+    CLICKHOUSE_DATABASE: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'CLICKHOUSE_DATABASE must be a plain identifier')
+      .optional(),
+    NHI_METER_CLICKHOUSE_CLUSTER: z
+      .string()
+      .regex(/^[A-Za-z0-9_]{1,64}$/, 'NHI_METER_CLICKHOUSE_CLUSTER must be a plain cluster name')
+      .optional(),
+    NHI_METER_POLICY: z.string().min(1).optional(),
+    NHI_METER_API_KEYS_FILE: z.string().min(1).optional(),
+    NHI_METER_OTLP_AUTH: z.enum(['key', 'none'], { error: 'NHI_METER_OTLP_AUTH must be key or none' }).default('key'),
+    NHI_METER_OTLP_MAX_BODY_BYTES: z
+      .string()
+      .regex(/^\d{1,12}$/, 'NHI_METER_OTLP_MAX_BODY_BYTES must be a byte count')
+      .transform(Number)
+      .refine((n) => n >= 1024, 'NHI_METER_OTLP_MAX_BODY_BYTES must be at least 1024')
+      .default(20 * 1024 * 1024),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NHI_METER_OTLP_AUTH === 'none' && env.NHI_METER_OTLP_PORT !== 'off' && !LOOPBACK.test(env.NHI_METER_HOST)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NHI_METER_OTLP_AUTH'],
+        message: `NHI_METER_OTLP_AUTH=none is accepted only while the receiver listens on loopback, but NHI_METER_HOST is ${env.NHI_METER_HOST}`,
+      })
+    }
+  })
+
+/** Validated configuration. */
+export type Config = z.infer<typeof envSchema>
+
+/** Thrown for invalid configuration; the message names the variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+}
+
+/** Parses the environment; empty strings count as unset. */
+export function parseConfig(env: NodeJS.ProcessEnv): Config {
+  const relevant = Object.fromEntries(
+    Object.keys(envSchema.innerType().shape)
+      .map((key) => [key, env[key]])
+      .filter(([, value]) => value !== undefined && value !== ''),
+  )
+  const result = envSchema.safeParse(relevant)
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues
+        .map((issue) => {
+          const key = String(issue.path[0] ?? '')
+          return issue.message.includes(key) ? issue.message : `${key}: ${issue.message}`
+        })
+        .join('; '),
+    )
+  }
+  return result.data
+}

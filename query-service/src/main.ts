@@ -1,0 +1,63 @@
+/**
+ * Entry point of `npm start`: reads the environment once, starts the
+ * single-node product and shuts it down cleanly on SIGINT/SIGTERM.
+ */
+import { ConfigError, parseConfig } from './config.js'
+import { loadPricing } from './billing/pricing.js'
+import { startService } from './service.js'
+
+const log = {
+  info: (message: string) => console.log(`nhi-meter: ${message}`),
+  error: (message: string, error?: unknown) => console.error(`nhi-meter: ${message}`, error instanceof Error ? error.message : (error ?? '')),
+}
+
+async function main(): Promise<void> {
+  const config = parseConfig(process.env)
+  const pricing = loadPricing(config.NHI_METER_POLICY)
+  const started = Date.now()
+  const service = await startService(config, () => pricing, log)
+  const host = config.NHI_METER_HOST.includes(':') ? `[${config.NHI_METER_HOST}]` : config.NHI_METER_HOST
+  log.info(`query API on http://${host}:${service.apiPort} (storage: ${config.CLICKHOUSE_URL ? config.CLICKHOUSE_URL : `embedded ClickHouse in ${config.NHI_METER_DATA_DIR}`})`)
+  if (service.otlpPort !== undefined) {
+    log.info(`OTLP/HTTP receiver on http://${host}:${service.otlpPort}/v1/traces${config.NHI_METER_OTLP_AUTH === 'none' ? ' (no auth: loopback only)' : ' (needs a key with ingest:write)'}`)
+  }
+  if (service.generatedKey) {
+    console.log(
+      [
+        '',
+        'nhi-meter: no NHI_METER_API_KEYS_FILE, so an admin API key was created. It is shown this once and only its SHA-256 is kept:',
+        '',
+        `    ${service.generatedKey}`,
+        '',
+        '  Use it as:  Authorization: Bearer <key>   (for exporters: OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer <key>")',
+        '',
+      ].join('\n'),
+    )
+  }
+  log.info(`ready in ${Date.now() - started} ms`)
+
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info(`${signal}: draining and shutting down`)
+    service.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error('shutdown failed', error)
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    console.error(`nhi-meter: invalid configuration: ${error.message}`)
+  } else {
+    console.error(`nhi-meter: failed to start: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  process.exit(1)
+})

@@ -1,0 +1,95 @@
+/**
+ * Starts the single-node product in this process: storage (embedded or
+ * server), migrations, API keys, the query API and the OTLP receiver; and
+ * stops it cleanly, draining spans already accepted.
+ */
+import { serve, type ServerType } from '@hono/node-server'
+import type { AddressInfo } from 'node:net'
+import { KeyStore, loadGeneratedKeys } from './auth/keys.js'
+import { createApp } from './app.js'
+import type { BillingDeps } from './billing/routes.js'
+import type { Config } from './config.js'
+import { createReceiver, type Receiver } from './otlp/receiver.js'
+import { SpanWriter } from './otlp/span-writer.js'
+import { openStorage } from './storage/client.js'
+import { migrate } from './storage/migrations.js'
+
+/** A running service. */
+export interface RunningService {
+  apiPort: number
+  /** Undefined when the receiver is off. */
+  otlpPort: number | undefined
+  /** The admin key generated on this start (first start without a keys file), shown once. */
+  generatedKey: string | undefined
+  /** Stops accepting, drains accepted spans, closes storage. */
+  close(): Promise<void>
+}
+
+/** Logging hooks; the entry point prints, tests stay quiet. */
+export interface ServiceLog {
+  info(message: string): void
+  error(message: string, error?: unknown): void
+}
+
+/** Starts everything the configuration asks for. */
+export async function startService(config: Config, pricing: BillingDeps['pricing'], log: ServiceLog): Promise<RunningService> {
+  const client = await openStorage(
+    config.CLICKHOUSE_URL
+      ? { kind: 'server', url: config.CLICKHOUSE_URL, username: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, database: config.CLICKHOUSE_DATABASE }
+      : { kind: 'embedded', dataDir: config.NHI_METER_DATA_DIR },
+  )
+  try {
+    const applied = await migrate(client, config.NHI_METER_CLICKHOUSE_CLUSTER ? { cluster: { cluster: config.NHI_METER_CLICKHOUSE_CLUSTER } } : {})
+    if (applied.length > 0) log.info(`schema: applied migrations ${applied.join(', ')}`)
+
+    let keys: KeyStore
+    let generatedKey: string | undefined
+    if (config.NHI_METER_API_KEYS_FILE) {
+      keys = KeyStore.fromFile(config.NHI_METER_API_KEYS_FILE)
+    } else {
+      const generated = await loadGeneratedKeys(client)
+      keys = generated.store
+      generatedKey = generated.newKey
+    }
+
+    const app = createApp({
+      client,
+      keys: () => keys,
+      pricing,
+      logError: (requestId, error) => log.error(`request ${requestId} failed`, error),
+    })
+    const api: ServerType = await new Promise((resolve, reject) => {
+      const server = serve({ fetch: app.fetch, port: config.NHI_METER_PORT, hostname: config.NHI_METER_HOST }, () => resolve(server))
+      server.once('error', reject)
+    })
+    const apiPort = (api.address() as AddressInfo).port
+
+    let receiver: Receiver | undefined
+    let otlpPort: number | undefined
+    const writer = new SpanWriter(client)
+    if (config.NHI_METER_OTLP_PORT !== 'off') {
+      receiver = createReceiver({
+        writer,
+        keys: config.NHI_METER_OTLP_AUTH === 'none' ? undefined : keys,
+        maxBodyBytes: config.NHI_METER_OTLP_MAX_BODY_BYTES,
+        onError: (error) => log.error('receiver error', error),
+      })
+      otlpPort = await receiver.listen(config.NHI_METER_OTLP_PORT, config.NHI_METER_HOST)
+    }
+
+    return {
+      apiPort,
+      otlpPort,
+      generatedKey,
+      close: async () => {
+        await receiver?.close()
+        await writer.close()
+        await new Promise<void>((resolve) => api.close(() => resolve()))
+        await client.close()
+      },
+    }
+  } catch (error) {
+    await client.close().catch(() => undefined)
+    throw error
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Runs the product the way a user does (`npm start`'s command) as a child
+ * process, for end-to-end tests: a fresh data directory, free ports, the
+ * generated admin key read from its first-start banner.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** Repository root. */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+/** A running service under test. */
+export interface ServiceUnderTest {
+  apiUrl: string
+  /** Full URL of the traces endpoint. */
+  otlpUrl: string
+  dataDir: string
+  /** The generated admin key (undefined when a keys file was given or the data dir already had one). */
+  adminKey: string | undefined
+  /** Everything the process printed so far. */
+  output(): string
+  /** Graceful stop (SIGTERM), resolves with the exit code. */
+  stop(): Promise<number | null>
+  /** SIGKILL, no chance to flush anything. */
+  kill(): Promise<void>
+  process: ChildProcess
+}
+
+/** Finds a free TCP port on loopback. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Makes a fresh temporary data directory. */
+export function tempDataDir(prefix = 'nhi-meter-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** Starts `query-service/src/main.ts` with the given environment; resolves once it says it is ready. */
+export async function startService(options: { env?: Record<string, string>; dataDir?: string; timeoutMs?: number } = {}): Promise<ServiceUnderTest> {
+  const dataDir = options.dataDir ?? tempDataDir()
+  const [apiPort, otlpPort] = [await freePort(), await freePort()]
+  const env = {
+    ...process.env,
+    NHI_METER_PORT: String(apiPort),
+    NHI_METER_OTLP_PORT: String(otlpPort),
+    NHI_METER_DATA_DIR: dataDir,
+    NHI_METER_HOST: '127.0.0.1',
+    ...options.env,
+  }
+  const child = spawn(process.execPath, ['--conditions=nhi-meter-source', '--import', 'tsx', 'query-service/src/main.ts'], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`service did not become ready:\n${output}`)), options.timeoutMs ?? 30_000)
+    const check = () => {
+      if (/nhi-meter: ready in/.test(output)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    }
+    child.stdout!.on('data', check)
+    exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`service exited with ${code} before it was ready:\n${output}`))
+    })
+  })
+  const adminKey = /^\s+(nhim_[A-Za-z0-9_-]+)\s*$/m.exec(output)?.[1]
+  return {
+    apiUrl: `http://127.0.0.1:${env.NHI_METER_PORT}`,
+    otlpUrl: `http://127.0.0.1:${env.NHI_METER_OTLP_PORT}/v1/traces`,
+    dataDir,
+    adminKey,
+    output: () => output,
+    process: child,
+    stop: async () => {
+      if (child.exitCode !== null) return child.exitCode
+      child.kill('SIGTERM')
+      return exited
+    },
+    kill: async () => {
+      if (child.exitCode !== null) return
+      child.kill('SIGKILL')
+      await exited
+    },
+  }
+}
