@@ -1,0 +1,67 @@
+export * from './semconv.js'
+export { REDACTED_VALUE, SECRET_KEY_PATTERNS, SECRET_VALUE_PATTERNS, isSecretKey, looksLikeSecret, redactAttribute } from './redaction.js'
+export {
+  FINGERPRINT_KEY_ENV,
+  FINGERPRINT_PREFIX,
+  fingerprintCredential,
+  isFingerprint,
+} from './fingerprint.js'
+export {
+  IDENTITY_ENV,
+  getIdentity,
+  setIdentity,
+  withIdentity,
+  type IdentitySource,
+  type NhiIdentity,
+} from './identity.js'
+export {
+  API_KEY_HEADER_ENV,
+  API_KEY_IDENTITIES_FILE_ENV,
+  apiKeyResolver,
+  decodeJwtClaims,
+  defaultResolvers,
+  headerValue,
+  identityFromJwtClaims,
+  oauthClientResolver,
+  readApiKeyIdentitiesFile,
+  resolveRequestIdentity,
+  withRequestIdentity,
+  type ApiKeyResolverOptions,
+  type HeadersLike,
+  type InboundRequest,
+  type JwtClaimsOptions,
+  type MappedIdentity,
+  type NhiIdentityResolver,
+  type OAuthClientResolverOptions,
+  type RequestIdentityOptions,
+} from './resolvers.js'
+export { NhiIdentitySpanProcessor, type NhiIdentitySpanProcessorOptions, type SpanStartHook } from './identity-span-processor.js'
+export { RedactingSpanExporter, SpanRedactor, type RedactionOptions } from './redacting-span-exporter.js'
+export {
+  TRACER_NAME,
+  activity,
+  apiCall,
+  secretRotation,
+  tokenExchange,
+  toolCall,
+  workflowRun,
+  type ActivityFn,
+  type ActivityOptions,
+} from './activities.js'
+export { nhiHttpRequestHook } from './http-request-hook.js'
+export {
+  AUTO_INSTRUMENTATIONS_PACKAGE,
+  loadAutoInstrumentations,
+  reportAutoInstrumentations,
+  type AutoInstrumentationsResult,
+  type LoadAutoInstrumentationsOptions,
+} from './auto-instrumentations.js'
+export {
+  nhiSpanProcessors,
+  startNhiMeter,
+  traceExportersFromEnv,
+  type NhiMeter,
+  type NhiMeterOptions,
+  type NhiSpanProcessorsOptions,
+} from './sdk.js'
+export { VERSION } from './version.js'
