@@ -1,0 +1,142 @@
+import type { ClickHouseClient } from '@clickhouse/client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApp } from './app.js'
+import { freshStorage, insertSpans, spanRow, TEST_CARDS, testKeys } from './test-support.js'
+
+let client: ClickHouseClient
+let app: ReturnType<typeof createApp>
+const { store, key } = testKeys([
+  { name: 'admin', scopes: ['admin'] },
+  { name: 'finance', scopes: ['billing:read'], business_units: ['finance'] },
+  { name: 'ingest', scopes: ['ingest:write'] },
+])
+
+function get(path: string, keyName: string | null = 'admin', headers: Record<string, string> = {}): Promise<Response> {
+  return Promise.resolve(app.request(path, { headers: { ...(keyName ? { Authorization: `Bearer ${key(keyName)}` } : {}), ...headers } }))
+}
+
+const tool = (id: string, bu: string, start: string, extra: Record<string, string> = {}) =>
+  spanRow({ start, attributes: { 'nhi.id': id, 'nhi.business_unit': bu, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'search', ...extra } })
+
+beforeAll(async () => {
+  client = await freshStorage()
+  app = createApp({ client, keys: () => store, pricing: () => ({ cards: TEST_CARDS, currency: 'USD', completenessThreshold: 0.99 }) })
+  const duplicate = tool('agent-a', 'finance', '2026-11-02T10:00:00Z')
+  await insertSpans(client, [
+    duplicate,
+    duplicate,
+    tool('agent-a', 'finance', '2026-11-02T11:00:00Z'),
+    tool('agent-a', 'finance', '2026-11-03T11:00:00Z'),
+    tool('agent-b', 'sales', '2026-11-02T12:00:00Z'),
+    spanRow({ start: '2026-11-02T12:30:00Z', attributes: { 'nhi.id': 'svc-etl', 'nhi.business_unit': 'finance', 'gen_ai.operation.name': 'invoke_workflow' } }),
+    spanRow({ start: '2026-11-02T12:31:00Z', attributes: { 'nhi.id': 'svc-etl', 'nhi.business_unit': 'finance', 'gen_ai.operation.name': 'invoke_workflow' }, status: 'Error' }),
+    spanRow({ start: '2026-11-02T13:00:00Z', kind: 'Server', service: 'legacy' }),
+    tool('agent-a', 'finance', '2026-12-01T00:00:00Z'),
+  ])
+  await insertSpans(client, [duplicate])
+})
+
+afterAll(async () => {
+  await client?.close()
+})
+
+const NOVEMBER = 'from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z'
+
+describe('GET /v1/billable', () => {
+  it('counts each billable span once, priced by its meter, with a total', async () => {
+    const response = await get(`/v1/billable?${NOVEMBER}`)
+    expect(response.status).toBe(200)
+    expect(await response.json()).toEqual({
+      from: '2026-11-01T00:00:00.000Z',
+      to: '2026-12-01T00:00:00.000Z',
+      currency: 'USD',
+      rate_card_versions: ['2026-11'],
+      completeness: { spans: 7, identified_spans: 6, identified_ratio: 0.857142, status: 'incomplete', threshold: 0.99 },
+      rows: [
+        { 'nhi.id': 'agent-a', meter: 'tool_calls', quantity: 3, amount: '0.006' },
+        { 'nhi.id': 'agent-b', meter: 'tool_calls', quantity: 1, amount: '0.002' },
+        { 'nhi.id': 'svc-etl', meter: 'workflows', quantity: 1, amount: '0.05' },
+      ],
+      total: { quantity: 5, amount: '0.058' },
+    })
+  })
+
+  it('groups by period, business unit and activity as asked', async () => {
+    const response = await get(`/v1/billable?${NOVEMBER}&group_by=business_unit,period,activity.type&granularity=day`)
+    const body = (await response.json()) as { rows: unknown[] }
+    expect(body.rows).toEqual([
+      { business_unit: 'finance', period: '2026-11-02T00:00:00Z', 'activity.type': 'tool_invocation', quantity: 2, amount: '0.004' },
+      { business_unit: 'finance', period: '2026-11-02T00:00:00Z', 'activity.type': 'workflow_execution', quantity: 1, amount: '0.05' },
+      { business_unit: 'finance', period: '2026-11-03T00:00:00Z', 'activity.type': 'tool_invocation', quantity: 1, amount: '0.002' },
+      { business_unit: 'sales', period: '2026-11-02T00:00:00Z', 'activity.type': 'tool_invocation', quantity: 1, amount: '0.002' },
+    ])
+  })
+
+  it('shows a business-unit key only its unit, totals included', async () => {
+    const body = (await (await get(`/v1/billable?${NOVEMBER}`, 'finance')).json()) as { rows: Array<Record<string, unknown>>; total: unknown }
+    expect(body.rows.map((r) => r['nhi.id'])).toEqual(['agent-a', 'svc-etl'])
+    expect(body.total).toEqual({ quantity: 4, amount: '0.056' })
+  })
+
+  it('returns the same rows as CSV, stating completeness on every row', async () => {
+    const response = await get(`/v1/billable?${NOVEMBER}&format=csv`)
+    expect(response.headers.get('content-type')).toMatch(/text\/csv/)
+    expect(response.headers.get('x-nhi-meter-completeness')).toBe('incomplete')
+    expect(await response.text()).toBe(
+      ['nhi.id,meter,quantity,amount,currency,completeness', 'agent-a,tool_calls,3,0.006,USD,incomplete', 'agent-b,tool_calls,1,0.002,USD,incomplete', 'svc-etl,workflows,1,0.05,USD,incomplete', ''].join('\n'),
+    )
+    const viaAccept = await get(`/v1/billable?${NOVEMBER}`, 'admin', { Accept: 'text/csv' })
+    expect(viaAccept.headers.get('content-type')).toMatch(/text\/csv/)
+  })
+
+  it.each([
+    ['from=yesterday', 'from'],
+    ['from=2026-11-31T00:00:00Z', 'from'],
+    ['from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z', 'from'],
+    ['group_by=nhi.id,colour', 'group_by'],
+    ['group_by=nhi.id,nhi.id', 'group_by'],
+    ['granularity=week&group_by=period', 'granularity'],
+    ['granularity=day', 'granularity'],
+    ['format=xml', 'format'],
+    ["grup_by=nhi.id", 'grup_by'],
+    ["group_by=nhi.id'); DROP TABLE otel_traces; --", 'group_by'],
+    ['from={from:String}', 'from'],
+  ])('answers 400 naming the parameter for %s', async (query, parameter) => {
+    const response = await get(`/v1/billable?${query}`)
+    expect(response.status).toBe(400)
+    const body = (await response.json()) as { error: { code: string; message: string; request_id: string } }
+    expect(body.error.code).toBe('invalid_parameter')
+    expect(body.error.message.startsWith(`${parameter}:`)).toBe(true)
+    expect(body.error.request_id).toBe(response.headers.get('x-request-id'))
+  })
+})
+
+describe('access', () => {
+  it.each([
+    ['no key', null, {}, 401],
+    ['a malformed header', null, { Authorization: 'Token abc' }, 401],
+    ['an unknown key', null, { Authorization: 'Bearer nhim_not_a_key' }, 401],
+    ['a key without billing:read', 'ingest', {}, 403],
+  ] as const)('refuses %s with the error envelope', async (_name, keyName, headers, status) => {
+    const response = await get(`/v1/billable?${NOVEMBER}`, keyName, headers)
+    expect(response.status).toBe(status)
+    const body = (await response.json()) as { error: { code: string; message: string } }
+    expect(body.error.code).toBe(status === 401 ? 'unauthenticated' : 'forbidden')
+  })
+
+  it('serves health, readiness and the OpenAPI document without a key', async () => {
+    expect((await get('/healthz', null)).status).toBe(200)
+    expect(await (await get('/readyz', null)).json()).toEqual({ status: 'ready' })
+    const doc = (await (await get('/openapi.json', null)).json()) as { openapi: string; paths: Record<string, unknown> }
+    expect(doc.openapi).toBe('3.1.0')
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/healthz', '/readyz', '/v1/billable']))
+  })
+
+  it('answers unknown routes with the envelope and echoes a safe client request id', async () => {
+    const response = await get('/v1/nothing-here', 'admin', { 'X-Request-Id': 'abc-123' })
+    expect(response.status).toBe(404)
+    expect(((await response.json()) as { error: { request_id: string } }).error.request_id).toBe('abc-123')
+    const hostile = await get('/healthz', null, { 'X-Request-Id': '<script>alert(1)</script>' })
+    expect(hostile.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+  })
+})

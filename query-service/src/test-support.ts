@@ -1,0 +1,88 @@
+/**
+ * Fixtures shared by query-service tests: an embedded ClickHouse in a temp
+ * directory with the schema applied, keys of each kind, and a way to load
+ * spans straight into otel_traces (the ledger view derives the rest).
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { KeyStore, sha256, type Scope } from './auth/keys.js'
+import type { CompiledCard } from './billing/queries.js'
+import { parseMoney } from './money/decimal.js'
+import { formatUnixNano, type OtelTraceRow } from './otlp/rows.js'
+import { openStorage } from './storage/client.js'
+import { migrate } from './storage/migrations.js'
+
+/** Opens a fresh embedded ClickHouse with the schema applied. */
+export async function freshStorage(): Promise<ClickHouseClient> {
+  const client = await openStorage({ kind: 'embedded', dataDir: mkdtempSync(join(tmpdir(), 'nhi-meter-unit-')) })
+  await migrate(client)
+  return client
+}
+
+/** Test keys: the key text is its name prefixed with `nhim_test_`. */
+export function testKeys(entries: Array<{ name: string; scopes: Scope[]; business_units?: string[] }>): { store: KeyStore; key: (name: string) => string } {
+  const key = (name: string) => `nhim_test_${name}_0123456789abcdef`
+  return { store: KeyStore.fromEntries(entries.map((e) => ({ ...e, sha256: sha256(key(e.name)).toString('hex') }))), key }
+}
+
+/** A rate card priced in USD: tool calls 0.002, workflows 0.05 (ok only), API calls 0.0001. */
+export const TEST_CARDS: CompiledCard[] = [
+  {
+    version: '2026-11',
+    effectiveFrom: new Date('2026-11-01T00:00:00Z'),
+    currency: 'USD',
+    meters: [
+      { name: 'tool_calls', activityType: 'tool_invocation', activityNameRegex: null, status: 'ok', unitPrice: parseMoney('0.002') },
+      { name: 'workflows', activityType: 'workflow_execution', activityNameRegex: null, status: 'ok', unitPrice: parseMoney('0.05') },
+      { name: 'api_calls', activityType: 'api_call', activityNameRegex: null, status: 'any', unitPrice: parseMoney('0.0001') },
+    ],
+  },
+]
+
+let spanCounter = 0
+
+/** A span row with sensible defaults; attributes go on the span unless `resource` is given. */
+export function spanRow(options: {
+  start: string
+  attributes?: Record<string, string>
+  resource?: Record<string, string>
+  service?: string
+  kind?: string
+  status?: 'Unset' | 'Ok' | 'Error'
+  traceId?: string
+  spanId?: string
+}): OtelTraceRow {
+  spanCounter++
+  const startNs = BigInt(new Date(options.start).getTime()) * 1_000_000n
+  return {
+    Timestamp: formatUnixNano(startNs),
+    TraceId: options.traceId ?? spanCounter.toString(16).padStart(32, 'a'),
+    SpanId: options.spanId ?? spanCounter.toString(16).padStart(16, 'b'),
+    ParentSpanId: '',
+    TraceState: '',
+    SpanName: 'op',
+    SpanKind: options.kind ?? 'Internal',
+    ServiceName: options.service ?? 'svc',
+    ResourceAttributes: { 'service.name': options.service ?? 'svc', ...options.resource },
+    ScopeName: 'test',
+    ScopeVersion: '',
+    SpanAttributes: options.attributes ?? {},
+    Duration: '1000',
+    StatusCode: options.status ?? 'Unset',
+    StatusMessage: '',
+    'Events.Timestamp': [],
+    'Events.Name': [],
+    'Events.Attributes': [],
+    'Links.TraceId': [],
+    'Links.SpanId': [],
+    'Links.TraceState': [],
+    'Links.Attributes': [],
+  }
+}
+
+/** Inserts span rows into otel_traces. */
+export async function insertSpans(client: ClickHouseClient, rows: OtelTraceRow[]): Promise<void> {
+  await client.insert({ table: 'otel_traces', values: rows, format: 'JSONEachRow' })
+}
