@@ -36,6 +36,10 @@ export const SECRET_VALUE_PATTERNS: readonly string[] = [
   'nhim_[A-Za-z0-9_-]{20,}',
   // Credentials in URL query strings.
   '(?i)[?&](access_token|refresh_token|id_token|api_key|apikey|token|password|secret|client_secret)=[^&#\\s]+',
+  // Credentials in URL userinfo (`scheme://user:password@host`), e.g. database connection strings.
+  '[A-Za-z][A-Za-z0-9+.-]*://[^/\\s:@]*:[^/\\s@]+@',
+  // PEM-encoded private keys.
+  '-----BEGIN [A-Z ]*PRIVATE KEY-----',
 ]
 
 /** What a secret-looking value is replaced with. */
