@@ -66,7 +66,13 @@ export interface AutoInstrumentationsResult {
  * reports the status once its `diag` logger is set (see {@link reportAutoInstrumentations}).
  */
 export async function loadAutoInstrumentations(options: LoadAutoInstrumentationsOptions = {}): Promise<AutoInstrumentationsResult> {
-  const importModule = options.importModule ?? ((specifier: string) => import(specifier))
+  const importModule =
+    options.importModule ??
+    (async (specifier: string) => {
+      // Resolving first gives a plain MODULE_NOT_FOUND for an absent package, whatever loader (tsx, a test runner) wraps import().
+      createRequire(import.meta.url).resolve(specifier)
+      return import(specifier)
+    })
   let loaded: AutoInstrumentationsModule
   try {
     loaded = (await importModule(AUTO_INSTRUMENTATIONS_PACKAGE)) as AutoInstrumentationsModule
