@@ -1,0 +1,189 @@
+/**
+ * The billable match (SPEC section 4), defined once: which rate card is in
+ * force at an event's time, which meter of it prices a span, and the same
+ * rule as ClickHouse SQL with every policy value bound as a parameter.
+ */
+import { formatMoney, multiplyMoney, type Money } from '../money/decimal.js'
+import { globMatches, globToRe2 } from './glob.js'
+import type { Entitlement, Meter, MeterStatus, RateCard } from './schema.js'
+
+/**
+ * The card in force at an instant: the one with the latest `effective_from`
+ * at or before it; `undefined` before the first card (such events are not
+ * billable). Cards may be in any order. Span times finer than a millisecond
+ * may be truncated to milliseconds first: `effective_from` is whole
+ * milliseconds, so truncation never moves an event across a boundary.
+ */
+export function cardInForce(cards: readonly RateCard[], eventTime: Date | number): RateCard | undefined {
+  const at = typeof eventTime === 'number' ? eventTime : eventTime.getTime()
+  let best: RateCard | undefined
+  for (const card of cards) {
+    if (card.effective_from.ms <= at && (best === undefined || card.effective_from.ms > best.effective_from.ms)) best = card
+  }
+  return best
+}
+
+/** What decides a span's meter. */
+export interface BillableSpan {
+  /** The derived activity type; a span without one matches no meter. */
+  activityType: string | null | undefined
+  /** The derived activity name; missing counts as the empty string (which `*` matches). */
+  activityName: string | null | undefined
+  /** The span status: the ledger's `ok`/`error`, or OTel's `Unset`/`Ok`/`Error` (`STATUS_CODE_*` too). */
+  status: string | null | undefined
+}
+
+/**
+ * The meter that prices a span under a card: the first, in the card's
+ * order, whose activity type equals the span's, whose glob matches its
+ * activity name, and whose status admits its status. `undefined` when none
+ * does (the span is not billable under this card).
+ */
+export function matchMeter(card: RateCard, span: BillableSpan): Meter | undefined {
+  return card.meters.find((meter) => activityRuleMatches(meter, span))
+}
+
+/** The part of a meter or entitlement that selects spans. */
+export type ActivityRule = Pick<Meter | Entitlement, 'activity_type' | 'activity_name' | 'status'>
+
+/** Whether one meter's or entitlement's rule counts a span: same activity type, matching name glob, admitted status. */
+export function activityRuleMatches(rule: ActivityRule, span: BillableSpan): boolean {
+  if (!span.activityType || rule.activity_type !== span.activityType) return false
+  return statusAdmits(rule.status, isErrorStatus(span.status)) && globMatches(rule.activity_name, span.activityName ?? '')
+}
+
+/** True for a status that means the span failed; Unset, Ok and a missing status all count as ok. */
+export function isErrorStatus(status: string | null | undefined): boolean {
+  return status === 'error' || status === 'Error' || status === 'STATUS_CODE_ERROR'
+}
+
+/** Whether a meter or entitlement `status` (ok | error | any) admits a span that did or did not fail. */
+export function statusAdmits(wanted: MeterStatus, spanFailed: boolean): boolean {
+  return wanted === 'any' || (wanted === 'error') === spanFailed
+}
+
+/** The exact charge for a number of events on a meter. */
+export function chargeFor(meter: Meter, quantity: bigint | number | string): Money {
+  return multiplyMoney(meter.unit_price, quantity)
+}
+
+/** A stretch of time priced by one card: `[from, to)` in epoch milliseconds. */
+export interface RateCardPeriod {
+  readonly card: RateCard
+  readonly from: number
+  readonly to: number
+}
+
+/**
+ * Splits `[from, to)` into the stretches each card prices, in time order,
+ * so a query can price each stretch with its own card's meters. Time before
+ * the first card is left out: nothing is billable then.
+ */
+export function cardPeriods(cards: readonly RateCard[], from: number, to: number): RateCardPeriod[] {
+  const ordered = [...cards].sort((a, b) => a.effective_from.ms - b.effective_from.ms)
+  const periods: RateCardPeriod[] = []
+  ordered.forEach((card, i) => {
+    const start = Math.max(from, card.effective_from.ms)
+    const end = Math.min(to, ordered[i + 1]?.effective_from.ms ?? Infinity)
+    if (start < end) periods.push({ card, from: start, to: end })
+  })
+  return periods
+}
+
+// ---- the same rule in ClickHouse SQL
+
+/** Query parameters that carry one card's meters into {@link meterIndexSql}; bind them, never splice them. */
+export interface MeterSqlParams {
+  readonly [name: string]: readonly string[]
+}
+
+const PARAM_PREFIX = /^[a-z][a-z0-9_]{0,30}$/
+
+/**
+ * A ClickHouse expression giving the 1-based index of the first meter a
+ * row matches (0 for none), for rows with `activity_type`, `activity_name`
+ * and the ledger's `status` (`ok` | `error`) columns. Every policy value is
+ * a bound `Array(String)` parameter named `<prefix>_types`,
+ * `<prefix>_name_res`, `<prefix>_statuses`; fill them with
+ * {@link meterSqlParams}. The prefix is SQL text, so it must be a constant
+ * of the calling code (it is checked), never user input.
+ */
+export function meterIndexSql(prefix = 'meter'): string {
+  if (!PARAM_PREFIX.test(prefix)) throw new RangeError(`parameter prefix must match ${String(PARAM_PREFIX)}, got ${JSON.stringify(prefix)}`)
+  return (
+    `arrayFirstIndex((t, re, st) -> t = activity_type AND (st = 'any' OR st = status) AND match(activity_name, re), ` +
+    `{${prefix}_types:Array(String)}, {${prefix}_name_res:Array(String)}, {${prefix}_statuses:Array(String)})`
+  )
+}
+
+/**
+ * The parameters for {@link meterIndexSql} from one card, plus
+ * `<prefix>_names` (meter names in the same order, so `<prefix>_names[idx]`
+ * names the matched meter in SQL) and `<prefix>_prices` (unit prices as
+ * fixed 9-decimal strings, for `toDecimal128(price, 9)` if SQL should
+ * price; pricing in TypeScript with {@link chargeFor} is exact too).
+ */
+export function meterSqlParams(card: RateCard, prefix = 'meter'): MeterSqlParams {
+  meterIndexSql(prefix) // validates the prefix
+  return {
+    [`${prefix}_types`]: card.meters.map((m) => m.activity_type),
+    [`${prefix}_name_res`]: card.meters.map((m) => globToRe2(m.activity_name)),
+    [`${prefix}_statuses`]: card.meters.map((m) => m.status),
+    [`${prefix}_names`]: card.meters.map((m) => m.name),
+    [`${prefix}_prices`]: card.meters.map((m) => formatMoney(m.unit_price, { fixed: true })),
+  }
+}
+
+/**
+ * A ClickHouse condition true for rows one activity rule (an entitlement,
+ * or a single meter) counts, with the rule bound as `<prefix>_type`,
+ * `<prefix>_name_re` and `<prefix>_status` String parameters from
+ * {@link activityRuleSqlParams}. Same columns and prefix rule as
+ * {@link meterIndexSql}.
+ */
+export function activityRuleSql(prefix = 'rule'): string {
+  if (!PARAM_PREFIX.test(prefix)) throw new RangeError(`parameter prefix must match ${String(PARAM_PREFIX)}, got ${JSON.stringify(prefix)}`)
+  return (
+    `(activity_type = {${prefix}_type:String} AND ({${prefix}_status:String} = 'any' OR {${prefix}_status:String} = status) ` +
+    `AND match(activity_name, {${prefix}_name_re:String}))`
+  )
+}
+
+/** The parameters for {@link activityRuleSql} from an entitlement or meter. */
+export function activityRuleSqlParams(rule: ActivityRule, prefix = 'rule'): Readonly<Record<string, string>> {
+  activityRuleSql(prefix) // validates the prefix
+  return {
+    [`${prefix}_type`]: rule.activity_type,
+    [`${prefix}_name_re`]: globToRe2(rule.activity_name),
+    [`${prefix}_status`]: rule.status,
+  }
+}
+
+// ---- completeness (SPEC section 5)
+
+/** Whether a billing period's evidence is trustworthy: `complete` or `incomplete`. */
+export type CompletenessStatus = 'complete' | 'incomplete'
+
+/**
+ * `complete` when identified spans / all spans ≥ the threshold
+ * (`billing.completeness_threshold`), decided in integers so a ratio equal
+ * to the threshold is never lost to rounding. A period with no spans is
+ * `complete`: nothing went unidentified (silence is a telemetry_gap
+ * finding, not a billing status).
+ */
+export function completenessStatus(spans: bigint | number, identifiedSpans: bigint | number, threshold: number): CompletenessStatus {
+  const total = BigInt(spans)
+  if (total === 0n) return 'complete'
+  const [numerator, denominator] = ratioParts(threshold)
+  return BigInt(identifiedSpans) * denominator >= total * numerator ? 'complete' : 'incomplete'
+}
+
+// The validated threshold is a decimal of at most 6 places; its shortest
+// string is that decimal exactly, so it splits into integer parts.
+function ratioParts(threshold: number): [bigint, bigint] {
+  const text = String(threshold)
+  const match = /^([0-9]+)(?:\.([0-9]+))?$/.exec(text)
+  if (!match) throw new RangeError(`threshold must be a plain decimal from 0 to 1, got ${text}`)
+  const fraction = match[2] ?? ''
+  return [BigInt((match[1] ?? '0') + fraction), 10n ** BigInt(fraction.length)]
+}

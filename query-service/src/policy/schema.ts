@@ -1,0 +1,471 @@
+/**
+ * The policy file's shape (SPEC section 4 and POLICY.md): every key, its
+ * type, its default, and the checks that span keys (unique versions, one
+ * currency, meters that can never match). Unknown keys are errors, so a
+ * typo never silently falls back to a default.
+ */
+import { CUSTOM_ACTIVITY_TYPE_PATTERN, NHI_ACTIVITY_TYPES } from '@nhi-meter/instrumentation/semconv'
+import * as z from 'zod'
+import { tryParseMoney, type Money } from '../money/decimal.js'
+import { checkGlob, globMatchesEverything } from './glob.js'
+import { closestMatch, describeValue, quote, type PathSegments } from './issues.js'
+import { tryParseDuration, tryParseUtcTimestamp, type Duration, type ParseResult, type UtcTimestamp } from './time.js'
+
+/** Which spans a meter or entitlement counts: `ok` (status not Error; Unset counts as ok), `error`, or `any`. */
+export const METER_STATUSES = ['ok', 'error', 'any'] as const
+/** A value of a meter's or entitlement's `status`. */
+export type MeterStatus = (typeof METER_STATUSES)[number]
+
+/** One priced kind of use event within a rate card. */
+export interface Meter {
+  /** Unique within its card; the `meter` value in billing rows. */
+  readonly name: string
+  /** The activity type the span must have. */
+  readonly activity_type: string
+  /** Glob the activity name must match (default `*`). */
+  readonly activity_name: string
+  /** Which span statuses count (default `ok`). */
+  readonly status: MeterStatus
+  /** Exact price per matching event. */
+  readonly unit_price: Money
+}
+
+/** A price list in force from `effective_from` until the next card takes over. */
+export interface RateCard {
+  /** Unique label, reported in `rate_card_versions`. */
+  readonly version: string
+  /** First instant the card prices (inclusive). */
+  readonly effective_from: UtcTimestamp
+  /** ISO 4217 code; the same for every card. */
+  readonly currency: string
+  /** Tried in order; the first that matches a span prices it. */
+  readonly meters: readonly Meter[]
+}
+
+/** A feature granted to an identity that shows enough matching activity in a rolling window. */
+export interface Entitlement {
+  /** Unique feature name. */
+  readonly feature: string
+  /** The activity type that counts. */
+  readonly activity_type: string
+  /** Glob the activity name must match (default `*`). */
+  readonly activity_name: string
+  /** Which span statuses count (default `ok`). */
+  readonly status: MeterStatus
+  /** Events needed in the window for the feature to be granted. */
+  readonly min_count: number
+  /** Rolling window ending at the decision time. */
+  readonly window: Duration
+}
+
+/** Billing settings beyond the rate cards. */
+export interface BillingSettings {
+  /** Identified share of spans (0–1) at or above which a billing period is `complete`. */
+  readonly completeness_threshold: number
+}
+
+/** Thresholds for `/v1/findings`; see POLICY.md for what each finding kind does with them. */
+export interface DetectionSettings {
+  readonly dormant_after: Duration
+  readonly burst_window: Duration
+  readonly burst_baseline: Duration
+  readonly burst_factor: number
+  readonly burst_min_events: number
+  readonly sustained_growth_period: Duration
+  readonly sustained_growth_periods: number
+  readonly sustained_growth_factor: number
+  readonly sustained_growth_min_events: number
+  readonly overactive_window: Duration
+  readonly overactive_max_events: number
+  readonly auth_failures_window: Duration
+  readonly auth_failures_min_count: number
+  readonly credential_reuse_window: Duration
+  readonly credential_reuse_max_identities: number
+  readonly rotation_max_age: Duration
+  readonly telemetry_gap_min_ratio: number
+  readonly telemetry_gap_min_spans: number
+  readonly telemetry_gap_silence: Duration
+}
+
+/** A validated policy with every default filled in. Loaded policies are deeply frozen. */
+export interface Policy {
+  readonly rate_cards: readonly RateCard[]
+  readonly entitlements: readonly Entitlement[]
+  readonly billing: BillingSettings
+  readonly detection: DetectionSettings
+}
+
+/** Billing defaults, as they would be written in a policy file. */
+export const BILLING_DEFAULTS = { completeness_threshold: 0.99 } as const
+
+/** Detection defaults, as they would be written in a policy file; POLICY.md and default-policy.yaml are tested against these. */
+export const DETECTION_DEFAULTS = {
+  dormant_after: '30d',
+  burst_window: '5m',
+  burst_baseline: '7d',
+  burst_factor: 10,
+  burst_min_events: 100,
+  sustained_growth_period: '1d',
+  sustained_growth_periods: 7,
+  sustained_growth_factor: 2,
+  sustained_growth_min_events: 100,
+  overactive_window: '1h',
+  overactive_max_events: 10000,
+  auth_failures_window: '1h',
+  auth_failures_min_count: 10,
+  credential_reuse_window: '30d',
+  credential_reuse_max_identities: 1,
+  rotation_max_age: '90d',
+  telemetry_gap_min_ratio: 0.99,
+  telemetry_gap_min_spans: 100,
+  telemetry_gap_silence: '1h',
+} as const satisfies Record<keyof DetectionSettings, string | number>
+
+/** Limits that keep a hostile or runaway policy from exhausting memory or time. */
+export const POLICY_LIMITS = {
+  rateCards: 1000,
+  metersPerCard: 1000,
+  entitlements: 1000,
+  /** Largest count a threshold may name. */
+  maxCount: 1_000_000_000_000,
+  /** Largest growth or burst factor. */
+  maxFactor: 1_000_000,
+} as const
+
+const WORD_PATTERN = new RegExp(CUSTOM_ACTIVITY_TYPE_PATTERN)
+const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const RATIO_TEXT = /^(?:0(?:\.[0-9]{1,6})?|1(?:\.0{1,6})?)$/
+const WORD_RULE = 'a–z, 0–9 and _, starting with a letter, at most 63 characters'
+
+// ---- field schemas: each says what it expects in the words a user needs
+
+// A zod error function: "is required" for a missing key, else "must be <what>, got <value>".
+function expecting(what: string) {
+  return (issue: { input?: unknown }) =>
+    issue.input === undefined ? `is required (${what})` : `must be ${what}, got ${describeValue(issue.input)}`
+}
+
+// Object schemas report a wrong type their own way and leave unknown keys to the loader,
+// which names each one with a did-you-mean.
+function objectError(what: string) {
+  return (issue: { input?: unknown; code?: string }) =>
+    issue.code === 'unrecognized_keys' ? undefined : expecting(what)(issue)
+}
+
+// `quoteHint`: a bare number would be valid once quoted (YAML reads `version: 2026` as a number).
+function parsedString<T>(what: string, parse: (text: string) => ParseResult<T>, quoteHint = false) {
+  const error = (issue: { input?: unknown }) =>
+    quoteHint && typeof issue.input === 'number'
+      ? `must be ${what}, got ${describeValue(issue.input)}; put it in quotes`
+      : expecting(what)(issue)
+  return z.string({ error }).transform((text, ctx): T => {
+    const result = parse(text)
+    if (result.ok) return result.value
+    ctx.addIssue({ code: 'custom', message: result.problem, input: text })
+    return z.NEVER
+  })
+}
+
+function lowercaseWord(example: string) {
+  const what = `a lowercase word like "${example}"`
+  return parsedString(what, (text): ParseResult<string> =>
+    WORD_PATTERN.test(text) ? { ok: true, value: text } : { ok: false, problem: `must be ${what} (${WORD_RULE}), got ${quote(text)}` },
+  )
+}
+
+const activityType = (() => {
+  const named = NHI_ACTIVITY_TYPES.join(', ')
+  const what = `an activity type (${named}) or a custom lowercase word`
+  return parsedString(what, (text): ParseResult<string> =>
+    WORD_PATTERN.test(text) ? { ok: true, value: text } : { ok: false, problem: `must be ${what} (${WORD_RULE}), got ${quote(text)}` },
+  )
+})()
+
+const activityNameGlob = parsedString('a glob like "search_*" ("*" any run, "?" one character)', checkGlob).default('*')
+
+const meterStatus = parsedString('one of ok, error, any', (text): ParseResult<MeterStatus> =>
+  (METER_STATUSES as readonly string[]).includes(text)
+    ? { ok: true, value: text as MeterStatus }
+    : { ok: false, problem: `must be one of ok, error, any, got ${quote(text)}` },
+).default('ok')
+
+const unitPrice = z
+  .string({
+    error: (issue) =>
+      typeof issue.input === 'number'
+        ? `must be a decimal string like "0.002", got ${describeValue(issue.input)}; put it in quotes so no digit is lost`
+        : expecting('a decimal string like "0.002"')(issue),
+  })
+  .transform((text, ctx): Money => {
+    const result = tryParseMoney(text)
+    if (result.ok) return result.value
+    ctx.addIssue({ code: 'custom', message: result.problem, input: text })
+    return z.NEVER
+  })
+
+const version = parsedString('a version label like "2026-11"', (text): ParseResult<string> =>
+  VERSION_PATTERN.test(text)
+    ? { ok: true, value: text }
+    : { ok: false, problem: `must be a version label like "2026-11" (letters, digits, ".", "_", "-"; at most 64 characters), got ${quote(text)}` },
+  true,
+)
+
+const effectiveFrom = parsedString('an RFC 3339 UTC timestamp like "2026-11-01T00:00:00Z"', tryParseUtcTimestamp)
+
+// ISO 4217 codes as ICU knows them (Node ships full ICU); the pattern alone is the fallback.
+const KNOWN_CURRENCIES: ReadonlySet<string> = new Set(
+  typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('currency') : [],
+)
+const currency = parsedString('an ISO 4217 currency code like "USD"', (text): ParseResult<string> => {
+  if (/^[a-z]{3}$/.test(text)) return { ok: false, problem: `must be an ISO 4217 currency code in capitals, e.g. "${text.toUpperCase()}", got ${quote(text)}` }
+  if (!/^[A-Z]{3}$/.test(text)) return { ok: false, problem: `must be an ISO 4217 currency code like "USD" (three capital letters), got ${quote(text)}` }
+  if (KNOWN_CURRENCIES.size > 0 && !KNOWN_CURRENCIES.has(text)) return { ok: false, problem: `is not an ISO 4217 currency code: ${quote(text)}` }
+  return { ok: true, value: text }
+})
+
+const duration = (example: string) => parsedString(`a duration like "${example}"`, tryParseDuration)
+
+function count(min: number, example: number) {
+  const what = `a whole number from ${min} to ${POLICY_LIMITS.maxCount} like ${example}`
+  return z.number({ error: expecting(what) }).transform((value, ctx): number => {
+    if (Number.isInteger(value) && value >= min && value <= POLICY_LIMITS.maxCount) return value
+    ctx.addIssue({ code: 'custom', message: `must be ${what}, got ${describeValue(value)}`, input: value })
+    return z.NEVER
+  })
+}
+
+function factor(example: number) {
+  const what = `a number greater than 1 and at most ${POLICY_LIMITS.maxFactor} like ${example}`
+  return z.number({ error: expecting(what) }).transform((value, ctx): number => {
+    if (value > 1 && value <= POLICY_LIMITS.maxFactor) return value
+    ctx.addIssue({ code: 'custom', message: `must be ${what}, got ${describeValue(value)}`, input: value })
+    return z.NEVER
+  })
+}
+
+// A share between 0 and 1. Six decimals at most, so the value is exactly the
+// decimal the user wrote and completeness can be decided in integers.
+function ratio(example: number) {
+  const what = `a number from 0 to 1 like ${example}`
+  return z.number({ error: expecting(what) }).transform((value, ctx): number => {
+    if (value >= 0 && value <= 1 && RATIO_TEXT.test(String(value))) return value
+    const problem = value >= 0 && value <= 1 ? `must have at most 6 decimal places, got ${describeValue(value)}` : `must be ${what}, got ${describeValue(value)}`
+    ctx.addIssue({ code: 'custom', message: problem, input: value })
+    return z.NEVER
+  })
+}
+
+function list<T extends z.ZodType>(element: T, noun: string, max: number) {
+  return z
+    .array(element, { error: expecting(`a list of ${noun}`) })
+    .max(max, { error: `must list at most ${max} ${noun}` })
+}
+
+// ---- object schemas (exported shapes let the loader name known keys in did-you-mean hints)
+
+const meterSchema = z.strictObject(
+  {
+    name: lowercaseWord('tool_calls'),
+    activity_type: activityType,
+    activity_name: activityNameGlob,
+    status: meterStatus,
+    unit_price: unitPrice,
+  },
+  { error: objectError('a meter mapping with name, activity_type, unit_price') },
+)
+
+const rateCardSchema = z.strictObject(
+  {
+    version,
+    effective_from: effectiveFrom,
+    currency,
+    meters: list(meterSchema, 'meters', POLICY_LIMITS.metersPerCard).min(1, { error: 'must list at least one meter' }),
+  },
+  { error: objectError('a rate card mapping with version, effective_from, currency, meters') },
+)
+
+const entitlementSchema = z.strictObject(
+  {
+    feature: lowercaseWord('high_capacity_processing'),
+    activity_type: activityType,
+    activity_name: activityNameGlob,
+    status: meterStatus,
+    min_count: count(1, 100),
+    window: duration('7d'),
+  },
+  { error: objectError('an entitlement mapping with feature, activity_type, min_count, window') },
+)
+
+const billingSchema = z.strictObject(
+  { completeness_threshold: ratio(0.99).prefault(BILLING_DEFAULTS.completeness_threshold) },
+  { error: objectError('a mapping of billing settings') },
+)
+
+const d = DETECTION_DEFAULTS
+const detectionSchema = z.strictObject(
+  {
+    dormant_after: duration('30d').prefault(d.dormant_after),
+    burst_window: duration('5m').prefault(d.burst_window),
+    burst_baseline: duration('7d').prefault(d.burst_baseline),
+    burst_factor: factor(10).prefault(d.burst_factor),
+    burst_min_events: count(1, 100).prefault(d.burst_min_events),
+    sustained_growth_period: duration('1d').prefault(d.sustained_growth_period),
+    sustained_growth_periods: count(2, 7).prefault(d.sustained_growth_periods),
+    sustained_growth_factor: factor(2).prefault(d.sustained_growth_factor),
+    sustained_growth_min_events: count(1, 100).prefault(d.sustained_growth_min_events),
+    overactive_window: duration('1h').prefault(d.overactive_window),
+    overactive_max_events: count(1, 10000).prefault(d.overactive_max_events),
+    auth_failures_window: duration('1h').prefault(d.auth_failures_window),
+    auth_failures_min_count: count(1, 10).prefault(d.auth_failures_min_count),
+    credential_reuse_window: duration('30d').prefault(d.credential_reuse_window),
+    credential_reuse_max_identities: count(1, 1).prefault(d.credential_reuse_max_identities),
+    rotation_max_age: duration('90d').prefault(d.rotation_max_age),
+    telemetry_gap_min_ratio: ratio(0.99).prefault(d.telemetry_gap_min_ratio),
+    telemetry_gap_min_spans: count(1, 100).prefault(d.telemetry_gap_min_spans),
+    telemetry_gap_silence: duration('1h').prefault(d.telemetry_gap_silence),
+  },
+  { error: objectError('a mapping of detection thresholds') },
+)
+
+/** The zod schema of a whole policy file; its output is a {@link Policy} before the cross-key checks. */
+export const policySchema: z.ZodType<Policy> = z.strictObject(
+  {
+    rate_cards: list(rateCardSchema, 'rate cards', POLICY_LIMITS.rateCards).min(1, {
+      error: 'must list at least one rate card (bills need a price list and a currency)',
+    }),
+    entitlements: list(entitlementSchema, 'entitlements', POLICY_LIMITS.entitlements).default([]),
+    billing: billingSchema.prefault({}),
+    detection: detectionSchema.prefault({}),
+  },
+  { error: objectError('a mapping with rate_cards, and optionally entitlements, billing and detection') },
+)
+
+/**
+ * The keys each mapping accepts, by path pattern (`[]` stands for any list
+ * index): the source of did-you-mean hints and of the docs test.
+ */
+export const POLICY_KEYS: Readonly<Record<string, readonly string[]>> = {
+  '': ['rate_cards', 'entitlements', 'billing', 'detection'],
+  'rate_cards[]': Object.keys(rateCardSchema.shape),
+  'rate_cards[].meters[]': Object.keys(meterSchema.shape),
+  'entitlements[]': Object.keys(entitlementSchema.shape),
+  billing: Object.keys(billingSchema.shape),
+  detection: Object.keys(detectionSchema.shape),
+}
+
+/** A problem found by {@link crossCheckPolicy}, located by key path segments. */
+export interface RawPolicyIssue {
+  readonly path: PathSegments
+  readonly message: string
+}
+
+/**
+ * Checks that need more than one key: unique card versions and start
+ * instants, one currency, unique meter names, meters that an earlier meter
+ * always wins over, unique features, and detection windows that make sense.
+ * Near-misses of named activity types are warnings (custom types are
+ * allowed, so "tool_invocations" may be intended).
+ */
+export function crossCheckPolicy(policy: Policy): { errors: RawPolicyIssue[]; warnings: RawPolicyIssue[] } {
+  const errors: RawPolicyIssue[] = []
+  const warnings: RawPolicyIssue[] = []
+  const firstCurrency = policy.rate_cards[0]?.currency
+  const versions = new Map<string, number>()
+  const starts = new Map<number, number>()
+
+  policy.rate_cards.forEach((card, c) => {
+    const sameVersion = versions.get(card.version)
+    if (sameVersion !== undefined) {
+      errors.push({ path: ['rate_cards', c, 'version'], message: `${quote(card.version)} is already the version of rate_cards[${sameVersion}]; versions must be unique` })
+    } else versions.set(card.version, c)
+
+    const sameStart = starts.get(card.effective_from.ms)
+    if (sameStart !== undefined) {
+      errors.push({
+        path: ['rate_cards', c, 'effective_from'],
+        message: `is the same instant as rate_cards[${sameStart}].effective_from; two cards cannot take effect at once`,
+      })
+    } else starts.set(card.effective_from.ms, c)
+
+    if (card.currency !== firstCurrency) {
+      errors.push({
+        path: ['rate_cards', c, 'currency'],
+        message: `must be ${String(firstCurrency)} like rate_cards[0], got ${quote(card.currency)}; every card shares one currency so bills can be totalled`,
+      })
+    }
+
+    const names = new Map<string, number>()
+    card.meters.forEach((meter, m) => {
+      const sameName = names.get(meter.name)
+      if (sameName !== undefined) {
+        errors.push({
+          path: ['rate_cards', c, 'meters', m, 'name'],
+          message: `${quote(meter.name)} is already the name of rate_cards[${c}].meters[${sameName}]; meter names must be unique within a card`,
+        })
+      } else names.set(meter.name, m)
+      const shadows = shadowingMeters(card.meters, m)
+      if (shadows.length > 0) {
+        const earlier = shadows.map((i) => `rate_cards[${c}].meters[${i}] (${card.meters[i]?.name ?? ''})`).join(' and ')
+        errors.push({
+          path: ['rate_cards', c, 'meters', m],
+          message: `can never match: ${earlier} come${shadows.length === 1 ? 's' : ''} first and match${shadows.length === 1 ? 'es' : ''} every span it would (first match wins); move it up or narrow the earlier meter`,
+        })
+      }
+      warnAboutActivityType(meter.activity_type, ['rate_cards', c, 'meters', m, 'activity_type'], warnings)
+    })
+  })
+
+  const features = new Map<string, number>()
+  policy.entitlements.forEach((entitlement, e) => {
+    const same = features.get(entitlement.feature)
+    if (same !== undefined) {
+      errors.push({ path: ['entitlements', e, 'feature'], message: `${quote(entitlement.feature)} is already defined by entitlements[${same}]; each feature has one rule` })
+    } else features.set(entitlement.feature, e)
+    warnAboutActivityType(entitlement.activity_type, ['entitlements', e, 'activity_type'], warnings)
+  })
+
+  const detection = policy.detection
+  if (detection.burst_baseline.ms <= detection.burst_window.ms) {
+    errors.push({
+      path: ['detection', 'burst_baseline'],
+      message: `must be longer than detection.burst_window (${detection.burst_window.text}), got ${quote(detection.burst_baseline.text)}; the baseline is the normal rate a burst is compared with`,
+    })
+  }
+  return { errors, warnings }
+}
+
+// Earlier meters that together cover every span meter `index` could match:
+// same activity type, a glob that matches everything (or the identical
+// glob), and statuses that add up to the later meter's.
+function shadowingMeters(meters: readonly Meter[], index: number): number[] {
+  const later = meters[index]
+  if (!later) return []
+  const wanted = statusSet(later.status)
+  const covered = new Set<string>()
+  const by: number[] = []
+  for (let i = 0; i < index; i++) {
+    const earlier = meters[i] as Meter
+    if (earlier.activity_type !== later.activity_type) continue
+    if (!globMatchesEverything(earlier.activity_name) && earlier.activity_name !== later.activity_name) continue
+    const adds = statusSet(earlier.status).filter((s) => wanted.includes(s) && !covered.has(s))
+    if (adds.length === 0) continue
+    adds.forEach((s) => covered.add(s))
+    by.push(i)
+  }
+  return wanted.every((s) => covered.has(s)) ? by : []
+}
+
+function statusSet(status: MeterStatus): string[] {
+  return status === 'any' ? ['ok', 'error'] : [status]
+}
+
+function warnAboutActivityType(activityType: string, path: PathSegments, warnings: RawPolicyIssue[]): void {
+  if ((NHI_ACTIVITY_TYPES as readonly string[]).includes(activityType)) return
+  const near = closestMatch(activityType, NHI_ACTIVITY_TYPES)
+  if (near !== undefined) {
+    warnings.push({
+      path,
+      message: `${quote(activityType)} is not a named activity type; did you mean "${near}"? (custom types are allowed, so this is only a warning)`,
+    })
+  }
+}
