@@ -5,7 +5,7 @@
  * `String()`), after applying the secrets rule. Spans that cannot be stored
  * faithfully are rejected one by one and reported as partial success.
  */
-import { redactAttribute } from '@nhi-meter/instrumentation/redaction'
+import { isSecretKey, looksLikeSecret, REDACTED_VALUE } from '@nhi-meter/instrumentation/redaction'
 import type { Attribute, AttributeValue, Span, TraceExport } from './model.js'
 
 /** One row of otel_traces, keyed by column name as JSONEachRow expects. */
@@ -51,9 +51,16 @@ const MAX_UNIX_NANO = 9_214_646_400_000_000_000n
 export function formatUnixNano(ns: bigint): string {
   const seconds = ns / 1_000_000_000n
   const fraction = (ns % 1_000_000_000n).toString().padStart(9, '0')
-  const iso = new Date(Number(seconds) * 1000).toISOString()
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${fraction}`
+  if (seconds !== lastSecond) {
+    const iso = new Date(Number(seconds) * 1000).toISOString()
+    lastSecond = seconds
+    lastSecondText = `${iso.slice(0, 10)} ${iso.slice(11, 19)}`
+  }
+  return `${lastSecondText}.${fraction}`
 }
+// Spans of one export mostly start within the same second.
+let lastSecond = -1n
+let lastSecondText = ''
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
@@ -125,16 +132,57 @@ export function asString(value: AttributeValue): string {
   }
 }
 
-/** Applies the secrets rule to a list of attributes and flattens it into a string map. */
+// Attribute keys and values repeat across spans (tool names, ids, routes),
+// so the secrets verdicts are memoised. The caches are cleared when they grow
+// large, which bounds memory under hostile high-cardinality input.
+const CACHE_LIMIT = 50_000
+const secretKeyVerdicts = new Map<string, boolean>()
+const secretValueVerdicts = new Map<string, boolean>()
+
+function memo(cache: Map<string, boolean>, input: string, decide: (s: string) => boolean): boolean {
+  let verdict = cache.get(input)
+  if (verdict === undefined) {
+    verdict = decide(input)
+    if (cache.size >= CACHE_LIMIT) cache.clear()
+    cache.set(input, verdict)
+  }
+  return verdict
+}
+
+/**
+ * Applies the secrets rule to a list of attributes and flattens it into a
+ * string map. Arrays and maps are checked in their stored (JSON) form, so a
+ * secret nested inside them is caught too.
+ */
 function redactedMap(attributes: Attribute[]): Record<string, string> {
   const map: Record<string, string> = {}
   for (const { key, value } of attributes) {
+    if (memo(secretKeyVerdicts, key, isSecretKey)) continue
     const stored = asString(value)
-    // Arrays and maps are checked in their stored (JSON) form, so a secret nested in them is caught too.
-    const kept = redactAttribute(key, stored)
-    if (kept !== undefined) map[key] = kept
+    map[key] = stored.length > 0 && memo(secretValueVerdicts, stored, looksLikeSecret) ? REDACTED_VALUE : stored
   }
   return map
+}
+
+/** Column order of {@link encodeCompactRows}. */
+export const OTEL_TRACE_COLUMNS = [
+  'Timestamp', 'TraceId', 'SpanId', 'ParentSpanId', 'TraceState', 'SpanName', 'SpanKind', 'ServiceName',
+  'ResourceAttributes', 'ScopeName', 'ScopeVersion', 'SpanAttributes', 'Duration', 'StatusCode', 'StatusMessage',
+  'Events.Timestamp', 'Events.Name', 'Events.Attributes', 'Links.TraceId', 'Links.SpanId', 'Links.TraceState', 'Links.Attributes',
+] as const satisfies readonly (keyof OtelTraceRow)[]
+
+/** Encodes rows as JSONCompactEachRow (one JSON array per line, columns in {@link OTEL_TRACE_COLUMNS} order). */
+export function encodeCompactRows(rows: readonly OtelTraceRow[]): Buffer {
+  const lines = new Array<string>(rows.length)
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!
+    lines[i] = JSON.stringify([
+      r.Timestamp, r.TraceId, r.SpanId, r.ParentSpanId, r.TraceState, r.SpanName, r.SpanKind, r.ServiceName,
+      r.ResourceAttributes, r.ScopeName, r.ScopeVersion, r.SpanAttributes, r.Duration, r.StatusCode, r.StatusMessage,
+      r['Events.Timestamp'], r['Events.Name'], r['Events.Attributes'], r['Links.TraceId'], r['Links.SpanId'], r['Links.TraceState'], r['Links.Attributes'],
+    ])
+  }
+  return Buffer.from(lines.join('\n'))
 }
 
 function rejectionReason(span: Span): string | undefined {

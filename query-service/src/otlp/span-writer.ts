@@ -8,7 +8,8 @@
  * receiver can answer 429 instead of growing without limit.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import type { OtelTraceRow } from './rows.js'
+import { insertFormatted } from '../storage/client.js'
+import { encodeCompactRows, OTEL_TRACE_COLUMNS, type OtelTraceRow } from './rows.js'
 
 /** Tuning of the writer; all fields optional. */
 export interface SpanWriterOptions {
@@ -105,7 +106,7 @@ export class SpanWriter {
   private async insert(batch: Pending[], batchRows: number): Promise<void> {
     const values = batch.length === 1 ? batch[0]!.rows : batch.flatMap((p) => p.rows)
     try {
-      await this.client.insert({ table: this.options.table, values, format: 'JSONEachRow' })
+      await insertFormatted(this.client, this.options.table, OTEL_TRACE_COLUMNS, 'JSONCompactEachRow', encodeCompactRows(values))
     } catch (error) {
       const failure = new StorageUnavailableError(`storing ${batchRows} spans failed: ${(error as Error).message}`)
       for (const p of batch) p.reject(failure)

@@ -6,6 +6,8 @@
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { Readable } from 'node:stream'
+import { finished } from 'node:stream/promises'
 
 /** Where the data lives. */
 export type StorageConfig =
@@ -40,10 +42,40 @@ export async function openStorage(config: StorageConfig): Promise<ClickHouseClie
   mkdirSync(path, { recursive: true })
   // Imported lazily so a server deployment never loads the native engine.
   const { createChdbConnection } = await import('chdb/connection')
-  return createClient({
-    connection: createChdbConnection({ path }),
+  const connection = createChdbConnection({ path })
+  const client = createClient({
+    connection,
     clickhouse_settings: CLICKHOUSE_SETTINGS,
   } as Parameters<typeof createClient>[0])
+  embeddedConnections.set(client, connection)
+  return client
+}
+
+/** The chDB connection behind each embedded client, for its bulk-insert path. */
+const embeddedConnections = new WeakMap<ClickHouseClient, import('chdb/connection').ChdbConnection>()
+
+/** Line-delimited formats that `insertFormatted` passes through unparsed. */
+export type BulkFormat = 'JSONCompactEachRow' | 'JSONEachRow'
+
+/**
+ * Inserts an already-formatted body. On the embedded engine the bytes go
+ * to chDB's native parser directly (the generic path would splice megabytes
+ * into the SQL text, several times slower); on a server they are streamed
+ * as the HTTP body.
+ */
+export async function insertFormatted(client: ClickHouseClient, table: string, columns: readonly string[], format: BulkFormat, body: Buffer): Promise<void> {
+  const embedded = embeddedConnections.get(client)
+  if (embedded) {
+    await embedded.chdb.rawInsert({ table, columns, values: body, format, settings: { session_timezone: 'UTC' } })
+    return
+  }
+  // table and columns are the caller's constants, never user input.
+  const result = await client.exec({
+    query: `INSERT INTO ${table} (${columns.map((c) => `\`${c}\``).join(', ')}) FORMAT ${format}`,
+    values: Readable.from([body]),
+  })
+  result.stream.resume()
+  await finished(result.stream)
 }
 
 /** Converts a ClickHouse 64-bit count (a string, by our settings) to a safe JS integer. */
