@@ -48,7 +48,7 @@ export function formatPath(segments: PathSegments): string {
   let out = ''
   for (const segment of segments) {
     if (typeof segment === 'number') out += `[${segment}]`
-    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(segment)) out += out === '' ? segment : `.${segment}`
+    else if (/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(segment)) out += out === '' ? segment : `.${segment}`
     else out += `[${quote(segment)}]`
   }
   return out === '' ? '(top level)' : out

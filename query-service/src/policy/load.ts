@@ -208,7 +208,7 @@ function pathAt(doc: Document.Parsed, offset: number): (string | number)[] {
       const pair = node.items.find((p) => {
         const keyRange = (p.key as Node | null)?.range
         const end = (p.value as Node | null)?.range?.[2] ?? keyRange?.[2]
-        return keyRange != null && end != null && keyRange[0] <= offset && offset <= end
+        return keyRange != null && end != null && keyRange[0] <= offset && offset < end
       })
       if (!pair) break
       path.push(isScalar(pair.key) ? String(pair.key.value) : '?')
@@ -217,7 +217,7 @@ function pathAt(doc: Document.Parsed, offset: number): (string | number)[] {
     } else {
       const index = node.items.findIndex((item) => {
         const range = (item as Node | null)?.range
-        return range != null && range[0] <= offset && offset <= range[2]
+        return range != null && range[0] <= offset && offset < range[2]
       })
       if (index < 0) break
       path.push(index)
