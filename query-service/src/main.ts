@@ -3,7 +3,8 @@
  * single-node product and shuts it down cleanly on SIGINT/SIGTERM.
  */
 import { ConfigError, parseConfig } from './config.js'
-import { loadPricing } from './billing/pricing.js'
+import { pricingOf } from './billing/pricing.js'
+import { loadDefaultPolicy, loadPolicyFile, PolicyError } from './policy/index.js'
 import { startService } from './service.js'
 
 const log = {
@@ -13,7 +14,9 @@ const log = {
 
 async function main(): Promise<void> {
   const config = parseConfig(process.env)
-  const pricing = loadPricing(config.NHI_METER_POLICY)
+  const loaded = config.NHI_METER_POLICY ? await loadPolicyFile(config.NHI_METER_POLICY) : await loadDefaultPolicy()
+  for (const warning of loaded.warnings) log.info(`policy warning: ${warning.path}: ${warning.message}`)
+  const pricing = pricingOf(loaded.policy)
   const started = Date.now()
   const service = await startService(config, () => pricing, log)
   const host = config.NHI_METER_HOST.includes(':') ? `[${config.NHI_METER_HOST}]` : config.NHI_METER_HOST
@@ -56,6 +59,8 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   if (error instanceof ConfigError) {
     console.error(`nhi-meter: invalid configuration: ${error.message}`)
+  } else if (error instanceof PolicyError) {
+    console.error(`nhi-meter: invalid policy (NHI_METER_POLICY): ${error.message}`)
   } else {
     console.error(`nhi-meter: failed to start: ${error instanceof Error ? error.message : String(error)}`)
   }

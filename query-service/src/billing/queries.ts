@@ -13,7 +13,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import { toClickHouseTime, type TimeRange } from '../http/params.js'
 import { toCount } from '../storage/client.js'
-import type { Money } from '../money/decimal.js'
+import { meterIndexSql, meterSqlParams, type RateCard } from '../policy/index.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
 export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period'] as const
@@ -23,24 +23,6 @@ export type GroupByKey = (typeof GROUP_BY_KEYS)[number]
 export const GRANULARITIES = ['hour', 'day', 'month'] as const
 /** One granularity. */
 export type Granularity = (typeof GRANULARITIES)[number]
-
-/** A meter ready for SQL: its name glob already translated to an anchored RE2 regex. */
-export interface CompiledMeter {
-  name: string
-  activityType: string
-  /** Anchored RE2 regex for activity names, or null for "any name". */
-  activityNameRegex: string | null
-  status: 'ok' | 'error' | 'any'
-  unitPrice: Money
-}
-
-/** A rate card ready for SQL. */
-export interface CompiledCard {
-  version: string
-  effectiveFrom: Date
-  currency: string
-  meters: CompiledMeter[]
-}
 
 /** Which rows a caller may see: null for all business units. */
 export type BusinessUnitScope = readonly string[] | null
@@ -59,34 +41,29 @@ const PERIOD_OF: Record<Granularity, string> = {
 }
 
 /**
- * SQL expressions that pick, for each ledger row, the index of the card in
- * force and of the first meter it matches (-1 when none), with their params.
+ * SQL expressions that pick, for each ledger row, the index of the rate card
+ * in force at its start (cards sorted by effective_from) and the 0-based
+ * index of the first meter of that card it matches (-1 when none). The meter
+ * match itself is the policy module's `meterIndexSql`, the one definition
+ * of the billable match; every policy value is a bound parameter.
  */
-export function meterMatchSql(cards: CompiledCard[]): { cardIndex: string; meterIndex: string; params: Record<string, unknown> } {
+export function meterMatchSql(cards: readonly RateCard[]): { cardIndex: string; meterIndex: string; params: Record<string, unknown> } {
   const params: Record<string, unknown> = {}
   if (cards.length === 0) return { cardIndex: '-1', meterIndex: '-1', params }
   const cardBranches: string[] = []
+  const meterBranches: string[] = []
   // Latest card first: the card in force is the latest one that started at or before the event.
   for (let i = cards.length - 1; i >= 0; i--) {
-    params[`card_from_${i}`] = toClickHouseTime(cards[i]!.effectiveFrom)
+    params[`card_from_${i}`] = toClickHouseTime(new Date(cards[i]!.effective_from.ms))
     cardBranches.push(`event_time >= {card_from_${i}:DateTime64(9)}, ${i}`)
   }
-  const meterBranches: string[] = []
   cards.forEach((card, i) => {
-    card.meters.forEach((meter, j) => {
-      const conditions = [`card_idx = ${i}`, `activity_type = {m_type_${i}_${j}:String}`]
-      params[`m_type_${i}_${j}`] = meter.activityType
-      if (meter.activityNameRegex !== null) {
-        conditions.push(`match(activity_name, {m_name_${i}_${j}:String})`)
-        params[`m_name_${i}_${j}`] = meter.activityNameRegex
-      }
-      if (meter.status !== 'any') conditions.push(meter.status === 'ok' ? "status = 'ok'" : "status = 'error'")
-      meterBranches.push(`${conditions.join(' AND ')}, ${j}`)
-    })
+    Object.assign(params, meterSqlParams(card, `card${i}`))
+    meterBranches.push(`card_idx = ${i}, ${meterIndexSql(`card${i}`)}`)
   })
   return {
     cardIndex: `multiIf(${cardBranches.join(', ')}, -1)`,
-    meterIndex: meterBranches.length > 0 ? `multiIf(${meterBranches.join(', ')}, -1)` : '-1',
+    meterIndex: `multiIf(${meterBranches.join(', ')}, 0) - 1`,
     params,
   }
 }
@@ -104,7 +81,7 @@ const aggregateRow = z.object({ card_idx: z.coerce.number().int(), meter_idx: z.
 /** Counts billable events in the range, grouped by the requested keys and by the meter that matched. */
 export async function billableAggregates(
   client: ClickHouseClient,
-  options: { range: TimeRange; groupBy: GroupByKey[]; granularity: Granularity; cards: CompiledCard[]; businessUnits: BusinessUnitScope },
+  options: { range: TimeRange; groupBy: GroupByKey[]; granularity: Granularity; cards: readonly RateCard[]; businessUnits: BusinessUnitScope },
 ): Promise<BillableAggregate[]> {
   const match = meterMatchSql(options.cards)
   const keyColumns = options.groupBy

@@ -8,14 +8,16 @@ import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseList, parseRange, rejectUnknown } from '../http/params.js'
 import { addMoney, formatMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
-import { billableAggregates, completenessCounts, GRANULARITIES, GROUP_BY_KEYS, type CompiledCard, type GroupByKey } from './queries.js'
+import { billableAggregates, completenessCounts, GRANULARITIES, GROUP_BY_KEYS, type GroupByKey } from './queries.js'
+import { completenessStatus } from '../policy/index.js'
+import type { Pricing } from './pricing.js'
 import type { ClickHouseClient } from '@clickhouse/client'
 
 /** What the billing routes need. */
 export interface BillingDeps {
   client: ClickHouseClient
   /** Rate cards in effective order, currency and completeness threshold from the current policy. */
-  pricing: () => { cards: CompiledCard[]; currency: string; completenessThreshold: number }
+  pricing: () => Pricing
 }
 
 /** The completeness block of a billing answer. */
@@ -68,7 +70,7 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
       const id = JSON.stringify(groupBy.map((k) => keys[k]))
       const row = rows.get(id) ?? { keys, quantity: 0, amount: ZERO_MONEY }
       row.quantity += agg.quantity
-      row.amount = addMoney(row.amount, multiplyMoney(meter.unitPrice, agg.quantity))
+      row.amount = addMoney(row.amount, multiplyMoney(meter.unit_price, agg.quantity))
       rows.set(id, row)
     }
     const sorted = [...rows.values()].sort((a, b) => {
@@ -89,7 +91,7 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
       spans: counts.spans,
       identified_spans: counts.identifiedSpans,
       identified_ratio: Math.floor(ratio * 1e6) / 1e6,
-      status: ratio >= completenessThreshold ? 'complete' : 'incomplete',
+      status: completenessStatus(counts.spans, counts.identifiedSpans, completenessThreshold),
       threshold: completenessThreshold,
     }
     c.header('X-NHI-Meter-Completeness', completeness.status)

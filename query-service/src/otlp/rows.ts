@@ -75,9 +75,13 @@ function idHex(bytes: Uint8Array): string {
   return isZero(bytes) ? '' : hex(bytes)
 }
 
-/** Go's encoding/json string escaping (with its HTML-safe defaults), as pdata uses for maps and slices. */
+/**
+ * String escaping of pdata's JSON for maps and slices. pdata does not apply
+ * encoding/json's HTML escaping (`<`, `>`, `&` stay as they are), which the
+ * live Collector test confirms; JSON.stringify escapes the same way.
+ */
 function goJsonString(s: string): string {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return JSON.stringify(s)
 }
 
 /** Go's float formatting in encoding/json and pdata (ES6 number-to-string). */
