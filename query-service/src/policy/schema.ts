@@ -66,32 +66,55 @@ export interface BillingSettings {
 
 /** Thresholds for `/v1/findings`; see POLICY.md for what each finding kind does with them. */
 export interface DetectionSettings {
+  /** `dormant`: no activity for longer than this. */
   readonly dormant_after: Duration
+  /** `burst`: the window events are counted in. */
   readonly burst_window: Duration
+  /** `burst`: the preceding stretch that sets the identity's normal rate per window. */
   readonly burst_baseline: Duration
+  /** `burst`: events in a window reach this many times the normal rate. */
   readonly burst_factor: number
+  /** `burst`: and at least this many events in the window. */
   readonly burst_min_events: number
+  /** `sustained_growth`: length of each period compared. */
   readonly sustained_growth_period: Duration
+  /** `sustained_growth`: consecutive periods in which activity never falls. */
   readonly sustained_growth_periods: number
+  /** `sustained_growth`: the last period has at least this many times the first's events. */
   readonly sustained_growth_factor: number
+  /** `sustained_growth`: and at least this many events. */
   readonly sustained_growth_min_events: number
+  /** `overactive`: the window events are counted in. */
   readonly overactive_window: Duration
+  /** `overactive`: more events than this by one identity in one window. */
   readonly overactive_max_events: number
+  /** `auth_failures`: the window failures are counted in. */
   readonly auth_failures_window: Duration
+  /** `auth_failures`: at least this many failed token_exchange spans in one window. */
   readonly auth_failures_min_count: number
+  /** `credential_reuse`: the window credential use is looked at in. */
   readonly credential_reuse_window: Duration
+  /** `credential_reuse`: one credential used by more identities than this. */
   readonly credential_reuse_max_identities: number
+  /** `stale_credential`: last ok secret_rotation (or first activity, if none) older than this. */
   readonly rotation_max_age: Duration
+  /** `telemetry_gap`: a service's identified share of spans below this. */
   readonly telemetry_gap_min_ratio: number
+  /** `telemetry_gap`: the ratio is judged over at least this many spans. */
   readonly telemetry_gap_min_spans: number
+  /** `telemetry_gap`: a service that sent spans and then none for this long. */
   readonly telemetry_gap_silence: Duration
 }
 
 /** A validated policy with every default filled in. Loaded policies are deeply frozen. */
 export interface Policy {
+  /** Price lists over time; at least one, all in one currency. */
   readonly rate_cards: readonly RateCard[]
+  /** Features earned by observed use; empty by default. */
   readonly entitlements: readonly Entitlement[]
+  /** Billing settings, defaults filled in. */
   readonly billing: BillingSettings
+  /** Finding thresholds, defaults filled in. */
   readonly detection: DetectionSettings
 }
 
