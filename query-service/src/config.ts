@@ -62,7 +62,7 @@ export class ConfigError extends Error {
 /** Parses the environment; empty strings count as unset. */
 export function parseConfig(env: NodeJS.ProcessEnv): Config {
   const relevant = Object.fromEntries(
-    Object.keys(envSchema.innerType().shape)
+    Object.keys(envSchema.shape)
       .map((key) => [key, env[key]])
       .filter(([, value]) => value !== undefined && value !== ''),
   )

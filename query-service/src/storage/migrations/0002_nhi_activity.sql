@@ -32,6 +32,10 @@ PARTITION BY toYYYYMM(event_time)
 ORDER BY (toStartOfHour(event_time), trace_id, span_id)
 SETTINGS index_granularity = 8192;
 
+-- Kind and status are read in both spellings the clickhouseexporter has
+-- written (pdata String(): 'Server', 'Error'; older releases: 'SPAN_KIND_SERVER',
+-- 'STATUS_CODE_ERROR'), so tables filled by older Collectors bill correctly.
+--
 -- Precedence (documented in the README, "Identity precedence"):
 --   identity: span nhi.id > span gen_ai.agent.id > resource nhi.id > resource gen_ai.agent.id
 --   type:     nhi.type at the level that supplied the identity (span, then resource),
@@ -77,14 +81,14 @@ FROM (
             SpanAttributes['nhi.activity.type'] != '', SpanAttributes['nhi.activity.type'],
             gen_ai_op = 'execute_tool', 'tool_invocation',
             gen_ai_op = 'invoke_workflow', 'workflow_execution',
-            SpanKind = 'Server', 'api_call',
+            SpanKind IN ('Server', 'SPAN_KIND_SERVER'), 'api_call',
             '') AS activity_type,
         multiIf(
             SpanAttributes['nhi.activity.name'] != '', SpanAttributes['nhi.activity.name'],
             activity_type = 'tool_invocation' AND SpanAttributes['gen_ai.tool.name'] != '', SpanAttributes['gen_ai.tool.name'],
             SpanAttributes['http.route'] != '', SpanAttributes['http.route'],
             SpanName) AS activity_name,
-        if(StatusCode = 'Error', 'error', 'ok') AS status,
+        if(StatusCode IN ('Error', 'STATUS_CODE_ERROR'), 'error', 'ok') AS status,
         Duration AS duration_ns
     FROM otel_traces
 )
