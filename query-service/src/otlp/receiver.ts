@@ -141,7 +141,6 @@ export function createReceiver(options: ReceiverOptions): Receiver {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const encoding = requestEncoding(req.headers['content-type'])
-    const replyEncoding: Encoding = encoding ?? 'json'
     const path = (req.url ?? '').split('?')[0]
     if (path !== '/v1/traces') throw new ReceiverError(404, RPC_NOT_FOUND, 'not found; traces are accepted at POST /v1/traces')
     if (req.method !== 'POST') throw new ReceiverError(405, RPC_UNIMPLEMENTED, `method ${req.method} not allowed; use POST`)
