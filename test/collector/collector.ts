@@ -39,7 +39,7 @@ export function collectorBinary(): CollectorBinary {
 }
 
 /** Environment that puts every listener of otelcol.yaml on a free loopback port and the queue in a temp dir. */
-export async function loopbackEnvironment(): Promise<{ env: Record<string, string>; otlpHttpUrl: string; healthUrl: string }> {
+export async function loopbackEnvironment(): Promise<{ env: Record<string, string>; otlpHttpUrl: string; healthUrl: string; metricsUrl: string }> {
   const [grpc, http, health, metrics] = [await freePort(), await freePort(), await freePort(), await freePort()]
   const env = {
     OTELCOL_OTLP_GRPC_ENDPOINT: `127.0.0.1:${grpc}`,
@@ -51,13 +51,20 @@ export async function loopbackEnvironment(): Promise<{ env: Record<string, strin
     // Required by the (unused) clickhouse exporter's config validation; nothing connects to it.
     CLICKHOUSE_ENDPOINT: 'tcp://127.0.0.1:9000',
   }
-  return { env, otlpHttpUrl: `http://127.0.0.1:${http}/v1/traces`, healthUrl: `http://127.0.0.1:${health}/` }
+  return {
+    env,
+    otlpHttpUrl: `http://127.0.0.1:${http}/v1/traces`,
+    healthUrl: `http://127.0.0.1:${health}/`,
+    metricsUrl: `http://127.0.0.1:${metrics}/metrics`,
+  }
 }
 
 /** A running Collector. */
 export interface RunningCollector {
   /** OTLP/HTTP traces endpoint. */
   otlpHttpUrl: string
+  /** The Collector's own metrics, Prometheus text format. */
+  metricsUrl: string
   output(): string
   /** SIGTERM: the Collector drains its pipeline and flushes the file exporter; resolves with the exit code. */
   stop(): Promise<number | null>
@@ -66,7 +73,7 @@ export interface RunningCollector {
 
 /** Starts the Collector with the given config files and extra environment; resolves once its health check answers 200. */
 export async function startCollector(binary: string, configs: string[], extraEnv: Record<string, string>): Promise<RunningCollector> {
-  const { env, otlpHttpUrl, healthUrl } = await loopbackEnvironment()
+  const { env, otlpHttpUrl, healthUrl, metricsUrl } = await loopbackEnvironment()
   const child = spawn(binary, configs.flatMap((c) => ['--config', c]), {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...env, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -91,6 +98,7 @@ export async function startCollector(binary: string, configs: string[], extraEnv
   }
   return {
     otlpHttpUrl,
+    metricsUrl,
     output: () => output,
     process: child,
     stop: async () => {
@@ -99,4 +107,11 @@ export async function startCollector(binary: string, configs: string[], extraEnv
       return exited
     },
   }
+}
+
+/** Reads one unlabelled-or-labelled gauge or counter from the Collector's metrics; the first series wins. */
+export async function collectorMetric(collector: RunningCollector, name: string): Promise<number | undefined> {
+  const text = await (await fetch(collector.metricsUrl)).text()
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
 }

@@ -16,8 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isSecretKey, REDACTED_VALUE } from '@nhi-meter/instrumentation/redaction'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { at, exported, makeSpans, sendSpans, SpanKind, SpanStatusCode } from '../helpers/otel.js'
-import { REPO_ROOT, startService, type ServiceUnderTest } from '../helpers/service.js'
-import { collectorBinary, OTELCOL_CONFIG, startCollector, TEST_OVERLAY, type RunningCollector } from './collector.js'
+import { freePort, REPO_ROOT, startService, type ServiceUnderTest } from '../helpers/service.js'
+import { collectorBinary, collectorMetric, OTELCOL_CONFIG, startCollector, TEST_OVERLAY, type RunningCollector } from './collector.js'
 
 const collector = collectorBinary()
 if (collector.skipReason) console.warn(`test/collector/live.test.ts: skipped. ${collector.skipReason}`)
@@ -335,4 +335,29 @@ describe.skipIf(!collector.path)('the shipped Collector config on a real Collect
     const stored = JSON.stringify([viaCollector, direct])
     for (const fragment of SECRET_FRAGMENTS) expect(stored, fragment).not.toContain(fragment)
   })
+})
+
+describe.skipIf(!collector.path)('the shipped Collector config while ClickHouse is unreachable', () => {
+  it('keeps accepted spans in its on-disk queue across a restart instead of dropping them', async () => {
+    const env = {
+      // Nothing listens there: every INSERT fails and is retried.
+      CLICKHOUSE_ENDPOINT: `tcp://127.0.0.1:${await freePort()}`,
+      OTELCOL_QUEUE_DIR: mkdtempSync(join(tmpdir(), 'nhi-otelcol-queue-')),
+    }
+    const queued = async (c: RunningCollector) => collectorMetric(c, 'otelcol_exporter_queue_size')
+    const first = await startCollector(collector.path!, [OTELCOL_CONFIG], env)
+    try {
+      const spans = await corpus()
+      expect(exported(await sendSpans(spans, { url: first.otlpHttpUrl, protocol: 'protobuf' }))).toBe(true)
+      expect(await queued(first)).toBe(1)
+    } finally {
+      expect(await first.stop(), first.output()).toBe(0)
+    }
+    const second = await startCollector(collector.path!, [OTELCOL_CONFIG], env)
+    try {
+      expect(await queued(second), second.output()).toBe(1)
+    } finally {
+      await second.stop()
+    }
+  }, 60_000)
 })
