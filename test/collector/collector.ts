@@ -26,16 +26,34 @@ export type CollectorBinary = { path: string; skipReason?: undefined } | { path?
  * CI must prove the config on a real Collector.
  */
 export function collectorBinary(): CollectorBinary {
-  const go = spawnSync('go', ['version'], { encoding: 'utf8' })
-  if (go.error || go.status !== 0) {
-    const reason = 'Go is not installed, so the Collector cannot be built: install Go (https://go.dev/doc/install) to run the Collector tests locally'
-    if (process.env.CI === 'true') throw new Error(`${reason}. Under CI=true this is a failure, not a skip.`)
-    return { skipReason: reason }
-  }
+  const missingGo = goMissing()
+  if (missingGo) return { skipReason: missingGo }
   const build = spawnSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', timeout: 30 * 60_000, maxBuffer: 64 * 1024 * 1024 })
   if (build.status !== 0) throw new Error(`collector-config/build.sh failed (exit ${build.status}):\n${build.stderr}`)
   const path = build.stdout.trim().split('\n').at(-1)!
   return { path }
+}
+
+/** Why Go cannot be used here, or undefined when it can; under CI=true a missing Go throws. */
+function goMissing(): string | undefined {
+  const go = spawnSync('go', ['version'], { encoding: 'utf8' })
+  if (!go.error && go.status === 0) return undefined
+  const reason = 'Go is not installed, so the Collector cannot be built: install Go (https://go.dev/doc/install) to run the Collector tests locally'
+  if (process.env.CI === 'true') throw new Error(`${reason}. Under CI=true this is a failure, not a skip.`)
+  return reason
+}
+
+/**
+ * The source directory of a Go module the Collector is built from (from the
+ * Go module cache, downloaded through the module proxy if needed), or why
+ * there is none.
+ */
+export function goModuleDir(module: string, version: string): { dir: string; skipReason?: undefined } | { dir?: undefined; skipReason: string } {
+  const missingGo = goMissing()
+  if (missingGo) return { skipReason: missingGo }
+  const download = spawnSync('go', ['mod', 'download', '-json', `${module}@${version}`], { encoding: 'utf8', timeout: 10 * 60_000 })
+  if (download.status !== 0) throw new Error(`go mod download ${module}@${version} failed:\n${download.stdout}${download.stderr}`)
+  return { dir: (JSON.parse(download.stdout) as { Dir: string }).Dir }
 }
 
 /** Environment that puts every listener of otelcol.yaml on a free loopback port and the queue in a temp dir. */
