@@ -21,6 +21,13 @@ if ! command -v go >/dev/null 2>&1; then
   echo "build.sh: Go is not installed (https://go.dev/doc/install); it is needed to build the Collector" >&2
   exit 127
 fi
+# Collector v0.161.0 needs Go 1.26; any Go from 1.21 on fetches that toolchain
+# from the module proxy by itself (GOTOOLCHAIN=auto), older ones cannot.
+go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
+if [[ ! "$go_minor" =~ ^[0-9]+$ ]] || (( go_minor < 21 )); then
+  echo "build.sh: $(go env GOVERSION) is too old; install Go 1.21 or newer (it downloads Go 1.26 for this build)" >&2
+  exit 1
+fi
 
 hash="$( (echo "$BUILDER_VERSION"; cat "$manifest") | sha256sum | cut -c1-12)"
 target_dir="$cache_root/otelcol-nhi-$BUILDER_VERSION-$hash"
