@@ -21,7 +21,7 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 
 const TOTAL_SPANS = Number(process.env.BENCH_INGEST_SPANS ?? 300_000)
 const BATCH = Number(process.env.BENCH_INGEST_BATCH ?? 2_000)
-const CONCURRENCY = Number(process.env.BENCH_INGEST_CONCURRENCY ?? 4)
+const CONCURRENCY = Number(process.env.BENCH_INGEST_CONCURRENCY ?? 16)
 
 /** CPU seconds (user + system) a process has used, from /proc. */
 function cpuSeconds(pid: number): number {

@@ -3,6 +3,7 @@
  * definitions in trace-service.proto (written from the OTLP specification).
  */
 import protobuf from 'protobufjs'
+import { decodeTraceExport } from './protobuf-reader.js'
 import { fileURLToPath } from 'node:url'
 import { MalformedPayloadError, type Attribute, type AttributeValue, type TraceExport } from './model.js'
 
@@ -54,8 +55,16 @@ function attributes(list: any[] | undefined, depth = 0): Attribute[] {
 
 const EMPTY = new Uint8Array(0)
 
-/** Decodes a protobuf ExportTraceServiceRequest; throws MalformedPayloadError when it is not one. */
-export function decodeProtobuf(body: Uint8Array): TraceExport {
+/** protobufjs leaves absent bytes fields as an empty array; the model wants a Uint8Array. */
+function bytes(value: unknown): Uint8Array {
+  return value instanceof Uint8Array && value.length > 0 ? value : EMPTY
+}
+
+/**
+ * Decodes with protobufjs's generated reflection code. Kept as the
+ * reference the fast decoder below is tested against.
+ */
+export function decodeProtobufReflection(body: Uint8Array): TraceExport {
   let message: any
   try {
     message = ExportRequest.decode(body)
@@ -69,9 +78,9 @@ export function decodeProtobuf(body: Uint8Array): TraceExport {
         scopeName: ss.scope?.name ?? '',
         scopeVersion: ss.scope?.version ?? '',
         spans: (ss.spans ?? []).map((s: any) => ({
-          traceId: s.traceId ?? EMPTY,
-          spanId: s.spanId ?? EMPTY,
-          parentSpanId: s.parentSpanId ?? EMPTY,
+          traceId: bytes(s.traceId),
+          spanId: bytes(s.spanId),
+          parentSpanId: bytes(s.parentSpanId),
           traceState: s.traceState ?? '',
           name: s.name ?? '',
           kind: s.kind ?? 0,
@@ -84,8 +93,8 @@ export function decodeProtobuf(body: Uint8Array): TraceExport {
             attributes: attributes(e.attributes),
           })),
           links: (s.links ?? []).map((l: any) => ({
-            traceId: l.traceId ?? EMPTY,
-            spanId: l.spanId ?? EMPTY,
+            traceId: bytes(l.traceId),
+            spanId: bytes(l.spanId),
             traceState: l.traceState ?? '',
             attributes: attributes(l.attributes),
           })),
@@ -97,6 +106,19 @@ export function decodeProtobuf(body: Uint8Array): TraceExport {
   }
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
+
+/**
+ * Decodes a protobuf ExportTraceServiceRequest straight into the receiver's
+ * model with protobufjs's wire Reader (no intermediate message objects);
+ * throws MalformedPayloadError when the body is not one.
+ */
+export function decodeProtobuf(body: Uint8Array): TraceExport {
+  try {
+    return decodeTraceExport(body)
+  } catch (error) {
+    throw new MalformedPayloadError(`body is not a valid protobuf ExportTraceServiceRequest: ${(error as Error).message}`)
+  }
+}
 
 /** Encodes an ExportTraceServiceResponse, with partial success when spans were rejected. */
 export function encodeProtobufResponse(rejectedSpans: number, errorMessage: string): Uint8Array {
