@@ -1,0 +1,104 @@
+/**
+ * `npm run demo`: a newcomer's first minute. Starts a throw-away nhi-meter
+ * (fresh data directory, the usual ports unless NHI_METER_PORT /
+ * NHI_METER_OTLP_PORT say otherwise), drives the demo workload through the
+ * real OpenTelemetry SDK, prints what it billed and the URLs to try, and
+ * keeps running until Ctrl-C.
+ *
+ * With OTEL_EXPORTER_OTLP_ENDPOINT set (docker-compose), it only sends the
+ * workload there: the Collector and the query service run elsewhere.
+ * NHI_METER_DEMO_EXIT=1 stops after the summary (used by the tests).
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pricingOf } from '../../query-service/src/billing/pricing.js'
+import { parseConfig } from '../../query-service/src/config.js'
+import { loadDefaultPolicy } from '../../query-service/src/policy/index.js'
+import { startService } from '../../query-service/src/service.js'
+import { runDemoWorkload } from './workload.js'
+
+interface Billable {
+  currency: string
+  completeness: { spans: number; identified_spans: number; identified_ratio: number; status: string; threshold: number }
+  rows: Array<{ 'nhi.id': string; meter: string; quantity: number; amount: string }>
+  total: { quantity: number; amount: string }
+}
+
+async function remoteOnly(endpoint: string): Promise<void> {
+  const tracesUrl = `${endpoint.replace(/\/$/, '')}/v1/traces`
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const summary = await runDemoWorkload({ tracesUrl })
+      console.log(`demo: sent the workload to ${tracesUrl}:`, summary)
+      return
+    } catch (error) {
+      if (attempt >= 10) throw error
+      await new Promise((resolve) => setTimeout(resolve, 3000))
+    }
+  }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => '  ' + r.map((cell, i) => (i >= 2 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('   ')).join('\n')
+}
+
+async function main(): Promise<void> {
+  if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) return remoteOnly(process.env.OTEL_EXPORTER_OTLP_ENDPOINT)
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'nhi-meter-demo-'))
+  const config = parseConfig({ ...process.env, NHI_METER_DATA_DIR: dataDir, NHI_METER_API_KEYS_FILE: '' })
+  const { policy } = await loadDefaultPolicy()
+  const quiet = { info: () => undefined, error: (message: string, error?: unknown) => console.error(`nhi-meter: ${message}`, error) }
+  const service = await startService(config, () => pricingOf(policy), quiet)
+  const key = service.generatedKey!
+  const api = `http://${config.NHI_METER_HOST}:${service.apiPort}`
+  const stop = async () => {
+    await service.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  try {
+    console.log(`nhi-meter demo: service on ${api}, embedded ClickHouse in ${dataDir} (removed on exit)`)
+    console.log('running the workload: 2 AI agents, 1 ETL service account, 1 API-key gateway, 1 legacy service without identity ...')
+    const sent = await runDemoWorkload({ tracesUrl: `http://${config.NHI_METER_HOST}:${service.otlpPort}/v1/traces`, headers: { Authorization: `Bearer ${key}` } })
+
+    const response = await fetch(`${api}/v1/billable?group_by=nhi.id,meter`, { headers: { Authorization: `Bearer ${key}` } })
+    const bill = (await response.json()) as Billable
+    console.log('')
+    console.log(`Billable this month (${bill.currency}), from GET /v1/billable?group_by=nhi.id,meter:`)
+    console.log(table([['identity', 'meter', 'quantity', 'amount'], ...bill.rows.map((r) => [r['nhi.id'], r.meter, String(r.quantity), r.amount]), ['total', '', String(bill.total.quantity), bill.total.amount]]))
+    const c = bill.completeness
+    console.log('')
+    console.log(
+      `Completeness: ${c.identified_spans} of ${c.spans} use events tied to an identity (${(c.identified_ratio * 100).toFixed(1)}%, threshold ${c.threshold * 100}%): ${c.status.toUpperCase()}.`,
+    )
+    console.log(`  The ${sent.unidentifiedRequests} requests of legacy-reports carry no identity: they are not billed, and the period says so.`)
+    console.log(`  ${sent.toolCalls.failed} failed tool calls are not billed (meters bill status ok by default).`)
+    console.log('')
+    console.log('Try (the admin key below is for this demo instance only):')
+    console.log(`  export KEY=${key}`)
+    console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/billable?group_by=nhi.id,meter"`)
+    console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/billable?group_by=business_unit,period&granularity=day&format=csv"`)
+    console.log(`  curl ${api}/openapi.json`)
+    console.log('')
+    if (process.env.NHI_METER_DEMO_EXIT === '1') {
+      await stop()
+      return
+    }
+    console.log('Running until Ctrl-C.')
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve())
+      process.once('SIGTERM', () => resolve())
+    })
+    await stop()
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error('demo failed:', error instanceof Error ? error.message : error)
+  process.exit(1)
+})
