@@ -9,8 +9,8 @@ import { MalformedPayloadError } from './model.js'
 const root = protobuf.loadSync(fileURLToPath(new URL('./trace-service.proto', import.meta.url)))
 const Request = root.lookupType('nhimeter.otlp.ExportTraceServiceRequest')
 
-function encode(object: Record<string, unknown>): Uint8Array {
-  return Request.encode(Request.fromObject(object)).finish()
+function encode(object: Record<string, unknown>): Buffer {
+  return Buffer.from(Request.encode(Request.fromObject(object)).finish())
 }
 
 describe('the protobuf decoder', () => {
@@ -22,7 +22,7 @@ describe('the protobuf decoder', () => {
       parent.setStatus({ code: SpanStatusCode.ERROR, message: 'ünïcödé ✓' })
       parent.end(at('2026-11-02T00:00:01Z'))
     })
-    const body = ProtobufTraceSerializer.serializeRequest(spans)!
+    const body = Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!)
     expect(decodeProtobuf(body)).toEqual(decodeProtobufReflection(body))
   })
 
