@@ -111,6 +111,21 @@ describe('GET /v1/billable', () => {
   })
 })
 
+describe('declared identities', () => {
+  it('bill and scope by the inventory business unit, not the span attribute', async () => {
+    await insertSpans(client, [tool('agent-c', 'sales', '2026-11-20T10:00:00Z'), tool('agent-c', 'sales', '2026-11-20T11:00:00Z')])
+    const range = 'from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z'
+    expect(((await (await get(`/v1/billable?${range}`, 'finance')).json()) as { rows: unknown[] }).rows).toEqual([])
+    await client.insert({
+      table: 'nhi_inventory',
+      values: [{ id: 'agent-c', type: 'ai_agent', owner: 'team-x', business_unit: 'finance', tier: 'standard', approved_activities: [], updated_at: '2026-11-19 00:00:00.000' }],
+      format: 'JSONEachRow',
+    })
+    const scoped = (await (await get(`/v1/billable?${range}&group_by=business_unit,nhi.id`, 'finance')).json()) as { rows: unknown[] }
+    expect(scoped.rows).toEqual([{ business_unit: 'finance', 'nhi.id': 'agent-c', quantity: 2, amount: '0.004' }])
+  })
+})
+
 describe('access', () => {
   it.each([
     ['no key', null, {}, 401],

@@ -13,6 +13,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import { toClickHouseTime, type TimeRange } from '../http/params.js'
 import { toCount } from '../storage/client.js'
+import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../identities/effective.js'
 import { meterIndexSql, meterSqlParams, type RateCard } from '../policy/index.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
@@ -29,7 +30,7 @@ export type BusinessUnitScope = readonly string[] | null
 
 const COLUMN_OF: Record<Exclude<GroupByKey, 'meter' | 'period'>, string> = {
   'nhi.id': 'nhi_id',
-  business_unit: 'business_unit',
+  business_unit: EFFECTIVE_BUSINESS_UNIT,
   'activity.type': 'activity_type',
   'activity.name': 'activity_name',
   service: 'service',
@@ -91,9 +92,10 @@ export async function billableAggregates(
   const query = `
     SELECT ${[...select, `${match.cardIndex} AS card_idx`, `${match.meterIndex} AS meter_idx`, 'count() AS quantity'].join(',\n      ')}
     FROM nhi_activity FINAL
+    ${INVENTORY_JOIN}
     WHERE event_time >= {from:DateTime64(9)} AND event_time < {to:DateTime64(9)}
       AND nhi_id != ''
-      ${options.businessUnits ? 'AND business_unit IN {business_units:Array(String)}' : ''}
+      ${businessUnitCondition(options.businessUnits)}
     GROUP BY ${[...keyColumns.map((c) => c.alias), 'card_idx', 'meter_idx'].join(', ')}
     HAVING meter_idx >= 0`
   const result = await client.query({
@@ -132,8 +134,9 @@ export async function completenessCounts(client: ClickHouseClient, range: TimeRa
     query: `
       SELECT count() AS spans, countIf(nhi_id != '') AS identified
       FROM nhi_activity FINAL
+      ${INVENTORY_JOIN}
       WHERE event_time >= {from:DateTime64(9)} AND event_time < {to:DateTime64(9)}
-        ${businessUnits ? 'AND business_unit IN {business_units:Array(String)}' : ''}`,
+        ${businessUnitCondition(businessUnits)}`,
     format: 'JSONEachRow',
     query_params: {
       from: toClickHouseTime(range.from),

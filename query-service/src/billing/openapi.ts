@@ -1,0 +1,79 @@
+/**
+ * OpenAPI description of the billing routes.
+ */
+import { authResponses, errorResponse, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
+import { GRANULARITIES, GROUP_BY_KEYS } from './queries.js'
+
+/** Billing's paths and schemas. */
+export const billingOpenApi: OpenApiFragment = {
+  schemas: {
+        Completeness: {
+          type: 'object',
+          required: ['spans', 'identified_spans', 'identified_ratio', 'status', 'threshold'],
+          properties: {
+            spans: { type: 'integer', minimum: 0, description: 'Activity spans in the range (deduplicated).' },
+            identified_spans: { type: 'integer', minimum: 0, description: 'Of those, spans tied to an identity.' },
+            identified_ratio: { type: 'number', minimum: 0, maximum: 1 },
+            status: { type: 'string', enum: ['complete', 'incomplete'] },
+            threshold: { type: 'number', minimum: 0, maximum: 1, description: 'Ratio at or above which the evidence counts as complete.' },
+          },
+        },
+        Billable: {
+          type: 'object',
+          required: ['from', 'to', 'currency', 'rate_card_versions', 'completeness', 'rows', 'total'],
+          properties: {
+            from: { type: 'string', format: 'date-time' },
+            to: { type: 'string', format: 'date-time' },
+            currency: { type: 'string' },
+            rate_card_versions: { type: 'array', items: { type: 'string' } },
+            completeness: { $ref: '#/components/schemas/Completeness' },
+            rows: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['quantity', 'amount'],
+                properties: { quantity: { type: 'integer', minimum: 0 }, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
+                additionalProperties: { type: 'string' },
+              },
+            },
+            total: {
+              type: 'object',
+              required: ['quantity', 'amount'],
+              properties: { quantity: { type: 'integer', minimum: 0 }, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
+            },
+          },
+        },
+  },
+  paths: {
+      '/v1/billable': {
+        get: {
+          summary: 'Billable activity over a range',
+          description:
+            'Counts billable events (spans with a resolved identity that match a meter of the rate card in force at their start), grouped as asked and priced exactly. Each span counts once (TraceId + SpanId). Scope billing:read; a key limited to business units sees only theirs.',
+          security: [{ bearer: [] }],
+          parameters: [
+            timeParam('from', 'Start of the range, inclusive (RFC 3339 UTC). Default: start of the current UTC month.'),
+            timeParam('to', 'End of the range, exclusive (RFC 3339 UTC). Default: now.'),
+            {
+              name: 'group_by',
+              in: 'query',
+              required: false,
+              description: `Comma list of ${GROUP_BY_KEYS.join(', ')}. Default nhi.id,meter.`,
+              schema: { type: 'string' },
+            },
+            { name: 'granularity', in: 'query', required: false, description: 'Period size, with group_by period.', schema: { type: 'string', enum: [...GRANULARITIES] } },
+            { name: 'format', in: 'query', required: false, description: 'json (default) or csv; Accept: text/csv also selects CSV.', schema: { type: 'string', enum: ['json', 'csv'] } },
+          ],
+          responses: {
+            '200': {
+              description: 'Billable rows, total and completeness',
+              content: { 'application/json': { schema: { $ref: '#/components/schemas/Billable' } }, 'text/csv': { schema: { type: 'string' } } },
+            },
+            '400': errorResponse('bad parameter (the message names it)'),
+            ...authResponses('billing:read'),
+            '503': errorResponse('storage unavailable'),
+          },
+        },
+      },
+  },
+}
