@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from './app.js'
-import { freshStorage, insertSpans, spanRow, TEST_PRICING, testKeys } from './test-support.js'
+import { freshStorage, insertSpans, spanRow, TEST_POLICY, testKeys } from './test-support.js'
 
 let client: ClickHouseClient
 let app: ReturnType<typeof createApp>
@@ -20,7 +20,7 @@ const tool = (id: string, bu: string, start: string, extra: Record<string, strin
 
 beforeAll(async () => {
   client = await freshStorage()
-  app = createApp({ client, keys: () => store, pricing: () => TEST_PRICING })
+  app = createApp({ client, keys: () => store, policy: () => TEST_POLICY })
   const duplicate = tool('agent-a', 'finance', '2026-11-02T10:00:00Z')
   await insertSpans(client, [
     duplicate,

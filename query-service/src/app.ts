@@ -7,7 +7,9 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import type { KeyStore } from './auth/keys.js'
-import { billingRoutes, type BillingDeps } from './billing/routes.js'
+import { pricingOf, type Pricing } from './billing/pricing.js'
+import { billingRoutes } from './billing/routes.js'
+import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
 import { openApiDocument } from './openapi.js'
@@ -17,16 +19,28 @@ export interface AppDeps {
   client: ClickHouseClient
   /** Current API keys (a function so a reload can swap them). */
   keys: () => KeyStore
-  pricing: BillingDeps['pricing']
+  /** Current validated policy (a function so a reload can swap it). */
+  policy: () => Policy
   /** Where unexpected errors are reported, with the request id. */
   logError?: (requestId: string, error: unknown) => void
   /** Largest request body the API accepts, in bytes. */
   maxBodyBytes?: number
 }
 
+/** Domain routes mounted under /v1 besides billing (tests pass their own). */
+export interface AppOptions {
+  routes?: Array<Hono<AppEnv>>
+}
+
 /** Builds the query API. */
-export function createApp(deps: AppDeps): Hono<AppEnv> {
+export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
+  let pricingFor: { policy: Policy; pricing: Pricing } | undefined
+  const pricing = (): Pricing => {
+    const policy = deps.policy()
+    if (pricingFor?.policy !== policy) pricingFor = { policy, pricing: pricingOf(policy) }
+    return pricingFor.pricing
+  }
   const maxBodyBytes = deps.maxBodyBytes ?? 10 * 1024 * 1024
   app.use('*', requestId())
   app.use('*', async (c, next) => {
@@ -44,7 +58,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get('/openapi.json', (c) => c.json(openApiDocument()))
 
   app.use('/v1/*', authenticate(deps.keys))
-  app.route('/v1', billingRoutes({ client: deps.client, pricing: deps.pricing }))
+  app.route('/v1', billingRoutes({ client: deps.client, pricing }))
+  for (const routes of options.routes ?? []) app.route('/v1', routes)
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`, c.get('requestId')), 404))
   app.onError((error, c) => {

@@ -3,7 +3,6 @@
  * single-node product and shuts it down cleanly on SIGINT/SIGTERM.
  */
 import { ConfigError, parseConfig } from './config.js'
-import { pricingOf } from './billing/pricing.js'
 import { loadDefaultPolicy, loadPolicyFile, PolicyError } from './policy/index.js'
 import { startService } from './service.js'
 
@@ -16,9 +15,8 @@ async function main(): Promise<void> {
   const config = parseConfig(process.env)
   const loaded = config.NHI_METER_POLICY ? await loadPolicyFile(config.NHI_METER_POLICY) : await loadDefaultPolicy()
   for (const warning of loaded.warnings) log.info(`policy warning: ${warning.path}: ${warning.message}`)
-  const pricing = pricingOf(loaded.policy)
   const started = Date.now()
-  const service = await startService(config, () => pricing, log)
+  const service = await startService(config, () => loaded.policy, log)
   const host = config.NHI_METER_HOST.includes(':') ? `[${config.NHI_METER_HOST}]` : config.NHI_METER_HOST
   log.info(`query API on http://${host}:${service.apiPort} (storage: ${config.CLICKHOUSE_URL ? config.CLICKHOUSE_URL : `embedded ClickHouse in ${config.NHI_METER_DATA_DIR}`})`)
   if (service.otlpPort !== undefined) {

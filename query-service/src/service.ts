@@ -7,7 +7,7 @@ import { serve, type ServerType } from '@hono/node-server'
 import type { AddressInfo } from 'node:net'
 import { KeyStore, loadGeneratedKeys } from './auth/keys.js'
 import { createApp } from './app.js'
-import type { BillingDeps } from './billing/routes.js'
+import type { Policy } from './policy/index.js'
 import type { Config } from './config.js'
 import { createReceiver, type Receiver } from './otlp/receiver.js'
 import { SpanWriter } from './otlp/span-writer.js'
@@ -32,7 +32,7 @@ export interface ServiceLog {
 }
 
 /** Starts everything the configuration asks for. */
-export async function startService(config: Config, pricing: BillingDeps['pricing'], log: ServiceLog): Promise<RunningService> {
+export async function startService(config: Config, policy: () => Policy, log: ServiceLog): Promise<RunningService> {
   const client = await openStorage(
     config.CLICKHOUSE_URL
       ? { kind: 'server', url: config.CLICKHOUSE_URL, username: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, database: config.CLICKHOUSE_DATABASE }
@@ -55,7 +55,7 @@ export async function startService(config: Config, pricing: BillingDeps['pricing
     const app = createApp({
       client,
       keys: () => keys,
-      pricing,
+      policy,
       logError: (requestId, error) => log.error(`request ${requestId} failed`, error),
     })
     const api: ServerType = await new Promise((resolve, reject) => {

@@ -8,8 +8,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { KeyStore, sha256, type Scope } from './auth/keys.js'
-import { pricingOf, type Pricing } from './billing/pricing.js'
-import { validatePolicy } from './policy/index.js'
+import { validatePolicy, type Policy } from './policy/index.js'
 import { formatUnixNano, type OtelTraceRow } from './otlp/rows.js'
 import { openStorage } from './storage/client.js'
 import { migrate } from './storage/migrations.js'
@@ -27,23 +26,21 @@ export function testKeys(entries: Array<{ name: string; scopes: Scope[]; busines
   return { store: KeyStore.fromEntries(entries.map((e) => ({ ...e, sha256: sha256(key(e.name)).toString('hex') }))), key }
 }
 
-/** A rate card priced in USD: tool calls 0.002, workflows 0.05 (ok only), API calls 0.0001 (any status). */
-export const TEST_PRICING: Pricing = pricingOf(
-  validatePolicy({
-    rate_cards: [
-      {
-        version: '2026-11',
-        effective_from: '2026-11-01T00:00:00Z',
-        currency: 'USD',
-        meters: [
-          { name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002' },
-          { name: 'workflows', activity_type: 'workflow_execution', status: 'ok', unit_price: '0.05' },
-          { name: 'api_calls', activity_type: 'api_call', status: 'any', unit_price: '0.0001' },
-        ],
-      },
-    ],
-  }).policy,
-)
+/** A policy priced in USD: tool calls 0.002, workflows 0.05 (ok only), API calls 0.0001 (any status); default entitlements and detection. */
+export const TEST_POLICY: Policy = validatePolicy({
+  rate_cards: [
+    {
+      version: '2026-11',
+      effective_from: '2026-11-01T00:00:00Z',
+      currency: 'USD',
+      meters: [
+        { name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002' },
+        { name: 'workflows', activity_type: 'workflow_execution', status: 'ok', unit_price: '0.05' },
+        { name: 'api_calls', activity_type: 'api_call', status: 'any', unit_price: '0.0001' },
+      ],
+    },
+  ],
+}).policy
 
 let spanCounter = 0
 

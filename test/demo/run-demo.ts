@@ -12,7 +12,6 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pricingOf } from '../../query-service/src/billing/pricing.js'
 import { parseConfig } from '../../query-service/src/config.js'
 import { loadDefaultPolicy } from '../../query-service/src/policy/index.js'
 import { startService } from '../../query-service/src/service.js'
@@ -51,7 +50,7 @@ async function main(): Promise<void> {
   const config = parseConfig({ ...process.env, NHI_METER_DATA_DIR: dataDir, NHI_METER_API_KEYS_FILE: '' })
   const { policy } = await loadDefaultPolicy()
   const quiet = { info: () => undefined, error: (message: string, error?: unknown) => console.error(`nhi-meter: ${message}`, error) }
-  const service = await startService(config, () => pricingOf(policy), quiet)
+  const service = await startService(config, () => policy, quiet)
   const key = service.generatedKey!
   const api = `http://${config.NHI_METER_HOST}:${service.apiPort}`
   const stop = async () => {
