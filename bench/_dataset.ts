@@ -1,0 +1,95 @@
+/**
+ * The shared benchmark dataset (issues 5, 6, 7): 10,000,000 use events of
+ * 1,000 identities over 30 days (November 2026), plus 2 % of them delivered
+ * a second time, loaded into an embedded ClickHouse by SQL (the raw spans go
+ * into otel_traces; the ledger view derives nhi_activity exactly as for
+ * real ingest). Built once and cached under
+ * ${NHI_METER_CACHE_DIR:-~/.cache/nhi-meter}/bench-<spans>; every benchmark
+ * opens the same directory in turn (one process at a time).
+ *
+ * Shape, all deterministic from the event number n:
+ * - identity `id-<n % 1000>`, 10 business units, 50 services;
+ * - 50 % tool invocations (gen_ai execute_tool, 20 tool names), 20 % API
+ *   calls (SERVER spans), 15 % workflow executions, 10 % token exchanges,
+ *   5 % secret rotations; 3 % of spans have status Error;
+ * - 1 % of spans carry no identity at all (they count against completeness).
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { openStorage } from '../query-service/src/storage/client.js'
+import { migrate } from '../query-service/src/storage/migrations.js'
+
+/** Number of unique spans (override with BENCH_SPANS for a quick run). */
+export const DATASET_SPANS = Number(process.env.BENCH_SPANS ?? 10_000_000)
+/** Every 50th span is delivered twice: 2 % duplicates. */
+export const DUPLICATE_EVERY = 50
+/** The month the data covers. */
+export const DATASET_FROM = '2026-11-01T00:00:00Z'
+/** End of the month (exclusive). */
+export const DATASET_TO = '2026-12-01T00:00:00Z'
+
+/** The generator as SQL over `numbers(...)`, with `n` the event number. */
+function generatorSql(where: string): string {
+  return `
+    INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
+      ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage)
+    SELECT
+      toDateTime64('2026-11-01 00:00:00', 9, 'UTC') + toIntervalNanosecond(intDiv(n * 2592000000, {spans:UInt64}) * 1000000 + n % 1000) AS Timestamp,
+      concat(leftPad(lower(hex(toUInt64(n))), 16, '0'), '6e68696d62656e63') AS TraceId,
+      leftPad(lower(hex(toUInt64(n * 2 + 1))), 16, '0') AS SpanId,
+      '' AS ParentSpanId, '' AS TraceState,
+      multiIf(kind_pick < 5, 'execute_tool', kind_pick < 7, 'GET /v1/orders/{id}', kind_pick < 8 AND n % 20 < 10, 'invoke_workflow', kind_pick < 8, 'workflow.run', kind_pick < 9, 'token.exchange', 'secret.rotate') AS SpanName,
+      if(kind_pick >= 5 AND kind_pick < 7, 'Server', 'Internal') AS SpanKind,
+      concat('svc-', toString(n % 50)) AS ServiceName,
+      map('service.name', concat('svc-', toString(n % 50)), 'nhi.business_unit', concat('bu-', toString(identity % 10)), 'nhi.owner', concat('team-', toString(identity % 40))) AS ResourceAttributes,
+      'bench' AS ScopeName, '1.0.0' AS ScopeVersion,
+      mapFilter((k, v) -> v != '', map(
+        'nhi.id', if(unidentified, '', concat('id-', leftPad(toString(identity), 4, '0'))),
+        'nhi.type', if(unidentified, '', ['ai_agent', 'service_account', 'api_key', 'integration'][identity % 4 + 1]),
+        'nhi.credential.id', if(unidentified, '', concat('fp_', lower(hex(intHash64(identity))))),
+        'gen_ai.operation.name', multiIf(kind_pick < 5, 'execute_tool', kind_pick = 7 AND n % 20 < 10, 'invoke_workflow', ''),
+        'gen_ai.tool.name', if(kind_pick < 5, concat('tool-', toString(n % 20)), ''),
+        'nhi.activity.type', multiIf(kind_pick = 7 AND n % 20 >= 10, 'workflow_execution', kind_pick = 8, 'token_exchange', kind_pick = 9, 'secret_rotation', ''),
+        'nhi.activity.name', multiIf(kind_pick = 7, concat('pipeline-', toString(n % 5)), kind_pick = 8, 'oauth2.client_credentials', kind_pick = 9, 'db-password', ''),
+        'http.route', if(kind_pick >= 5 AND kind_pick < 7, '/v1/orders/{id}', '')
+      )) AS SpanAttributes,
+      1000000 + n % 5000000 AS Duration,
+      if(intHash32(n * 7) % 100 < 3, 'Error', 'Unset') AS StatusCode,
+      '' AS StatusMessage
+    FROM (SELECT number AS n, intHash32(number) % 1000 AS identity, number % 10 AS kind_pick, intHash32(number * 3) % 100 = 0 AS unidentified FROM numbers({spans:UInt64}))
+    ${where}
+    SETTINGS max_insert_block_size = 1048576, max_block_size = 1048576`
+}
+
+/** Where the dataset lives. */
+export function datasetDir(spans = DATASET_SPANS): string {
+  return join(process.env.NHI_METER_CACHE_DIR ?? join(homedir(), '.cache', 'nhi-meter'), `bench-${spans}`)
+}
+
+/**
+ * Opens the dataset, building it first if needed. Returns the client and
+ * how long the build took (0 when it was cached).
+ */
+export async function openDataset(spans = DATASET_SPANS): Promise<{ client: ClickHouseClient; dir: string; buildSeconds: number }> {
+  const dir = datasetDir(spans)
+  const ready = join(dir, 'READY')
+  if (existsSync(ready)) {
+    const client = await openStorage({ kind: 'embedded', dataDir: join(dir, 'data') })
+    await migrate(client)
+    return { client, dir, buildSeconds: 0 }
+  }
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  const client = await openStorage({ kind: 'embedded', dataDir: join(dir, 'data') })
+  await migrate(client)
+  const started = performance.now()
+  console.log(`dataset: generating ${spans.toLocaleString('en-US')} spans (+${100 / DUPLICATE_EVERY} % duplicates) into ${dir} ...`)
+  await client.command({ query: generatorSql(''), query_params: { spans }, clickhouse_settings: { wait_end_of_query: 1 } })
+  await client.command({ query: generatorSql(`WHERE n % ${DUPLICATE_EVERY} = 0`), query_params: { spans } })
+  const buildSeconds = (performance.now() - started) / 1000
+  writeFileSync(ready, `${new Date().toISOString()}\n`)
+  console.log(`dataset: built in ${buildSeconds.toFixed(0)} s`)
+  return { client, dir, buildSeconds }
+}
