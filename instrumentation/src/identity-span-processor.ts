@@ -23,9 +23,12 @@ export interface NhiIdentitySpanProcessorOptions {
  * that their children inherit it even though it is not in their context.
  */
 const identityBySpan = new WeakMap<object, IdentityRecord>()
+/** Whether any span identity was remembered; until then spans skip the parent look-up. */
+let inheritanceInUse = false
 
 /** Records that `span` acts as `record`, so spans started under it inherit the identity. */
 export function rememberSpanIdentity(span: ApiSpan, record: IdentityRecord): void {
+  inheritanceInUse = true
   identityBySpan.set(span, record)
 }
 
@@ -48,7 +51,7 @@ export class NhiIdentitySpanProcessor implements SpanProcessor {
 
   onStart(span: Span, parentContext: Context): void {
     let record = identityRecordOf(parentContext)
-    if (record === undefined) {
+    if (record === undefined && inheritanceInUse) {
       const parent = trace.getSpan(parentContext)
       if (parent !== undefined) {
         record = identityBySpan.get(parent)
@@ -60,8 +63,8 @@ export class NhiIdentitySpanProcessor implements SpanProcessor {
       if (attributes[ATTR_NHI_ID] === undefined) {
         const entries = record.attributes
         for (let i = 0; i < entries.length; i++) {
-          const [key, value] = entries[i]!
-          if (attributes[key] === undefined) span.setAttribute(key, value)
+          const entry = entries[i]!
+          if (attributes[entry[0]] === undefined) span.setAttribute(entry[0], entry[1])
         }
       }
     }

@@ -129,12 +129,22 @@ export function processIdentityAttributes(
   return attributes
 }
 
-const SCOPED_IDENTITY = createContextKey('@nhi-meter/instrumentation scoped identity')
-const REQUEST_IDENTITY = createContextKey('@nhi-meter/instrumentation request identity')
+/**
+ * Both identities a context can carry live under one key, so the span
+ * processor finds the one that applies with a single context look-up.
+ */
+interface ContextIdentities {
+  readonly scoped?: IdentityRecord
+  readonly request?: IdentityRecord
+  /** The record spans take: scoped wins over request. */
+  readonly effective: IdentityRecord
+}
+
+const IDENTITIES = createContextKey('@nhi-meter/instrumentation identities')
 
 /** The identity record a span started in `ctx` takes: scoped identity first, then the request's. */
 export function identityRecordOf(ctx: Context): IdentityRecord | undefined {
-  return (ctx.getValue(SCOPED_IDENTITY) ?? ctx.getValue(REQUEST_IDENTITY)) as IdentityRecord | undefined
+  return (ctx.getValue(IDENTITIES) as ContextIdentities | undefined)?.effective
 }
 
 /** The identity spans started in `ctx` are attributed to, if any (scoped wins over request). */
@@ -145,12 +155,15 @@ export function getIdentity(ctx: Context = context.active()): Readonly<NhiIdenti
 /** Returns a context in which spans act as `identity` (like {@link withIdentity}, for code that manages contexts itself). */
 export function setIdentity(ctx: Context, identity: NhiIdentity): Context {
   const record = toIdentityRecord(identity, 'scoped')
-  return record ? ctx.setValue(SCOPED_IDENTITY, record) : ctx
+  if (!record) return ctx
+  const current = ctx.getValue(IDENTITIES) as ContextIdentities | undefined
+  return ctx.setValue(IDENTITIES, { scoped: record, request: current?.request, effective: record } satisfies ContextIdentities)
 }
 
-/** Returns a context carrying an identity resolved from an inbound request. */
+/** Returns a context carrying an identity resolved from an inbound request (a scoped identity already there still wins). */
 export function setRequestIdentity(ctx: Context, record: IdentityRecord): Context {
-  return ctx.setValue(REQUEST_IDENTITY, record)
+  const current = ctx.getValue(IDENTITIES) as ContextIdentities | undefined
+  return ctx.setValue(IDENTITIES, { scoped: current?.scoped, request: record, effective: current?.scoped ?? record } satisfies ContextIdentities)
 }
 
 /**

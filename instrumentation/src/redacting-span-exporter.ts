@@ -21,8 +21,42 @@ export interface RedactionOptions {
   fingerprintKey?: string
 }
 
-/** Key decisions repeat endlessly (attribute names are few), so they are remembered; bounded so odd keys cannot grow it without limit. */
-const KEY_CACHE_LIMIT = 4096
+/**
+ * What the redactor remembers about one attribute key: whether the key names
+ * a secret, and the last few values seen under it that were found safe.
+ * Attribute names are few and most values repeat (methods, hosts, routes,
+ * identities), while a regex test costs about as much as our whole per-span
+ * budget; comparing a value with a few remembered ones costs almost nothing,
+ * allocates nothing, and a value unique to each span (an id in a URL) simply
+ * falls through to the test. Only safe values are remembered: no secret is
+ * ever held here.
+ */
+interface KeyState {
+  readonly secretKey: boolean
+  readonly recentSafe: string[]
+  /**
+   * Values of some keys never repeat (an id in every URL); comparing each with
+   * the remembered ones is then pure loss, and not small: equal-length values
+   * with a long common prefix are compared almost to the end. Such keys stop
+   * remembering for a while (`skip` checks) and are re-evaluated after it.
+   */
+  hits: number
+  misses: number
+  skip: number
+}
+
+/** Safe values remembered per key. */
+const RECENT_SAFE_PER_KEY = 4
+/** Keys remembered; the map is cleared when it reaches this size, so odd keys cannot grow it without limit. */
+const KEY_STATE_LIMIT = 8192
+/** Checks after which a key's hit rate is judged, and for which a key with too few hits stops remembering. */
+const HIT_RATE_WINDOW = 256
+/** Longer values are not remembered (they are rarely repeated, and comparing them is not free). */
+const REMEMBERED_VALUE_MAX_LENGTH = 512
+/** Pseudo-keys for strings that are not attribute values. */
+const SPAN_NAME = '\u0000span.name'
+const EVENT_NAME = '\u0000event.name'
+const STATUS_MESSAGE = '\u0000status.message'
 
 /**
  * Applies the shared secrets rule (`redaction.ts`, SPEC section 2) to whole
@@ -34,7 +68,9 @@ const KEY_CACHE_LIMIT = 4096
 export class SpanRedactor {
   private readonly fingerprintValues: boolean
   private readonly fingerprintKey: string | undefined
-  private readonly secretKeys = new Map<string, boolean>()
+  private readonly keys = new Map<string, KeyState>()
+  private readonly lastKeys: string[] = []
+  private readonly lastStates: KeyState[] = []
   private readonly resources = new WeakMap<Resource, Resource>()
 
   constructor(options: Omit<RedactionOptions, 'enabled'> = {}) {
@@ -48,8 +84,8 @@ export class SpanRedactor {
     const events = this.redactEvents(span.events)
     const links = this.redactLinks(span.links)
     const resource = this.redactResource(span.resource)
-    const name = this.redactText(span.name)
-    const statusMessage = span.status.message === undefined ? undefined : this.redactText(span.status.message)
+    const name = this.redactText(this.keyState(SPAN_NAME), span.name)
+    const statusMessage = span.status.message === undefined ? undefined : this.redactText(this.keyState(STATUS_MESSAGE), span.status.message)
     if (
       attributes === span.attributes &&
       events === span.events &&
@@ -95,9 +131,43 @@ export class SpanRedactor {
   /** The attributes without secrets: the same object when nothing changed. */
   redactAttributes(attributes: Attributes): Attributes {
     let out: Attributes | undefined
+    let index = 0
     for (const key in attributes) {
       const value = attributes[key]
-      const kept = this.isSecretKey(key) ? undefined : this.redactValue(value)
+      // Spans from one instrumentation list their keys in the same order, so the
+      // state is usually where it was for the previous span: a pointer compare
+      // instead of a map look-up.
+      let state: KeyState
+      if (this.lastKeys[index] === key) {
+        state = this.lastStates[index]!
+      } else {
+        state = this.keys.get(key) ?? this.keyState(key)
+        this.lastKeys[index] = key
+        this.lastStates[index] = state
+      }
+      index++
+      // Fast path, inlined: a number or boolean, or a string seen safe under this key lately.
+      if (!state.secretKey && out === undefined) {
+        if (typeof value === 'string') {
+          if (state.skip === 0) {
+            const recent = state.recentSafe
+            let seen = false
+            for (let i = 0; i < recent.length; i++) {
+              if (recent[i] === value) {
+                seen = true
+                break
+              }
+            }
+            if (seen) {
+              state.hits++
+              continue
+            }
+          }
+        } else if (!Array.isArray(value)) {
+          continue
+        }
+      }
+      const kept = state.secretKey ? undefined : this.redactValue(state, value)
       if (kept === value && out === undefined) continue
       if (out === undefined) {
         out = {}
@@ -111,24 +181,24 @@ export class SpanRedactor {
     return out ?? attributes
   }
 
-  private isSecretKey(key: string): boolean {
-    let secret = this.secretKeys.get(key)
-    if (secret === undefined) {
-      secret = isSecretKey(key)
-      if (this.secretKeys.size >= KEY_CACHE_LIMIT) this.secretKeys.clear()
-      this.secretKeys.set(key, secret)
+  private keyState(key: string): KeyState {
+    let state = this.keys.get(key)
+    if (state === undefined) {
+      state = { secretKey: isSecretKey(key), recentSafe: [], hits: 0, misses: 0, skip: 0 }
+      if (this.keys.size >= KEY_STATE_LIMIT) this.keys.clear()
+      this.keys.set(key, state)
     }
-    return secret
+    return state
   }
 
-  private redactValue(value: AttributeValue | undefined): AttributeValue | undefined {
-    if (typeof value === 'string') return this.redactText(value)
+  private redactValue(state: KeyState, value: AttributeValue | undefined): AttributeValue | undefined {
+    if (typeof value === 'string') return this.redactText(state, value)
     if (Array.isArray(value)) {
       let out: AttributeValue | undefined
       for (let i = 0; i < value.length; i++) {
         const element: unknown = value[i]
         if (typeof element !== 'string') continue
-        const kept = this.redactText(element)
+        const kept = this.redactText(state, element)
         if (kept === element) continue
         out ??= [...value] as AttributeValue
         ;(out as unknown[])[i] = kept
@@ -138,9 +208,33 @@ export class SpanRedactor {
     return value
   }
 
-  private redactText(text: string): string {
-    if (!looksLikeSecret(text)) return text
-    return this.fingerprintValues ? fingerprintCredential(text, this.fingerprintKey) : REDACTED_VALUE
+  private redactText(state: KeyState, text: string): string {
+    const recent = state.recentSafe
+    if (state.skip > 0) {
+      state.skip--
+    } else {
+      for (let i = 0; i < recent.length; i++) {
+        if (recent[i] === text) {
+          state.hits++
+          return text
+        }
+      }
+      if (++state.misses + state.hits >= HIT_RATE_WINDOW) {
+        // Fewer than one hit in four: stop comparing for a window, then try again.
+        if (state.hits * 3 < state.misses) {
+          state.skip = HIT_RATE_WINDOW * 16
+          recent.length = 0
+        }
+        state.hits = 0
+        state.misses = 0
+      }
+    }
+    if (looksLikeSecret(text)) return this.fingerprintValues ? fingerprintCredential(text, this.fingerprintKey) : REDACTED_VALUE
+    if (state.skip === 0 && text.length <= REMEMBERED_VALUE_MAX_LENGTH) {
+      if (recent.length >= RECENT_SAFE_PER_KEY) recent.pop()
+      recent.unshift(text)
+    }
+    return text
   }
 
   private redactEvents(events: TimedEvent[]): TimedEvent[] {
@@ -148,7 +242,7 @@ export class SpanRedactor {
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
       const attributes = event.attributes === undefined ? undefined : this.redactAttributes(event.attributes)
-      const name = this.redactText(event.name)
+      const name = this.redactText(this.keyState(EVENT_NAME), event.name)
       if (attributes === event.attributes && name === event.name) continue
       out ??= events.slice()
       out[i] = { ...event, name, attributes }

@@ -37,7 +37,7 @@ export const SECRET_VALUE_PATTERNS: readonly string[] = [
   // Credentials in URL query strings.
   '(?i)[?&](access_token|refresh_token|id_token|api_key|apikey|token|password|secret|client_secret)=[^&#\\s]+',
   // Credentials in URL userinfo (`scheme://user:password@host`), e.g. database connection strings.
-  '[A-Za-z][A-Za-z0-9+.-]*://[^/\\s:@]*:[^/\\s@]+@',
+  '://[^/\\s:@]*:[^/\\s@]+@',
   // PEM-encoded private keys.
   '-----BEGIN [A-Z ]*PRIVATE KEY-----',
 ]
@@ -51,17 +51,34 @@ export function toRegExp(pattern: string, caseInsensitive = false): RegExp {
   return new RegExp(inline ? pattern.slice(4) : pattern, inline || caseInsensitive ? 'i' : '')
 }
 
-const secretKeyRegExps = SECRET_KEY_PATTERNS.map((p) => toRegExp(p, true))
-const secretValueRegExps = SECRET_VALUE_PATTERNS.map((p) => toRegExp(p))
+/**
+ * Joins patterns into one alternation per case mode: "any pattern matches" is
+ * then one regex test instead of one per pattern, which matters on the span
+ * export path. Same answers as testing each pattern (a test checks that).
+ */
+function anyOf(patterns: readonly string[], caseInsensitive: boolean): RegExp[] {
+  const strip = (p: string) => (p.startsWith('(?i)') ? p.slice(4) : p)
+  const insensitive = patterns.filter((p) => caseInsensitive || p.startsWith('(?i)'))
+  const sensitive = patterns.filter((p) => !insensitive.includes(p))
+  const joined: RegExp[] = []
+  if (sensitive.length > 0) joined.push(new RegExp(sensitive.map((p) => `(?:${p})`).join('|')))
+  if (insensitive.length > 0) joined.push(new RegExp(insensitive.map((p) => `(?:${strip(p)})`).join('|'), 'i'))
+  return joined
+}
+
+const secretKeyRegExps = anyOf(SECRET_KEY_PATTERNS, true)
+const secretValueRegExps = anyOf(SECRET_VALUE_PATTERNS, false)
 
 /** True when an attribute with this key must never be stored or exported. */
 export function isSecretKey(key: string): boolean {
-  return secretKeyRegExps.some((re) => re.test(key))
+  for (const re of secretKeyRegExps) if (re.test(key)) return true
+  return false
 }
 
 /** True when a string value looks like a credential. */
 export function looksLikeSecret(value: string): boolean {
-  return secretValueRegExps.some((re) => re.test(value))
+  for (const re of secretValueRegExps) if (re.test(value)) return true
+  return false
 }
 
 /**
