@@ -8,7 +8,7 @@ import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseList, parseRange, rejectUnknown } from '../http/params.js'
 import { addMoney, formatMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
-import { billableAggregates, completenessCounts, GRANULARITIES, GROUP_BY_KEYS, type GroupByKey } from './queries.js'
+import { billableAggregates, completenessCounts, rollupHours, GRANULARITIES, GROUP_BY_KEYS, type GroupByKey } from './queries.js'
 import { completenessStatus } from '../policy/index.js'
 import type { Pricing } from './pricing.js'
 import type { ClickHouseClient } from '@clickhouse/client'
@@ -54,9 +54,10 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
     const businessUnits = c.get('principal').businessUnits
     const { cards, currency, completenessThreshold } = deps.pricing()
 
+    const hours = await rollupHours(deps.client, range, cards)
     const [aggregates, counts] = await Promise.all([
-      billableAggregates(deps.client, { range, groupBy, granularity, cards, businessUnits }),
-      completenessCounts(deps.client, range, businessUnits),
+      billableAggregates(deps.client, { range, groupBy, granularity, cards, businessUnits, hours }),
+      completenessCounts(deps.client, range, businessUnits, hours),
     ])
 
     // Fold (keys, card, meter) aggregates into the requested rows, pricing each part exactly.
