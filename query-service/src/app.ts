@@ -25,6 +25,8 @@ export interface AppDeps {
   logError?: (requestId: string, error: unknown) => void
   /** Largest request body the API accepts, in bytes. */
   maxBodyBytes?: number
+  /** See BillingDeps.rollupGraceSeconds. */
+  rollupGraceSeconds?: number
 }
 
 /** Domain routes mounted under /v1 besides billing (tests pass their own). */
@@ -58,7 +60,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
   app.get('/openapi.json', (c) => c.json(openApiDocument()))
 
   app.use('/v1/*', authenticate(deps.keys))
-  app.route('/v1', billingRoutes({ client: deps.client, pricing }))
+  app.route('/v1', billingRoutes({ client: deps.client, pricing, rollupGraceSeconds: deps.rollupGraceSeconds }))
   for (const routes of options.routes ?? []) app.route('/v1', routes)
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`, c.get('requestId')), 404))

@@ -34,6 +34,11 @@ const envSchema = z
     NHI_METER_POLICY: z.string().min(1).optional(),
     NHI_METER_API_KEYS_FILE: z.string().min(1).optional(),
     NHI_METER_OTLP_AUTH: z.enum(['key', 'none'], { error: 'NHI_METER_OTLP_AUTH must be key or none' }).default('key'),
+    NHI_METER_ROLLUP_INTERVAL_SECONDS: z
+      .string()
+      .regex(/^\d{1,6}$/, 'NHI_METER_ROLLUP_INTERVAL_SECONDS must be a whole number of seconds (0 disables the job)')
+      .transform(Number)
+      .default(60),
     NHI_METER_OTLP_MAX_BODY_BYTES: z
       .string()
       .regex(/^\d{1,12}$/, 'NHI_METER_OTLP_MAX_BODY_BYTES must be a byte count')

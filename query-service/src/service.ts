@@ -7,6 +7,7 @@ import { serve, type ServerType } from '@hono/node-server'
 import type { AddressInfo } from 'node:net'
 import { KeyStore, loadGeneratedKeys } from './auth/keys.js'
 import { createApp } from './app.js'
+import { scheduleRollup } from './billing/rollup.js'
 import type { Policy } from './policy/index.js'
 import type { Config } from './config.js'
 import { createReceiver, type Receiver } from './otlp/receiver.js'
@@ -77,11 +78,17 @@ export async function startService(config: Config, policy: () => Policy, log: Se
       otlpPort = await receiver.listen(config.NHI_METER_OTLP_PORT, config.NHI_METER_HOST)
     }
 
+    const rollup =
+      config.NHI_METER_ROLLUP_INTERVAL_SECONDS > 0
+        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, (error) => log.error('usage rollup failed (billing stays exact; it reads the ledger meanwhile)', error))
+        : undefined
+
     return {
       apiPort,
       otlpPort,
       generatedKey,
       close: async () => {
+        await rollup?.stop()
         await receiver?.close()
         await writer.close()
         await new Promise<void>((resolve) => api.close(() => resolve()))

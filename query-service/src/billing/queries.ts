@@ -77,11 +77,11 @@ export function meterMatchSql(cards: readonly RateCard[]): { cardIndex: string; 
  * card boundary (a card may start mid-hour). Everything else is read from
  * the ledger itself, so the answer is exact either way.
  */
-export async function rollupHours(client: ClickHouseClient, range: TimeRange, cards: readonly RateCard[]): Promise<string[]> {
+export async function rollupHours(client: ClickHouseClient, range: TimeRange, cards: readonly RateCard[], graceSeconds = ROLLUP_GRACE_SECONDS): Promise<string[]> {
   const firstHour = Math.ceil(range.from.getTime() / HOUR_MS) * HOUR_MS
   const endHour = Math.floor(range.to.getTime() / HOUR_MS) * HOUR_MS
   if (endHour <= firstHour) return []
-  const params = { first: toClickHouseTime(new Date(firstHour)).slice(0, 19), end: toClickHouseTime(new Date(endHour)).slice(0, 19), grace: ROLLUP_GRACE_SECONDS }
+  const params = { first: toClickHouseTime(new Date(firstHour)).slice(0, 19), end: toClickHouseTime(new Date(endHour)).slice(0, 19), grace: graceSeconds }
   const result = await client.query({
     query: `
       WITH (SELECT max(watermark) FROM nhi_usage_rollup_runs) AS watermark

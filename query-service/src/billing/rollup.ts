@@ -26,7 +26,7 @@ export async function lastWatermark(client: ClickHouseClient): Promise<string | 
 }
 
 /** Runs the rollup once; returns how many hours were recomputed. */
-export async function runRollup(client: ClickHouseClient): Promise<{ hoursRecomputed: number; watermark: string }> {
+export async function runRollup(client: ClickHouseClient, graceSeconds = ROLLUP_GRACE_SECONDS): Promise<{ hoursRecomputed: number; watermark: string }> {
   const previous = await lastWatermark(client)
   // The server's clock decides both the watermark and which hours are closed.
   const [clock] = await (
@@ -37,11 +37,11 @@ export async function runRollup(client: ClickHouseClient): Promise<{ hoursRecomp
     query: `
       SELECT DISTINCT toString(toStartOfHour(event_time)) AS hour
       FROM nhi_activity
-      WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond(${ROLLUP_GRACE_SECONDS})
+      WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond({grace:UInt32})
         AND event_time < {closed_before:DateTime}
       ORDER BY 1`,
     format: 'JSONEachRow',
-    query_params: { since: previous ?? '1970-01-01 00:00:00.000', closed_before: now },
+    query_params: { since: previous ?? '1970-01-01 00:00:00.000', closed_before: now, grace: graceSeconds },
   })
   const hours = (await dirty.json<Record<string, unknown>>()).map((r) => hourRow.parse(r).hour)
   for (let i = 0; i < hours.length; i += HOURS_PER_INSERT) {

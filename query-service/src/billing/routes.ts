@@ -18,6 +18,8 @@ export interface BillingDeps {
   client: ClickHouseClient
   /** Rate cards in effective order, currency and completeness threshold from the current policy. */
   pricing: () => Pricing
+  /** Seconds of ingest before the last rollup run still treated as in flight (default ROLLUP_GRACE_SECONDS). */
+  rollupGraceSeconds?: number
 }
 
 /** The completeness block of a billing answer. */
@@ -54,7 +56,7 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
     const businessUnits = c.get('principal').businessUnits
     const { cards, currency, completenessThreshold } = deps.pricing()
 
-    const hours = await rollupHours(deps.client, range, cards)
+    const hours = await rollupHours(deps.client, range, cards, deps.rollupGraceSeconds)
     const [aggregates, counts] = await Promise.all([
       billableAggregates(deps.client, { range, groupBy, granularity, cards, businessUnits, hours }),
       completenessCounts(deps.client, range, businessUnits, hours),

@@ -32,3 +32,39 @@ export const EFFECTIVE_TYPE = `if(inv.id != '', inv.type, nhi_type)`
 export function businessUnitCondition(businessUnits: readonly string[] | null): string {
   return businessUnits ? `AND ${EFFECTIVE_BUSINESS_UNIT} IN {business_units:Array(String)}` : ''
 }
+
+/**
+ * INVENTORY_JOIN restricted to the identities bound as
+ * `{<idsParam>:Array(String)}`: the same declaration, read only for the
+ * identities a query is about, so per-identity questions stay fast with a
+ * large inventory. The source must also be restricted to those identities.
+ */
+export function inventoryJoinFor(idsParam: string): string {
+  if (!/^[a-z][a-z0-9_]{0,40}$/.test(idsParam)) throw new RangeError(`parameter name must be a lowercase word, got ${JSON.stringify(idsParam)}`)
+  return `LEFT ANY JOIN (
+      SELECT id, type, owner, business_unit, tier, approved_activities
+      FROM nhi_inventory FINAL
+      WHERE id IN {${idsParam}:Array(String)}
+    ) AS inv ON inv.id = nhi_id`
+}
+
+// One approved_activities entry `entry` against the row's activity: `type`
+// alone approves every name of that type; `type:glob` approves the names the
+// glob matches. The glob becomes the anchored RE2 pattern globToRe2 would
+// write (regexpQuoteMeta escapes every metacharacter, including * and ?,
+// which then turn into "any run" and "any one character"); a test holds the
+// two translations to the same answers inside ClickHouse.
+const ENTRY_TYPE = `if(position(entry, ':') = 0, entry, substring(entry, 1, position(entry, ':') - 1))`
+const ENTRY_GLOB = `substring(entry, position(entry, ':') + 1)`
+const ENTRY_MATCHES =
+  `(${ENTRY_TYPE} = activity_type AND (position(entry, ':') = 0 OR ${ENTRY_GLOB} = '*' OR ` +
+  String.raw`match(activity_name, concat('^', replaceAll(replaceAll(regexpQuoteMeta(${ENTRY_GLOB}), '\\*', '[\\s\\S]*'), '\\?', '[\\s\\S]'), '$'))))`
+
+/**
+ * Whether a row's activity is approved for its identity, given
+ * INVENTORY_JOIN (or inventoryJoinFor): the identity is declared, and its
+ * `approved_activities` is empty (no restriction declared) or has an entry
+ * (`type` or `type:name-glob`) that matches the row's activity type and
+ * name. Activity of an undeclared identity is never approved.
+ */
+export const APPROVED_ACTIVITY = `(inv.id != '' AND (empty(inv.approved_activities) OR arrayExists(entry -> ${ENTRY_MATCHES}, inv.approved_activities)))`

@@ -1,0 +1,124 @@
+import type { ClickHouseClient } from '@clickhouse/client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApp } from '../app.js'
+import { validatePolicy } from '../policy/index.js'
+import { freshStorage, insertSpans, spanRow, testKeys, TEST_POLICY } from '../test-support.js'
+import { rollupHours } from './queries.js'
+import { runRollup } from './rollup.js'
+
+let client: ClickHouseClient
+const { store, key } = testKeys([
+  { name: 'admin', scopes: ['admin'] },
+  { name: 'finance', scopes: ['billing:read'], business_units: ['finance'] },
+])
+
+/** A policy whose price for tool calls changes at 01:30 on 5 November, inside an hour. */
+const REPRICED = validatePolicy({
+  rate_cards: [
+    { version: 'v1', effective_from: '2026-11-01T00:00:00Z', currency: 'USD', meters: [{ name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002' }] },
+    { version: 'v2', effective_from: '2026-11-05T01:30:00Z', currency: 'USD', meters: [{ name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.003' }] },
+  ],
+}).policy
+
+const tool = (id: string, bu: string, start: string, spanId?: string) =>
+  spanRow({ start, ...(spanId ? { traceId: spanId.padStart(32, 'c'), spanId } : {}), attributes: { 'nhi.id': id, 'nhi.business_unit': bu, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'search' } })
+
+interface Billable {
+  rows: Array<Record<string, string | number>>
+  total: { quantity: number; amount: string }
+  completeness: { spans: number }
+  rate_card_versions: string[]
+}
+
+async function bill(query: string, keyName = 'admin', policy = TEST_POLICY): Promise<Billable> {
+  const app = createApp({ client, keys: () => store, policy: () => policy, rollupGraceSeconds: 0 })
+  const response = await app.request(`/v1/billable?${query}`, { headers: { Authorization: `Bearer ${key(keyName)}` } })
+  expect(response.status).toBe(200)
+  return (await response.json()) as Billable
+}
+
+const DAY = 'from=2026-11-05T00:00:00Z&to=2026-11-06T00:00:00Z'
+
+beforeAll(async () => {
+  client = await freshStorage()
+  await insertSpans(client, [
+    tool('agent-a', 'finance', '2026-11-05T00:10:00Z', '00000000000000a1'),
+    tool('agent-a', 'finance', '2026-11-05T01:10:00Z', '00000000000000a2'),
+    tool('agent-a', 'finance', '2026-11-05T01:40:00Z', '00000000000000a3'),
+    tool('agent-b', 'sales', '2026-11-05T02:10:00Z', '00000000000000b1'),
+    tool('agent-b', 'sales', '2026-11-05T23:59:59Z', '00000000000000b2'),
+    spanRow({ start: '2026-11-05T03:00:00Z', kind: 'Server', service: 'legacy' }),
+  ])
+})
+
+afterAll(async () => {
+  await client?.close()
+})
+
+describe('the hourly usage rollup', () => {
+  it('gives the same bill as the ledger, and billing then reads the rolled-up hours', async () => {
+    const before = await bill(`${DAY}&group_by=nhi.id,meter,period&granularity=hour`)
+    expect(await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [])).toEqual([])
+    const run = await runRollup(client, 0)
+    expect(run.hoursRecomputed).toBe(5)
+    const hours = await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [], 0)
+    expect(hours).toEqual(['2026-11-05 00:00:00', '2026-11-05 01:00:00', '2026-11-05 02:00:00', '2026-11-05 03:00:00', '2026-11-05 23:00:00'])
+    expect(await bill(`${DAY}&group_by=nhi.id,meter,period&granularity=hour`)).toEqual(before)
+    expect((await bill(DAY)).total).toEqual({ quantity: 5, amount: '0.01' })
+    expect((await runRollup(client, 0)).hoursRecomputed).toBe(0)
+  })
+
+  it('counts a span delivered again after its hour was rolled up once, before and after the next run', async () => {
+    await insertSpans(client, [tool('agent-a', 'finance', '2026-11-05T00:10:00Z', '00000000000000a1')])
+    expect((await bill(DAY)).total.quantity).toBe(5)
+    expect(await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [], 0)).not.toContain('2026-11-05 00:00:00')
+    await runRollup(client, 0)
+    expect(await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [], 0)).toContain('2026-11-05 00:00:00')
+    expect((await bill(DAY)).total.quantity).toBe(5)
+  })
+
+  it('counts a late span in an hour already rolled up at once, and exactly once after the next run', async () => {
+    await insertSpans(client, [tool('agent-b', 'sales', '2026-11-05T02:20:00Z', '00000000000000b3')])
+    expect((await bill(DAY)).total).toEqual({ quantity: 6, amount: '0.012' })
+    await runRollup(client, 0)
+    expect((await bill(DAY)).total).toEqual({ quantity: 6, amount: '0.012' })
+    expect((await bill(`${DAY}&group_by=nhi.id`)).rows).toEqual([
+      { 'nhi.id': 'agent-a', quantity: 3, amount: '0.006' },
+      { 'nhi.id': 'agent-b', quantity: 3, amount: '0.006' },
+    ])
+  })
+
+  it('prices each event by the card in force at its start, even when the price changes mid-hour', async () => {
+    const repriced = await bill(`${DAY}&group_by=nhi.id`, 'admin', REPRICED)
+    // agent-a: 00:10 and 01:10 at 0.002, 01:40 at 0.003; agent-b: all after 01:30 at 0.003.
+    expect(repriced.rows).toEqual([
+      { 'nhi.id': 'agent-a', quantity: 3, amount: '0.007' },
+      { 'nhi.id': 'agent-b', quantity: 3, amount: '0.009' },
+    ])
+    expect(repriced.rate_card_versions).toEqual(['v1', 'v2'])
+    const boundaryHour = await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, REPRICED.rate_cards, 0)
+    expect(boundaryHour).toContain('2026-11-05 02:00:00')
+    expect(boundaryHour).not.toContain('2026-11-05 01:00:00')
+  })
+
+  it('reads partial hours at the edges of a range from the ledger', async () => {
+    expect((await bill('from=2026-11-05T01:30:00Z&to=2026-11-05T02:15:00Z')).total.quantity).toBe(2)
+  })
+
+  it('keeps a business-unit total equal to the sum of that unit’s rows', async () => {
+    const finance = await bill(`${DAY}&group_by=business_unit,nhi.id,period&granularity=hour`, 'finance')
+    const sum = finance.rows.reduce((n, r) => n + Number(r.quantity), 0)
+    expect(finance.total.quantity).toBe(sum)
+    expect(finance.rows.every((r) => r.business_unit === 'finance')).toBe(true)
+    expect(sum).toBe(3)
+  })
+
+  it('returns the same rows as CSV and JSON', async () => {
+    const json = await bill(`${DAY}&group_by=nhi.id,meter`)
+    const app = createApp({ client, keys: () => store, policy: () => TEST_POLICY })
+    const csv = await (await app.request(`/v1/billable?${DAY}&group_by=nhi.id,meter&format=csv`, { headers: { Authorization: `Bearer ${key('admin')}` } })).text()
+    const [header, ...lines] = csv.trim().split('\n')
+    expect(header).toBe('nhi.id,meter,quantity,amount,currency,completeness')
+    expect(lines.map((l) => l.split(',').slice(0, 4))).toEqual(json.rows.map((r) => [r['nhi.id'], r.meter, String(r.quantity), r.amount]))
+  })
+})
