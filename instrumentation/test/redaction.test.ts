@@ -2,7 +2,8 @@ import { SpanStatusCode, type Attributes } from '@opentelemetry/api'
 import type { Span } from '@opentelemetry/sdk-trace-base'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fingerprintCredential } from '../src/fingerprint.js'
-import { isSecretKey, looksLikeSecret, REDACTED_VALUE } from '../src/redaction.js'
+import { isSecretKey, looksLikeSecret, REDACTED_VALUE, SECRET_KEY_PATTERNS, SECRET_VALUE_PATTERNS, toRegExp } from '../src/redaction.js'
+import { SpanRedactor } from '../src/redacting-span-exporter.js'
 import { exportedStrings, startTestTracing, testTracer, type TestTracing } from './helpers.js'
 
 /** Secret-looking values, each with a distinctive body that must not survive export. */
@@ -138,7 +139,34 @@ describe('redaction before export', () => {
   })
 })
 
+describe('what the redactor remembers', () => {
+  it('never lets a secret through after many safe values under the same key, unique or repeated', () => {
+    const redactor = new SpanRedactor()
+    for (let i = 0; i < 5000; i++) redactor.redactAttributes({ 'url.full': `https://api.example.com/items/${i}`, 'http.request.method': 'GET' })
+    expect(redactor.redactAttributes({ 'url.full': SECRET_VALUES.urlQuery!, 'http.request.method': SECRET_VALUES.jwt! })).toEqual({
+      'url.full': REDACTED_VALUE,
+      'http.request.method': REDACTED_VALUE,
+    })
+  })
+
+  it('drops a secret key wherever it appears in the attribute order', () => {
+    const redactor = new SpanRedactor()
+    redactor.redactAttributes({ a: '1', b: '2', c: '3' })
+    expect(redactor.redactAttributes({ a: '1', 'db.password': 'x', c: '3' })).toEqual({ a: '1', c: '3' })
+    expect(redactor.redactAttributes({ 'db.password': 'x', a: '1' })).toEqual({ a: '1' })
+  })
+})
+
 describe('the shared secrets rule', () => {
+  it('gives the same answers as testing each shared pattern on its own', () => {
+    const samples = [...Object.values(SECRET_VALUES), ...Object.values(ORDINARY).filter((v) => typeof v === 'string'), ...SECRET_KEYS, ...Object.keys(ORDINARY)]
+    for (let i = 0; i < 500; i++) samples.push(Array.from({ length: 1 + (i % 60) }, (_, j) => 'aB9_-.:/?&=@ eyJskghpAKIA'[(i * 31 + j * 7) % 25]).join(''))
+    for (const sample of samples as string[]) {
+      expect(looksLikeSecret(sample), sample).toBe(SECRET_VALUE_PATTERNS.some((p) => toRegExp(p).test(sample)))
+      expect(isSecretKey(sample), sample).toBe(SECRET_KEY_PATTERNS.some((p) => toRegExp(p, true).test(sample)))
+    }
+  })
+
   it('recognises every value of the corpus and no ordinary value', () => {
     for (const [name, value] of Object.entries(SECRET_VALUES)) expect(looksLikeSecret(value), name).toBe(true)
     for (const value of Object.values(ORDINARY)) if (typeof value === 'string') expect(looksLikeSecret(value), value).toBe(false)

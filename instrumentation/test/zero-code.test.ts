@@ -1,36 +1,20 @@
 import { spawn } from 'node:child_process'
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startOtlpSink, type OtlpSink, type ReceivedRequest } from './otlp-sink.js'
 
-interface ExportedSpan {
-  name: string
-  attributes: Record<string, unknown>
-  resource: Record<string, unknown>
-}
-
-/** A stand-in OTLP/HTTP receiver that keeps what it is sent. */
-let receiver: Server
+let sink: OtlpSink
 let endpoint: string
-let requests: Array<{ path: string; headers: IncomingHttpHeaders; body: string }> = []
+let requests: ReceivedRequest[] = []
 
 beforeAll(async () => {
-  receiver = createServer((req, res) => {
-    let body = ''
-    req.setEncoding('utf8')
-    req.on('data', (chunk: string) => (body += chunk))
-    req.on('end', () => {
-      requests.push({ path: req.url ?? '', headers: req.headers, body })
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-    })
-  })
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
-  endpoint = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`
+  sink = await startOtlpSink()
+  endpoint = sink.endpoint
 })
-afterAll(() => new Promise((resolve) => receiver.close(resolve)))
+afterAll(() => sink.close())
 beforeEach(() => {
-  requests = []
+  sink.clear()
+  requests = sink.requests
 })
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
@@ -68,22 +52,15 @@ function runApp(env: Record<string, string>, signal?: NodeJS.Signals): Promise<{
   })
 }
 
-/** Spans from the OTLP/JSON requests received, flattened with their resource attributes. */
-function receivedSpans(received = requests): ExportedSpan[] {
-  const flat = (attrs: Array<{ key: string; value: Record<string, unknown> }> = []) =>
-    Object.fromEntries(attrs.map((a) => [a.key, Object.values(a.value)[0]]))
-  return received
-    .filter((r) => r.path === '/v1/traces')
-    .flatMap((r) => JSON.parse(r.body).resourceSpans)
-    .flatMap((rs: { resource: { attributes: [] }; scopeSpans: Array<{ spans: Array<{ name: string; attributes: [] }> }> }) =>
-      rs.scopeSpans.flatMap((ss) => ss.spans.map((s) => ({ name: s.name, attributes: flat(s.attributes), resource: flat(rs.resource.attributes) }))),
-    )
+/** Spans of the OTLP/JSON requests received. */
+function receivedSpans(received = sink.requests) {
+  return sink.spans(received)
 }
 
 /** One run with the default settings, shared by the tests that only read its outcome. */
-let defaultRun: Promise<{ code: number | null; output: string; received: typeof requests }> | undefined
+let defaultRun: Promise<{ code: number | null; output: string; received: ReceivedRequest[] }> | undefined
 function runDefault() {
-  defaultRun ??= runApp({}).then((result) => ({ ...result, received: requests }))
+  defaultRun ??= runApp({}).then((result) => ({ ...result, received: sink.requests }))
   return defaultRun
 }
 
