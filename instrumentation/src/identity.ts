@@ -42,8 +42,21 @@ export interface IdentityRecord {
   readonly source: IdentitySource
 }
 
-/** Where an identity came from; also the precedence order, highest first after explicit span attributes. */
+/** Where an identity came from. */
 export type IdentitySource = 'scoped' | 'request' | 'process'
+
+/**
+ * Which identity a span is attributed to, highest first. The README's
+ * precedence table is this list (a test compares them); the span processor
+ * and the readers of SPEC section 2 implement it.
+ */
+export const IDENTITY_PRECEDENCE = [
+  { source: 'span', rule: 'An `nhi.id` the app set on the span itself; the other sources then add nothing to that span.' },
+  { source: 'scoped', rule: 'The innermost `withIdentity` (or `setIdentity` context, or an activity helper’s `identity` option).' },
+  { source: 'request', rule: 'The identity the resolvers found for the inbound request (`withRequestIdentity`).' },
+  { source: 'parent', rule: 'The identity of the HTTP server span the request hook resolved, inherited down its span tree.' },
+  { source: 'process', rule: 'The resource: `identity` option, then `NHI_*` variables, then `nhi.*` in `OTEL_RESOURCE_ATTRIBUTES`, field by field.' },
+] as const
 
 /** Turns a value of `nhi.type` into one SPEC allows, warning once about unknown ones. */
 export function normalizeNhiType(type: string | undefined): NhiType | undefined {

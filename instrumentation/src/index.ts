@@ -8,6 +8,7 @@ export {
 } from './fingerprint.js'
 export {
   IDENTITY_ENV,
+  IDENTITY_PRECEDENCE,
   getIdentity,
   setIdentity,
   withIdentity,
