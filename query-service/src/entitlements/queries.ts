@@ -1,0 +1,202 @@
+/**
+ * Activity-conditioned entitlements in SQL: for a set of identities and a
+ * decision time `at`, how many approved events match each entitlement rule
+ * of the policy in its rolling window `[at - window, at)`, the sample traces
+ * behind them, and the timestamp that decides when the answer would change
+ * if no new activity arrived. One grouped query answers any number of
+ * identities.
+ *
+ * Reads `nhi_identity_activity` (the ledger ordered by identity) with FINAL,
+ * so a span delivered twice counts once. The rule match is the policy
+ * module's `activityRuleSql` (the one definition, every value bound);
+ * approval and business-unit scoping go through identities/effective.ts, as
+ * in every other domain.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { z } from 'zod'
+import { toClickHouseTime } from '../http/params.js'
+import { APPROVED_ACTIVITY, businessUnitCondition, inventoryJoinFor } from '../identities/effective.js'
+import { activityRuleSql, activityRuleSqlParams, type Entitlement } from '../policy/index.js'
+import { toCount } from '../storage/client.js'
+
+/** Trace ids returned as evidence per feature, newest first. */
+export const SAMPLE_TRACE_IDS = 5
+/** Largest k for which ClickHouse keeps the k newest events in one aggregate (groupArraySorted's limit). */
+export const NEWEST_EVENTS_LIMIT = 16_777_215
+
+/** What to compute besides the per-feature counts. */
+export interface EntitlementQuery {
+  /** Identities asked about (deduplicated by the caller or not; each answers once). */
+  ids: readonly string[]
+  /** Decision time: windows end here (exclusive). */
+  at: Date
+  /** The policy's entitlement rules, in policy order. */
+  rules: readonly Entitlement[]
+  /** The caller's business units (null: all). */
+  businessUnits: readonly string[] | null
+  /** Sample trace ids per feature (the single-identity answer; a batch skips them). */
+  evidence: boolean
+  /**
+   * Read each identity's whole history (whether it was ever seen, when last,
+   * recent approved use since `recentFrom`) instead of only the events the
+   * windows need. Single answers and the eligibility report need it; a batch
+   * of decisions does not.
+   */
+  history: { recentFrom: Date } | null
+  /** Largest min_count answered from one aggregate (default NEWEST_EVENTS_LIMIT; tests lower it to exercise the sorted read). */
+  newestLimit?: number
+}
+
+/** One feature's raw figures for one identity. */
+export interface FeatureFigures {
+  /** Approved events matching the rule in the window. */
+  observed: number
+  /** Events matching the rule in the window that were not approved for the identity. */
+  unapproved: number
+  /** Epoch ms of the min_count-th newest approved matching event (granted features only). */
+  decidingEventMs: number | null
+  /** Up to SAMPLE_TRACE_IDS distinct trace ids of approved matching events, newest first. */
+  sampleTraceIds: string[]
+}
+
+/** An identity's raw figures. */
+export interface IdentityFigures {
+  /** Visible events at any time (history mode only; 0 otherwise). */
+  events: number
+  /** Visible events before `at` (history mode only). */
+  eventsBeforeAt: number
+  /** Epoch ms of the latest visible event before `at` (history mode only). */
+  lastSeenMs: number | null
+  /** Approved events in [recentFrom, at) (history mode only). */
+  recentApproved: number
+  /** Events in [recentFrom, at) that were not approved (history mode only). */
+  recentUnapproved: number
+  /** Per rule, in policy order. */
+  features: FeatureFigures[]
+}
+
+const int = z.union([z.string(), z.number()]).transform((v) => toCount(v))
+const epochMs = z.union([z.string(), z.number()]).transform((v) => Number(v))
+
+/** Figures for every identity that has visible events in what was read; identities without any are absent. */
+export async function entitlementFigures(client: ClickHouseClient, query: EntitlementQuery): Promise<Map<string, IdentityFigures>> {
+  const ids = [...new Set(query.ids)]
+  if (ids.length === 0) return new Map()
+  const newestLimit = query.newestLimit ?? NEWEST_EVENTS_LIMIT
+  const params: Record<string, unknown> = { ids, at: toClickHouseTime(query.at) }
+  const withs: string[] = [`${APPROVED_ACTIVITY} AS approved`]
+  const selects: string[] = ['nhi_id']
+  query.rules.forEach((rule, i) => {
+    const p = `f${i}`
+    Object.assign(params, activityRuleSqlParams(rule, p))
+    params[`${p}_from`] = toClickHouseTime(new Date(query.at.getTime() - rule.window.ms))
+    params[`${p}_k`] = Math.min(rule.min_count, newestLimit)
+    withs.push(`(${activityRuleSql(p)} AND event_time >= {${p}_from:DateTime64(9)} AND event_time < {at:DateTime64(9)}) AS in_${p}`)
+    selects.push(
+      `countIf(in_${p} AND approved) AS observed_${i}`,
+      `countIf(in_${p} AND NOT approved) AS unapproved_${i}`,
+      `groupArraySortedIf({${p}_k:UInt32})(-toUnixTimestamp64Milli(event_time), in_${p} AND approved) AS newest_${i}`,
+    )
+    if (query.evidence) selects.push(`groupArraySortedIf(${SAMPLE_TRACE_IDS * 4})((-toUnixTimestamp64Nano(event_time), trace_id), in_${p} AND approved) AS samples_${i}`)
+  })
+  let where = `nhi_id IN {ids:Array(String)}`
+  if (query.history) {
+    params.recent_from = toClickHouseTime(query.history.recentFrom)
+    selects.push(
+      'count() AS events',
+      'countIf(event_time < {at:DateTime64(9)}) AS events_before_at',
+      'toUnixTimestamp64Milli(maxIf(event_time, event_time < {at:DateTime64(9)})) AS last_seen_ms',
+      'countIf(event_time >= {recent_from:DateTime64(9)} AND event_time < {at:DateTime64(9)} AND approved) AS recent_approved',
+      'countIf(event_time >= {recent_from:DateTime64(9)} AND event_time < {at:DateTime64(9)} AND NOT approved) AS recent_unapproved',
+    )
+  } else {
+    // Only the events some window can hold: the key (identity, activity type, time) narrows the read to them.
+    if (query.rules.length === 0) return new Map()
+    params.types = [...new Set(query.rules.map((r) => r.activity_type))]
+    params.earliest = toClickHouseTime(new Date(query.at.getTime() - Math.max(...query.rules.map((r) => r.window.ms))))
+    where += ` AND activity_type IN {types:Array(String)} AND event_time >= {earliest:DateTime64(9)} AND event_time < {at:DateTime64(9)}`
+  }
+  if (query.businessUnits) params.business_units = query.businessUnits
+  const sql = `
+    WITH ${withs.join(',\n      ')}
+    SELECT ${selects.join(',\n      ')}
+    FROM nhi_identity_activity FINAL
+    ${inventoryJoinFor('ids')}
+    WHERE ${where}
+      ${businessUnitCondition(query.businessUnits)}
+    GROUP BY nhi_id`
+  const result = await client.query({ query: sql, format: 'JSONEachRow', query_params: params })
+  const rows = await result.json<Record<string, unknown>>()
+  const figures = new Map<string, IdentityFigures>()
+  for (const row of rows) {
+    const id = z.string().parse(row.nhi_id)
+    const features = query.rules.map((rule, i): FeatureFigures => {
+      const observed = int.parse(row[`observed_${i}`])
+      const newest = z.array(epochMs).parse(row[`newest_${i}`])
+      const samples = query.evidence ? z.array(z.tuple([z.unknown(), z.string()])).parse(row[`samples_${i}`]) : []
+      return {
+        observed,
+        unapproved: int.parse(row[`unapproved_${i}`]),
+        // newest holds negated times, smallest first: the k-th element is the k-th newest event.
+        decidingEventMs: observed >= rule.min_count && rule.min_count <= newestLimit ? -newest[rule.min_count - 1]! : null,
+        sampleTraceIds: [...new Set(samples.map(([, trace]) => trace))].slice(0, SAMPLE_TRACE_IDS),
+      }
+    })
+    const history = query.history !== null
+    const eventsBeforeAt = history ? int.parse(row.events_before_at) : 0
+    figures.set(id, {
+      events: history ? int.parse(row.events) : 0,
+      eventsBeforeAt,
+      lastSeenMs: history && eventsBeforeAt > 0 ? epochMs.parse(row.last_seen_ms) : null,
+      recentApproved: history ? int.parse(row.recent_approved) : 0,
+      recentUnapproved: history ? int.parse(row.recent_unapproved) : 0,
+      features,
+    })
+  }
+  await fillDecidingEventsBeyondLimit(client, query, figures, newestLimit)
+  return figures
+}
+
+/**
+ * For a rule whose min_count exceeds what one aggregate can keep, finds the
+ * min_count-th newest approved event of each identity that earned it with a
+ * sorted read (only ever needed for identities with millions of events in
+ * the window).
+ */
+async function fillDecidingEventsBeyondLimit(
+  client: ClickHouseClient,
+  query: EntitlementQuery,
+  figures: Map<string, IdentityFigures>,
+  newestLimit: number,
+): Promise<void> {
+  for (const [i, rule] of query.rules.entries()) {
+    if (rule.min_count <= newestLimit) continue
+    const granted = [...figures].filter(([, f]) => f.features[i]!.observed >= rule.min_count).map(([id]) => id)
+    if (granted.length === 0) continue
+    const p = `f${i}`
+    const result = await client.query({
+      query: `
+        SELECT nhi_id, toUnixTimestamp64Milli(event_time) AS t
+        FROM nhi_identity_activity FINAL
+        ${inventoryJoinFor('ids')}
+        WHERE nhi_id IN {ids:Array(String)}
+          AND ${activityRuleSql(p)} AND event_time >= {${p}_from:DateTime64(9)} AND event_time < {at:DateTime64(9)}
+          AND ${APPROVED_ACTIVITY}
+          ${businessUnitCondition(query.businessUnits)}
+        ORDER BY nhi_id, event_time DESC
+        LIMIT 1 OFFSET {offset:UInt64} BY nhi_id`,
+      format: 'JSONEachRow',
+      query_params: {
+        ...activityRuleSqlParams(rule, p),
+        ids: granted,
+        at: toClickHouseTime(query.at),
+        [`${p}_from`]: toClickHouseTime(new Date(query.at.getTime() - rule.window.ms)),
+        offset: rule.min_count - 1,
+        ...(query.businessUnits ? { business_units: query.businessUnits } : {}),
+      },
+    })
+    for (const row of await result.json<{ nhi_id: string; t: string }>()) {
+      figures.get(row.nhi_id)!.features[i]!.decidingEventMs = Number(row.t)
+    }
+  }
+}
