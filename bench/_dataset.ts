@@ -8,7 +8,7 @@
  * opens the same directory in turn (one process at a time).
  *
  * Shape, all deterministic from the event number n:
- * - identity `id-<n % 1000>`, 10 business units, 50 services;
+ * - identity `id-<hash(n) % 1000>`, each in one of 10 business units and 50 services;
  * - 50 % tool invocations (gen_ai execute_tool, 20 tool names), 20 % API
  *   calls (SERVER spans), 15 % workflow executions, 10 % token exchanges,
  *   5 % secret rotations; 3 % of spans have status Error;
@@ -42,8 +42,8 @@ function generatorSql(where: string): string {
       '' AS ParentSpanId, '' AS TraceState,
       multiIf(kind_pick < 5, 'execute_tool', kind_pick < 7, 'GET /v1/orders/{id}', kind_pick < 8 AND n % 20 < 10, 'invoke_workflow', kind_pick < 8, 'workflow.run', kind_pick < 9, 'token.exchange', 'secret.rotate') AS SpanName,
       if(kind_pick >= 5 AND kind_pick < 7, 'Server', 'Internal') AS SpanKind,
-      concat('svc-', toString(n % 50)) AS ServiceName,
-      map('service.name', concat('svc-', toString(n % 50)), 'nhi.business_unit', concat('bu-', toString(identity % 10)), 'nhi.owner', concat('team-', toString(identity % 40))) AS ResourceAttributes,
+      concat('svc-', toString(identity % 50)) AS ServiceName,
+      map('service.name', concat('svc-', toString(identity % 50)), 'nhi.business_unit', concat('bu-', toString(identity % 10)), 'nhi.owner', concat('team-', toString(identity % 40))) AS ResourceAttributes,
       'bench' AS ScopeName, '1.0.0' AS ScopeVersion,
       mapFilter((k, v) -> v != '', map(
         'nhi.id', if(unidentified, '', concat('id-', leftPad(toString(identity), 4, '0'))),

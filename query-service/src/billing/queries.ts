@@ -11,9 +11,9 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
-import { toClickHouseTime, type TimeRange } from '../http/params.js'
+import { toClickHouseTime } from '../http/params.js'
 import { toCount } from '../storage/client.js'
-import { ROLLUP_GRACE_SECONDS } from './rollup.js'
+import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../identities/effective.js'
 import { meterIndexSql, meterSqlParams, type RateCard } from '../policy/index.js'
 
@@ -71,58 +71,37 @@ export function meterMatchSql(cards: readonly RateCard[]): { cardIndex: string; 
 }
 
 /**
- * Which whole hours of a range can be read from the rollup: hours fully
- * inside [from, to) that the rollup holds, that saw no ledger change since
- * the last rollup run (minus the grace period), and that contain no rate
- * card boundary (a card may start mid-hour). Everything else is read from
- * the ledger itself, so the answer is exact either way.
+ * The use events of a plan as one row source with the columns event_time,
+ * nhi_id, business_unit, service, activity_type, activity_name, status and
+ * `n` (events the row stands for): each rollup level and the ledger read
+ * only their own intervals, so the primary keys prune what the others cover.
+ * A rollup row's event_time is its period start (no rate card starts inside
+ * a period the plan reads from the rollup).
  */
-export async function rollupHours(client: ClickHouseClient, range: TimeRange, cards: readonly RateCard[], graceSeconds = ROLLUP_GRACE_SECONDS): Promise<string[]> {
-  const firstHour = Math.ceil(range.from.getTime() / HOUR_MS) * HOUR_MS
-  const endHour = Math.floor(range.to.getTime() / HOUR_MS) * HOUR_MS
-  if (endHour <= firstHour) return []
-  const params = { first: toClickHouseTime(new Date(firstHour)).slice(0, 19), end: toClickHouseTime(new Date(endHour)).slice(0, 19), grace: graceSeconds }
-  const result = await client.query({
-    query: `
-      WITH (SELECT max(watermark) FROM nhi_usage_rollup_runs) AS watermark
-      SELECT toString(hour) AS hour_text
-      FROM nhi_usage_rolled_hours FINAL
-      WHERE hour >= {first:DateTime} AND hour < {end:DateTime}
-        AND hour NOT IN (
-          SELECT DISTINCT toStartOfHour(event_time)
-          FROM nhi_activity
-          WHERE ingested_at > watermark - toIntervalSecond({grace:UInt32})
-            AND event_time >= {first:DateTime} AND event_time < {end:DateTime}
-        )
-      ORDER BY hour_text`,
-    format: 'JSONEachRow',
-    query_params: params,
-  })
-  const boundaries = new Set(cards.map((c) => Math.floor(c.effective_from.ms / HOUR_MS) * HOUR_MS).filter((h, i) => cards[i]!.effective_from.ms !== h))
-  return (await result.json<{ hour_text: string }>()).map((r) => r.hour_text).filter((hour) => !boundaries.has(Date.parse(`${hour.replace(' ', 'T')}Z`)))
-}
-
-const HOUR_MS = 3_600_000
-
-/**
- * The use events of a range as one row source with the columns
- * event_time, nhi_id, business_unit, service, activity_type, activity_name,
- * status and `n` (events the row stands for): rolled-up hours from
- * nhi_usage_hourly, the rest from the deduplicated ledger.
- */
-function usageSource(hours: string[]): string {
-  const ledger = `
-      SELECT event_time, nhi_id, business_unit, service, activity_type, activity_name, status, toUInt64(1) AS n
+function usageSource(plan: UsagePlan): { sql: string; params: Record<string, string> } {
+  const params: Record<string, string> = {}
+  const condition = (intervals: Interval[], column: string, prefix: string) =>
+    intervals.length === 0
+      ? '0'
+      : intervals
+          .map(([from, to], i) => {
+            params[`${prefix}${i}_from`] = toClickHouseTime(new Date(from))
+            params[`${prefix}${i}_to`] = toClickHouseTime(new Date(to))
+            return `(${column} >= {${prefix}${i}_from:DateTime64(9)} AND ${column} < {${prefix}${i}_to:DateTime64(9)})`
+          })
+          .join(' OR ')
+  const sides = plan.rollup.map(
+    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, activity_type, activity_name, status, events AS n
+      FROM nhi_usage_rollup FINAL
+      WHERE level = {${level}_level:String} AND (${condition(intervals, 'period', level)})`,
+  )
+  for (const { level } of plan.rollup) params[`${level}_level`] = level
+  if (plan.ledger.length > 0 || sides.length === 0) {
+    sides.push(`SELECT event_time, nhi_id, business_unit, service, activity_type, activity_name, status, toUInt64(1) AS n
       FROM nhi_activity FINAL
-      WHERE event_time >= {from:DateTime64(9)} AND event_time < {to:DateTime64(9)}
-        ${hours.length > 0 ? 'AND toStartOfHour(event_time) NOT IN {rollup_hours:Array(DateTime)}' : ''}`
-  if (hours.length === 0) return `(${ledger})`
-  return `(
-      SELECT toDateTime64(hour, 9) AS event_time, nhi_id, business_unit, service, activity_type, activity_name, status, events AS n
-      FROM nhi_usage_hourly FINAL
-      WHERE hour IN {rollup_hours:Array(DateTime)}
-      UNION ALL
-      ${ledger.trim()})`
+      WHERE ${condition(plan.ledger, 'event_time', 'ledger')}`)
+  }
+  return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
 }
 
 /** Settings for reading ReplacingMergeTree tables with FINAL: their keys never span partitions. */
@@ -138,32 +117,37 @@ export interface BillableAggregate {
 
 const aggregateRow = z.object({ card_idx: z.coerce.number().int(), meter_idx: z.coerce.number().int(), quantity: z.union([z.string(), z.number()]) }).passthrough()
 
-/** Counts billable events in the range, grouped by the requested keys and by the meter that matched. */
+/**
+ * Counts billable events in the range, grouped by the requested keys and by
+ * the meter that matched. Rows are first summed per key, activity and card,
+ * then matched to meters, so the meter match runs on few rows.
+ */
 export async function billableAggregates(
   client: ClickHouseClient,
-  options: { range: TimeRange; groupBy: GroupByKey[]; granularity: Granularity; cards: readonly RateCard[]; businessUnits: BusinessUnitScope; hours: string[] },
+  options: { groupBy: GroupByKey[]; granularity: Granularity; cards: readonly RateCard[]; businessUnits: BusinessUnitScope; plan: UsagePlan },
 ): Promise<BillableAggregate[]> {
   const match = meterMatchSql(options.cards)
+  const source = usageSource(options.plan)
   const keyColumns = options.groupBy
     .filter((k) => k !== 'meter')
     .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
-  const select = keyColumns.map((c) => `${c.expr} AS ${c.alias}`)
+  const keys = keyColumns.map((c) => c.alias)
   const query = `
-    SELECT ${[...select, `${match.cardIndex} AS card_idx`, `${match.meterIndex} AS meter_idx`, 'sum(n) AS quantity'].join(',\n      ')}
-    FROM ${usageSource(options.hours)} AS usage
-    ${INVENTORY_JOIN}
-    WHERE nhi_id != ''
-      ${businessUnitCondition(options.businessUnits)}
-    GROUP BY ${[...keyColumns.map((c) => c.alias), 'card_idx', 'meter_idx'].join(', ')}
+    SELECT ${[...keys, 'card_idx', `${match.meterIndex} AS meter_idx`, 'sum(events) AS quantity'].join(', ')}
+    FROM (
+      SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'sum(n) AS events'].join(',\n        ')}
+      FROM ${source.sql} AS usage
+      ${INVENTORY_JOIN}
+      WHERE nhi_id != ''
+        ${businessUnitCondition(options.businessUnits)}
+      GROUP BY ${[...keys, 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
+    )
+    GROUP BY ${[...keys, 'card_idx', 'meter_idx'].join(', ')}
     HAVING meter_idx >= 0`
   const result = await client.query({
     query,
     format: 'JSONEachRow',
-    query_params: {
-      ...match.params,
-      ...rangeParams(options.range, options.hours),
-      ...(options.businessUnits ? { business_units: options.businessUnits } : {}),
-    },
+    query_params: { ...match.params, ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
     clickhouse_settings: FINAL_SETTINGS,
   })
   const rows = await result.json<Record<string, unknown>>()
@@ -178,10 +162,6 @@ export async function billableAggregates(
   })
 }
 
-function rangeParams(range: TimeRange, hours: string[]): Record<string, unknown> {
-  return { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), ...(hours.length > 0 ? { rollup_hours: hours } : {}) }
-}
-
 /** How much of the activity in a range could be tied to an identity. */
 export interface CompletenessCounts {
   spans: number
@@ -191,15 +171,16 @@ export interface CompletenessCounts {
 const completenessRow = z.object({ spans: z.union([z.string(), z.number()]), identified: z.union([z.string(), z.number()]) })
 
 /** Counts activity spans and those with a resolved identity in the range (deduplicated). */
-export async function completenessCounts(client: ClickHouseClient, range: TimeRange, businessUnits: BusinessUnitScope, hours: string[]): Promise<CompletenessCounts> {
+export async function completenessCounts(client: ClickHouseClient, plan: UsagePlan, businessUnits: BusinessUnitScope): Promise<CompletenessCounts> {
+  const source = usageSource(plan)
   const result = await client.query({
     query: `
       SELECT sum(n) AS spans, sumIf(n, nhi_id != '') AS identified
-      FROM ${usageSource(hours)} AS usage
+      FROM ${source.sql} AS usage
       ${INVENTORY_JOIN}
       WHERE 1 ${businessUnitCondition(businessUnits)}`,
     format: 'JSONEachRow',
-    query_params: { ...rangeParams(range, hours), ...(businessUnits ? { business_units: businessUnits } : {}) },
+    query_params: { ...source.params, ...(businessUnits ? { business_units: businessUnits } : {}) },
     clickhouse_settings: FINAL_SETTINGS,
   })
   const [row] = await result.json<Record<string, unknown>>()

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../app.js'
 import { validatePolicy } from '../policy/index.js'
 import { freshStorage, insertSpans, spanRow, testKeys, TEST_POLICY } from '../test-support.js'
-import { rollupHours } from './queries.js'
+import { loadPlanFacts, planUsage, type UsagePlan } from './plan.js'
+import type { RateCard } from '../policy/index.js'
 import { runRollup } from './rollup.js'
 
 let client: ClickHouseClient
@@ -38,6 +39,13 @@ async function bill(query: string, keyName = 'admin', policy = TEST_POLICY): Pro
 }
 
 const DAY = 'from=2026-11-05T00:00:00Z&to=2026-11-06T00:00:00Z'
+const NOV5 = { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }
+const at = (iso: string) => Date.parse(iso)
+
+/** The plan billing would use for 5 November, read per day unless `coarsest` says otherwise. */
+async function plan(cards: readonly RateCard[] = TEST_POLICY.rate_cards, coarsest: 'hour' | 'day' | 'month' = 'month'): Promise<UsagePlan> {
+  return planUsage(NOV5, await loadPlanFacts(client, NOV5, 0), cards, coarsest)
+}
 
 beforeAll(async () => {
   client = await freshStorage()
@@ -58,11 +66,20 @@ afterAll(async () => {
 describe('the hourly usage rollup', () => {
   it('gives the same bill as the ledger, and billing then reads the rolled-up hours', async () => {
     const before = await bill(`${DAY}&group_by=nhi.id,meter,period&granularity=hour`)
-    expect(await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [])).toEqual([])
+    expect(await plan()).toEqual({ rollup: [], ledger: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]] })
     const run = await runRollup(client, 0)
     expect(run.hoursRecomputed).toBe(5)
-    const hours = await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [], 0)
-    expect(hours).toEqual(['2026-11-05 00:00:00', '2026-11-05 01:00:00', '2026-11-05 02:00:00', '2026-11-05 03:00:00', '2026-11-05 23:00:00'])
+    expect(await plan()).toEqual({ rollup: [{ level: 'day', intervals: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]] }], ledger: [] })
+    const hourly = await plan(TEST_POLICY.rate_cards, 'hour')
+    expect(hourly.rollup).toEqual([
+      {
+        level: 'hour',
+        intervals: [
+          [at('2026-11-05T00:00:00Z'), at('2026-11-05T04:00:00Z')],
+          [at('2026-11-05T23:00:00Z'), at('2026-11-06T00:00:00Z')],
+        ],
+      },
+    ])
     expect(await bill(`${DAY}&group_by=nhi.id,meter,period&granularity=hour`)).toEqual(before)
     expect((await bill(DAY)).total).toEqual({ quantity: 5, amount: '0.01' })
     expect((await runRollup(client, 0)).hoursRecomputed).toBe(0)
@@ -71,9 +88,11 @@ describe('the hourly usage rollup', () => {
   it('counts a span delivered again after its hour was rolled up once, before and after the next run', async () => {
     await insertSpans(client, [tool('agent-a', 'finance', '2026-11-05T00:10:00Z', '00000000000000a1')])
     expect((await bill(DAY)).total.quantity).toBe(5)
-    expect(await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [], 0)).not.toContain('2026-11-05 00:00:00')
+    const dirty = await plan()
+    expect(dirty.rollup).toEqual([{ level: 'hour', intervals: [[at('2026-11-05T01:00:00Z'), at('2026-11-05T04:00:00Z')], [at('2026-11-05T23:00:00Z'), at('2026-11-06T00:00:00Z')]] }])
+    expect(dirty.ledger[0]).toEqual([at('2026-11-05T00:00:00Z'), at('2026-11-05T01:00:00Z')])
     await runRollup(client, 0)
-    expect(await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, [], 0)).toContain('2026-11-05 00:00:00')
+    expect((await plan()).rollup).toEqual([{ level: 'day', intervals: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]] }])
     expect((await bill(DAY)).total.quantity).toBe(5)
   })
 
@@ -96,9 +115,9 @@ describe('the hourly usage rollup', () => {
       { 'nhi.id': 'agent-b', quantity: 3, amount: '0.009' },
     ])
     expect(repriced.rate_card_versions).toEqual(['v1', 'v2'])
-    const boundaryHour = await rollupHours(client, { from: new Date('2026-11-05T00:00:00Z'), to: new Date('2026-11-06T00:00:00Z') }, REPRICED.rate_cards, 0)
-    expect(boundaryHour).toContain('2026-11-05 02:00:00')
-    expect(boundaryHour).not.toContain('2026-11-05 01:00:00')
+    // Neither the day nor the hour in which the price changes is read from the rollup.
+    const split = await plan(REPRICED.rate_cards)
+    expect(split.rollup).toEqual([{ level: 'hour', intervals: [[at('2026-11-05T00:00:00Z'), at('2026-11-05T01:00:00Z')], [at('2026-11-05T02:00:00Z'), at('2026-11-05T04:00:00Z')], [at('2026-11-05T23:00:00Z'), at('2026-11-06T00:00:00Z')]] }])
   })
 
   it('reads partial hours at the edges of a range from the ledger', async () => {

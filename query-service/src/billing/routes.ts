@@ -8,7 +8,8 @@ import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseList, parseRange, rejectUnknown } from '../http/params.js'
 import { addMoney, formatMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
-import { billableAggregates, completenessCounts, rollupHours, GRANULARITIES, GROUP_BY_KEYS, type GroupByKey } from './queries.js'
+import { loadPlanFacts, planUsage } from './plan.js'
+import { billableAggregates, completenessCounts, GRANULARITIES, GROUP_BY_KEYS, type GroupByKey } from './queries.js'
 import { completenessStatus } from '../policy/index.js'
 import type { Pricing } from './pricing.js'
 import type { ClickHouseClient } from '@clickhouse/client'
@@ -56,10 +57,11 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
     const businessUnits = c.get('principal').businessUnits
     const { cards, currency, completenessThreshold } = deps.pricing()
 
-    const hours = await rollupHours(deps.client, range, cards, deps.rollupGraceSeconds)
+    const facts = await loadPlanFacts(deps.client, range, deps.rollupGraceSeconds)
+    const plan = planUsage(range, facts, cards, groupBy.includes('period') ? granularity : 'month')
     const [aggregates, counts] = await Promise.all([
-      billableAggregates(deps.client, { range, groupBy, granularity, cards, businessUnits, hours }),
-      completenessCounts(deps.client, range, businessUnits, hours),
+      billableAggregates(deps.client, { groupBy, granularity, cards, businessUnits, plan }),
+      completenessCounts(deps.client, plan, businessUnits),
     ])
 
     // Fold (keys, card, meter) aggregates into the requested rows, pricing each part exactly.

@@ -271,14 +271,18 @@ export async function upsertInventory(client: ClickHouseClient, items: readonly 
 }
 
 /**
- * Retires a declaration: the identity is no longer declared (if it keeps
- * acting it becomes `unregistered`). Returns false when it was not declared
- * or is declared in a unit outside `businessUnits`.
+ * Retires declarations: the identities are no longer declared (one that
+ * keeps acting becomes `unregistered`). Identities not declared, or declared
+ * in a unit outside `businessUnits`, are left alone; returns the ids retired.
  */
-export async function retireDeclaration(client: ClickHouseClient, id: string, businessUnits: readonly string[] | null): Promise<boolean> {
-  const current = (await currentDeclarations(client, [id])).get(id)
-  if (!current || (businessUnits !== null && !businessUnits.includes(current.business_unit))) return false
-  const { updatedAtMs, ...declaration } = current
-  await client.insert({ table: 'nhi_inventory', values: [{ ...declaration, updated_at: nextVersion(updatedAtMs), is_deleted: 1 }], format: 'JSONEachRow' })
-  return true
+export async function retireDeclarations(client: ClickHouseClient, ids: readonly string[], businessUnits: readonly string[] | null): Promise<string[]> {
+  const current = [...(await currentDeclarations(client, ids)).values()].filter((d) => businessUnits === null || businessUnits.includes(d.business_unit))
+  if (current.length === 0) return []
+  const updatedAt = nextVersion(Math.max(...current.map((d) => d.updatedAtMs)))
+  await client.insert({
+    table: 'nhi_inventory',
+    values: current.map(({ updatedAtMs: _version, ...declaration }) => ({ ...declaration, updated_at: updatedAt, is_deleted: 1 })),
+    format: 'JSONEachRow',
+  })
+  return current.map((d) => d.id)
 }

@@ -9,7 +9,7 @@ import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseList, parseRange, parseTime, rejectUnknown } from '../http/params.js'
 import type { Policy } from '../policy/index.js'
 import { readBodyText, requireAnyScope } from './http-body.js'
-import { describeProblems, inventoryAccessProblem, InventoryValidationError, retireDeclaration, upsertInventory, validateInventory } from './inventory.js'
+import { describeProblems, inventoryAccessProblem, InventoryValidationError, retireDeclarations, upsertInventory, validateInventory } from './inventory.js'
 import { InventorySyntaxError, parseInventoryText, type InventoryFormat } from './inventory-file.js'
 import { ACTIVITY_GRANULARITIES, activitySeries, identityVisible, IDENTITY_STATUSES, listIdentities, visibleUnits } from './queries.js'
 
@@ -116,7 +116,7 @@ export function identitiesRoutes(deps: IdentitiesDeps): Hono<AppEnv> {
   app.delete('/inventory/:id', requireScope('inventory:write'), async (c) => {
     const id = pathId(c.req.param('id'))
     rejectUnknown(c.req.query(), [])
-    if (!(await retireDeclaration(deps.client, id, c.get('principal').businessUnits))) throw notFound()
+    if ((await retireDeclarations(deps.client, [id], c.get('principal').businessUnits)).length === 0) throw notFound()
     return c.json({ id, deleted: true })
   })
 

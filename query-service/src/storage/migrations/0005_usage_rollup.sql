@@ -1,15 +1,18 @@
--- Hourly usage rollup for fast billing over long ranges (issue 5).
+-- Usage rollups for fast billing over long ranges (issue 5).
 --
--- nhi_usage_hourly holds, per closed hour, the deduplicated count of ledger
--- rows per (identity, span business unit, service, activity, status). It is
--- rebuilt hour by hour from nhi_activity FINAL by the rollup job
--- (src/billing/rollup.ts), so it is exact by construction; a newer
--- computation of an hour replaces the older one (ReplacingMergeTree on
--- computed_at). Spans that arrive late, or twice, after their hour was rolled
--- up make that hour "dirty": billing reads dirty hours from the ledger itself
--- until the next run recomputes them (see README, "Billing: lateness").
-CREATE TABLE IF NOT EXISTS nhi_usage_hourly (
-    hour DateTime('UTC'),
+-- nhi_usage_rollup holds deduplicated counts of ledger rows per period and
+-- (identity, span business unit, service, activity, status), at three
+-- levels: closed hours (rebuilt from nhi_activity FINAL), closed days (from
+-- the hours) and closed months (from the days). The rollup job
+-- (src/billing/rollup.ts) rebuilds exactly the periods whose ledger rows
+-- changed since its last run, so every level is exact by construction; a
+-- newer computation of a period replaces the older (ReplacingMergeTree on
+-- computed_at). Spans that arrive late, or again, after their period was
+-- rolled up make it "dirty": billing reads dirty periods from the ledger
+-- itself until the next run (README, "Billing: rollups and lateness").
+CREATE TABLE IF NOT EXISTS nhi_usage_rollup (
+    level LowCardinality(String),
+    period DateTime('UTC'),
     nhi_id String,
     business_unit LowCardinality(String),
     service LowCardinality(String),
@@ -19,15 +22,16 @@ CREATE TABLE IF NOT EXISTS nhi_usage_hourly (
     events UInt64,
     computed_at DateTime64(3)
 ) ENGINE = ReplacingMergeTree(computed_at)
-PARTITION BY toYYYYMM(hour)
-ORDER BY (hour, nhi_id, business_unit, service, activity_type, activity_name, status);
+PARTITION BY toYYYYMM(period)
+ORDER BY (level, period, nhi_id, business_unit, service, activity_type, activity_name, status);
 
--- Which hours the rollup holds.
-CREATE TABLE IF NOT EXISTS nhi_usage_rolled_hours (
-    hour DateTime('UTC'),
+-- Which periods the rollup holds, per level, and when they were last rebuilt.
+CREATE TABLE IF NOT EXISTS nhi_usage_rolled (
+    level LowCardinality(String),
+    period DateTime('UTC'),
     rolled_at DateTime64(3)
 ) ENGINE = ReplacingMergeTree(rolled_at)
-ORDER BY hour;
+ORDER BY (level, period);
 
 -- One row per rollup run. Every ledger row ingested at or before
 -- `watermark` is reflected in the rollup (readers subtract a grace period

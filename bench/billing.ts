@@ -1,0 +1,110 @@
+/**
+ * bench/billing: a month of billing over the shared 10M-span dataset
+ * (1,000 identities, 30 days, 2 % duplicates; bench/_dataset.ts).
+ *
+ * Measures, in one run:
+ * - the rollup job over the whole month (first run, then a no-op run);
+ * - GET /v1/billable for November grouped by nhi.id,meter: p50 and p95 of 20
+ *   calls through the real app (rolled-up hours read from nhi_usage_hourly);
+ * - the same request with the rollup ignored (ledger FINAL only), for scale;
+ * - the naive query a user would write over otel_traces (GROUP BY the map
+ *   attributes, uniqExact over TraceId+SpanId for deduplication): p50 of 5;
+ * and checks that the deduplicated counts of the naive query equal the API's.
+ *
+ * Targets (issue 5): p50 <= 100 ms and >= 10x faster than the naive query.
+ * The data is older than the rollup grace period in steady state; a freshly
+ * built dataset is not, so this run uses a grace of 0 s (documented).
+ */
+import { createApp } from '../query-service/src/app.js'
+import { runRollup } from '../query-service/src/billing/rollup.js'
+import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'
+import { loadDefaultPolicy } from '../query-service/src/policy/index.js'
+import { DATASET_FROM, DATASET_TO, openDataset } from './_dataset.js'
+
+const KEY = 'nhim_bench_billing_key_0123456789abcdef'
+const RUNS = 20
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+
+async function main(): Promise<void> {
+  const { client, buildSeconds } = await openDataset()
+  const { policy } = await loadDefaultPolicy()
+  const keys = KeyStore.fromEntries([{ name: 'bench', sha256: sha256(KEY).toString('hex'), scopes: ['admin'] }])
+  const url = `/v1/billable?from=${DATASET_FROM}&to=${DATASET_TO}&group_by=nhi.id,meter`
+  const headers = { Authorization: `Bearer ${KEY}` }
+
+  let t = performance.now()
+  const firstRun = await runRollup(client, 0)
+  const rollupSeconds = (performance.now() - t) / 1000
+  t = performance.now()
+  const secondRun = await runRollup(client, 0)
+  const noopSeconds = (performance.now() - t) / 1000
+
+  async function timeApi(app: ReturnType<typeof createApp>, runs: number) {
+    const times: number[] = []
+    let body: { rows: Array<{ 'nhi.id': string; meter: string; quantity: number }>; total: { quantity: number; amount: string } } | undefined
+    for (let i = 0; i < runs + 2; i++) {
+      const started = performance.now()
+      const response = await app.request(url, { headers })
+      body = (await response.json()) as typeof body
+      if (i >= 2) times.push(performance.now() - started) // two warm-up calls
+    }
+    return { times, body: body! }
+  }
+
+  const withRollup = await timeApi(createApp({ client, keys: () => keys, policy: () => policy, rollupGraceSeconds: 0 }), RUNS)
+  // Hours ingested "now" are never read from the rollup with a grace this large: the pure-ledger path.
+  const ledgerOnly = await timeApi(createApp({ client, keys: () => keys, policy: () => policy, rollupGraceSeconds: 10 * 365 * 86400 }), 5)
+
+  const naiveSql = `
+    SELECT SpanAttributes['nhi.id'] AS nhi_id,
+           multiIf(SpanAttributes['gen_ai.operation.name'] = 'execute_tool', 'tool_calls',
+                   SpanKind = 'Server', 'api_calls',
+                   SpanAttributes['gen_ai.operation.name'] = 'invoke_workflow' OR SpanAttributes['nhi.activity.type'] = 'workflow_execution', 'workflow_runs',
+                   SpanAttributes['nhi.activity.type'] = 'token_exchange', 'token_exchanges',
+                   SpanAttributes['nhi.activity.type'] = 'secret_rotation', 'secret_rotations', '') AS meter,
+           uniqExact(TraceId, SpanId) AS quantity
+    FROM otel_traces
+    WHERE Timestamp >= '2026-11-01 00:00:00' AND Timestamp < '2026-12-01 00:00:00'
+      AND SpanAttributes['nhi.id'] != '' AND StatusCode != 'Error'
+    GROUP BY nhi_id, meter
+    HAVING meter != ''
+    ORDER BY nhi_id, meter`
+  const naiveTimes: number[] = []
+  let naiveRows: Array<{ nhi_id: string; meter: string; quantity: string }> = []
+  for (let i = 0; i < 6; i++) {
+    const started = performance.now()
+    naiveRows = await (await client.query({ query: naiveSql, format: 'JSONEachRow' })).json()
+    if (i >= 1) naiveTimes.push(performance.now() - started)
+  }
+
+  const apiCounts = new Map(withRollup.body.rows.map((r) => [`${r['nhi.id']}|${r.meter}`, r.quantity]))
+  const naiveCounts = new Map(naiveRows.map((r) => [`${r.nhi_id}|${r.meter}`, Number(r.quantity)]))
+  const identical = apiCounts.size === naiveCounts.size && [...apiCounts].every(([k, v]) => naiveCounts.get(k) === v)
+  const ledgerIdentical = JSON.stringify(ledgerOnly.body) === JSON.stringify(withRollup.body)
+
+  const p50 = percentile(withRollup.times, 50)
+  const naiveP50 = percentile(naiveTimes, 50)
+  console.log('')
+  console.log('| figure | value |')
+  console.log('|---|---|')
+  if (buildSeconds > 0) console.log(`| dataset build (10M spans + 2 % duplicates, by SQL) | ${buildSeconds.toFixed(0)} s |`)
+  console.log(`| rollup job, first run over the month | ${rollupSeconds.toFixed(1)} s (${firstRun.hoursRecomputed} hours) |`)
+  console.log(`| rollup job, run with nothing new | ${(noopSeconds * 1000).toFixed(0)} ms (${secondRun.hoursRecomputed} hours) |`)
+  console.log(`| GET /v1/billable, month, nhi.id,meter: p50 / p95 of ${RUNS} | ${p50.toFixed(1)} ms / ${percentile(withRollup.times, 95).toFixed(1)} ms (target p50 <= 100 ms) |`)
+  console.log(`| same request from the ledger only (no rollup): p50 of 5 | ${percentile(ledgerOnly.times, 50).toFixed(0)} ms |`)
+  console.log(`| naive query over otel_traces: p50 of 5 | ${naiveP50.toFixed(0)} ms |`)
+  console.log(`| speed-up over the naive query | ${(naiveP50 / p50).toFixed(1)}x (target >= 10x) |`)
+  console.log(`| rows / total | ${withRollup.body.rows.length} rows, ${withRollup.body.total.quantity} events, ${withRollup.body.total.amount} USD |`)
+  console.log(`| deduplicated counts identical to the naive query | ${identical ? 'yes' : 'NO'} |`)
+  console.log(`| rollup answer identical to the ledger-only answer | ${ledgerIdentical ? 'yes' : 'NO'} |`)
+  await client.close()
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})
