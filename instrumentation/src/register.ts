@@ -10,6 +10,9 @@
 import { loadAutoInstrumentations, reportAutoInstrumentations } from './auto-instrumentations.js'
 import { startNhiMeter, type NhiMeter } from './sdk.js'
 
+/** How long a signal waits for spans to be flushed before the process goes on ending. */
+const SIGNAL_FLUSH_TIMEOUT_MS = 5_000
+
 async function startFromEnvironment(): Promise<NhiMeter | undefined> {
   try {
     if (process.env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined
@@ -38,7 +41,9 @@ function flushOnExit(meter: NhiMeter): void {
     const onSignal = (): void => {
       const appHandles = process.listenerCount(signal) > 1
       const flushed = appHandles ? meter.forceFlush() : meter.shutdown()
-      void flushed.finally(() => {
+      // An unreachable endpoint must not hold the process past its signal for the export timeout.
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, SIGNAL_FLUSH_TIMEOUT_MS).unref())
+      void Promise.race([flushed, deadline]).finally(() => {
         if (appHandles) return
         process.removeListener(signal, onSignal)
         process.kill(process.pid, signal)

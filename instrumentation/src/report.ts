@@ -26,7 +26,7 @@ export function reportFailure(source: string, error: unknown): void {
     const suppressed = seen?.suppressed ?? 0
     lastReported.set(source, { at: now, suppressed: 0 })
     const repeats = suppressed > 0 ? ` (${suppressed} more failure(s) since the last report)` : ''
-    diag.error(`@nhi-meter/instrumentation: ${source} failed; the span is kept without it${repeats}`, error)
+    diag.error(`@nhi-meter/instrumentation: ${source} failed; the app goes on${repeats}`, error)
   } catch {
     // A broken diag logger must not break the host either.
   }
