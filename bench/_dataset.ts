@@ -1,6 +1,7 @@
 /**
  * The shared benchmark dataset (issues 5, 6, 7): 10,000,000 use events of
- * 1,000 identities over 30 days (November 2026), plus 2 % of them delivered
+ * 1,000 identities over 30 days (1-30 October 2026, a closed billing month
+ * on this project's calendar), plus 2 % of them delivered
  * a second time, loaded into an embedded ClickHouse by SQL (the raw spans go
  * into otel_traces; the ledger view derives nhi_activity exactly as for
  * real ingest). Built once and cached under
@@ -25,10 +26,27 @@ import { migrate } from '../query-service/src/storage/migrations.js'
 export const DATASET_SPANS = Number(process.env.BENCH_SPANS ?? 10_000_000)
 /** Every 50th span is delivered twice: 2 % duplicates. */
 export const DUPLICATE_EVERY = 50
+/** A policy for the dataset: the shipped default's meters, in force from the start of 2026. */
+export const DATASET_POLICY_YAML = `
+rate_cards:
+  - version: "bench-2026"
+    effective_from: "2026-01-01T00:00:00Z"
+    currency: USD
+    meters:
+      - { name: tool_calls, activity_type: tool_invocation, unit_price: "0.002" }
+      - { name: workflow_runs, activity_type: workflow_execution, unit_price: "0.01" }
+      - { name: api_calls, activity_type: api_call, unit_price: "0.0001" }
+      - { name: token_exchanges, activity_type: token_exchange, unit_price: "0.0005" }
+      - { name: secret_rotations, activity_type: secret_rotation, unit_price: "0" }
+entitlements:
+  - { feature: high_capacity_processing, activity_type: workflow_execution, min_count: 100, window: 7d }
+  - { feature: premium_automation, activity_type: secret_rotation, min_count: 1, window: 30d }
+`
+
 /** The month the data covers. */
-export const DATASET_FROM = '2026-11-01T00:00:00Z'
+export const DATASET_FROM = '2026-10-01T00:00:00Z'
 /** End of the month (exclusive). */
-export const DATASET_TO = '2026-12-01T00:00:00Z'
+export const DATASET_TO = '2026-11-01T00:00:00Z'
 
 /** The generator as SQL over `numbers(...)`, with `n` the event number. */
 function generatorSql(where: string): string {
@@ -36,7 +54,7 @@ function generatorSql(where: string): string {
     INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
       ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage)
     SELECT
-      toDateTime64('2026-11-01 00:00:00', 9, 'UTC') + toIntervalNanosecond(intDiv(n * 2592000000, {spans:UInt64}) * 1000000 + n % 1000) AS Timestamp,
+      toDateTime64('2026-10-01 00:00:00', 9, 'UTC') + toIntervalNanosecond(intDiv(n * 2592000000, {spans:UInt64}) * 1000000 + n % 1000) AS Timestamp,
       concat(leftPad(lower(hex(toUInt64(n))), 16, '0'), '6e68696d62656e63') AS TraceId,
       leftPad(lower(hex(toUInt64(n * 2 + 1))), 16, '0') AS SpanId,
       '' AS ParentSpanId, '' AS TraceState,
@@ -65,7 +83,7 @@ function generatorSql(where: string): string {
 
 /** Where the dataset lives. */
 export function datasetDir(spans = DATASET_SPANS): string {
-  return join(process.env.NHI_METER_CACHE_DIR ?? join(homedir(), '.cache', 'nhi-meter'), `bench-${spans}`)
+  return join(process.env.NHI_METER_CACHE_DIR ?? join(homedir(), '.cache', 'nhi-meter'), `bench-v2-${spans}`)
 }
 
 /**

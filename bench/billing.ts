@@ -4,7 +4,7 @@
  *
  * Measures, in one run:
  * - the rollup job over the whole month (first run, then a no-op run);
- * - GET /v1/billable for November grouped by nhi.id,meter: p50 and p95 of 20
+ * - GET /v1/billable for October grouped by nhi.id,meter: p50 and p95 of 20
  *   calls through the real app (rolled-up hours read from nhi_usage_hourly);
  * - the same request with the rollup ignored (ledger FINAL only), for scale;
  * - the naive query a user would write over otel_traces (GROUP BY the map
@@ -18,8 +18,8 @@
 import { createApp } from '../query-service/src/app.js'
 import { runRollup } from '../query-service/src/billing/rollup.js'
 import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'
-import { loadDefaultPolicy } from '../query-service/src/policy/index.js'
-import { DATASET_FROM, DATASET_TO, openDataset } from './_dataset.js'
+import { parsePolicy } from '../query-service/src/policy/index.js'
+import { DATASET_FROM, DATASET_POLICY_YAML, DATASET_TO, openDataset } from './_dataset.js'
 
 const KEY = 'nhim_bench_billing_key_0123456789abcdef'
 const RUNS = 20
@@ -31,7 +31,7 @@ function percentile(values: number[], p: number): number {
 
 async function main(): Promise<void> {
   const { client, buildSeconds } = await openDataset()
-  const { policy } = await loadDefaultPolicy()
+  const { policy } = parsePolicy(DATASET_POLICY_YAML, { source: 'bench policy' })
   const keys = KeyStore.fromEntries([{ name: 'bench', sha256: sha256(KEY).toString('hex'), scopes: ['admin'] }])
   const url = `/v1/billable?from=${DATASET_FROM}&to=${DATASET_TO}&group_by=nhi.id,meter`
   const headers = { Authorization: `Bearer ${KEY}` }
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
                    SpanAttributes['nhi.activity.type'] = 'secret_rotation', 'secret_rotations', '') AS meter,
            uniqExact(TraceId, SpanId) AS quantity
     FROM otel_traces
-    WHERE Timestamp >= '2026-11-01 00:00:00' AND Timestamp < '2026-12-01 00:00:00'
+    WHERE Timestamp >= '2026-10-01 00:00:00' AND Timestamp < '2026-11-01 00:00:00'
       AND SpanAttributes['nhi.id'] != '' AND StatusCode != 'Error'
     GROUP BY nhi_id, meter
     HAVING meter != ''
