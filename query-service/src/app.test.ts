@@ -111,6 +111,28 @@ describe('GET /v1/billable', () => {
   })
 })
 
+describe('GET /v1/billable/evidence', () => {
+  it('counts the spans behind a row, equal to its quantity, with their trace ids', async () => {
+    const response = await get(`/v1/billable/evidence?${NOVEMBER}&nhi.id=agent-a&meter=tool_calls`)
+    expect(response.status).toBe(200)
+    const body = (await response.json()) as { count: number; sample_trace_ids: string[]; filters: Record<string, string> }
+    expect(body.count).toBe(3)
+    expect(body.sample_trace_ids).toHaveLength(3)
+    expect(body.filters).toEqual({ 'nhi.id': 'agent-a', meter: 'tool_calls' })
+    const traces = await (await client.query({ query: "SELECT DISTINCT TraceId FROM otel_traces WHERE SpanAttributes['nhi.id'] = 'agent-a'", format: 'JSONEachRow' })).json<{ TraceId: string }>()
+    for (const id of body.sample_trace_ids) expect(traces.map((t) => t.TraceId)).toContain(id)
+    const byDay = (await (await get(`/v1/billable/evidence?${NOVEMBER}&period=2026-11-03T00:00:00Z&granularity=day&business_unit=finance`)).json()) as { count: number }
+    expect(byDay.count).toBe(1)
+  })
+
+  it('shows a business-unit key nothing of another unit, and refuses bad filters', async () => {
+    const other = (await (await get(`/v1/billable/evidence?${NOVEMBER}&nhi.id=agent-b`, 'finance')).json()) as { count: number; sample_trace_ids: string[] }
+    expect(other).toMatchObject({ count: 0, sample_trace_ids: [] })
+    expect((await get(`/v1/billable/evidence?${NOVEMBER}&limit=0`)).status).toBe(400)
+    expect((await get(`/v1/billable/evidence?${NOVEMBER}&colour=red`)).status).toBe(400)
+  })
+})
+
 describe('declared identities', () => {
   it('bill and scope by the inventory business unit, not the span attribute', async () => {
     await insertSpans(client, [tool('agent-c', 'sales', '2026-11-20T10:00:00Z'), tool('agent-c', 'sales', '2026-11-20T11:00:00Z')])

@@ -45,6 +45,51 @@ export const billingOpenApi: OpenApiFragment = {
         },
   },
   paths: {
+    '/v1/billable/evidence': {
+      get: {
+        summary: 'The spans behind a billing row',
+        description:
+          'Counts the billable spans matching the given row keys (the count equals the row quantity for the same range) and returns sample trace ids, oldest first. Scope billing:read; business-unit keys see only their units.',
+        security: [{ bearer: [] }],
+        parameters: [
+          timeParam('from', 'Start of the range, inclusive (RFC 3339 UTC). Default: start of the current UTC month.'),
+          timeParam('to', 'End of the range, exclusive (RFC 3339 UTC). Default: now.'),
+          ...['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service'].map((name) => ({
+            name,
+            in: 'query',
+            required: false,
+            description: `Only spans whose ${name} is this value.`,
+            schema: { type: 'string', maxLength: 1024 },
+          })),
+          { name: 'period', in: 'query', required: false, description: 'Only spans in the period starting here (with granularity).', schema: { type: 'string', format: 'date-time' } },
+          { name: 'granularity', in: 'query', required: false, description: 'Period size for period (default day).', schema: { type: 'string', enum: [...GRANULARITIES] } },
+          { name: 'limit', in: 'query', required: false, description: 'Most trace ids returned (1-1000, default 20).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+        ],
+        responses: {
+          '200': {
+            description: 'Matching count and sample trace ids',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['from', 'to', 'filters', 'count', 'sample_trace_ids'],
+                  properties: {
+                    from: { type: 'string', format: 'date-time' },
+                    to: { type: 'string', format: 'date-time' },
+                    filters: { type: 'object', additionalProperties: { type: 'string' } },
+                    count: { type: 'integer', minimum: 0 },
+                    sample_trace_ids: { type: 'array', items: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+          '400': errorResponse('bad parameter (the message names it)'),
+          ...authResponses('billing:read'),
+          '503': errorResponse('storage unavailable'),
+        },
+      },
+    },
       '/v1/billable': {
         get: {
           summary: 'Billable activity over a range',

@@ -29,14 +29,16 @@ export type Granularity = (typeof GRANULARITIES)[number]
 /** Which rows a caller may see: null for all business units. */
 export type BusinessUnitScope = readonly string[] | null
 
-const COLUMN_OF: Record<Exclude<GroupByKey, 'meter' | 'period'>, string> = {
+/** SQL for each plain group-by key (given INVENTORY_JOIN). */
+export const COLUMN_OF: Record<Exclude<GroupByKey, 'meter' | 'period'>, string> = {
   'nhi.id': 'nhi_id',
   business_unit: EFFECTIVE_BUSINESS_UNIT,
   'activity.type': 'activity_type',
   'activity.name': 'activity_name',
   service: 'service',
 }
-const PERIOD_OF: Record<Granularity, string> = {
+/** SQL for the period of an event at each granularity. */
+export const PERIOD_OF: Record<Granularity, string> = {
   hour: 'toStartOfHour(event_time)',
   day: 'toStartOfDay(event_time)',
   month: 'toStartOfMonth(event_time)',
@@ -68,6 +70,12 @@ export function meterMatchSql(cards: readonly RateCard[]): { cardIndex: string; 
     meterIndex: `multiIf(${meterBranches.join(', ')}, 0) - 1`,
     params,
   }
+}
+
+/** SQL naming the meter of a row from its `card_idx` and `meter_idx` ('' when none), with meterMatchSql's params. */
+export function meterNameSql(cards: readonly RateCard[]): string {
+  if (cards.length === 0) return "''"
+  return `multiIf(meter_idx < 0, '', ${cards.map((_, i) => `card_idx = ${i}, arrayElement({card${i}_names:Array(String)}, meter_idx + 1)`).join(', ')}, '')`
 }
 
 /**

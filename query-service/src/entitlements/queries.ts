@@ -110,11 +110,18 @@ export async function entitlementFigures(client: ClickHouseClient, query: Entitl
       'countIf(event_time >= {recent_from:DateTime64(9)} AND event_time < {at:DateTime64(9)} AND NOT approved) AS recent_unapproved',
     )
   } else {
-    // Only the events some window can hold: the key (identity, activity type, time) narrows the read to them.
+    // Only the events some window can hold: per activity type, the longest
+    // window of a rule on it. The key (activity type, day, identity) makes
+    // each a contiguous block.
     if (query.rules.length === 0) return new Map()
-    params.types = [...new Set(query.rules.map((r) => r.activity_type))]
-    params.earliest = toClickHouseTime(new Date(query.at.getTime() - Math.max(...query.rules.map((r) => r.window.ms))))
-    where += ` AND activity_type IN {types:Array(String)} AND event_time >= {earliest:DateTime64(9)} AND event_time < {at:DateTime64(9)}`
+    const longest = new Map<string, number>()
+    for (const rule of query.rules) longest.set(rule.activity_type, Math.max(longest.get(rule.activity_type) ?? 0, rule.window.ms))
+    const blocks = [...longest].map(([type, ms], j) => {
+      params[`block${j}_type`] = type
+      params[`block${j}_from`] = toClickHouseTime(new Date(query.at.getTime() - ms))
+      return `(activity_type = {block${j}_type:String} AND event_time >= {block${j}_from:DateTime64(9)})`
+    })
+    where += ` AND (${blocks.join(' OR ')}) AND event_time < {at:DateTime64(9)}`
   }
   if (query.businessUnits) params.business_units = query.businessUnits
   const sql = `
