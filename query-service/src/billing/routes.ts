@@ -7,11 +7,10 @@ import { Hono } from 'hono'
 import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseList, parseRange, rejectUnknown } from '../http/params.js'
-import { addMoney, formatMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
-import { loadPlanFacts, planUsage } from './plan.js'
-import { billableAggregates, completenessCounts, GRANULARITIES, GROUP_BY_KEYS, type GroupByKey } from './queries.js'
-import { completenessStatus } from '../policy/index.js'
+import { formatMoney } from '../money/decimal.js'
+import { computeBill } from './bill.js'
 import type { Pricing } from './pricing.js'
+import { GRANULARITIES, GROUP_BY_KEYS, type GroupByKey } from './queries.js'
 import type { ClickHouseClient } from '@clickhouse/client'
 
 /** What the billing routes need. */
@@ -21,15 +20,6 @@ export interface BillingDeps {
   pricing: () => Pricing
   /** Seconds of ingest before the last rollup run still treated as in flight (default ROLLUP_GRACE_SECONDS). */
   rollupGraceSeconds?: number
-}
-
-/** The completeness block of a billing answer. */
-export interface Completeness {
-  spans: number
-  identified_spans: number
-  identified_ratio: number
-  status: 'complete' | 'incomplete'
-  threshold: number
 }
 
 const PARAMS = ['from', 'to', 'group_by', 'granularity', 'format'] as const
@@ -55,50 +45,10 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
     const accept = c.req.header('accept') ?? ''
     const format = parseEnum('format', query.format, ['json', 'csv'] as const, /\btext\/csv\b/.test(accept) ? 'csv' : 'json')
     const businessUnits = c.get('principal').businessUnits
-    const { cards, currency, completenessThreshold } = deps.pricing()
-
-    const facts = await loadPlanFacts(deps.client, range, deps.rollupGraceSeconds)
-    const plan = planUsage(range, facts, cards, groupBy.includes('period') ? granularity : 'month')
-    const [aggregates, counts] = await Promise.all([
-      billableAggregates(deps.client, { groupBy, granularity, cards, businessUnits, plan }),
-      completenessCounts(deps.client, plan, businessUnits),
-    ])
-
-    // Fold (keys, card, meter) aggregates into the requested rows, pricing each part exactly.
-    const rows = new Map<string, { keys: Record<string, string>; quantity: number; amount: Money }>()
-    const versions = new Set<string>()
-    for (const agg of aggregates) {
-      const card = cards[agg.cardIndex]!
-      const meter = card.meters[agg.meterIndex]!
-      versions.add(card.version)
-      const keys = Object.fromEntries(groupBy.map((k) => [k, k === 'meter' ? meter.name : (agg.keys[k] ?? '')]))
-      const id = JSON.stringify(groupBy.map((k) => keys[k]))
-      const row = rows.get(id) ?? { keys, quantity: 0, amount: ZERO_MONEY }
-      row.quantity += agg.quantity
-      row.amount = addMoney(row.amount, multiplyMoney(meter.unit_price, agg.quantity))
-      rows.set(id, row)
-    }
-    const sorted = [...rows.values()].sort((a, b) => {
-      for (const k of groupBy) {
-        const cmp = (a.keys[k] ?? '').localeCompare(b.keys[k] ?? '')
-        if (cmp !== 0) return cmp
-      }
-      return 0
-    })
-    let totalQuantity = 0
-    let totalAmount = ZERO_MONEY
-    for (const row of sorted) {
-      totalQuantity += row.quantity
-      totalAmount = addMoney(totalAmount, row.amount)
-    }
-    const ratio = counts.spans === 0 ? 1 : counts.identifiedSpans / counts.spans
-    const completeness: Completeness = {
-      spans: counts.spans,
-      identified_spans: counts.identifiedSpans,
-      identified_ratio: Math.floor(ratio * 1e6) / 1e6,
-      status: completenessStatus(counts.spans, counts.identifiedSpans, completenessThreshold),
-      threshold: completenessThreshold,
-    }
+    const pricing = deps.pricing()
+    const { currency } = pricing
+    const bill = await computeBill(deps.client, { range, groupBy, granularity, businessUnits, pricing, rollupGraceSeconds: deps.rollupGraceSeconds })
+    const { completeness, rows: sorted } = bill
     c.header('X-NHI-Meter-Completeness', completeness.status)
 
     if (format === 'csv') {
@@ -115,10 +65,10 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
       from: range.from.toISOString(),
       to: range.to.toISOString(),
       currency,
-      rate_card_versions: [...versions].sort(),
+      rate_card_versions: bill.rateCardVersions,
       completeness,
       rows: sorted.map((row) => ({ ...row.keys, quantity: row.quantity, amount: formatMoney(row.amount) })),
-      total: { quantity: totalQuantity, amount: formatMoney(totalAmount) },
+      total: { quantity: bill.totalQuantity, amount: formatMoney(bill.totalAmount) },
     })
   })
   return app
