@@ -10,6 +10,7 @@ import type { KeyStore } from './auth/keys.js'
 import { pricingOf, type Pricing } from './billing/pricing.js'
 import { billingRoutes } from './billing/routes.js'
 import { evidenceRoutes } from './billing/evidence.js'
+import { statementRoutes } from './billing/statements.js'
 import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
@@ -63,6 +64,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
   app.use('/v1/*', authenticate(deps.keys))
   app.route('/v1', billingRoutes({ client: deps.client, pricing, rollupGraceSeconds: deps.rollupGraceSeconds }))
   app.route('/v1', evidenceRoutes({ client: deps.client, pricing }))
+  app.route('/v1', statementRoutes({ client: deps.client, pricing }))
   for (const routes of options.routes ?? []) app.route('/v1', routes)
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`, c.get('requestId')), 404))

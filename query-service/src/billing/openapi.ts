@@ -7,6 +7,40 @@ import { GRANULARITIES, GROUP_BY_KEYS } from './queries.js'
 /** Billing's paths and schemas. */
 export const billingOpenApi: OpenApiFragment = {
   schemas: {
+    Total: {
+      type: 'object',
+      required: ['quantity', 'amount'],
+      properties: { quantity: { type: 'integer', minimum: 0 }, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
+    },
+    SignedTotal: {
+      type: 'object',
+      required: ['quantity', 'amount'],
+      properties: { quantity: { type: 'integer' }, amount: { type: 'string', pattern: '^-?\\d+\\.\\d+$' } },
+    },
+    StatementLine: {
+      type: 'object',
+      required: ['nhi.id', 'meter', 'quantity', 'amount'],
+      properties: { 'nhi.id': { type: 'string' }, meter: { type: 'string' }, quantity: { type: 'integer' }, amount: { type: 'string', pattern: '^-?\\d+\\.\\d+$' } },
+    },
+    Statement: {
+      type: 'object',
+      required: ['period', 'from', 'to', 'closed_at', 'currency', 'rate_card_versions', 'completeness', 'lines', 'total', 'adjustments', 'adjustments_total', 'previous', 'content_hash'],
+      properties: {
+        period: { type: 'string' },
+        from: { type: 'string', format: 'date-time' },
+        to: { type: 'string', format: 'date-time' },
+        closed_at: { type: 'string', format: 'date-time' },
+        currency: { type: 'string' },
+        rate_card_versions: { type: 'array', items: { type: 'string' } },
+        completeness: { $ref: '#/components/schemas/Completeness' },
+        lines: { type: 'array', items: { $ref: '#/components/schemas/StatementLine' } },
+        total: { $ref: '#/components/schemas/Total' },
+        adjustments: { type: 'array', items: { allOf: [{ $ref: '#/components/schemas/StatementLine' }, { type: 'object', required: ['period'], properties: { period: { type: 'string' } } }] } },
+        adjustments_total: { $ref: '#/components/schemas/SignedTotal' },
+        previous: { oneOf: [{ type: 'null' }, { type: 'object', required: ['period', 'content_hash'], properties: { period: { type: 'string' }, content_hash: { type: 'string' } } }] },
+        content_hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+      },
+    },
         Completeness: {
           type: 'object',
           required: ['spans', 'identified_spans', 'identified_ratio', 'status', 'threshold'],
@@ -45,6 +79,76 @@ export const billingOpenApi: OpenApiFragment = {
         },
   },
   paths: {
+    '/v1/statements': {
+      get: {
+        summary: 'Closed billing periods',
+        description: 'Every closed month with its totals and content hash. Scope billing:read; keys limited to business units are refused (statements cover every unit).',
+        security: [{ bearer: [] }],
+        responses: {
+          '200': {
+            description: 'Statements, oldest first',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['statements'],
+                  properties: {
+                    statements: {
+                      type: 'array',
+                      items: {
+                        type: 'object',
+                        required: ['period', 'closed_at', 'total', 'adjustments_total', 'completeness_status', 'content_hash'],
+                        properties: {
+                          period: { type: 'string' },
+                          closed_at: { type: 'string', format: 'date-time' },
+                          total: { $ref: '#/components/schemas/Total' },
+                          adjustments_total: { $ref: '#/components/schemas/SignedTotal' },
+                          completeness_status: { type: 'string', enum: ['complete', 'incomplete'] },
+                          content_hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+                        },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+          ...authResponses('billing:read'),
+          '503': errorResponse('storage unavailable'),
+        },
+      },
+      post: {
+        summary: 'Close a month',
+        description:
+          'Writes the immutable statement of a month that is over: lines per identity and meter, totals, completeness, and adjustments for spans that arrived after earlier months were closed. Months are closed in order. Scope admin.',
+        security: [{ bearer: [] }],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { type: 'object', required: ['period'], additionalProperties: false, properties: { period: { type: 'string', pattern: '^\\d{4}-(0[1-9]|1[0-2])$' } } } } },
+        },
+        responses: {
+          '201': { description: 'The statement', content: { 'application/json': { schema: { $ref: '#/components/schemas/Statement' } } } },
+          '400': errorResponse('bad body or the month is not over'),
+          ...authResponses('admin'),
+          '409': errorResponse('already closed, or a later month is closed'),
+          '503': errorResponse('storage unavailable'),
+        },
+      },
+    },
+    '/v1/statements/{period}': {
+      get: {
+        summary: 'One closed month',
+        security: [{ bearer: [] }],
+        parameters: [{ name: 'period', in: 'path', required: true, schema: { type: 'string', pattern: '^\\d{4}-(0[1-9]|1[0-2])$' } }],
+        responses: {
+          '200': { description: 'The statement as closed, with its content hash (verified on read)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Statement' } } } },
+          '400': errorResponse('bad period'),
+          ...authResponses('billing:read'),
+          '404': errorResponse('not closed'),
+          '503': errorResponse('storage unavailable'),
+        },
+      },
+    },
     '/v1/billable/evidence': {
       get: {
         summary: 'The spans behind a billing row',

@@ -78,36 +78,61 @@ export interface IdentityFigures {
 const int = z.union([z.string(), z.number()]).transform((v) => toCount(v))
 const epochMs = z.union([z.string(), z.number()]).transform((v) => Number(v))
 
-/** Figures for every identity that has visible events in what was read; identities without any are absent. */
+/**
+ * Figures for every identity that has visible events in what was read;
+ * identities without any are absent.
+ *
+ * Two levels: the inner query deduplicates (FINAL) and aggregates the events
+ * per identity, activity type, name, status and span business unit (the
+ * windows' counts, newest times, samples); the outer one joins each such
+ * group to the identity's declaration and keeps the groups a rule matches,
+ * that are approved, and that the caller's units may see. Approval and rule
+ * are then decided once per group rather than once per event.
+ */
 export async function entitlementFigures(client: ClickHouseClient, query: EntitlementQuery): Promise<Map<string, IdentityFigures>> {
   const ids = [...new Set(query.ids)]
   if (ids.length === 0) return new Map()
   const newestLimit = query.newestLimit ?? NEWEST_EVENTS_LIMIT
   const params: Record<string, unknown> = { ids, at: toClickHouseTime(query.at) }
+  const inner: string[] = ['nhi_id', 'activity_type', 'activity_name', 'status', 'business_unit']
   const withs: string[] = [`${APPROVED_ACTIVITY} AS approved`]
-  const selects: string[] = ['nhi_id']
+  const outer: string[] = ['nhi_id']
   query.rules.forEach((rule, i) => {
     const p = `f${i}`
     Object.assign(params, activityRuleSqlParams(rule, p))
     params[`${p}_from`] = toClickHouseTime(new Date(query.at.getTime() - rule.window.ms))
     params[`${p}_k`] = Math.min(rule.min_count, newestLimit)
-    withs.push(`(${activityRuleSql(p)} AND event_time >= {${p}_from:DateTime64(9)} AND event_time < {at:DateTime64(9)}) AS in_${p}`)
-    selects.push(
-      `countIf(in_${p} AND approved) AS observed_${i}`,
-      `countIf(in_${p} AND NOT approved) AS unapproved_${i}`,
-      `groupArraySortedIf({${p}_k:UInt32})(-toUnixTimestamp64Milli(event_time), in_${p} AND approved) AS newest_${i}`,
+    // In the window, and of the rule's activity type (a necessary part of the
+    // rule; the outer query applies the whole rule to each group).
+    const inWindow = `activity_type = {${p}_type:String} AND event_time >= {${p}_from:DateTime64(9)} AND event_time < {at:DateTime64(9)}`
+    inner.push(`countIf(${inWindow}) AS window_${i}`, `groupArraySortedIf({${p}_k:UInt32})(-toUnixTimestamp64Milli(event_time), ${inWindow}) AS newest_${i}`)
+    withs.push(`${activityRuleSql(p)} AS rule_${i}`)
+    outer.push(
+      `sumIf(window_${i}, rule_${i} AND approved) AS observed_${i}`,
+      `sumIf(window_${i}, rule_${i} AND NOT approved) AS unapproved_${i}`,
+      // Negated times, ascending: element k is the k-th newest approved matching event.
+      `arraySort(groupArrayArrayIf(newest_${i}, rule_${i} AND approved))[{${p}_k:UInt32}] AS deciding_${i}`,
     )
-    if (query.evidence) selects.push(`groupArraySortedIf(${SAMPLE_TRACE_IDS * 4})((-toUnixTimestamp64Nano(event_time), trace_id), in_${p} AND approved) AS samples_${i}`)
+    if (query.evidence) {
+      inner.push(`groupArraySortedIf(${SAMPLE_TRACE_IDS * 4})((-toUnixTimestamp64Nano(event_time), trace_id), ${inWindow}) AS samples_${i}`)
+      outer.push(`arraySlice(arraySort(groupArrayArrayIf(samples_${i}, rule_${i} AND approved)), 1, ${SAMPLE_TRACE_IDS * 4}) AS samples_${i}`)
+    }
   })
   let where = `nhi_id IN {ids:Array(String)}`
   if (query.history) {
     params.recent_from = toClickHouseTime(query.history.recentFrom)
-    selects.push(
-      'count() AS events',
-      'countIf(event_time < {at:DateTime64(9)}) AS events_before_at',
-      'toUnixTimestamp64Milli(maxIf(event_time, event_time < {at:DateTime64(9)})) AS last_seen_ms',
-      'countIf(event_time >= {recent_from:DateTime64(9)} AND event_time < {at:DateTime64(9)} AND approved) AS recent_approved',
-      'countIf(event_time >= {recent_from:DateTime64(9)} AND event_time < {at:DateTime64(9)} AND NOT approved) AS recent_unapproved',
+    inner.push(
+      'count() AS events_in_group',
+      'countIf(event_time < {at:DateTime64(9)}) AS before_at',
+      'maxIf(event_time, event_time < {at:DateTime64(9)}) AS last_seen',
+      'countIf(event_time >= {recent_from:DateTime64(9)} AND event_time < {at:DateTime64(9)}) AS recent',
+    )
+    outer.push(
+      'sum(events_in_group) AS events',
+      'sum(before_at) AS events_before_at',
+      'toUnixTimestamp64Milli(maxIf(last_seen, before_at > 0)) AS last_seen_ms',
+      'sumIf(recent, approved) AS recent_approved',
+      'sumIf(recent, NOT approved) AS recent_unapproved',
     )
   } else {
     // Only the events some window can hold: per activity type, the longest
@@ -126,11 +151,15 @@ export async function entitlementFigures(client: ClickHouseClient, query: Entitl
   if (query.businessUnits) params.business_units = query.businessUnits
   const sql = `
     WITH ${withs.join(',\n      ')}
-    SELECT ${selects.join(',\n      ')}
-    FROM nhi_identity_activity FINAL
+    SELECT ${outer.join(',\n      ')}
+    FROM (
+      SELECT ${inner.join(',\n        ')}
+      FROM nhi_identity_activity FINAL
+      WHERE ${where}
+      GROUP BY nhi_id, activity_type, activity_name, status, business_unit
+    ) AS grouped
     ${inventoryJoinFor('ids')}
-    WHERE ${where}
-      ${businessUnitCondition(query.businessUnits)}
+    WHERE 1 ${businessUnitCondition(query.businessUnits)}
     GROUP BY nhi_id`
   const result = await client.query({ query: sql, format: 'JSONEachRow', query_params: params })
   const rows = await result.json<Record<string, unknown>>()
@@ -139,13 +168,12 @@ export async function entitlementFigures(client: ClickHouseClient, query: Entitl
     const id = z.string().parse(row.nhi_id)
     const features = query.rules.map((rule, i): FeatureFigures => {
       const observed = int.parse(row[`observed_${i}`])
-      const newest = z.array(epochMs).parse(row[`newest_${i}`])
+      const deciding = epochMs.parse(row[`deciding_${i}`])
       const samples = query.evidence ? z.array(z.tuple([z.unknown(), z.string()])).parse(row[`samples_${i}`]) : []
       return {
         observed,
         unapproved: int.parse(row[`unapproved_${i}`]),
-        // newest holds negated times, smallest first: the k-th element is the k-th newest event.
-        decidingEventMs: observed >= rule.min_count && rule.min_count <= newestLimit ? -newest[rule.min_count - 1]! : null,
+        decidingEventMs: observed >= rule.min_count && rule.min_count <= newestLimit ? -deciding : null,
         sampleTraceIds: [...new Set(samples.map(([, trace]) => trace))].slice(0, SAMPLE_TRACE_IDS),
       }
     })

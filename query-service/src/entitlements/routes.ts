@@ -59,12 +59,9 @@ export function entitlementsRoutes(deps: EntitlementsDeps): Hono<AppEnv> {
     const at = parseAt(query.at)
     const rules = deps.policy().entitlements
     const units = c.get('principal').businessUnits
-    const [visible, figures] = await Promise.all([
-      identityVisible(deps.client, id, units),
-      entitlementFigures(deps.client, { ids: [id], at, rules, businessUnits: units, evidence: true, history: null }),
-    ])
-    if (!visible) throw notFound()
-    const f = figures.get(id)
+    const f = (await entitlementFigures(deps.client, { ids: [id], at, rules, businessUnits: units, evidence: true, history: null })).get(id)
+    // Events in a window prove the identity visible; otherwise ask (one more query, only then).
+    if (!f && !(await identityVisible(deps.client, id, units))) throw notFound()
     return c.json({
       nhi_id: id,
       at: at.toISOString(),

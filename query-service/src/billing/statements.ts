@@ -1,0 +1,203 @@
+/**
+ * Period statements: closing a month writes an immutable statement with a
+ * SHA-256 content hash. Spans that arrive for an already closed month are
+ * never folded into it; the next statement lists them as adjustments
+ * against the month they belong to (quantity and amount deltas, exact),
+ * and each statement names its predecessor's hash, so the chain shows any
+ * rewrite.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { Hono } from 'hono'
+import { createHash } from 'node:crypto'
+import { z } from 'zod'
+import { ApiError, badParameter } from '../http/errors.js'
+import { requireScope, type AppEnv } from '../http/middleware.js'
+import { rejectUnknown } from '../http/params.js'
+import { formatMoney, parseMoney, type Money } from '../money/decimal.js'
+import { computeBill, type Completeness } from './bill.js'
+import type { Pricing } from './pricing.js'
+
+/** One line of a statement: an identity's use of one meter. */
+export interface StatementLine {
+  'nhi.id': string
+  meter: string
+  quantity: number
+  amount: string
+}
+
+/** A correction to an earlier closed month, found when this one was closed. */
+export interface StatementAdjustment extends StatementLine {
+  period: string
+}
+
+/** The content of a statement (hashed as canonical JSON). */
+export interface Statement {
+  period: string
+  from: string
+  to: string
+  closed_at: string
+  currency: string
+  rate_card_versions: string[]
+  completeness: Completeness
+  lines: StatementLine[]
+  total: { quantity: number; amount: string }
+  adjustments: StatementAdjustment[]
+  adjustments_total: { quantity: number; amount: string }
+  previous: { period: string; content_hash: string } | null
+}
+
+const PERIOD = /^(\d{4})-(0[1-9]|1[0-2])$/
+const storedRow = z.object({ period: z.string(), content: z.string(), content_hash: z.string() })
+
+/** A signed exact amount (adjustments may be negative when a rate card was changed after the fact). */
+function signedMoney(text: string): bigint {
+  return text.startsWith('-') ? -parseMoney(text.slice(1)) : parseMoney(text)
+}
+
+function formatSigned(amount: bigint): string {
+  return formatMoney(amount as Money)
+}
+
+/** SHA-256 hex of a statement's canonical JSON. */
+export function hashContent(content: string): string {
+  return createHash('sha256').update(content, 'utf8').digest('hex')
+}
+
+/** The month [from, to) of a period name such as 2026-10. */
+export function periodRange(period: string): { from: Date; to: Date } {
+  const m = PERIOD.exec(period)
+  if (!m) throw badParameter('period', 'must be a month such as 2026-10')
+  const [year, month] = [Number(m[1]), Number(m[2])]
+  return { from: new Date(Date.UTC(year, month - 1, 1)), to: new Date(Date.UTC(year, month, 1)) }
+}
+
+/** Every stored statement, oldest first, each checked against its hash. */
+export async function loadStatements(client: ClickHouseClient): Promise<Array<{ statement: Statement; contentHash: string }>> {
+  const result = await client.query({ query: 'SELECT period, content, content_hash FROM nhi_statements ORDER BY period', format: 'JSONEachRow' })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const row = storedRow.parse(raw)
+    if (hashContent(row.content) !== row.content_hash) {
+      throw new ApiError(500, 'statement_tampered', `statement ${row.period} does not match its content hash; it was changed after it was closed`)
+    }
+    return { statement: JSON.parse(row.content) as Statement, contentHash: row.content_hash }
+  })
+}
+
+async function linesFor(client: ClickHouseClient, pricing: Pricing, range: { from: Date; to: Date }) {
+  const bill = await computeBill(client, { range, groupBy: ['nhi.id', 'meter'], granularity: 'day', businessUnits: null, pricing })
+  return { bill, lines: bill.rows.map((r) => ({ 'nhi.id': r.keys['nhi.id']!, meter: r.keys.meter!, quantity: r.quantity, amount: formatMoney(r.amount) })) }
+}
+
+/** Closes a month: computes its statement (and adjustments to earlier ones), stores it and returns it with its hash. */
+export async function closePeriod(client: ClickHouseClient, pricing: Pricing, period: string, now: Date = new Date()): Promise<Statement & { content_hash: string }> {
+  const range = periodRange(period)
+  if (range.to.getTime() > now.getTime()) throw badParameter('period', `${period} is not over yet; a month can be closed from its last instant on`)
+  const earlier = await loadStatements(client)
+  const latest = earlier[earlier.length - 1]
+  if (earlier.some((s) => s.statement.period === period)) throw new ApiError(409, 'already_closed', `${period} is already closed; statements are never rewritten`)
+  if (latest && latest.statement.period > period) {
+    throw new ApiError(409, 'out_of_order', `periods are closed in order; ${latest.statement.period} is already closed`)
+  }
+
+  const { bill, lines } = await linesFor(client, pricing, range)
+
+  // What each earlier month says now, against what its statement and later adjustments recorded.
+  const adjustments: StatementAdjustment[] = []
+  for (const { statement } of earlier) {
+    const recorded = new Map<string, { quantity: number; amount: bigint }>()
+    const add = (line: StatementLine) => {
+      const key = `${line['nhi.id']}\u0000${line.meter}`
+      const entry = recorded.get(key) ?? { quantity: 0, amount: 0n }
+      entry.quantity += line.quantity
+      entry.amount += signedMoney(line.amount)
+      recorded.set(key, entry)
+    }
+    statement.lines.forEach(add)
+    for (const later of earlier) for (const adj of later.statement.adjustments) if (adj.period === statement.period) add(adj)
+    const now = (await linesFor(client, pricing, periodRange(statement.period))).lines
+    const current = new Map(now.map((l) => [`${l['nhi.id']}\u0000${l.meter}`, { quantity: l.quantity, amount: signedMoney(l.amount) }]))
+    for (const key of [...new Set([...recorded.keys(), ...current.keys()])].sort()) {
+      const before = recorded.get(key) ?? { quantity: 0, amount: 0n }
+      const after = current.get(key) ?? { quantity: 0, amount: 0n }
+      if (before.quantity === after.quantity && before.amount === after.amount) continue
+      const [id, meter] = key.split('\u0000') as [string, string]
+      adjustments.push({ period: statement.period, 'nhi.id': id, meter, quantity: after.quantity - before.quantity, amount: formatSigned(after.amount - before.amount) })
+    }
+  }
+
+  const statement: Statement = {
+    period,
+    from: range.from.toISOString(),
+    to: range.to.toISOString(),
+    closed_at: now.toISOString(),
+    currency: pricing.currency,
+    rate_card_versions: bill.rateCardVersions,
+    completeness: bill.completeness,
+    lines,
+    total: { quantity: bill.totalQuantity, amount: formatMoney(bill.totalAmount) },
+    adjustments,
+    adjustments_total: {
+      quantity: adjustments.reduce((n, a) => n + a.quantity, 0),
+      amount: formatSigned(adjustments.reduce((n, a) => n + signedMoney(a.amount), 0n)),
+    },
+    previous: latest ? { period: latest.statement.period, content_hash: latest.contentHash } : null,
+  }
+  const content = JSON.stringify(statement)
+  const contentHash = hashContent(content)
+  await client.insert({
+    table: 'nhi_statements',
+    values: [{ period, closed_at: statement.closed_at.replace('T', ' ').replace('Z', ''), content, content_hash: contentHash }],
+    format: 'JSONEachRow',
+  })
+  return { ...statement, content_hash: contentHash }
+}
+
+/** Statements cover every business unit, so keys limited to units cannot read them. */
+function requireAllUnits(businessUnits: readonly string[] | null): void {
+  if (businessUnits) throw new ApiError(403, 'forbidden', 'statements cover every business unit; this key is limited to some')
+}
+
+const closeBody = z.object({ period: z.string().max(16) }).strict()
+
+/** Routes: POST /v1/statements (admin), GET /v1/statements, GET /v1/statements/{period}. */
+export function statementRoutes(deps: { client: ClickHouseClient; pricing: () => Pricing; now?: () => Date }): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  app.post('/statements', requireScope('admin'), async (c) => {
+    rejectUnknown(c.req.query(), [])
+    let body: unknown
+    try {
+      body = await c.req.json()
+    } catch {
+      throw new ApiError(400, 'invalid_body', 'body must be JSON such as {"period": "2026-10"}')
+    }
+    const parsed = closeBody.safeParse(body)
+    if (!parsed.success) throw new ApiError(400, 'invalid_body', `body: ${parsed.error.issues[0]!.path.join('.') || '(root)'}: ${parsed.error.issues[0]!.message}; expected {"period": "YYYY-MM"}`)
+    const statement = await closePeriod(deps.client, deps.pricing(), parsed.data.period, deps.now?.() ?? new Date())
+    return c.json(statement, 201)
+  })
+  app.get('/statements', requireScope('billing:read'), async (c) => {
+    rejectUnknown(c.req.query(), [])
+    requireAllUnits(c.get('principal').businessUnits)
+    const all = await loadStatements(deps.client)
+    return c.json({
+      statements: all.map(({ statement, contentHash }) => ({
+        period: statement.period,
+        closed_at: statement.closed_at,
+        total: statement.total,
+        adjustments_total: statement.adjustments_total,
+        completeness_status: statement.completeness.status,
+        content_hash: contentHash,
+      })),
+    })
+  })
+  app.get('/statements/:period', requireScope('billing:read'), async (c) => {
+    rejectUnknown(c.req.query(), [])
+    requireAllUnits(c.get('principal').businessUnits)
+    const period = c.req.param('period')
+    periodRange(period)
+    const found = (await loadStatements(deps.client)).find((s) => s.statement.period === period)
+    if (!found) throw new ApiError(404, 'not_found', `no statement for ${period}; close it with POST /v1/statements`)
+    return c.json({ ...found.statement, content_hash: found.contentHash })
+  })
+  return app
+}
