@@ -83,6 +83,14 @@ describe('the cluster form of the schema', () => {
     expect(statements).toContain('CREATE TABLE IF NOT EXISTS nhi_activity ON CLUSTER nhi AS nhi_activity_local\nENGINE = Distributed(nhi, currentDatabase(), nhi_activity_local, cityHash64(trace_id))')
   })
 
+  it('shards tables whose rows replace each other by the key they are replaced on', () => {
+    const distributed = (name: string) => statements.find((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS ${name} ON CLUSTER`))!
+    expect(distributed('nhi_inventory')).toContain('cityHash64(id)')
+    expect(distributed('nhi_usage_rollup')).toContain('cityHash64(nhi_id)')
+    expect(distributed('nhi_usage_rolled')).toContain('cityHash64(period)')
+    expect(distributed('nhi_statements')).toContain('cityHash64(period)')
+  })
+
   it('points materialized views at the local tables on each shard', () => {
     const view = statements.find((s) => s.startsWith('CREATE MATERIALIZED VIEW IF NOT EXISTS nhi_activity_mv'))!
     expect(view).toContain('ON CLUSTER nhi TO nhi_activity_local AS')

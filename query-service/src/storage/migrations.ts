@@ -61,13 +61,19 @@ export interface ClusterOptions {
 const CREATE_TABLE = /^CREATE TABLE IF NOT EXISTS (\w+)\s*\(/
 const CREATE_VIEW = /^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS/
 const ENGINE = /ENGINE = (\w*)MergeTree(?:\(([^)]*)\))?/
-const SHARD_KEY_COLUMNS = ['TraceId', 'trace_id']
+/**
+ * Shard key columns, by preference. Rows that must meet to be replaced or
+ * deduplicated (copies of a span; recomputations of a rollup row; versions
+ * of an inventory entry or statement) share the key, so they land on one
+ * shard where ReplacingMergeTree can merge them.
+ */
+const SHARD_KEY_COLUMNS = ['TraceId', 'trace_id', 'nhi_id', 'id', 'period', 'sha256']
 
 /**
  * Rewrites single-node DDL into the scale-out form: every table becomes a
  * `<name>_local` table with a Replicated engine on each shard plus a
- * Distributed `<name>` over it (sharded by trace id, so duplicates of a span
- * meet on one shard and deduplicate there), and every materialized view reads
+ * Distributed `<name>` over it (sharded by trace id, identity or period, so
+ * the rows that replace each other meet on one shard), and every materialized view reads
  * and writes the local tables. All statements run ON CLUSTER.
  */
 export function toClusterStatements(statement: string, { cluster }: ClusterOptions): string[] {
