@@ -13,12 +13,14 @@ describe('npm run demo', () => {
     })
     expect(run.status, run.stderr).toBe(0)
     const out = run.stdout
-    // 55 tool calls of which 4 fail, 2 token exchanges, 6 workflows, 1 rotation, 20 gateway calls: 80 billed.
-    expect(out).toMatch(/agent-support-triage\s+tool_calls\s+37\s+0\.074/)
+    // The scripted services bill 80 events (55 tool calls of which 4 fail, 2 token exchanges,
+    // 6 workflows, 1 rotation, 20 gateway calls); the example agent gateway adds 74 more.
     expect(out).toMatch(/int-crm-sync\s+api_calls\s+10\s+0\.001/)
     expect(out).toMatch(/sa-nightly-etl\s+workflow_runs\s+6\s+0\.06/)
-    expect(out).toMatch(/total\s+80\s+0\.165/)
-    expect(out).toContain('84 of 87 use events tied to an identity')
+    expect(out).toMatch(/partner-acme\s+tool_calls\s+9\s+0\.018/)
+    expect(out).toMatch(/total\s+154\s+0\.3995/)
+    expect(out).toContain('166 of 169 use events tied to an identity')
+    expect(out).toContain('22 requests from 4 callers')
     expect(out).toContain('INCOMPLETE')
     expect(out).toContain(`http://127.0.0.1:${api}/v1/billable?group_by=nhi.id,meter`)
     expect(out).not.toContain('demo-partner-key')

@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../../query-service/src/config.js'
 import { loadDefaultPolicy } from '../../query-service/src/policy/index.js'
 import { startService } from '../../query-service/src/service.js'
+import { runExampleWorkload } from '../../instrumentation/examples/agent-gateway/workload.js'
 import { runDemoWorkload } from './workload.js'
 
 interface Billable {
@@ -25,11 +26,13 @@ interface Billable {
 }
 
 async function remoteOnly(endpoint: string): Promise<void> {
-  const tracesUrl = `${endpoint.replace(/\/$/, '')}/v1/traces`
+  const base = endpoint.replace(/\/$/, '')
+  const tracesUrl = `${base}/v1/traces`
   for (let attempt = 1; ; attempt++) {
     try {
       const summary = await runDemoWorkload({ tracesUrl })
-      console.log(`demo: sent the workload to ${tracesUrl}:`, summary)
+      const example = await runExampleWorkload({ endpoint: base })
+      console.log(`demo: sent the workload to ${tracesUrl}:`, summary, example.requests)
       return
     } catch (error) {
       if (attempt >= 10) throw error
@@ -59,8 +62,12 @@ async function main(): Promise<void> {
   }
   try {
     console.log(`nhi-meter demo: service on ${api}, embedded ClickHouse in ${dataDir} (removed on exit)`)
-    console.log('running the workload: 2 AI agents, 1 ETL service account, 1 API-key gateway, 1 legacy service without identity ...')
-    const sent = await runDemoWorkload({ tracesUrl: `http://${config.NHI_METER_HOST}:${service.otlpPort}/v1/traces`, headers: { Authorization: `Bearer ${key}` } })
+    console.log('running the workload: AI agents, an ETL service account, an API-key gateway, a legacy service without identity ...')
+    const otlpBase = `http://${config.NHI_METER_HOST}:${service.otlpPort}`
+    const sent = await runDemoWorkload({ tracesUrl: `${otlpBase}/v1/traces`, headers: { Authorization: `Bearer ${key}` } })
+    console.log('running the example agent gateway (instrumentation/examples/agent-gateway, zero-code instrumentation) ...')
+    const example = await runExampleWorkload({ endpoint: otlpBase, headers: { authorization: `Bearer ${key}` } })
+    console.log(`  ${example.succeeded + example.failed} requests from ${Object.keys(example.requests).length} callers (${example.failed} failed)`)
 
     const response = await fetch(`${api}/v1/billable?group_by=nhi.id,meter`, { headers: { Authorization: `Bearer ${key}` } })
     const bill = (await response.json()) as Billable
@@ -73,7 +80,7 @@ async function main(): Promise<void> {
       `Completeness: ${c.identified_spans} of ${c.spans} use events tied to an identity (${(c.identified_ratio * 100).toFixed(1)}%, threshold ${c.threshold * 100}%): ${c.status.toUpperCase()}.`,
     )
     console.log(`  The ${sent.unidentifiedRequests} requests of legacy-reports carry no identity: they are not billed, and the period says so.`)
-    console.log(`  ${sent.toolCalls.failed} failed tool calls are not billed (meters bill status ok by default).`)
+    console.log(`  ${sent.toolCalls.failed + example.failed} failed calls are not billed (meters bill status ok by default).`)
     console.log('')
     console.log('Try (the admin key below is for this demo instance only):')
     console.log(`  export KEY=${key}`)
