@@ -1,0 +1,637 @@
+/**
+ * Computes the findings of a range `[from, to)` as of `to` (FINDINGS.md):
+ * reads what the rules need (queries.ts, telemetry/queries.ts), applies the
+ * rules (detect.ts and the rules below) and returns the findings sorted.
+ * Nothing here reads the clock: the same data and the same `to` give the
+ * same findings. A finding exists while its condition holds in the current
+ * evidence, so it disappears by itself when the condition ends.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { completenessStatus, formatDuration, type DetectionSettings } from '../policy/index.js'
+import { activeServices, attributeProblems, lastSpans, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
+import { burstEpisodes, sustainedGrowth, thresholdEpisodes, type Episode } from './detect.js'
+import { finding, iso, sortFindings, type Finding, type FindingKind } from './kinds.js'
+import {
+  credentialUses,
+  declarations,
+  historyBefore,
+  lastServices,
+  latestTraces,
+  newActivities,
+  sampleTraces,
+  seriesKey,
+  seriesSummaries,
+  sharedCredentialUse,
+  unapprovedActivities,
+  windowCounts,
+  type ActivityUse,
+  type CredentialUse,
+  type Declaration,
+  type SampleRequest,
+  type SeriesRow,
+} from './queries.js'
+
+/** What to compute. */
+export interface FindingsRequest {
+  from: Date
+  to: Date
+  detection: DetectionSettings
+  /** Business units whose identities and rows the caller sees; null for all. */
+  scope: BusinessUnitScope
+  /** Service-level findings (telemetry_gap), which belong to no business unit. */
+  includeServices: boolean
+  /** Kinds asked for. */
+  kinds: ReadonlySet<FindingKind>
+}
+
+const HOUR_MS = 3_600_000
+const DAY_MS = 86_400_000
+/** Most activities listed in a privilege_drift finding. */
+const MAX_LISTED_ACTIVITIES = 20
+
+/** Everything known about one identity the caller may see. */
+interface Profile {
+  id: string
+  declared?: Declaration
+  series: SeriesRow[]
+  /** Events in [from, to). */
+  events: number
+  firstInRangeMs: number
+  /** Latest activity before `to` (0: never seen). */
+  lastMs: number
+  /** First activity ever (0: never seen). */
+  firstMs: number
+  /** Latest ok secret_rotation ever (0: none). */
+  lastRotationMs: number
+  /** Events in the baseline stretch before the range. */
+  baselineEvents: number
+  /** An owner some span carried in the look-back. */
+  spanOwner: string
+}
+
+const days = (msValue: number) => Math.floor((msValue / DAY_MS) * 10) / 10
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
+const round = (value: number, places = 3) => Math.round(value * 10 ** places) / 10 ** places
+
+/** The findings of the request, sorted (kinds.ts, sortFindings). */
+export async function computeFindings(client: ClickHouseClient, request: FindingsRequest): Promise<Finding[]> {
+  const d = request.detection
+  const from = request.from.getTime()
+  const to = request.to.getTime()
+  const wants = (...kinds: FindingKind[]) => kinds.some((k) => request.kinds.has(k))
+
+  // Times. Growth periods and windows are numbered from the epoch, so the same data falls in the same periods.
+  const periodMs = d.sustained_growth_period.ms
+  const recentEnd = Math.floor(to / periodMs) * periodMs
+  const recentStart = recentEnd - d.sustained_growth_periods * periodMs
+  const periodOrigin = Math.min(Math.ceil(from / periodMs) * periodMs, recentStart - d.sustained_growth_periods * periodMs)
+  const baselineFrom = from - d.burst_baseline.ms
+  const lookback = Math.floor(Math.min(baselineFrom, periodOrigin) / HOUR_MS) * HOUR_MS
+  const screenSpan = (windowMs: number) => Math.ceil(windowMs / HOUR_MS) + 1
+  const credentialWindow = { from: Math.max(from, to - d.credential_reuse_window.ms), to }
+
+  const [series, history, inventory, credentials] = await Promise.all([
+    seriesSummaries(
+      client,
+      {
+        lookback,
+        from,
+        to,
+        baselineFrom,
+        periodOrigin,
+        periodMs,
+        periodCount: Math.max(0, Math.round((recentEnd - periodOrigin) / periodMs)),
+        screenHours: { burst: screenSpan(d.burst_window.ms), overactive: screenSpan(d.overactive_window.ms), auth: screenSpan(d.auth_failures_window.ms) },
+      },
+      request.scope,
+    ),
+    historyBefore(client, lookback, request.scope),
+    declarations(client, request.scope),
+    wants('credential_reuse', 'stale_credential') ? credentialUses(client, credentialWindow) : Promise.resolve([] as CredentialUse[]),
+  ])
+
+  const profiles = buildProfiles(series, history, inventory)
+  const findings: Finding[] = []
+  const context: Context = { client, request, profiles, from, to, lookback, baselineFrom }
+
+  if (wants('unregistered', 'orphaned')) findings.push(...(await identityGaps(context)))
+  const dormancy = wants('dormant', 'telemetry_gap') ? await dormant(context) : { findings: [], unjudged: new Map<string, DormancyGap>() }
+  if (wants('dormant')) findings.push(...dormancy.findings)
+  if (wants('stale_credential')) findings.push(...staleCredentials(context, credentials))
+  if (wants('credential_reuse')) findings.push(...(await credentialReuse(context, credentials, credentialWindow)))
+  if (wants('privilege_drift')) findings.push(...(await privilegeDrift(context)))
+  if (wants('burst')) findings.push(...(await bursts(context)))
+  if (wants('sustained_growth')) findings.push(...(await growth(context, recentStart, recentEnd)))
+  if (wants('overactive', 'auth_failures')) findings.push(...(await windowRules(context)))
+  if (wants('telemetry_gap') && request.includeServices) findings.push(...(await telemetryGaps(context, dormancy.unjudged)))
+
+  return sortFindings(findings.filter((f) => request.kinds.has(f.kind)))
+}
+
+interface Context {
+  client: ClickHouseClient
+  request: FindingsRequest
+  profiles: Map<string, Profile>
+  from: number
+  to: number
+  lookback: number
+  baselineFrom: number
+}
+
+function buildProfiles(series: SeriesRow[], history: Awaited<ReturnType<typeof historyBefore>>, inventory: Declaration[]): Map<string, Profile> {
+  const profiles = new Map<string, Profile>()
+  const profile = (id: string): Profile => {
+    let p = profiles.get(id)
+    if (!p) {
+      p = { id, series: [], events: 0, firstInRangeMs: 0, lastMs: 0, firstMs: 0, lastRotationMs: 0, baselineEvents: 0, spanOwner: '' }
+      profiles.set(id, p)
+    }
+    return p
+  }
+  const earliest = (a: number, b: number) => (a === 0 ? b : b === 0 ? a : Math.min(a, b))
+  for (const d of inventory) profile(d.id).declared = d
+  for (const h of history) {
+    const p = profile(h.nhiId)
+    p.firstMs = earliest(p.firstMs, h.firstMs)
+    p.lastMs = Math.max(p.lastMs, h.lastMs)
+    p.lastRotationMs = Math.max(p.lastRotationMs, h.lastRotationMs)
+  }
+  for (const s of series) {
+    const p = profile(s.nhiId)
+    p.series.push(s)
+    p.events += s.events
+    p.baselineEvents += s.baselineEvents
+    if (s.events > 0) p.firstInRangeMs = earliest(p.firstInRangeMs, s.firstInRangeMs)
+    p.firstMs = earliest(p.firstMs, s.firstMs)
+    p.lastMs = Math.max(p.lastMs, s.lastMs)
+    if (s.activityType === 'secret_rotation') p.lastRotationMs = Math.max(p.lastRotationMs, s.lastOkMs)
+    if (s.owner > p.spanOwner) p.spanOwner = s.owner
+  }
+  return profiles
+}
+
+// ---- inventory: unregistered, orphaned
+
+async function identityGaps(ctx: Context): Promise<Finding[]> {
+  const { profiles, to, from } = ctx
+  const active = [...profiles.values()].filter((p) => p.events > 0)
+  const samples = await latestTraces(ctx.client, new Map(active.map((p) => [p.id, p.lastMs])))
+  const findings: Finding[] = []
+  for (const p of active) {
+    if (p.declared) continue
+    const types = p.series.filter((s) => s.events > 0).map((s) => s.activityType)
+    findings.push(
+      finding('unregistered', p.id, 'medium', { from: p.firstInRangeMs, to }, `${p.id} was active (${plural(p.events, 'event')}) but is not declared in the inventory`, {
+        events: p.events,
+        first_seen: iso(p.firstInRangeMs),
+        last_seen: iso(p.lastMs),
+        activity_types: types,
+        sample_trace_ids: samples.get(p.id) ?? [],
+      }),
+    )
+  }
+  for (const p of profiles.values()) {
+    const owner = p.declared ? p.declared.owner : p.spanOwner
+    if (owner.trim() !== '' || (!p.declared && p.events === 0)) continue
+    const activeNow = p.events > 0
+    findings.push(
+      finding(
+        'orphaned',
+        p.id,
+        activeNow ? 'high' : 'medium',
+        { from: activeNow ? p.firstInRangeMs : from, to },
+        p.declared
+          ? `${p.id} is declared without an owner${activeNow ? ` and was active (${plural(p.events, 'event')})` : ''}`
+          : `${p.id} was active (${plural(p.events, 'event')}) and no span named an owner`,
+        { declared: Boolean(p.declared), events: p.events, last_seen: p.lastMs > 0 ? iso(p.lastMs) : null, sample_trace_ids: samples.get(p.id) ?? [] },
+      ),
+    )
+  }
+  return findings
+}
+
+// ---- dormant, told apart from a service that stopped reporting
+
+/** An identity whose silence cannot be judged because the service it reported through went quiet too. */
+interface DormancyGap {
+  service: string
+  ids: string[]
+  lastSpanMs: number
+}
+
+async function dormant(ctx: Context): Promise<{ findings: Finding[]; unjudged: Map<string, DormancyGap> }> {
+  const { profiles, to, request } = ctx
+  const after = request.detection.dormant_after
+  const findings: Finding[] = []
+  const silent = [...profiles.values()].filter((p) => p.lastMs > 0 && to - p.lastMs > after.ms)
+  for (const p of profiles.values()) {
+    if (p.lastMs === 0 && p.declared && to - p.declared.updatedMs > after.ms) {
+      findings.push(
+        finding('dormant', p.id, 'low', { from: p.declared.updatedMs, to }, `${p.id} is declared but no activity of it has been seen (declaration unchanged for ${days(to - p.declared.updatedMs)} days)`, {
+          declared: true,
+          last_seen: null,
+          inactive_days: null,
+          dormant_after: after.text,
+          last_service: null,
+          declaration_updated: iso(p.declared.updatedMs),
+        }),
+      )
+    }
+  }
+  const unjudged = new Map<string, DormancyGap>()
+  if (silent.length === 0) return { findings, unjudged }
+  const services = await lastServices(ctx.client, new Map(silent.map((p) => [p.id, p.lastMs])), to)
+  const since = Math.min(...silent.map((p) => p.lastMs))
+  const lastSpan = await lastSpans(ctx.client, new Date(since), new Date(to), [...new Set(services.values())])
+  for (const p of silent) {
+    const service = services.get(p.id) ?? ''
+    const serviceLast = lastSpan.get(service) ?? 0
+    // Dormant only if the service kept reporting past the point where the identity should have shown up again.
+    if (serviceLast < p.lastMs + after.ms) {
+      const gap = unjudged.get(service) ?? { service, ids: [], lastSpanMs: serviceLast }
+      gap.ids.push(p.id)
+      unjudged.set(service, gap)
+      continue
+    }
+    findings.push(
+      finding('dormant', p.id, 'medium', { from: p.lastMs, to }, `${p.id} has had no activity for ${days(to - p.lastMs)} days while ${service} kept reporting`, {
+        declared: Boolean(p.declared),
+        last_seen: iso(p.lastMs),
+        inactive_days: days(to - p.lastMs),
+        dormant_after: after.text,
+        last_service: service,
+        declaration_updated: p.declared ? iso(p.declared.updatedMs) : null,
+      }),
+    )
+  }
+  return { findings, unjudged }
+}
+
+// ---- credentials
+
+function staleCredentials(ctx: Context, credentials: CredentialUse[]): Finding[] {
+  const { profiles, to, request } = ctx
+  const maxAge = request.detection.rotation_max_age
+  const credentialsOf = new Map<string, string[]>()
+  for (const c of credentials) for (const id of c.ids) credentialsOf.set(id, [...(credentialsOf.get(id) ?? []), c.credentialId])
+  const findings: Finding[] = []
+  for (const p of profiles.values()) {
+    if (p.events === 0) continue
+    const reference = p.lastRotationMs > 0 ? p.lastRotationMs : p.firstMs
+    const age = to - reference
+    if (age <= maxAge.ms) continue
+    findings.push(
+      finding(
+        'stale_credential',
+        p.id,
+        age > 2 * maxAge.ms ? 'high' : 'medium',
+        { from: reference, to },
+        p.lastRotationMs > 0
+          ? `${p.id} is still active but last rotated its secret ${days(age)} days ago (rotation_max_age ${maxAge.text})`
+          : `${p.id} has been active for ${days(age)} days without a secret rotation (rotation_max_age ${maxAge.text})`,
+        {
+          last_rotation: p.lastRotationMs > 0 ? iso(p.lastRotationMs) : null,
+          first_seen: iso(p.firstMs),
+          age_days: days(age),
+          rotation_max_age: maxAge.text,
+          credential_ids: credentialsOf.get(p.id) ?? [],
+        },
+      ),
+    )
+  }
+  return findings
+}
+
+async function credentialReuse(ctx: Context, credentials: CredentialUse[], window: { from: number; to: number }): Promise<Finding[]> {
+  const { profiles, request } = ctx
+  const limit = request.detection.credential_reuse_max_identities
+  const shared = credentials.filter((c) => c.ids.length > limit && c.ids.some((id) => profiles.has(id)))
+  const uses = await sharedCredentialUse(ctx.client, shared.map((c) => c.credentialId), window)
+  const useOf = new Map(uses.map((u) => [`${u.credentialId}\u0000${u.nhiId}`, u]))
+  const findings: Finding[] = []
+  for (const c of shared) {
+    for (const id of c.ids) {
+      const use = useOf.get(`${c.credentialId}\u0000${id}`)
+      if (!profiles.has(id) || !use) continue
+      const others = c.ids.length - 1
+      findings.push(
+        finding('credential_reuse', id, 'high', { from: use.firstMs, to: window.to }, `${id} shares credential ${c.credentialId} with ${plural(others, 'other identity', 'other identities')}`, {
+          credential_id: c.credentialId,
+          identities: c.ids.length,
+          // Only identities the caller may see are named.
+          shared_with: c.ids.filter((other) => other !== id && profiles.has(other)),
+          events: use.events,
+          first_use: iso(use.firstMs),
+          last_use: iso(use.lastMs),
+          max_identities: limit,
+          sample_trace_ids: use.sampleTraceIds,
+        }),
+      )
+    }
+  }
+  return findings
+}
+
+// ---- privilege drift
+
+async function privilegeDrift(ctx: Context): Promise<Finding[]> {
+  const { profiles, from, to, baselineFrom, request } = ctx
+  const restricted = [...profiles.values()].filter((p) => p.events > 0 && (p.declared?.approvedActivities.length ?? 0) > 0).map((p) => p.id)
+  // Without declared approvals, the identity's own baseline stretch is what it is approved for.
+  const learned = [...profiles.values()].filter((p) => p.events > 0 && p.baselineEvents > 0 && (p.declared?.approvedActivities.length ?? 0) === 0).map((p) => p.id)
+  const [unapproved, fresh] = await Promise.all([
+    unapprovedActivities(ctx.client, restricted, { from, to }),
+    newActivities(ctx.client, learned, { baselineFrom, from, to }, request.scope),
+  ])
+  const byIdentity = new Map<string, { reason: 'unapproved' | 'new_activity'; uses: ActivityUse[] }>()
+  for (const [reason, uses] of [['unapproved', unapproved], ['new_activity', fresh]] as const) {
+    for (const use of uses) {
+      const entry = byIdentity.get(use.nhiId) ?? { reason, uses: [] }
+      entry.uses.push(use)
+      byIdentity.set(use.nhiId, entry)
+    }
+  }
+  const entries = [...byIdentity].map(([id, e]) => ({ id, ...e, uses: e.uses.sort((a, b) => a.firstMs - b.firstMs || compare(a.activityType, b.activityType) || compare(a.activityName, b.activityName)) }))
+  const samples = await sampleTraces(
+    ctx.client,
+    entries.map((e) => ({ nhiId: e.id, from, to, activityType: e.uses[0]!.activityType, activityName: e.uses[0]!.activityName })),
+  )
+  return entries.map((e, i) => {
+    const first = e.uses[0]!
+    const example = `${first.activityType}:${first.activityName}`
+    const declared = profiles.get(e.id)?.declared
+    return finding(
+      'privilege_drift',
+      e.id,
+      e.reason === 'unapproved' ? 'high' : 'medium',
+      { from: first.firstMs, to },
+      e.reason === 'unapproved'
+        ? `${e.id} used ${plural(e.uses.length, 'activity', 'activities')} outside its approved_activities, first ${example}`
+        : `${e.id} began ${plural(e.uses.length, 'activity', 'activities')} not seen in the ${request.detection.burst_baseline.text} before the range, first ${example}`,
+      {
+        reason: e.reason,
+        activities: e.uses.slice(0, MAX_LISTED_ACTIVITIES).map((u) => ({ activity_type: u.activityType, activity_name: u.activityName, events: u.events, first_seen: iso(u.firstMs) })),
+        activities_total: e.uses.length,
+        approved_activities: declared?.approvedActivities ?? [],
+        sample_trace_ids: samples[i] ?? [],
+      },
+    )
+  })
+}
+
+// ---- bursts and growth
+
+async function bursts(ctx: Context): Promise<Finding[]> {
+  const { profiles, from, to, baselineFrom, request } = ctx
+  const d = request.detection
+  const w = d.burst_window.ms
+  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => s.burstScreen >= d.burst_min_events))
+  if (candidates.length === 0) return []
+  const start = Math.floor(baselineFrom / w) * w
+  const counts = await windowCounts(
+    ctx.client,
+    { ids: [...new Set(candidates.map((s) => s.nhiId))], types: [...new Set(candidates.map((s) => s.activityType))], kind: 'by_type', windowMs: w, start, to },
+    request.scope,
+  )
+  const found: Array<{ s: SeriesRow; episode: ReturnType<typeof burstEpisodes>[number] }> = []
+  for (const s of candidates) {
+    const series = counts.get(seriesKey(s.nhiId, s.activityType))
+    if (!series) continue
+    const episodes = burstEpisodes(series, {
+      firstIndex: start / w,
+      rangeFirst: Math.ceil(from / w),
+      rangeEnd: Math.ceil(to / w),
+      baselineWindows: Math.floor(d.burst_baseline.ms / w),
+      factor: d.burst_factor,
+      minEvents: d.burst_min_events,
+      maxWindows: Math.max(1, Math.floor(d.sustained_growth_period.ms / w)),
+    })
+    for (const episode of episodes) found.push({ s, episode })
+  }
+  const windowOf = (e: Episode) => ({ from: e.first * w, to: Math.min((e.last + 1) * w, to) })
+  const samples = await sampleTraces(ctx.client, found.map(({ s, episode }) => ({ nhiId: s.nhiId, activityType: s.activityType, ...windowOf(episode) })))
+  return found.map(({ s, episode }, i) => {
+    const usual = episode.baseline.median
+    const versus = usual > 0 ? `${round(episode.peak / usual, 1)}× its usual ${usual} per ${d.burst_window.text}` : `against a usual of none per ${d.burst_window.text}`
+    return finding(
+      'burst',
+      s.nhiId,
+      'medium',
+      windowOf(episode),
+      `${s.nhiId} ran ${plural(episode.events, `${s.activityType} event`)} in ${formatDuration(episode.windows * w)}, peaking at ${episode.peak} per ${d.burst_window.text}, ${versus}${episode.ongoing ? ' (still going at the end of the range)' : ''}`,
+      {
+        activity_type: s.activityType,
+        events: episode.events,
+        peak_window_events: episode.peak,
+        windows: episode.windows,
+        burst_window: d.burst_window.text,
+        baseline: { median: episode.baseline.median, mad: episode.baseline.mad, windows: episode.baseline.size },
+        threshold: round(episode.threshold),
+        ongoing: episode.ongoing,
+        sample_trace_ids: samples[i] ?? [],
+      },
+    )
+  })
+}
+
+async function growth(ctx: Context, recentStart: number, recentEnd: number): Promise<Finding[]> {
+  const { profiles, request } = ctx
+  const d = request.detection
+  const found: Array<{ s: SeriesRow; g: NonNullable<ReturnType<typeof sustainedGrowth>> }> = []
+  for (const p of profiles.values()) {
+    for (const s of p.series) {
+      const g = sustainedGrowth(s.periods, { periods: d.sustained_growth_periods, factor: d.sustained_growth_factor, minEvents: d.sustained_growth_min_events })
+      if (g) found.push({ s, g })
+    }
+  }
+  const samples = await sampleTraces(ctx.client, found.map(({ s }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: recentStart, to: recentEnd })))
+  const period = d.sustained_growth_period
+  return found.map(({ s, g }, i) =>
+    finding(
+      'sustained_growth',
+      s.nhiId,
+      'low',
+      { from: recentStart, to: recentEnd },
+      `${s.nhiId}'s ${s.activityType} activity has stayed at ${round(g.factor, 2)}× its usual ${g.baseline.median} per ${period.text} for the last ${plural(g.recent.length, 'period')}`,
+      {
+        activity_type: s.activityType,
+        period: period.text,
+        recent: g.recent.map((events, k) => ({ from: iso(recentStart + k * period.ms), events })),
+        baseline: { median: g.baseline.median, mad: g.baseline.mad, periods: g.baseline.size },
+        growth_factor: round(g.factor, 2),
+        sample_trace_ids: samples[i] ?? [],
+      },
+    ),
+  )
+}
+
+// ---- overactive and auth_failures: runs of windows over a fixed threshold
+
+async function windowRules(ctx: Context): Promise<Finding[]> {
+  const { profiles, from, to, request } = ctx
+  const d = request.detection
+  const rules = [
+    {
+      kind: 'overactive' as const,
+      window: d.overactive_window,
+      threshold: d.overactive_max_events + 1,
+      ids: [...profiles.values()].filter((p) => p.series.reduce((sum, s) => sum + s.overactiveScreen, 0) > d.overactive_max_events).map((p) => p.id),
+      countKind: 'all' as const,
+    },
+    {
+      kind: 'auth_failures' as const,
+      window: d.auth_failures_window,
+      threshold: d.auth_failures_min_count,
+      ids: [...profiles.values()].filter((p) => p.series.some((s) => s.activityType === 'token_exchange' && s.authScreen >= d.auth_failures_min_count)).map((p) => p.id),
+      countKind: 'failed_token_exchange' as const,
+    },
+  ].filter((r) => request.kinds.has(r.kind) && r.ids.length > 0)
+
+  const findings: Finding[] = []
+  for (const rule of rules) {
+    const w = rule.window.ms
+    const counts = await windowCounts(ctx.client, { ids: rule.ids, kind: rule.countKind, windowMs: w, start: from, to }, request.scope)
+    const found: Array<{ id: string; e: Episode; total: number }> = []
+    for (const id of rule.ids) {
+      const series = counts.get(id)
+      if (!series) continue
+      for (const e of thresholdEpisodes(series, Math.floor(from / w), Math.ceil(to / w), rule.threshold)) found.push({ id, e, total: e.events })
+    }
+    const windowOf = (e: Episode) => ({ from: Math.max(e.first * w, from), to: Math.min((e.last + 1) * w, to) })
+    const requests: SampleRequest[] = found.map(({ id, e }) =>
+      rule.kind === 'overactive' ? { nhiId: id, ...windowOf(e) } : { nhiId: id, ...windowOf(e), activityType: 'token_exchange', failedOnly: true },
+    )
+    const samples = await sampleTraces(ctx.client, requests)
+    found.forEach(({ id, e }, i) => {
+      if (rule.kind === 'overactive') {
+        findings.push(
+          finding('overactive', id, e.peak > 2 * d.overactive_max_events ? 'high' : 'medium', windowOf(e), `${id} ran ${e.peak} events in one ${rule.window.text} window, over the policy's ${d.overactive_max_events}`, {
+            peak_window_events: e.peak,
+            windows_over: e.windows,
+            events: e.events,
+            max_events: d.overactive_max_events,
+            overactive_window: rule.window.text,
+            sample_trace_ids: samples[i] ?? [],
+          }),
+        )
+      } else {
+        findings.push(
+          finding('auth_failures', id, e.peak >= 10 * d.auth_failures_min_count ? 'high' : 'medium', windowOf(e), `${id} had ${plural(e.peak, 'failed token exchange')} in one ${rule.window.text} window (policy: ${d.auth_failures_min_count})`, {
+            peak_window_failures: e.peak,
+            windows_over: e.windows,
+            failures: e.events,
+            min_count: d.auth_failures_min_count,
+            auth_failures_window: rule.window.text,
+            sample_trace_ids: samples[i] ?? [],
+          }),
+        )
+      }
+    })
+  }
+  return findings
+}
+
+// ---- telemetry gaps (service level)
+
+async function telemetryGaps(ctx: Context, unjudged: Map<string, DormancyGap>): Promise<Finding[]> {
+  const { client, from, to, request } = ctx
+  const d = request.detection
+  const range = { from: new Date(from), to: new Date(to) }
+  const [counts, problems, services, recent] = await Promise.all([
+    serviceCounts(client, range, null),
+    attributeProblems(client, range, null),
+    activeServices(client, range),
+    lastSpans(client, new Date(to - d.telemetry_gap_silence.ms), range.to),
+  ])
+  const quiet = services.filter((s) => !recent.has(s))
+  const [quietLast, silences] = await Promise.all([lastSpans(client, range.from, range.to, quiet), longestSilences(client, quiet, range)])
+
+  interface Gap {
+    reasons: string[]
+    severity: 'high' | 'medium' | 'low'
+    windowFrom: number
+    evidence: Record<string, unknown>
+  }
+  const gaps = new Map<string, Gap>()
+  const gap = (service: string): Gap => {
+    let g = gaps.get(service)
+    if (!g) {
+      g = { reasons: [], severity: 'low', windowFrom: from, evidence: { service, problems: [] as string[] } }
+      gaps.set(service, g)
+    }
+    return g
+  }
+  const raise = (g: Gap, severity: Gap['severity']) => {
+    if (severity === 'high' || (severity === 'medium' && g.severity === 'low')) g.severity = severity
+  }
+
+  for (const c of counts) {
+    const ratio = c.spans === 0 ? 1 : c.identifiedSpans / c.spans
+    if (c.spans < d.telemetry_gap_min_spans || completenessStatus(c.spans, c.identifiedSpans, d.telemetry_gap_min_ratio) === 'complete') continue
+    const g = gap(c.service)
+    raise(g, 'medium')
+    ;(g.evidence.problems as string[]).push('unidentified_spans')
+    g.reasons.push(`${round((1 - ratio) * 100, 1)}% of its ${plural(c.spans, 'activity span')} carried no identity`)
+    g.evidence.min_ratio = d.telemetry_gap_min_ratio
+  }
+  const problemsBy = new Map<string, AttributeProblem[]>()
+  for (const p of problems) problemsBy.set(p.service, [...(problemsBy.get(p.service) ?? []), p])
+  for (const [service, list] of problemsBy) {
+    const g = gap(service)
+    ;(g.evidence.problems as string[]).push('vocabulary')
+    const spans = list.reduce((sum, p) => sum + p.spans, 0)
+    g.reasons.push(`${plural(spans, 'span')} carried ${[...new Set(list.map((p) => p.attribute))].join(' or ')} values outside the vocabulary`)
+    g.evidence.attribute_problems = list.map((p) => ({ attribute: p.attribute, value: p.value, spans: p.spans, sample_trace_ids: p.sampleTraceIds }))
+  }
+  const stopped = (service: string, lastMs: number, longestEarlierMs: number | null) => {
+    const g = gap(service)
+    raise(g, 'high')
+    ;(g.evidence.problems as string[]).push('stopped_reporting')
+    g.windowFrom = lastMs > 0 ? lastMs : from
+    g.reasons.push(lastMs > 0 ? `it has sent no spans for ${formatDuration(Math.floor((to - lastMs) / 1000) * 1000)}` : 'it has sent no spans')
+    Object.assign(g.evidence, {
+      last_span: lastMs > 0 ? iso(lastMs) : null,
+      silent_for_seconds: lastMs > 0 ? Math.floor((to - lastMs) / 1000) : null,
+      longest_earlier_silence_seconds: longestEarlierMs === null ? null : Math.floor(longestEarlierMs / 1000),
+      silence: d.telemetry_gap_silence.text,
+    })
+  }
+  for (const service of quiet) {
+    const last = quietLast.get(service) ?? 0
+    const longest = silences.get(service) ?? 0
+    // A service that is often quiet for hours (a nightly job) is not "stopped" until it is quiet for longer than ever before.
+    if (last > 0 && to - last >= d.telemetry_gap_silence.ms && to - last > longest) stopped(service, last, longest)
+  }
+  for (const [service, u] of unjudged) {
+    if (!gaps.get(service)?.evidence.last_span && to - u.lastSpanMs >= d.telemetry_gap_silence.ms) stopped(service, u.lastSpanMs, null)
+    const g = gaps.get(service)
+    if (g) g.evidence.identities_without_evidence = [...u.ids].sort()
+  }
+
+  const countsOf = new Map(counts.map((c) => [c.service, c]))
+  for (const [service, g] of gaps) {
+    const c = countsOf.get(service)
+    if (c) Object.assign(g.evidence, { spans: c.spans, identified_spans: c.identifiedSpans, identified_ratio: c.spans === 0 ? 1 : Math.floor((c.identifiedSpans / c.spans) * 1e6) / 1e6 })
+  }
+  const ratioGaps = [...gaps].filter(([, g]) => (g.evidence.problems as string[]).includes('unidentified_spans')).map(([s]) => s)
+  const unidentified = await unidentifiedSamples(client, ratioGaps, range)
+  return [...gaps].map(([service, g]) => {
+    const attributeSamples = ((g.evidence.attribute_problems as Array<{ sample_trace_ids: string[] }> | undefined) ?? []).flatMap((p) => p.sample_trace_ids)
+    return finding('telemetry_gap', null, g.severity, { from: g.windowFrom, to }, `${service}: ${g.reasons.join('; ')}`, {
+      spans: 0,
+      identified_spans: 0,
+      identified_ratio: 1,
+      attribute_problems: [],
+      last_span: null,
+      silent_for_seconds: null,
+      longest_earlier_silence_seconds: null,
+      identities_without_evidence: [],
+      ...g.evidence,
+      sample_trace_ids: [...new Set([...(unidentified.get(service) ?? []), ...attributeSamples])].slice(0, 3),
+    })
+  })
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}

@@ -1,0 +1,246 @@
+import type { ClickHouseClient } from '@clickhouse/client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { OtelTraceRow } from '../otlp/rows.js'
+import { freshStorage, insertSpans, spanRow } from '../test-support.js'
+import { CONTROLS, FINDING_KINDS, type Finding } from './kinds.js'
+import { declare, findingsApp, policyWith, spread, use } from './test-helpers.js'
+
+// Small thresholds keep the injected cases small; every rule still works as documented.
+const POLICY = policyWith({
+  dormant_after: '10d',
+  burst_window: '1h',
+  burst_baseline: '7d',
+  burst_factor: 10,
+  burst_min_events: 20,
+  sustained_growth_period: '1d',
+  sustained_growth_periods: 5,
+  sustained_growth_factor: 2,
+  sustained_growth_min_events: 30,
+  overactive_window: '1h',
+  overactive_max_events: 50,
+  auth_failures_window: '1h',
+  auth_failures_min_count: 5,
+  credential_reuse_window: '30d',
+  credential_reuse_max_identities: 1,
+  rotation_max_age: '20d',
+  telemetry_gap_min_ratio: 0.9,
+  telemetry_gap_min_spans: 20,
+  telemetry_gap_silence: '6h',
+})
+const RANGE = 'from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z'
+const HISTORY_FROM = '2026-09-20T00:00:00Z'
+const END = '2026-11-01T00:00:00Z'
+
+let client: ClickHouseClient
+let api: ReturnType<typeof findingsApp>
+
+/** Normal life of an identity: six API calls and one secret rotation a day, its own credential. */
+function healthy(id: string, options: { from?: string; to?: string; service?: string; bu?: string; extraTypes?: string[] } = {}): OtelTraceRow[] {
+  const from = options.from ?? HISTORY_FROM
+  const to = options.to ?? END
+  const days = Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000)
+  const common = { service: options.service, bu: options.bu, credential: `fp-${id}` }
+  return [
+    ...spread(id, from, to, days * 6, common),
+    ...spread(id, new Date(Date.parse(from) + 3_600_000).toISOString(), to, days, { ...common, type: 'secret_rotation', name: 'rotate' }),
+    ...(options.extraTypes ?? []).flatMap((type) => spread(id, new Date(Date.parse(from) + 7_200_000).toISOString(), to, days, { ...common, type, name: `${type}-normal` })),
+  ]
+}
+
+const at = (iso: string, minutes: number) => new Date(Date.parse(iso) + minutes * 60_000).toISOString()
+const burstOf = (id: string, hour: string, n: number, options: Parameters<typeof use>[2] = {}) =>
+  Array.from({ length: n }, (_, i) => use(id, at(hour, (i * 59) / n), { credential: `fp-${id}`, ...options }))
+
+beforeAll(async () => {
+  client = await freshStorage()
+  api = findingsApp(client, () => POLICY)
+  const declared = [
+    'dormant-1',
+    'gap-1',
+    'bursty-1',
+    'growing-1',
+    'shifted-1',
+    'busy-1',
+    'drift-learned',
+    'failing-1',
+    'sharer-a',
+    'stale-1',
+    'dark-user',
+    'typo-1',
+  ]
+  await declare(client, [
+    ...declared.map((id) => ({ id })),
+    { id: 'never-1', updated_at: '2026-09-01T00:00:00.000Z' },
+    { id: 'ownerless-1', owner: '' },
+    { id: 'sharer-b', business_unit: 'sales' },
+    { id: 'drift-declared', approved_activities: ['api_call', 'secret_rotation', 'tool_invocation:search_*'] },
+  ])
+  await insertSpans(client, [
+    ...healthy('dormant-1', { to: '2026-10-14T00:00:00Z' }),
+    ...healthy('gap-1', { to: '2026-10-16T00:00:00Z', service: 'svc-legacy' }),
+    ...healthy('shadow-1'),
+    ...healthy('ownerless-1'),
+    ...healthy('bursty-1'),
+    ...burstOf('bursty-1', '2026-10-15T10:00:00Z', 30),
+    // 10 a day, then 40 a day for the last five days: a level shift, no window anywhere near a burst.
+    ...spread('growing-1', HISTORY_FROM, '2026-10-27T00:00:00Z', 37 * 10, { credential: 'fp-growing-1' }),
+    ...spread('growing-1', '2026-10-27T00:00:00Z', END, 5 * 40, { credential: 'fp-growing-1' }),
+    ...spread('growing-1', '2026-09-20T01:00:00Z', END, 42, { credential: 'fp-growing-1', type: 'secret_rotation', name: 'rotate' }),
+    // One an hour, then 25 an hour for the last five days: every hour of the shift clears the burst
+    // threshold, but the shift persists, so it is growth and not a burst.
+    ...spread('shifted-1', HISTORY_FROM, '2026-10-27T00:00:00Z', 37 * 24, { credential: 'fp-shifted-1' }),
+    ...spread('shifted-1', '2026-10-27T00:00:00Z', END, 5 * 24 * 25, { credential: 'fp-shifted-1' }),
+    ...spread('shifted-1', '2026-09-20T00:30:00Z', END, 42, { credential: 'fp-shifted-1', type: 'secret_rotation', name: 'rotate' }),
+    ...healthy('busy-1'),
+    ...burstOf('busy-1', '2026-10-12T09:00:00Z', 60),
+    ...healthy('drift-declared'),
+    ...spread('drift-declared', '2026-10-02T00:00:00Z', END, 10, { type: 'tool_invocation', name: 'search_web', credential: 'fp-drift-declared' }),
+    ...burstOf('drift-declared', '2026-10-20T09:00:00Z', 3, { type: 'tool_invocation', name: 'delete_repo' }),
+    ...healthy('drift-learned'),
+    ...burstOf('drift-learned', '2026-10-18T14:00:00Z', 4, { type: 'workflow_execution', name: 'export-all' }),
+    ...healthy('failing-1', { extraTypes: ['token_exchange'] }),
+    ...burstOf('failing-1', '2026-10-16T03:00:00Z', 8, { type: 'token_exchange', name: 'token_exchange-normal', status: 'Error' }),
+    ...healthy('sharer-a'),
+    ...burstOf('sharer-a', '2026-10-05T00:00:00Z', 2, { credential: 'fp-shared' }),
+    ...healthy('sharer-b', { bu: 'sales' }),
+    ...burstOf('sharer-b', '2026-10-06T00:00:00Z', 2, { credential: 'fp-shared', bu: 'sales' }),
+    ...spread('stale-1', HISTORY_FROM, END, 42 * 6, { credential: 'fp-stale-1' }),
+    ...healthy('dark-user', { service: 'svc-dark' }),
+    ...Array.from({ length: 60 }, (_, i) => spanRow({ start: at('2026-10-10T00:00:00Z', i * 97), kind: 'Server', service: 'svc-dark' })),
+    // A service whose instrumentation writes an activity type that is not a lowercase word, from the start.
+    ...healthy('typo-1', { service: 'svc-typo' }),
+    ...spread('typo-1', HISTORY_FROM, END, 42, { service: 'svc-typo', type: 'Tool Call', name: 'x', credential: 'fp-typo-1' }),
+    ...burstOf('typo-1', '2026-10-31T23:00:00Z', 3, { service: 'svc-typo', attributes: { 'nhi.type': 'Robot' } }),
+  ])
+})
+
+afterAll(async () => {
+  await client?.close()
+})
+
+const pairs = (findings: Finding[]) => findings.map((f) => `${f.kind} ${f.nhi_id ?? `(${String(f.evidence.service)})`}`).sort()
+const only = (findings: Finding[], kind: string, id: string | null) => {
+  const matching = findings.filter((f) => f.kind === kind && f.nhi_id === id)
+  expect(matching, `${kind} ${id}`).toHaveLength(1)
+  return matching[0] as Finding
+}
+
+describe('GET /v1/findings with injected cases', () => {
+  let all: Finding[]
+  beforeAll(async () => {
+    all = await api.findings(RANGE)
+  })
+
+  it('finds every injected case, and nothing else', () => {
+    expect(pairs(all)).toEqual(
+      [
+        'auth_failures failing-1',
+        'burst busy-1',
+        'burst bursty-1',
+        'credential_reuse sharer-a',
+        'credential_reuse sharer-b',
+        'dormant dormant-1',
+        'dormant never-1',
+        'orphaned ownerless-1',
+        'overactive busy-1',
+        'privilege_drift drift-declared',
+        'privilege_drift drift-learned',
+        'stale_credential stale-1',
+        'sustained_growth growing-1',
+        'sustained_growth shifted-1',
+        'telemetry_gap (svc-dark)',
+        'telemetry_gap (svc-legacy)',
+        'telemetry_gap (svc-typo)',
+        'unregistered shadow-1',
+      ].sort(),
+    )
+  })
+
+  it('gives every finding a severity, a window inside the range, a sentence, evidence and its controls', () => {
+    for (const f of all) {
+      expect(['high', 'medium', 'low']).toContain(f.severity)
+      expect(f.window.from < f.window.to, `${f.kind} ${f.nhi_id}`).toBe(true)
+      expect(f.window.to <= '2026-11-01T00:00:00.000Z').toBe(true)
+      expect(f.summary).toMatch(/^\S.*[^.]$/)
+      expect(f.controls).toEqual(CONTROLS[f.kind])
+      expect(f.evidence).toBeTypeOf('object')
+    }
+  })
+
+  it('lists findings by severity, then kind, then identity', () => {
+    const order = all.map((f) => [['high', 'medium', 'low'].indexOf(f.severity), FINDING_KINDS.indexOf(f.kind), f.nhi_id ?? '\uffff'] as const)
+    const sorted = [...order].sort((a, b) => a[0] - b[0] || a[1] - b[1] || (a[2] < b[2] ? -1 : a[2] > b[2] ? 1 : 0))
+    expect(order).toEqual(sorted)
+  })
+
+  it('reports a burst that returned to normal with its baseline and sample traces', () => {
+    const burst = only(all, 'burst', 'bursty-1')
+    expect(burst.window).toEqual({ from: '2026-10-15T10:00:00.000Z', to: '2026-10-15T11:00:00.000Z' })
+    expect(burst.evidence).toMatchObject({ activity_type: 'api_call', events: 30, peak_window_events: 30, windows: 1, baseline: { median: 0, windows: 168 }, threshold: 20, ongoing: false })
+    expect((burst.evidence.sample_trace_ids as string[]).length).toBe(3)
+  })
+
+  it('tells a persisting level shift (growth) from a burst, even when every hour of the shift is far above the old normal', () => {
+    expect(all.filter((f) => f.nhi_id === 'shifted-1').map((f) => f.kind)).toEqual(['sustained_growth'])
+    const growth = only(all, 'sustained_growth', 'growing-1')
+    expect(growth.window).toEqual({ from: '2026-10-27T00:00:00.000Z', to: '2026-11-01T00:00:00.000Z' })
+    expect(growth.evidence).toMatchObject({ activity_type: 'api_call', period: '1d', baseline: { median: 10, mad: 0 }, growth_factor: 4 })
+    expect((growth.evidence.recent as Array<{ events: number }>).map((r) => r.events)).toEqual([40, 40, 40, 40, 40])
+  })
+
+  it('reports overactivity and failed token exchanges per policy window', () => {
+    expect(only(all, 'overactive', 'busy-1')).toMatchObject({ window: { from: '2026-10-12T09:00:00.000Z', to: '2026-10-12T10:00:00.000Z' }, evidence: { peak_window_events: 60, max_events: 50 } })
+    expect(only(all, 'auth_failures', 'failing-1').evidence).toMatchObject({ peak_window_failures: 8, min_count: 5, windows_over: 1 })
+  })
+
+  it('tells dormancy from a service that stopped reporting', () => {
+    expect(only(all, 'dormant', 'dormant-1').evidence).toMatchObject({ last_service: 'svc-main', dormant_after: '10d', declared: true })
+    // gap-1 fell silent together with the only service it reported through: not dormant, a telemetry gap.
+    expect(all.some((f) => f.nhi_id === 'gap-1')).toBe(false)
+    const legacy = all.find((f) => f.kind === 'telemetry_gap' && f.evidence.service === 'svc-legacy')
+    expect(legacy?.evidence.identities_without_evidence).toEqual(['gap-1'])
+  })
+
+  it('names the drifted activities: outside approved_activities, or new since the baseline stretch', () => {
+    expect(only(all, 'privilege_drift', 'drift-declared')).toMatchObject({
+      severity: 'high',
+      evidence: { reason: 'unapproved', activities: [{ activity_type: 'tool_invocation', activity_name: 'delete_repo', events: 3 }], activities_total: 1 },
+    })
+    expect(only(all, 'privilege_drift', 'drift-learned')).toMatchObject({
+      severity: 'medium',
+      evidence: { reason: 'new_activity', activities: [{ activity_type: 'workflow_execution', activity_name: 'export-all', events: 4, first_seen: '2026-10-18T14:00:00.000Z' }] },
+    })
+  })
+
+  it('reports each identity sharing a credential, and stale and ownerless identities', () => {
+    expect(only(all, 'credential_reuse', 'sharer-a').evidence).toMatchObject({ credential_id: 'fp-shared', identities: 2, shared_with: ['sharer-b'], events: 2 })
+    expect(only(all, 'stale_credential', 'stale-1').evidence).toMatchObject({ last_rotation: null, first_seen: '2026-09-20T00:00:00.000Z', age_days: 42, rotation_max_age: '20d' })
+    expect(only(all, 'stale_credential', 'stale-1').severity).toBe('high')
+    expect(only(all, 'orphaned', 'ownerless-1')).toMatchObject({ severity: 'high', evidence: { declared: true } })
+    expect(only(all, 'unregistered', 'shadow-1').evidence).toMatchObject({ activity_types: ['api_call', 'secret_rotation'], last_seen: expect.stringMatching(/^2026-10-31T/) })
+  })
+
+  it('describes telemetry gaps per service: unidentified spans, values outside the vocabulary, silence', () => {
+    const byService = (service: string) => all.find((f) => f.kind === 'telemetry_gap' && f.evidence.service === service) as Finding
+    expect(byService('svc-dark')).toMatchObject({ nhi_id: null, severity: 'medium', evidence: { problems: ['unidentified_spans'], spans: 277, identified_spans: 217 } })
+    expect((byService('svc-dark').evidence.sample_trace_ids as string[]).length).toBeGreaterThan(0)
+    expect(byService('svc-typo')).toMatchObject({ severity: 'low', evidence: { problems: ['vocabulary'] } })
+    expect(byService('svc-typo').evidence.attribute_problems).toEqual([
+      { attribute: 'nhi.activity.type', value: 'Tool Call', spans: 31, sample_trace_ids: expect.any(Array) },
+      { attribute: 'nhi.type', value: 'Robot', spans: 3, sample_trace_ids: expect.any(Array) },
+    ])
+    expect(byService('svc-legacy')).toMatchObject({
+      severity: 'high',
+      window: { to: '2026-11-01T00:00:00.000Z' },
+      evidence: { problems: ['stopped_reporting'], identities_without_evidence: ['gap-1'] },
+    })
+  })
+
+  it('gives the same findings for the same data and the same `to`', async () => {
+    expect(await api.findings(RANGE)).toEqual(all)
+  })
+
+  it('filters by kind', async () => {
+    expect(pairs(await api.findings(`${RANGE}&kind=dormant,unregistered`))).toEqual(['dormant dormant-1', 'dormant never-1', 'unregistered shadow-1'])
+  })
+})

@@ -1,0 +1,524 @@
+/**
+ * The identity-side reads behind GET /v1/findings. Counts come from
+ * `nhi_identity_activity` (the ledger sorted by identity, activity type and
+ * time) read with FINAL, so a span delivered twice counts once; first/last
+ * times and distinct sets need no FINAL (a duplicate cannot change them).
+ * One scan per request summarises every (identity, activity type) series;
+ * every other read is narrowed by the identity prefix of that table's key,
+ * or by the hour prefix of the ledger's, to the few series a rule flagged.
+ *
+ * Every value is a bound parameter. SQL text is assembled only from fixed
+ * fragments and from counts (how many samples were asked for).
+ */
+import { TupleParam, type ClickHouseClient } from '@clickhouse/client'
+import { z } from 'zod'
+import { toClickHouseTime } from '../http/params.js'
+import { APPROVED_ACTIVITY, businessUnitCondition, INVENTORY_JOIN, inventoryJoinFor } from '../identities/effective.js'
+import { toCount } from '../storage/client.js'
+import { distinctFirst, READ_SETTINGS, type BusinessUnitScope } from '../telemetry/queries.js'
+
+const HOUR_MS = 3_600_000
+/** Sample trace ids per finding. */
+export const SAMPLE_TRACES = 3
+
+const count64 = z.union([z.string(), z.number()]).transform((v) => toCount(v))
+const int64 = z.union([z.string(), z.number()]).transform((v) => Number(v))
+
+/** Joins the inventory and keeps the caller's business units, when the caller is limited. */
+function scoped(scope: BusinessUnitScope): { join: string; where: string; params: Record<string, unknown> } {
+  return scope ? { join: INVENTORY_JOIN, where: businessUnitCondition(scope), params: { business_units: scope } } : { join: '', where: '', params: {} }
+}
+
+const ms = (value: number) => toClickHouseTime(new Date(value))
+
+/** What the series scan needs: the times involved and the screening spans of each windowed rule. */
+export interface SeriesScan {
+  /** Start of the look-back (epoch ms, a whole hour, at or before every origin below). */
+  lookback: number
+  /** The range judged. */
+  from: number
+  to: number
+  /** Start of the baseline stretch new activity is compared with (from - burst_baseline). */
+  baselineFrom: number
+  /** First growth period (a multiple of the period length, at or after `lookback`). */
+  periodOrigin: number
+  periodMs: number
+  /** Number of complete growth periods from `periodOrigin`. */
+  periodCount: number
+  /** Consecutive hours whose total bounds any burst, overactive and auth-failure window from above. */
+  screenHours: { burst: number; overactive: number; auth: number }
+}
+
+/** One (identity, activity type) series summarised over the look-back. */
+export interface SeriesRow {
+  nhiId: string
+  activityType: string
+  /** Events in [from, to). */
+  events: number
+  /** Events in [baselineFrom, from). */
+  baselineEvents: number
+  /** First and last event in the look-back (epoch ms). */
+  firstMs: number
+  lastMs: number
+  /** First event in [from, to), or 0. */
+  firstInRangeMs: number
+  /** Latest event with status ok, or 0. */
+  lastOkMs: number
+  /** An owner some span carried ('' when none did). */
+  owner: string
+  /** Events per growth period, oldest first. */
+  periods: number[]
+  /** Most events in any `screenHours.burst` consecutive hours of the range: no burst window can hold more. */
+  burstScreen: number
+  /** The same over `screenHours.overactive` hours (summed over types per identity, it bounds an overactive window). */
+  overactiveScreen: number
+  /** Most failed events in `screenHours.auth` consecutive hours of the range. */
+  authScreen: number
+}
+
+const seriesRow = z.object({
+  nhi_id: z.string(),
+  activity_type: z.string(),
+  events: count64,
+  baseline_events: count64,
+  first_ms: int64,
+  last_ms: int64,
+  first_in_range_ms: int64,
+  last_ok_ms: int64,
+  owner: z.string(),
+  periods: z.array(count64),
+  burst_screen: count64,
+  overactive_screen: count64,
+  auth_screen: count64,
+})
+
+// Largest sum of `span` consecutive elements of an array column, from its running sum.
+const maxSpanSum = (running: string, span: string) => `arrayMax(arrayMap(i -> ${running}[i] - if(i > ${span}, ${running}[i - ${span}], 0), arrayEnumerate(${running})))`
+
+/**
+ * Summarises every (identity, activity type) series over [lookback, to):
+ * counts, first/last times, growth periods, and upper bounds for the
+ * windowed rules (hourly totals, summed over as many hours as can hold one
+ * window), so only the series that could break a rule are read again.
+ */
+export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan, scope: BusinessUnitScope): Promise<SeriesRow[]> {
+  const s = scoped(scope)
+  const hours = Math.ceil((scan.to - scan.lookback) / HOUR_MS)
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, activity_type, events, baseline_events, first_ms, last_ms, first_in_range_ms, last_ok_ms, owner, periods,
+        ${maxSpanSum('hourly_run', '{burst_hours:UInt32}')} AS burst_screen,
+        ${maxSpanSum('hourly_run', '{overactive_hours:UInt32}')} AS overactive_screen,
+        ${maxSpanSum('failed_run', '{auth_hours:UInt32}')} AS auth_screen
+      FROM (
+        SELECT nhi_id, activity_type,
+          countIf(event_time >= {from:DateTime64(3)}) AS events,
+          countIf(event_time >= {baseline_from:DateTime64(3)} AND event_time < {from:DateTime64(3)}) AS baseline_events,
+          min(t) AS first_ms, max(t) AS last_ms,
+          minIf(t, event_time >= {from:DateTime64(3)}) AS first_in_range_ms,
+          maxIf(t, status = 'ok') AS last_ok_ms,
+          max(owner) AS owner,
+          countResample(0, {period_count:UInt32}, 1)(period) AS periods,
+          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, event_time >= {from:DateTime64(3)})) AS hourly_run,
+          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, event_time >= {from:DateTime64(3)} AND status = 'error')) AS failed_run
+        FROM (
+          SELECT nhi_id, activity_type, event_time, status, owner,
+            toUnixTimestamp64Milli(event_time) AS t,
+            intDiv(t - {lookback_ms:Int64}, ${HOUR_MS}) AS hour,
+            intDiv(t - {period_origin_ms:Int64} + {period_shift_ms:Int64}, {period_ms:Int64}) - {period_shift:Int64} AS period
+          FROM nhi_identity_activity FINAL
+          ${s.join}
+          WHERE event_time >= {lookback:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
+        )
+        GROUP BY nhi_id, activity_type
+      )
+      ORDER BY nhi_id, activity_type`,
+    format: 'JSONEachRow',
+    query_params: {
+      lookback: ms(scan.lookback),
+      lookback_ms: scan.lookback,
+      from: ms(scan.from),
+      to: ms(scan.to),
+      baseline_from: ms(scan.baselineFrom),
+      period_origin_ms: scan.periodOrigin,
+      period_ms: scan.periodMs,
+      // Events before the first period get a negative index (floor division), which Resample ignores.
+      period_shift: Math.ceil((scan.periodOrigin - scan.lookback) / scan.periodMs) + 1,
+      period_shift_ms: (Math.ceil((scan.periodOrigin - scan.lookback) / scan.periodMs) + 1) * scan.periodMs,
+      period_count: scan.periodCount,
+      hours,
+      burst_hours: scan.screenHours.burst,
+      overactive_hours: scan.screenHours.overactive,
+      auth_hours: scan.screenHours.auth,
+      ...s.params,
+    },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const r = seriesRow.parse(raw)
+    return {
+      nhiId: r.nhi_id,
+      activityType: r.activity_type,
+      events: r.events,
+      baselineEvents: r.baseline_events,
+      firstMs: r.first_ms,
+      lastMs: r.last_ms,
+      firstInRangeMs: r.first_in_range_ms,
+      lastOkMs: r.last_ok_ms,
+      owner: r.owner,
+      periods: r.periods,
+      burstScreen: r.burst_screen,
+      overactiveScreen: r.overactive_screen,
+      authScreen: r.auth_screen,
+    }
+  })
+}
+
+/** What is known of an identity from before the look-back. */
+export interface HistoryRow {
+  nhiId: string
+  firstMs: number
+  lastMs: number
+  /** Latest ok secret_rotation, or 0. */
+  lastRotationMs: number
+}
+
+const historyRow = z.object({ nhi_id: z.string(), first_ms: int64, last_ms: int64, last_rotation_ms: int64 })
+
+/** First and last activity and last ok rotation of every identity seen before `before` (no FINAL: duplicates change neither). */
+export async function historyBefore(client: ClickHouseClient, before: number, scope: BusinessUnitScope): Promise<HistoryRow[]> {
+  const s = scoped(scope)
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, min(t) AS first_ms, max(t) AS last_ms, maxIf(t, activity_type = 'secret_rotation' AND status = 'ok') AS last_rotation_ms
+      FROM (
+        SELECT nhi_id, activity_type, status, toUnixTimestamp64Milli(event_time) AS t
+        FROM nhi_identity_activity ${s.join}
+        WHERE event_time < {before:DateTime64(3)} ${s.where}
+      )
+      GROUP BY nhi_id`,
+    format: 'JSONEachRow',
+    query_params: { before: ms(before), ...s.params },
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const r = historyRow.parse(raw)
+    return { nhiId: r.nhi_id, firstMs: r.first_ms, lastMs: r.last_ms, lastRotationMs: r.last_rotation_ms }
+  })
+}
+
+/** A declared identity. */
+export interface Declaration {
+  id: string
+  type: string
+  owner: string
+  businessUnit: string
+  approvedActivities: string[]
+  /** When the declaration was last written (epoch ms). */
+  updatedMs: number
+}
+
+const declarationRow = z.object({ id: z.string(), type: z.string(), owner: z.string(), business_unit: z.string(), approved_activities: z.array(z.string()), updated_ms: int64 })
+
+/**
+ * The current inventory, limited to the caller's business units. Like every
+ * other reader (INVENTORY_JOIN), findings judge activity against the
+ * declarations as they stand now.
+ */
+export async function declarations(client: ClickHouseClient, scope: BusinessUnitScope): Promise<Declaration[]> {
+  const result = await client.query({
+    query: `
+      SELECT id, type, owner, business_unit, approved_activities, toUnixTimestamp64Milli(updated_at) AS updated_ms
+      FROM nhi_inventory FINAL
+      ${scope ? 'WHERE business_unit IN {business_units:Array(String)}' : ''}
+      ORDER BY id`,
+    format: 'JSONEachRow',
+    query_params: scope ? { business_units: scope } : {},
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const r = declarationRow.parse(raw)
+    return { id: r.id, type: r.type, owner: r.owner, businessUnit: r.business_unit, approvedActivities: r.approved_activities, updatedMs: r.updated_ms }
+  })
+}
+
+/** Use of one activity (type and name) by one identity. */
+export interface ActivityUse {
+  nhiId: string
+  activityType: string
+  activityName: string
+  events: number
+  firstMs: number
+}
+
+const activityUseRow = z.object({ nhi_id: z.string(), activity_type: z.string(), activity_name: z.string(), events: count64, first_ms: int64 })
+
+function parseUses(rows: Record<string, unknown>[]): ActivityUse[] {
+  return rows.map((raw) => {
+    const r = activityUseRow.parse(raw)
+    return { nhiId: r.nhi_id, activityType: r.activity_type, activityName: r.activity_name, events: r.events, firstMs: r.first_ms }
+  })
+}
+
+/**
+ * Activities (type and name) the given identities used in [from, to) and
+ * not once in [baselineFrom, from): first seen after the baseline stretch.
+ */
+export async function newActivities(client: ClickHouseClient, ids: readonly string[], window: { baselineFrom: number; from: number; to: number }, scope: BusinessUnitScope): Promise<ActivityUse[]> {
+  if (ids.length === 0) return []
+  const s = scoped(scope)
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, activity_type, activity_name, countIf(t >= {from_ms:Int64}) AS events, min(t) AS first_ms
+      FROM (
+        SELECT nhi_id, activity_type, activity_name, toUnixTimestamp64Milli(event_time) AS t
+        FROM nhi_identity_activity FINAL ${s.join}
+        WHERE nhi_id IN {ids:Array(String)} AND event_time >= {baseline_from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
+      )
+      GROUP BY nhi_id, activity_type, activity_name
+      HAVING first_ms >= {from_ms:Int64}
+      ORDER BY nhi_id, activity_type, activity_name`,
+    format: 'JSONEachRow',
+    query_params: { ids, baseline_from: ms(window.baselineFrom), to: ms(window.to), from_ms: window.from, ...s.params },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  return parseUses(await result.json<Record<string, unknown>>())
+}
+
+/**
+ * Activities the given declared identities used in [from, to) that their
+ * `approved_activities` does not cover (the inventory's own rule,
+ * APPROVED_ACTIVITY), judged once per distinct (type, name).
+ */
+export async function unapprovedActivities(client: ClickHouseClient, ids: readonly string[], window: { from: number; to: number }): Promise<ActivityUse[]> {
+  if (ids.length === 0) return []
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, activity_type, activity_name, events, first_ms
+      FROM (
+        SELECT nhi_id, activity_type, activity_name, count() AS events, min(toUnixTimestamp64Milli(event_time)) AS first_ms
+        FROM nhi_identity_activity FINAL
+        WHERE nhi_id IN {ids:Array(String)} AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+        GROUP BY nhi_id, activity_type, activity_name
+      ) AS used
+      ${inventoryJoinFor('ids')}
+      WHERE NOT ${APPROVED_ACTIVITY}
+      ORDER BY nhi_id, activity_type, activity_name`,
+    format: 'JSONEachRow',
+    query_params: { ids, from: ms(window.from), to: ms(window.to) },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  return parseUses(await result.json<Record<string, unknown>>())
+}
+
+/** Which events a window count covers. */
+export type WindowCountKind = 'by_type' | 'all' | 'failed_token_exchange'
+
+/**
+ * Exact counts per window of `windowMs` (numbered from the epoch) for the
+ * given identities over [start, to): per (identity, activity type), per
+ * identity over all types, or of failed token exchanges. Keys of the
+ * result are `nhi_id` or `nhi_id\u0000activity_type`.
+ */
+export async function windowCounts(
+  client: ClickHouseClient,
+  request: { ids: readonly string[]; types?: readonly string[]; kind: WindowCountKind; windowMs: number; start: number; to: number },
+  scope: BusinessUnitScope,
+): Promise<Map<string, Map<number, number>>> {
+  const counts = new Map<string, Map<number, number>>()
+  if (request.ids.length === 0) return counts
+  const s = scoped(scope)
+  const byType = request.kind === 'by_type'
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, ${byType ? 'activity_type' : "''"} AS type, intDiv(toUnixTimestamp64Milli(event_time), {window_ms:Int64}) AS k, count() AS n
+      FROM nhi_identity_activity FINAL ${s.join}
+      WHERE nhi_id IN {ids:Array(String)} AND event_time >= {start:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+        ${request.types ? 'AND activity_type IN {types:Array(String)}' : ''}
+        ${request.kind === 'failed_token_exchange' ? "AND activity_type = 'token_exchange' AND status = 'error'" : ''}
+        ${s.where}
+      GROUP BY nhi_id, type, k`,
+    format: 'JSONEachRow',
+    query_params: { ids: request.ids, window_ms: request.windowMs, start: ms(request.start), to: ms(request.to), ...(request.types ? { types: request.types } : {}), ...s.params },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  const row = z.object({ nhi_id: z.string(), type: z.string(), k: int64, n: count64 })
+  for (const raw of await result.json<Record<string, unknown>>()) {
+    const r = row.parse(raw)
+    const key = byType ? seriesKey(r.nhi_id, r.type) : r.nhi_id
+    const series = counts.get(key) ?? new Map<number, number>()
+    series.set(r.k, r.n)
+    counts.set(key, series)
+  }
+  return counts
+}
+
+/** The key of one (identity, activity type) series. */
+export function seriesKey(nhiId: string, activityType: string): string {
+  return `${nhiId}\u0000${activityType}`
+}
+
+/** A slice of one identity's activity to take sample trace ids from. */
+export interface SampleRequest {
+  nhiId: string
+  from: number
+  to: number
+  activityType?: string
+  activityName?: string
+  failedOnly?: boolean
+}
+
+/**
+ * The latest trace ids of each requested slice (newest first, distinct),
+ * one small ordered read per slice on the identity-sorted table.
+ */
+export async function sampleTraces(client: ClickHouseClient, requests: readonly SampleRequest[]): Promise<string[][]> {
+  if (requests.length === 0) return []
+  const params: Record<string, unknown> = {}
+  const parts = requests.map((r, i) => {
+    params[`n${i}`] = r.nhiId
+    params[`f${i}`] = ms(r.from)
+    params[`t${i}`] = ms(r.to)
+    const conditions = [`nhi_id = {n${i}:String}`, `event_time >= {f${i}:DateTime64(3)}`, `event_time < {t${i}:DateTime64(3)}`]
+    if (r.activityType !== undefined) {
+      params[`a${i}`] = r.activityType
+      conditions.push(`activity_type = {a${i}:String}`)
+    }
+    if (r.activityName !== undefined) {
+      params[`m${i}`] = r.activityName
+      conditions.push(`activity_name = {m${i}:String}`)
+    }
+    if (r.failedOnly) conditions.push(`status = 'error'`)
+    return `SELECT ${i} AS i, trace_id, event_time FROM nhi_identity_activity WHERE ${conditions.join(' AND ')} ORDER BY event_time DESC, trace_id DESC LIMIT ${SAMPLE_TRACES * 3}`
+  })
+  const result = await client.query({
+    query: `SELECT i, trace_id FROM (${parts.map((p) => `(${p})`).join(' UNION ALL ')}) ORDER BY i, event_time DESC, trace_id DESC`,
+    format: 'JSONEachRow',
+    query_params: params,
+  })
+  const samples: string[][] = requests.map(() => [])
+  for (const raw of await result.json<Record<string, unknown>>()) {
+    const r = z.object({ i: int64, trace_id: z.string() }).parse(raw)
+    samples[r.i]?.push(r.trace_id)
+  }
+  return samples.map((s) => distinctFirst(s, SAMPLE_TRACES))
+}
+
+const hourText = (msValue: number) => toClickHouseTime(new Date(Math.floor(msValue / HOUR_MS) * HOUR_MS)).slice(0, 19)
+
+/** Latest trace ids of each identity within the hour of its last activity, from the hour-sorted ledger. */
+export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>): Promise<Map<string, string[]>> {
+  if (lastSeen.size === 0) return new Map()
+  const pairs = [...lastSeen].map(([id, last]) => new TupleParam([id, hourText(last)]))
+  const hours = [...new Set([...lastSeen.values()].map(hourText))]
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
+      FROM nhi_activity
+      WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)}
+        AND (nhi_id, toStartOfHour(event_time)) IN {pairs:Array(Tuple(String, DateTime))}
+      GROUP BY nhi_id`,
+    format: 'JSONEachRow',
+    query_params: { hours, pairs },
+  })
+  const row = z.object({ nhi_id: z.string(), samples: z.array(z.string()) })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, distinctFirst(r.samples, SAMPLE_TRACES)]))
+}
+
+/** The service of each identity's last activity before `to`, read from the hour it was last seen in. */
+export async function lastServices(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>, to: number): Promise<Map<string, string>> {
+  if (lastSeen.size === 0) return new Map()
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, argMax(service, (event_time, trace_id, span_id)) AS service
+      FROM nhi_activity
+      WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)} AND nhi_id IN {ids:Array(String)} AND event_time < {to:DateTime64(3)}
+      GROUP BY nhi_id`,
+    format: 'JSONEachRow',
+    query_params: { hours: [...new Set([...lastSeen.values()].map(hourText))], ids: [...lastSeen.keys()], to: ms(to) },
+  })
+  const row = z.object({ nhi_id: z.string(), service: z.string() })
+  const services = new Map<string, string>()
+  for (const raw of await result.json<Record<string, unknown>>()) {
+    const r = row.parse(raw)
+    services.set(r.nhi_id, r.service)
+  }
+  return services
+}
+
+/** Identities that used one credential fingerprint. */
+export interface CredentialUse {
+  credentialId: string
+  /** Sorted identity ids. */
+  ids: string[]
+}
+
+const credentialRow = z.object({ credential_id: z.string(), ids: z.array(z.string()) })
+
+/** Every credential fingerprint used in [from, to) and the identities that used it (distinct sets need no FINAL). */
+export async function credentialUses(client: ClickHouseClient, window: { from: number; to: number }): Promise<CredentialUse[]> {
+  const result = await client.query({
+    query: `
+      SELECT credential_id, arraySort(groupUniqArray(nhi_id)) AS ids
+      FROM nhi_activity
+      PREWHERE credential_id != '' AND nhi_id != ''
+      WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+      GROUP BY credential_id
+      ORDER BY credential_id`,
+    format: 'JSONEachRow',
+    query_params: { from: ms(window.from), to: ms(window.to) },
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const r = credentialRow.parse(raw)
+    return { credentialId: r.credential_id, ids: r.ids }
+  })
+}
+
+/** One identity's use of one shared credential. */
+export interface SharedUse {
+  credentialId: string
+  nhiId: string
+  events: number
+  firstMs: number
+  lastMs: number
+  sampleTraceIds: string[]
+}
+
+/** Exact use of the given credentials per identity in [from, to), only their rows read past PREWHERE. */
+export async function sharedCredentialUse(client: ClickHouseClient, credentials: readonly string[], window: { from: number; to: number }): Promise<SharedUse[]> {
+  if (credentials.length === 0) return []
+  const result = await client.query({
+    query: `
+      SELECT credential_id, nhi_id, uniqExact(trace_id, span_id) AS events, min(t) AS first_ms, max(t) AS last_ms,
+        arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
+      FROM (
+        SELECT credential_id, nhi_id, trace_id, span_id, event_time, toUnixTimestamp64Milli(event_time) AS t
+        FROM nhi_activity
+        PREWHERE credential_id IN {credentials:Array(String)}
+        WHERE nhi_id != '' AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+      )
+      GROUP BY credential_id, nhi_id
+      ORDER BY credential_id, nhi_id`,
+    format: 'JSONEachRow',
+    query_params: { credentials, from: ms(window.from), to: ms(window.to) },
+  })
+  const row = z.object({ credential_id: z.string(), nhi_id: z.string(), events: count64, first_ms: int64, last_ms: int64, samples: z.array(z.string()) })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const r = row.parse(raw)
+    return { credentialId: r.credential_id, nhiId: r.nhi_id, events: r.events, firstMs: r.first_ms, lastMs: r.last_ms, sampleTraceIds: distinctFirst(r.samples, SAMPLE_TRACES) }
+  })
+}
+
+/** Latest ok secret_rotation before `before` of each given identity (a prefix read of the identity-sorted table). */
+export async function lastRotations(client: ClickHouseClient, ids: readonly string[], before: number): Promise<Map<string, number>> {
+  if (ids.length === 0) return new Map()
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, toUnixTimestamp64Milli(max(event_time)) AS last_ms
+      FROM nhi_identity_activity
+      WHERE nhi_id IN {ids:Array(String)} AND activity_type = 'secret_rotation' AND status = 'ok' AND event_time < {before:DateTime64(3)}
+      GROUP BY nhi_id`,
+    format: 'JSONEachRow',
+    query_params: { ids, before: ms(before) },
+  })
+  const row = z.object({ nhi_id: z.string(), last_ms: int64 })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, r.last_ms]))
+}

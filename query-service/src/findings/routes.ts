@@ -1,0 +1,109 @@
+/**
+ * GET /v1/findings and GET /v1/telemetry/completeness (SPEC section 5),
+ * both under the findings:read scope.
+ *
+ * Visibility: a key limited to business units sees findings about the
+ * identities in its units (by effective business unit) computed from their
+ * rows only, and no service-level finding (telemetry_gap belongs to no
+ * business unit). The `business_unit` parameter narrows any key the same
+ * way; telemetry_gap findings appear only for an unrestricted key that did
+ * not narrow the request.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { Hono } from 'hono'
+import { badParameter } from '../http/errors.js'
+import { requireScope, type AppEnv } from '../http/middleware.js'
+import { parseList, parseRange, parseTime, rejectUnknown } from '../http/params.js'
+import { completenessStatus, type Policy } from '../policy/index.js'
+import { attributeProblems, serviceCounts, type AttributeProblem } from '../telemetry/queries.js'
+import { computeFindings } from './evaluate.js'
+import { FINDING_KINDS } from './kinds.js'
+
+/** What the findings routes need. */
+export interface FindingsDeps {
+  client: ClickHouseClient
+  /** Current validated policy (its `detection` and `billing` sections). */
+  policy: () => Policy
+  /** The clock, read once per request for the default range only. */
+  now?: () => Date
+}
+
+/** Default look-back of GET /v1/findings when `from` is not given. */
+export const DEFAULT_FINDINGS_DAYS = 30
+const FINDINGS_PARAMS = ['from', 'to', 'kind', 'business_unit'] as const
+const COMPLETENESS_PARAMS = ['from', 'to'] as const
+const MAX_BUSINESS_UNITS = 100
+
+/** Parses `business_unit`: a comma list of unit names. */
+function parseBusinessUnits(value: string | undefined): string[] | null {
+  if (value === undefined) return null
+  const units = value.split(',').map((u) => u.trim())
+  if (units.some((u) => u === '')) throw badParameter('business_unit', 'must be a comma list of business units without empty items')
+  if (units.length > MAX_BUSINESS_UNITS) throw badParameter('business_unit', `lists more than ${MAX_BUSINESS_UNITS} business units`)
+  return [...new Set(units)]
+}
+
+const ratioOf = (spans: number, identified: number) => (spans === 0 ? 1 : Math.floor((identified / spans) * 1e6) / 1e6)
+
+/** Builds the sub-app serving /findings and /telemetry/completeness (mount under /v1). */
+export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  const now = deps.now ?? (() => new Date())
+
+  app.get('/findings', requireScope('findings:read'), async (c) => {
+    const query = c.req.query()
+    rejectUnknown(query, FINDINGS_PARAMS)
+    const clock = now()
+    // The default look-back ends at `to` (given or now), so `?to=` alone moves the whole window.
+    const to = query.to !== undefined ? parseTime('to', query.to) : clock
+    const from = query.from ?? new Date(to.getTime() - DEFAULT_FINDINGS_DAYS * 86_400_000).toISOString()
+    const range = parseRange({ from, to: to.toISOString() }, clock)
+    const kinds = parseList('kind', query.kind, FINDING_KINDS, FINDING_KINDS)
+    const requested = parseBusinessUnits(query.business_unit)
+    const keyUnits = c.get('principal').businessUnits
+    const scope = requested === null ? keyUnits : keyUnits === null ? requested : requested.filter((u) => keyUnits.includes(u))
+    const policy = deps.policy()
+    const findings = await computeFindings(deps.client, {
+      from: range.from,
+      to: range.to,
+      detection: policy.detection,
+      scope,
+      includeServices: keyUnits === null && requested === null,
+      kinds: new Set(kinds),
+    })
+    return c.json({ from: range.from.toISOString(), to: range.to.toISOString(), findings })
+  })
+
+  app.get('/telemetry/completeness', requireScope('findings:read'), async (c) => {
+    const query = c.req.query()
+    rejectUnknown(query, COMPLETENESS_PARAMS)
+    const range = parseRange(query, now())
+    const scope = c.get('principal').businessUnits
+    const threshold = deps.policy().billing.completeness_threshold
+    const [counts, problems] = await Promise.all([serviceCounts(deps.client, range, scope), attributeProblems(deps.client, range, scope)])
+    const problemsOf = new Map<string, AttributeProblem[]>()
+    for (const p of problems) problemsOf.set(p.service, [...(problemsOf.get(p.service) ?? []), p])
+    let spans = 0
+    let identified = 0
+    const services = counts.map((s) => {
+      spans += s.spans
+      identified += s.identifiedSpans
+      return {
+        service: s.service,
+        spans: s.spans,
+        identified_spans: s.identifiedSpans,
+        identified_ratio: ratioOf(s.spans, s.identifiedSpans),
+        status: completenessStatus(s.spans, s.identifiedSpans, threshold),
+        attribute_problems: (problemsOf.get(s.service) ?? []).map((p) => ({ attribute: p.attribute, value: p.value, spans: p.spans, sample_trace_ids: p.sampleTraceIds })),
+      }
+    })
+    return c.json({
+      from: range.from.toISOString(),
+      to: range.to.toISOString(),
+      threshold,
+      services,
+      total: { spans, identified_spans: identified, identified_ratio: ratioOf(spans, identified), status: completenessStatus(spans, identified, threshold) },
+    })
+  })
+  return app
+}

@@ -1,0 +1,102 @@
+/**
+ * Fixtures for the findings tests: use events as spans, declarations, a
+ * policy with chosen detection thresholds, and an app serving the findings
+ * routes on real embedded storage.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { createApp } from '../app.js'
+import { validatePolicy, type Policy } from '../policy/index.js'
+import { spanRow, testKeys, TEST_POLICY } from '../test-support.js'
+import type { OtelTraceRow } from '../otlp/rows.js'
+import type { Finding } from './kinds.js'
+import { findingsRoutes } from './routes.js'
+
+/** One use event of an identity. */
+export function use(
+  id: string,
+  start: string,
+  options: { type?: string; name?: string; status?: 'Unset' | 'Error'; service?: string; owner?: string; bu?: string; credential?: string; attributes?: Record<string, string> } = {},
+): OtelTraceRow {
+  return spanRow({
+    start,
+    service: options.service ?? 'svc-main',
+    status: options.status ?? 'Unset',
+    attributes: {
+      'nhi.id': id,
+      'nhi.type': 'service_account',
+      'nhi.activity.type': options.type ?? 'api_call',
+      'nhi.activity.name': options.name ?? 'GET /orders',
+      'nhi.owner': options.owner ?? 'team-a',
+      'nhi.business_unit': options.bu ?? 'ops',
+      ...(options.credential ? { 'nhi.credential.id': options.credential } : {}),
+      ...options.attributes,
+    },
+  })
+}
+
+/** `n` events of an identity spread evenly over [from, to). */
+export function spread(id: string, from: string, to: string, n: number, options: Parameters<typeof use>[2] = {}): OtelTraceRow[] {
+  const start = Date.parse(from)
+  const step = (Date.parse(to) - start) / n
+  return Array.from({ length: n }, (_, i) => use(id, new Date(start + Math.floor(i * step)).toISOString(), options))
+}
+
+/** A declaration for nhi_inventory. */
+export interface TestDeclaration {
+  id: string
+  owner?: string
+  business_unit?: string
+  type?: string
+  approved_activities?: string[]
+  updated_at?: string
+}
+
+/** Writes declarations (a later updated_at replaces an earlier one). */
+export async function declare(client: ClickHouseClient, entries: TestDeclaration[]): Promise<void> {
+  await client.insert({
+    table: 'nhi_inventory',
+    values: entries.map((e) => ({
+      id: e.id,
+      type: e.type ?? 'service_account',
+      owner: e.owner ?? 'team-a',
+      business_unit: e.business_unit ?? 'ops',
+      tier: 'standard',
+      approved_activities: e.approved_activities ?? [],
+      updated_at: (e.updated_at ?? '2026-09-01T00:00:00.000Z').replace('T', ' ').replace('Z', ''),
+    })),
+    format: 'JSONEachRow',
+  })
+}
+
+/** TEST_POLICY's rate cards with the given detection thresholds. */
+export function policyWith(detection: Record<string, unknown>): Policy {
+  return validatePolicy({
+    rate_cards: TEST_POLICY.rate_cards.map((card) => ({
+      version: card.version,
+      effective_from: card.effective_from.text,
+      currency: card.currency,
+      meters: card.meters.map((m) => ({ name: m.name, activity_type: m.activity_type, activity_name: m.activity_name, status: m.status, unit_price: '0.001' })),
+    })),
+    detection,
+  }).policy
+}
+
+/** Keys used by the findings tests. */
+export const keys = testKeys([
+  { name: 'admin', scopes: ['admin'] },
+  { name: 'analyst', scopes: ['findings:read'] },
+  { name: 'ops', scopes: ['findings:read'], business_units: ['ops'] },
+  { name: 'billing', scopes: ['billing:read'] },
+])
+
+/** An app with the findings routes, and a GET helper that authenticates as a named key. */
+export function findingsApp(client: ClickHouseClient, policy: () => Policy) {
+  const app = createApp({ client, keys: () => keys.store, policy }, { routes: [findingsRoutes({ client, policy })] })
+  const get = (path: string, key = 'admin') => Promise.resolve(app.request(path, { headers: { Authorization: `Bearer ${keys.key(key)}` } }))
+  const findings = async (query: string, key = 'admin'): Promise<Finding[]> => {
+    const response = await get(`/v1/findings?${query}`, key)
+    if (response.status !== 200) throw new Error(`GET /v1/findings?${query}: ${response.status} ${await response.text()}`)
+    return ((await response.json()) as { findings: Finding[] }).findings
+  }
+  return { app, get, findings }
+}

@@ -1,0 +1,242 @@
+/**
+ * Telemetry completeness per service: how many activity spans each service
+ * sent, how many of them carried an identity, which attribute values fell
+ * outside the vocabulary, and which services stopped sending spans at all.
+ *
+ * Span counts are exact (each span once however often it was delivered)
+ * and are the same numbers billing's completeness block is made of: they
+ * come from the usage rollup where billing's planner says the rollup is
+ * clean and from the ledger read with FINAL everywhere else.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { CUSTOM_ACTIVITY_TYPE_PATTERN, NHI_TYPES } from '@nhi-meter/instrumentation/semconv'
+import { z } from 'zod'
+import { loadPlanFacts, planUsage, type Interval, type UsagePlan } from '../billing/plan.js'
+import { toClickHouseTime, type TimeRange } from '../http/params.js'
+import { businessUnitCondition, INVENTORY_JOIN } from '../identities/effective.js'
+import { toCount } from '../storage/client.js'
+
+/** Which rows a caller may see: null for every business unit. */
+export type BusinessUnitScope = readonly string[] | null
+
+/**
+ * Settings for ReplacingMergeTree reads with FINAL (their keys never span a
+ * partition), and `notEmpty(nhi_id)` read from the string's size alone.
+ */
+export const READ_SETTINGS = { do_not_merge_across_partitions_select_final: 1, optimize_functions_to_subcolumns: 1 } as const
+
+const count64 = z.union([z.string(), z.number()]).transform((v) => toCount(v))
+
+/** Activity spans and identified spans of one service. */
+export interface ServiceCounts {
+  service: string
+  spans: number
+  identifiedSpans: number
+}
+
+const serviceCountsRow = z.object({ service: z.string(), spans: count64, identified: count64 })
+
+// The usage rows of a plan reduced to what completeness needs. Mirrors
+// billing's usage source (billing/queries.ts): rollup periods the plan
+// chose, the ledger for the rest.
+function usageRows(plan: UsagePlan): { sql: string; params: Record<string, string> } {
+  const params: Record<string, string> = {}
+  const within = (intervals: Interval[], column: string, prefix: string) =>
+    intervals.length === 0
+      ? '0'
+      : intervals
+          .map(([from, to], i) => {
+            params[`${prefix}${i}_from`] = toClickHouseTime(new Date(from))
+            params[`${prefix}${i}_to`] = toClickHouseTime(new Date(to))
+            return `(${column} >= {${prefix}${i}_from:DateTime64(9)} AND ${column} < {${prefix}${i}_to:DateTime64(9)})`
+          })
+          .join(' OR ')
+  const sides = plan.rollup.map(({ level, intervals }) => {
+    params[`${level}_level`] = level
+    return `SELECT service, nhi_id, business_unit, events AS n FROM nhi_usage_rollup FINAL
+      WHERE level = {${level}_level:String} AND (${within(intervals, 'period', `r_${level}`)})`
+  })
+  if (plan.ledger.length > 0 || sides.length === 0) {
+    sides.push(`SELECT service, nhi_id, business_unit, toUInt64(1) AS n FROM nhi_activity FINAL
+      WHERE ${within(plan.ledger, 'event_time', 'ledger')}`)
+  }
+  return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
+}
+
+/** Spans and identified spans per service in the range, for the rows the caller may see. */
+export async function serviceCounts(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<ServiceCounts[]> {
+  const plan = planUsage(range, await loadPlanFacts(client, range), [], 'month')
+  const source = usageRows(plan)
+  const result = await client.query({
+    query: `
+      SELECT service, sum(n) AS spans, sumIf(n, notEmpty(nhi_id)) AS identified
+      FROM ${source.sql} AS usage
+      ${scope ? INVENTORY_JOIN : ''}
+      WHERE 1 ${businessUnitCondition(scope)}
+      GROUP BY service
+      ORDER BY service`,
+    format: 'JSONEachRow',
+    query_params: { ...source.params, ...(scope ? { business_units: scope } : {}) },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const row = serviceCountsRow.parse(raw)
+    return { service: row.service, spans: row.spans, identifiedSpans: row.identified }
+  })
+}
+
+/** The attributes whose values are checked against the vocabulary. */
+export const CHECKED_ATTRIBUTES = ['nhi.type', 'nhi.activity.type'] as const
+
+/** Spans of one service whose attribute carried a value outside the vocabulary. */
+export interface AttributeProblem {
+  service: string
+  attribute: (typeof CHECKED_ATTRIBUTES)[number]
+  value: string
+  spans: number
+  /** Latest trace ids carrying the value. */
+  sampleTraceIds: string[]
+}
+
+/** Most distinct bad values reported per service and attribute. */
+export const MAX_PROBLEM_VALUES = 20
+const SAMPLES = 3
+
+const problemRow = z.object({
+  service: z.string(),
+  attribute: z.enum(CHECKED_ATTRIBUTES),
+  value: z.string(),
+  spans: count64,
+  samples: z.array(z.string()),
+})
+
+/**
+ * Identified spans whose `nhi.type` is not one of NHI_TYPES, and spans whose
+ * `nhi.activity.type` is not a lowercase word, per service and value. Only
+ * the offending rows are read past PREWHERE, and they are counted as
+ * distinct (TraceId, SpanId), so a re-delivered span counts once.
+ */
+export async function attributeProblems(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<AttributeProblem[]> {
+  const side = (attribute: string, column: string, prewhere: string) => `
+        SELECT service, '${attribute}' AS attribute, ${column} AS value, trace_id, span_id, event_time, nhi_id, business_unit
+        FROM nhi_activity
+        PREWHERE ${prewhere}
+        WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}`
+  const result = await client.query({
+    query: `
+      SELECT service, attribute, value, uniqExact(trace_id, span_id) AS spans,
+        arrayMap(x -> x.2, groupArraySorted(${SAMPLES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
+      FROM (${side('nhi.type', 'nhi_type', 'nhi_type NOT IN {known_types:Array(String)}')}
+        UNION ALL ${side('nhi.activity.type', 'activity_type', 'NOT match(activity_type, {activity_type_pattern:String})')}
+      ) AS problem
+      ${scope ? INVENTORY_JOIN : ''}
+      WHERE 1 ${businessUnitCondition(scope)}
+      GROUP BY service, attribute, value
+      ORDER BY service, attribute, spans DESC, value
+      LIMIT ${MAX_PROBLEM_VALUES} BY service, attribute`,
+    format: 'JSONEachRow',
+    query_params: {
+      from: toClickHouseTime(range.from),
+      to: toClickHouseTime(range.to),
+      // Unidentified spans have no type at all; they count against the identified ratio instead.
+      known_types: [...NHI_TYPES, ''],
+      activity_type_pattern: CUSTOM_ACTIVITY_TYPE_PATTERN,
+      ...(scope ? { business_units: scope } : {}),
+    },
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const row = problemRow.parse(raw)
+    return { service: row.service, attribute: row.attribute, value: row.value, spans: row.spans, sampleTraceIds: distinctFirst(row.samples, SAMPLES) }
+  })
+}
+
+/** The first `n` distinct values, in order. */
+export function distinctFirst(values: readonly string[], n: number): string[] {
+  return [...new Set(values)].slice(0, n)
+}
+
+const latestRow = z.object({ service: z.string(), samples: z.array(z.string()) })
+
+/**
+ * Latest trace ids of unidentified activity spans per service: from the
+ * last day of the range first (a short read), then from the whole range for
+ * services that had none in that day.
+ */
+export async function unidentifiedSamples(client: ClickHouseClient, services: readonly string[], range: TimeRange): Promise<Map<string, string[]>> {
+  const lastDay = new Date(Math.max(range.from.getTime(), range.to.getTime() - 86_400_000))
+  const samples = await unidentifiedSince(client, services, lastDay, range.to)
+  const missing = services.filter((s) => !samples.has(s))
+  if (missing.length > 0 && lastDay > range.from) for (const [service, ids] of await unidentifiedSince(client, missing, range.from, range.to)) samples.set(service, ids)
+  return samples
+}
+
+
+async function unidentifiedSince(client: ClickHouseClient, services: readonly string[], since: Date, to: Date): Promise<Map<string, string[]>> {
+  if (services.length === 0) return new Map()
+  const result = await client.query({
+    query: `
+      SELECT service, arrayMap(x -> x.2, groupArraySorted(${SAMPLES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
+      FROM nhi_activity
+      PREWHERE service IN {services:Array(String)} AND nhi_id = ''
+      WHERE event_time >= {since:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+      GROUP BY service`,
+    format: 'JSONEachRow',
+    query_params: { services, since: toClickHouseTime(since), to: toClickHouseTime(to) },
+  })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => latestRow.parse(raw)).map((r) => [r.service, distinctFirst(r.samples, SAMPLES)]))
+}
+
+const serviceTimeRow = z.object({ service: z.string(), last_ms: count64 })
+const serviceNameRow = z.object({ service: z.string() })
+
+/** Services that sent activity spans in the range. */
+export async function activeServices(client: ClickHouseClient, range: TimeRange): Promise<string[]> {
+  const result = await client.query({
+    query: `SELECT DISTINCT service FROM nhi_activity WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ORDER BY service`,
+    format: 'JSONEachRow',
+    query_params: { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to) },
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => serviceNameRow.parse(raw).service)
+}
+
+/**
+ * Latest span of any kind (otel_traces, so internal spans count too) per
+ * service in [since, to), for the given services or, without a list, for
+ * every service that sent one.
+ */
+export async function lastSpans(client: ClickHouseClient, since: Date, to: Date, services?: readonly string[]): Promise<Map<string, number>> {
+  if (services?.length === 0) return new Map()
+  const result = await client.query({
+    query: `
+      SELECT ServiceName AS service, toUnixTimestamp64Milli(max(Timestamp)) AS last_ms
+      FROM otel_traces
+      WHERE Timestamp >= {since:DateTime64(3)} AND Timestamp < {to:DateTime64(3)}
+        ${services ? 'AND ServiceName IN {services:Array(String)}' : ''}
+      GROUP BY ServiceName`,
+    format: 'JSONEachRow',
+    query_params: { since: toClickHouseTime(since), to: toClickHouseTime(to), ...(services ? { services } : {}) },
+  })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => serviceTimeRow.parse(raw)).map((r) => [r.service, r.last_ms]))
+}
+
+/**
+ * The longest silence of each service within the range, in milliseconds,
+ * measured between the minutes in which it sent spans of any kind (an upper
+ * bound: the gap between two such minutes plus one minute).
+ */
+export async function longestSilences(client: ClickHouseClient, services: readonly string[], range: TimeRange): Promise<Map<string, number>> {
+  if (services.length === 0) return new Map()
+  const result = await client.query({
+    query: `
+      SELECT service, (arrayMax(arrayDifference(minutes)) + 60) * 1000 AS longest_ms FROM (
+        SELECT ServiceName AS service, arraySort(groupUniqArray(toUInt32(toStartOfMinute(Timestamp)))) AS minutes
+        FROM otel_traces
+        WHERE ServiceName IN {services:Array(String)} AND Timestamp >= {from:DateTime64(3)} AND Timestamp < {to:DateTime64(3)}
+        GROUP BY ServiceName
+      )`,
+    format: 'JSONEachRow',
+    query_params: { services, from: toClickHouseTime(range.from), to: toClickHouseTime(range.to) },
+  })
+  const row = z.object({ service: z.string(), longest_ms: count64 })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.service, r.longest_ms]))
+}
