@@ -73,7 +73,7 @@ beforeAll(async () => {
     { id: 'never-1', updated_at: '2026-09-01T00:00:00.000Z' },
     { id: 'ownerless-1', owner: '' },
     { id: 'sharer-b', business_unit: 'sales' },
-    { id: 'drift-declared', approved_activities: ['api_call', 'secret_rotation', 'tool_invocation:search_*'] },
+    { id: 'drift-declared', approved_activities: ['api_call', 'tool_invocation:search_*'] },
   ])
   await insertSpans(client, [
     ...healthy('dormant-1', { to: '2026-10-14T00:00:00Z' }),
@@ -242,5 +242,110 @@ describe('GET /v1/findings with injected cases', () => {
 
   it('filters by kind', async () => {
     expect(pairs(await api.findings(`${RANGE}&kind=dormant,unregistered`))).toEqual(['dormant dormant-1', 'dormant never-1', 'unregistered shadow-1'])
+  })
+})
+
+describe('who sees what', () => {
+  it('shows a business-unit key only findings about identities in its units, computed from their rows, and no service-level findings', async () => {
+    const ops = await api.findings(RANGE, 'ops')
+    expect(ops.some((f) => f.kind === 'telemetry_gap')).toBe(false)
+    expect(ops.some((f) => f.nhi_id === 'sharer-b')).toBe(false)
+    // sharer-b is in sales: the ops key learns that the credential is shared, not with whom.
+    expect(only(ops, 'credential_reuse', 'sharer-a').evidence).toMatchObject({ identities: 2, shared_with: [] })
+    const admin = await api.findings(RANGE)
+    expect(pairs(ops)).toEqual(pairs(admin.filter((f) => f.kind !== 'telemetry_gap' && f.nhi_id !== 'sharer-b')))
+  })
+
+  it('narrows any key to the business units asked for; service-level findings need an unnarrowed request', async () => {
+    expect(pairs(await api.findings(`${RANGE}&business_unit=sales`))).toEqual(['credential_reuse sharer-b'])
+    expect(await api.findings(`${RANGE}&business_unit=sales`, 'ops')).toEqual([])
+    expect((await api.findings(RANGE, 'analyst')).some((f) => f.kind === 'telemetry_gap')).toBe(true)
+  })
+
+  it('refuses keys without findings:read, and requests without a key', async () => {
+    expect((await api.get(`/v1/findings?${RANGE}`, 'billing')).status).toBe(403)
+    expect((await api.get(`/v1/telemetry/completeness?${RANGE}`, 'billing')).status).toBe(403)
+    expect((await api.app.request(`/v1/findings?${RANGE}`)).status).toBe(401)
+  })
+})
+
+describe('parameters', () => {
+  it.each([
+    ['kind=colour', 'kind'],
+    ['kind=dormant,dormant', 'kind'],
+    ['from=yesterday', 'from'],
+    ['from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z', 'from'],
+    ['to=2026-13-01T00:00:00Z', 'to'],
+    ['business_unit=', 'business_unit'],
+    ['business_unit=ops,,sales', 'business_unit'],
+    ['severity=high', 'severity'],
+  ])('answers 400 naming the parameter for %s', async (query, parameter) => {
+    const response = await api.get(`/v1/findings?${query}`)
+    expect(response.status).toBe(400)
+    const body = (await response.json()) as { error: { code: string; message: string } }
+    expect(body.error.code).toBe('invalid_parameter')
+    expect(body.error.message.startsWith(`${parameter}:`)).toBe(true)
+  })
+
+  it('looks back 30 days from `to` by default', async () => {
+    const body = (await (await api.get('/v1/findings?to=2026-11-01T00:00:00Z&kind=dormant')).json()) as { from: string; to: string }
+    expect(body).toMatchObject({ from: '2026-10-02T00:00:00.000Z', to: '2026-11-01T00:00:00.000Z' })
+  })
+})
+
+describe('GET /v1/telemetry/completeness', () => {
+  type Completeness = {
+    threshold: number
+    services: Array<{ service: string; spans: number; identified_spans: number; identified_ratio: number; status: string; attribute_problems: unknown[] }>
+    total: { spans: number; identified_spans: number; identified_ratio: number; status: string }
+  }
+  const completeness = async (key = 'admin') => (await (await api.get(`/v1/telemetry/completeness?${RANGE}`, key)).json()) as Completeness
+
+  it('states spans, identified spans, ratio and attribute problems per service, and their total', async () => {
+    const body = await completeness()
+    const dark = body.services.find((s) => s.service === 'svc-dark')
+    expect(dark).toEqual({ service: 'svc-dark', spans: 277, identified_spans: 217, identified_ratio: 0.783393, status: 'incomplete', attribute_problems: [] })
+    const typo = body.services.find((s) => s.service === 'svc-typo')
+    expect(typo).toMatchObject({ spans: 251, identified_spans: 251, status: 'complete', attribute_problems: [{ attribute: 'nhi.activity.type', value: 'Tool Call', spans: 31 }, { attribute: 'nhi.type', value: 'Robot', spans: 3 }] })
+    expect(body.total.spans).toBe(body.services.reduce((sum, s) => sum + s.spans, 0))
+    expect(body.total.identified_spans).toBe(body.total.spans - 60)
+    expect(body.threshold).toBe(0.99)
+  })
+
+  it('agrees with the completeness block of GET /v1/billable for the same range', async () => {
+    const billable = (await (await api.get(`/v1/billable?${RANGE}`)).json()) as { completeness: { spans: number; identified_spans: number } }
+    const body = await completeness()
+    expect({ spans: body.total.spans, identified_spans: body.total.identified_spans }).toEqual({ spans: billable.completeness.spans, identified_spans: billable.completeness.identified_spans })
+  })
+
+  it('counts only the rows of its units for a business-unit key', async () => {
+    const body = await completeness('ops')
+    expect(body.services.find((s) => s.service === 'svc-dark')).toMatchObject({ spans: 217, identified_spans: 217 })
+    expect(body.total.identified_spans).toBe(body.total.spans)
+  })
+})
+
+describe('findings resolve by themselves', () => {
+  const kindsOf = async (id: string) => (await api.findings(RANGE)).filter((f) => f.nhi_id === id).map((f) => f.kind)
+
+  it('when the identity is declared, given an owner, or its activity approved', async () => {
+    await declare(client, [
+      { id: 'shadow-1', updated_at: '2026-09-02T00:00:00.000Z' },
+      { id: 'ownerless-1', owner: 'team-b', updated_at: '2026-09-02T00:00:00.000Z' },
+      { id: 'drift-declared', approved_activities: ['api_call', 'tool_invocation:search_*', 'tool_invocation:delete_*'], updated_at: '2026-09-02T00:00:00.000Z' },
+    ])
+    expect(await kindsOf('shadow-1')).toEqual([])
+    expect(await kindsOf('ownerless-1')).toEqual([])
+    expect(await kindsOf('drift-declared')).toEqual([])
+  })
+
+  it('when the secret is rotated, or a dormant identity acts again', async () => {
+    await insertSpans(client, [use('stale-1', '2026-10-30T12:00:00Z', { type: 'secret_rotation', name: 'rotate', credential: 'fp-stale-1' }), use('dormant-1', '2026-10-31T12:00:00Z', { credential: 'fp-dormant-1' })])
+    expect(await kindsOf('stale-1')).toEqual([])
+    expect(await kindsOf('dormant-1')).toEqual([])
+  })
+
+  it('when the range moves past a burst', async () => {
+    expect((await api.findings('from=2026-10-16T00:00:00Z&to=2026-11-01T00:00:00Z&kind=burst')).map((f) => f.nhi_id)).toEqual([])
   })
 })

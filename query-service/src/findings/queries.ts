@@ -261,6 +261,8 @@ function parseUses(rows: Record<string, unknown>[]): ActivityUse[] {
 /**
  * Activities (type and name) the given identities used in [from, to) and
  * not once in [baselineFrom, from): first seen after the baseline stretch.
+ * Secret rotations are never drift: rotating is the hygiene
+ * stale_credential asks for, not a new privilege.
  */
 export async function newActivities(client: ClickHouseClient, ids: readonly string[], window: { baselineFrom: number; from: number; to: number }, scope: BusinessUnitScope): Promise<ActivityUse[]> {
   if (ids.length === 0) return []
@@ -271,7 +273,8 @@ export async function newActivities(client: ClickHouseClient, ids: readonly stri
       FROM (
         SELECT nhi_id, activity_type, activity_name, toUnixTimestamp64Milli(event_time) AS t
         FROM nhi_identity_activity FINAL ${s.join}
-        WHERE nhi_id IN {ids:Array(String)} AND event_time >= {baseline_from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
+        WHERE nhi_id IN {ids:Array(String)} AND activity_type != 'secret_rotation'
+          AND event_time >= {baseline_from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
       )
       GROUP BY nhi_id, activity_type, activity_name
       HAVING first_ms >= {from_ms:Int64}
@@ -286,7 +289,8 @@ export async function newActivities(client: ClickHouseClient, ids: readonly stri
 /**
  * Activities the given declared identities used in [from, to) that their
  * `approved_activities` does not cover (the inventory's own rule,
- * APPROVED_ACTIVITY), judged once per distinct (type, name).
+ * APPROVED_ACTIVITY), judged once per distinct (type, name); secret
+ * rotations excepted, as for newActivities.
  */
 export async function unapprovedActivities(client: ClickHouseClient, ids: readonly string[], window: { from: number; to: number }): Promise<ActivityUse[]> {
   if (ids.length === 0) return []
@@ -296,7 +300,8 @@ export async function unapprovedActivities(client: ClickHouseClient, ids: readon
       FROM (
         SELECT nhi_id, activity_type, activity_name, count() AS events, min(toUnixTimestamp64Milli(event_time)) AS first_ms
         FROM nhi_identity_activity FINAL
-        WHERE nhi_id IN {ids:Array(String)} AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+        WHERE nhi_id IN {ids:Array(String)} AND activity_type != 'secret_rotation'
+          AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
         GROUP BY nhi_id, activity_type, activity_name
       ) AS used
       ${inventoryJoinFor('ids')}
