@@ -1,0 +1,171 @@
+/**
+ * The overview page in a real browser: headless Chromium (Debian's
+ * `chromium`, driven by playwright-core) opens `/` of a query service on
+ * the demo data, enters a key, and the test checks that the chart and the
+ * tables show the totals GET /v1/billable gives. A screenshot is saved to
+ * test-artifacts/overview.png.
+ *
+ * Without Chromium the test is skipped locally (apt-get install -y chromium)
+ * and fails under CI=true.
+ */
+import type { ClickHouseClient } from '@clickhouse/client'
+import { serve, type ServerType } from '@hono/node-server'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Hono } from 'hono'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApp } from '../query-service/src/app.js'
+import { findingsRoutes } from '../query-service/src/findings/routes.js'
+import { identitiesRoutes } from '../query-service/src/identities/routes.js'
+import { overviewRoutes } from '../query-service/src/overview/routes.js'
+import { loadDefaultPolicy, type Policy } from '../query-service/src/policy/index.js'
+import { freshStorage, testKeys } from '../query-service/src/test-support.js'
+import { loadDemoData } from './dashboards-demo-data.js'
+import { REPO_ROOT } from './helpers/service.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+const ci = process.env.CI === 'true'
+const hasChromium = existsSync(CHROMIUM)
+if (!hasChromium && !ci) console.warn(`test/overview.test.ts: skipped, Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium)`)
+
+const ARTIFACTS = join(REPO_ROOT, 'test-artifacts')
+const SCREENSHOT = join(ARTIFACTS, 'overview.png')
+const { store, key } = testKeys([
+  { name: 'admin', scopes: ['admin'] },
+  { name: 'billing-only', scopes: ['billing:read'] },
+])
+
+interface Billable {
+  currency: string
+  rows: Array<Record<string, string | number>>
+  total: { quantity: number; amount: string }
+  completeness: { identified_ratio: number; status: string }
+}
+
+let client: ClickHouseClient
+let server: ServerType
+let base: string
+let policy: Policy
+
+beforeAll(async () => {
+  if (!hasChromium) return
+  client = await freshStorage()
+  policy = (await loadDefaultPolicy()).policy
+  await loadDemoData(client)
+  const api = createApp(
+    { client, keys: () => store, policy: () => policy },
+    { routes: [identitiesRoutes({ client, policy: () => policy }), findingsRoutes({ client, policy: () => policy })] },
+  )
+  // As the service mounts it: the page at the root, the API beside it.
+  const root = new Hono()
+  root.route('/', overviewRoutes())
+  root.route('/', api)
+  server = await new Promise<ServerType>((resolve) => {
+    const s = serve({ fetch: root.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s))
+  })
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+})
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))
+  await client?.close()
+})
+
+async function billable(group: string): Promise<Billable> {
+  const to = new Date(Date.now() + 60_000).toISOString()
+  const from = new Date(Date.now() - 7 * 86_400_000).toISOString()
+  const response = await fetch(`${base}/v1/billable?from=${from}&to=${to}&group_by=${group}`, { headers: { Authorization: `Bearer ${key('admin')}` } })
+  expect(response.status).toBe(200)
+  return (await response.json()) as Billable
+}
+
+describe('overview page in headless Chromium (needs Chromium)', () => {
+  it.skipIf(!ci && !hasChromium)('renders the chart and tables with the API totals from the key the user enters', async () => {
+    expect(hasChromium, `Chromium is required for this test: apt-get install -y chromium (looked for ${CHROMIUM})`).toBe(true)
+    const { chromium } = await import('playwright-core')
+    const profile = mkdtempSync(join(tmpdir(), 'nhi-meter-chromium-'))
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 900 },
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+    const problems: string[] = []
+    try {
+      const page = context.pages()[0] ?? (await context.newPage())
+      page.on('console', (message) => {
+        if (message.type() === 'error' || message.type() === 'warning') problems.push(`console ${message.type()}: ${message.text()}`)
+      })
+      page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+      const requested: string[] = []
+      page.on('request', (request) => requested.push(request.url()))
+
+      await page.goto(`${base}/`)
+      await expect.poll(() => page.locator('#key-section').isVisible()).toBe(true)
+      expect(await page.locator('#overview').isVisible()).toBe(false)
+
+      // An unknown key is refused with a message, and the form stays.
+      await page.fill('#api-key', key('billing-only').replace('billing-only', 'unknown'))
+      await page.click('#key-form button[type=submit]')
+      await expect.poll(() => page.locator('#key-problem').textContent()).toContain('did not accept')
+
+      await page.fill('#api-key', key('admin'))
+      await page.click('#key-form button[type=submit]')
+      await page.waitForSelector('body[data-loaded="true"]', { timeout: 20_000 })
+
+      const [byIdentity, byUnit] = await Promise.all([billable('nhi.id'), billable('business_unit')])
+      expect(byIdentity.total.quantity).toBeGreaterThan(50)
+      const text = (selector: string) => page.locator(selector).innerText()
+
+      // Totals cards.
+      expect(await text('#total-events')).toBe(byIdentity.total.quantity.toLocaleString('en-US'))
+      expect(await text('#total-amount')).toBe(`${byIdentity.total.amount} USD`)
+      expect(await text('#completeness')).toContain(byIdentity.completeness.status)
+      expect(await text('#identities-billed')).toBe(String(byIdentity.rows.length))
+
+      // Activity over time: a uPlot canvas with one series per business unit, and the per-unit totals.
+      const canvas = await page.locator('#activity-chart canvas').boundingBox()
+      expect(canvas!.width).toBeGreaterThan(300)
+      expect(canvas!.height).toBeGreaterThan(100)
+      const legend = await page.locator('#activity-chart .u-legend .u-series th').allInnerTexts()
+      for (const row of byUnit.rows) expect(legend.join('|')).toContain(String(row.business_unit))
+      const unitRows = await page.locator('#activity-table tbody tr').evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)))
+      expect(unitRows).toEqual(byUnit.rows.map((r) => [r.business_unit, Number(r.quantity).toLocaleString('en-US'), `${r.amount} USD`]))
+      expect(await text('#activity-table tfoot')).toContain(`${byIdentity.total.amount} USD`)
+
+      // Top identities by cost, most expensive first, with the grand total.
+      const identities = await page.locator('#identities-table tbody tr').evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll('td')].slice(0, 3).map((td) => td.textContent)))
+      const expensive = [...byIdentity.rows].sort((a, b) => Number(b.amount) - Number(a.amount) || Number(b.quantity) - Number(a.quantity) || String(a['nhi.id']).localeCompare(String(b['nhi.id'])))
+      expect(identities).toEqual(expensive.slice(0, 10).map((r) => [r['nhi.id'], Number(r.quantity).toLocaleString('en-US'), `${r.amount} USD`]))
+      expect(await text('#identities-table tfoot')).toContain(`${byIdentity.total.amount} USD`)
+
+      // Findings and per-service completeness from their routes.
+      expect(await page.locator('#findings-table tbody tr').count()).toBeGreaterThan(0)
+      expect(await text('#findings-note')).toMatch(/^\d+ findings?: /)
+      expect(await text('#findings-table tbody')).toContain('credential_reuse')
+      const services = await page.locator('#services-table tbody tr').allInnerTexts()
+      expect(services.find((s) => s.startsWith('legacy-reports'))).toMatch(/incomplete/)
+
+      mkdirSync(ARTIFACTS, { recursive: true })
+      await page.screenshot({ path: SCREENSHOT, fullPage: true })
+      expect(existsSync(SCREENSHOT)).toBe(true)
+
+      // The key is in this tab's session storage, never in a URL; a reload keeps the page signed in.
+      expect(await page.evaluate(() => sessionStorage.getItem('nhi-meter.api-key'))).toBe(key('admin'))
+      expect(requested.filter((url) => url.includes(key('admin')))).toEqual([])
+      await page.reload()
+      await page.waitForSelector('body[data-loaded="true"]', { timeout: 20_000 })
+      await page.click('#forget-key')
+      expect(await page.evaluate(() => sessionStorage.getItem('nhi-meter.api-key'))).toBeNull()
+      expect(await page.locator('#key-section').isVisible()).toBe(true)
+
+      // No CSP violation, script error or failed request on the way (the refused key's 401 aside).
+      expect(problems.filter((p) => !/401 \(Unauthorized\)/.test(p))).toEqual([])
+    } finally {
+      await context.close()
+      rmSync(profile, { recursive: true, force: true })
+    }
+  })
+})
