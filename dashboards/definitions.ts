@@ -14,6 +14,7 @@
  * fragments (billable match, effective identity, approvals), with the
  * policy's values written in as literals (sql.ts).
  */
+import { CUSTOM_ACTIVITY_TYPE_PATTERN, NHI_TYPES } from '@nhi-meter/instrumentation/semconv'
 import { pricingOf } from '../query-service/src/billing/pricing.js'
 import { APPROVED_ACTIVITY, EFFECTIVE_OWNER, EFFECTIVE_TYPE, INVENTORY_JOIN } from '../query-service/src/identities/effective.js'
 import type { Policy } from '../query-service/src/policy/index.js'
@@ -516,14 +517,17 @@ ${FINAL_SETTINGS}`,
         kind: 'table',
         title: 'Completeness per service',
         description:
-          'Per service: activity spans, how many carry an identity, the share, and the attribute problems seen on them (no identity; identified but no business unit, no owner, or no nhi.type so typed "other"; identity only on the resource).',
+          'Per service, as GET /v1/telemetry/completeness counts them: activity spans, how many carry an identity, the share and status; then the attribute problems behind it: no identity; an nhi.type outside the vocabulary, or a malformed nhi.activity.type (the checks of that endpoint); and, for identified spans, no business unit, no owner, no nhi.type (typed "other"), identity only on the resource.',
         w: 24,
         h: 9,
         columns: { identified_share: { unit: 'percentunit', decimals: 2 } },
-        sql: `SELECT service, count() AS activity_spans, countIf(nhi_id != '') AS identified_spans,
+        sql: inlineQueryParams(
+          `SELECT service, count() AS activity_spans, countIf(nhi_id != '') AS identified_spans,
   identified_spans / activity_spans AS identified_share,
   if(identified_spans * ${denominator} >= activity_spans * ${numerator}, 'complete', 'incomplete') AS status,
   countIf(nhi_id = '') AS no_identity,
+  countIf(nhi_type NOT IN {known_types:Array(String)}) AS unknown_type,
+  countIf(NOT match(activity_type, {activity_type_pattern:String})) AS bad_activity_type,
   countIf(nhi_id != '' AND ${BUSINESS_UNIT} = '') AS no_business_unit,
   countIf(nhi_id != '' AND ${EFFECTIVE_OWNER} = '') AS no_owner,
   countIf(nhi_id != '' AND ${EFFECTIVE_TYPE} = 'other') AS untyped,
@@ -532,6 +536,9 @@ ${activity}
 GROUP BY service
 ORDER BY identified_share, service
 ${FINAL_SETTINGS}`,
+          // Unidentified spans have no type at all; they count as no_identity instead.
+          { known_types: [...NHI_TYPES, ''], activity_type_pattern: CUSTOM_ACTIVITY_TYPE_PATTERN },
+        ),
       },
       {
         kind: 'timeseries',

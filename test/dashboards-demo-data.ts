@@ -6,7 +6,7 @@
  * something to show: a declared identity that has gone dormant, one never
  * seen, a declaration that moves an identity to another business unit, an
  * approval list the agent exceeds, a credential two identities share, and a
- * failed token exchange.
+ * failed token exchange with an nhi.type outside the vocabulary.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { createReceiver } from '../query-service/src/otlp/receiver.js'
@@ -45,8 +45,8 @@ export async function loadDemoData(client: ClickHouseClient): Promise<DemoData> 
     ...['int-shared-a', 'int-shared-b'].map((id, i) =>
       spanRow({ start: at(-60_000 - i * 1000), service: 'partner-gateway', kind: 'Server', attributes: { 'nhi.id': id, 'nhi.business_unit': 'partnerships', 'nhi.credential.id': 'fp-shared-0001', 'http.route': '/v1/invoices' } }),
     ),
-    // A failed token exchange.
-    spanRow({ start: at(-30_000), service: 'support-agents', status: 'Error', attributes: { 'nhi.id': 'agent-research', 'nhi.activity.type': 'token_exchange', 'nhi.activity.name': 'oauth2.client_credentials' } }),
+    // A failed token exchange, whose nhi.type is outside the vocabulary.
+    spanRow({ start: at(-30_000), service: 'support-agents', status: 'Error', attributes: { 'nhi.id': 'agent-research', 'nhi.type': 'robot', 'nhi.activity.type': 'token_exchange', 'nhi.activity.name': 'oauth2.client_credentials' } }),
     // A tool name full of quoting and template characters, billed like any other tool call.
     spanRow({ start: at(-20_000), service: 'support-agents', attributes: { 'nhi.id': 'agent-research', 'nhi.business_unit': 'customer-support', 'nhi.activity.type': 'tool_invocation', 'nhi.activity.name': AWKWARD_TOOL } }),
   ])

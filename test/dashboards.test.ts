@@ -16,6 +16,7 @@ import { expandPanelSql, type PanelContext, type VariableSelection } from '../da
 import { inlineQueryParams, stringLiteral } from '../dashboards/sql.js'
 import { createApp } from '../query-service/src/app.js'
 import { runRollup } from '../query-service/src/billing/rollup.js'
+import { findingsRoutes } from '../query-service/src/findings/routes.js'
 import { identitiesRoutes } from '../query-service/src/identities/routes.js'
 import { formatMoney, parseMoney } from '../query-service/src/money/decimal.js'
 import { loadDefaultPolicy, validatePolicy, type Policy } from '../query-service/src/policy/index.js'
@@ -63,7 +64,7 @@ let from: Date
 let to: Date
 
 function appFor(p: Policy) {
-  return createApp({ client, keys: () => store, policy: () => p }, { routes: [identitiesRoutes({ client, policy: () => p })] })
+  return createApp({ client, keys: () => store, policy: () => p }, { routes: [identitiesRoutes({ client, policy: () => p }), findingsRoutes({ client, policy: () => p })] })
 }
 
 async function api<T>(p: Policy, path: string): Promise<T> {
@@ -275,17 +276,44 @@ describe('findings panels', () => {
     const failures = await run(sqlOf(panel('findings.json', 'Failed token exchanges by identity')))
     expect(failures.map((r) => [r.identity, count(r.failures)])).toEqual([['agent-research', 1]])
   })
+
+  it('hold the evidence behind what GET /v1/findings reports for the same range', async () => {
+    const { findings } = await api<{ findings: Array<{ kind: string; nhi_id: string | null }> }>(policy, `/v1/findings?${RANGE()}`)
+    const ids = (kind: string) => new Set(findings.filter((f) => f.kind === kind).map((f) => f.nhi_id))
+    const unregistered = await run(sqlOf(panel('findings.json', 'Unregistered identities')))
+    expect(new Set(unregistered.map((r) => r.id))).toEqual(ids('unregistered'))
+    const shared = await run(sqlOf(panel('findings.json', 'Credentials used by several identities')))
+    expect(new Set(shared.flatMap((r) => String(r.used_by).split(', ')))).toEqual(ids('credential_reuse'))
+    const outside = await run(sqlOf(panel('findings.json', 'Activity outside approvals')))
+    expect(new Set(outside.map((r) => r.nhi_id))).toEqual(ids('privilege_drift'))
+    const idle = await run(sqlOf(panel('identities.json', 'Dormant and never-seen declared identities')))
+    for (const id of ids('dormant')) expect(idle.map((r) => r.id)).toContain(id)
+  })
 })
 
 describe('telemetry panels', () => {
-  it('count activity and identified spans per service as billing completeness does', async () => {
+  it('count activity and identified spans per service as GET /v1/telemetry/completeness does', async () => {
     const rows = await run(sqlOf(panel('telemetry.json', 'Completeness per service')))
     const legacy = rows.find((r) => r.service === 'legacy-reports')
     expect(legacy).toMatchObject({ identified_spans: '0', status: 'incomplete' })
     expect(count(legacy!.no_identity)).toBe(count(legacy!.activity_spans))
+    const completeness = await api<{ services: Array<{ service: string; spans: number; identified_spans: number; status: string; attribute_problems: Array<{ attribute: string; spans: number }> }> }>(
+      policy,
+      `/v1/telemetry/completeness?${RANGE()}`,
+    )
+    const byService = (a: { service: unknown }, b: { service: unknown }) => String(a.service).localeCompare(String(b.service))
+    expect(
+      rows
+        .map((r) => ({ service: r.service, spans: count(r.activity_spans), identified_spans: count(r.identified_spans), status: r.status, problems: count(r.unknown_type) + count(r.bad_activity_type) }))
+        .sort(byService),
+    ).toEqual(
+      completeness.services
+        .map((s) => ({ service: s.service, spans: s.spans, identified_spans: s.identified_spans, status: s.status, problems: s.attribute_problems.reduce((n, p) => n + p.spans, 0) }))
+        .sort(byService),
+    )
+    expect(count(rows.find((r) => r.service === 'support-agents')!.unknown_type)).toBe(1)
     const bill = await api<Billable>(policy, `/v1/billable?${RANGE()}`)
     expect(rows.reduce((s, r) => s + count(r.activity_spans), 0)).toBe(bill.completeness.spans)
-    expect(rows.reduce((s, r) => s + count(r.identified_spans), 0)).toBe(bill.completeness.identified_spans)
   })
 })
 
