@@ -92,8 +92,11 @@ const seriesRow = z.object({
   auth_screen: count64,
 })
 
-// Largest sum of `span` consecutive elements of an array column, from its running sum.
-const maxSpanSum = (running: string, span: string) => `arrayMax(arrayMap(i -> ${running}[i] - if(i > ${span}, ${running}[i - ${span}], 0), arrayEnumerate(${running})))`
+// Largest sum of `span` consecutive elements of an array column, from its running sum: the
+// running sum minus itself shifted right by `span`. (A lambda must not capture the array:
+// ClickHouse would copy it once per element.)
+const maxSpanSum = (running: string, span: string) =>
+  `arrayMax(arrayMap((total, before) -> total - before, ${running}, arrayResize(arrayConcat(arrayWithConstant(${span}, toUInt64(0)), ${running}), length(${running}))))`
 
 /**
  * Summarises every (identity, activity type) series over [lookback, to):
