@@ -153,12 +153,12 @@ describe('overview page in headless Chromium (needs Chromium)', () => {
       expect(existsSync(SCREENSHOT)).toBe(true)
 
       // The key is in this tab's session storage, never in a URL; a reload keeps the page signed in.
-      expect(await page.evaluate(() => sessionStorage.getItem('nhi-meter.api-key'))).toBe(key('admin'))
+      expect(await page.evaluate("sessionStorage.getItem('nhi-meter.api-key')")).toBe(key('admin'))
       expect(requested.filter((url) => url.includes(key('admin')))).toEqual([])
       await page.reload()
       await page.waitForSelector('body[data-loaded="true"]', { timeout: 20_000 })
       await page.click('#forget-key')
-      expect(await page.evaluate(() => sessionStorage.getItem('nhi-meter.api-key'))).toBeNull()
+      expect(await page.evaluate("sessionStorage.getItem('nhi-meter.api-key')")).toBeNull()
       expect(await page.locator('#key-section').isVisible()).toBe(true)
 
       // No CSP violation, script error or failed request on the way (the refused key's 401 aside).

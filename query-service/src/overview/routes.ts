@@ -37,17 +37,21 @@ function asset(path: string, type: string): Asset {
   return { body, type, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"` }
 }
 
-/** Reads the page and its assets (once, when the routes are built). */
+let loaded: Map<string, Asset> | undefined
+
+/** Reads the page and its assets, once per process (the first time routes are built, never at import). */
 function loadAssets(): Map<string, Asset> {
+  if (loaded) return loaded
   const require = createRequire(import.meta.url)
   const local = (name: string) => fileURLToPath(new URL(name, STATIC_DIR))
-  return new Map([
+  loaded = new Map([
     ['/', asset(local('index.html'), 'text/html; charset=utf-8')],
     ['/assets/overview.js', asset(local('overview.js'), 'text/javascript; charset=utf-8')],
     ['/assets/overview.css', asset(local('overview.css'), 'text/css; charset=utf-8')],
     ['/assets/uplot.js', asset(require.resolve('uplot/dist/uPlot.esm.js'), 'text/javascript; charset=utf-8')],
     ['/assets/uplot.css', asset(require.resolve('uplot/dist/uPlot.min.css'), 'text/css; charset=utf-8')],
   ])
+  return loaded
 }
 
 /**
