@@ -161,8 +161,16 @@ describe('overview page in headless Chromium (needs Chromium)', () => {
       expect(await page.evaluate("sessionStorage.getItem('nhi-meter.api-key')")).toBeNull()
       expect(await page.locator('#key-section').isVisible()).toBe(true)
 
-      // No CSP violation, script error or failed request on the way (the refused key's 401 aside).
-      expect(problems.filter((p) => !/401 \(Unauthorized\)/.test(p))).toEqual([])
+      // A key with billing:read only sees billing, and the findings sections say why they are empty.
+      await page.fill('#api-key', key('billing-only'))
+      await page.click('#key-form button[type=submit]')
+      await page.waitForSelector('body[data-loaded="true"]', { timeout: 20_000 })
+      expect(await text('#total-amount')).toBe(`${byIdentity.total.amount} USD`)
+      expect(await text('#findings-note')).toContain('may not read /v1/findings')
+      expect(await text('#services-note')).toContain('may not read /v1/telemetry/completeness')
+
+      // No CSP violation, script error or failed request on the way (the refused key's 401 and the billing-only key's 403s aside).
+      expect(problems.filter((p) => !/status of (401 \(Unauthorized\)|403 \(Forbidden\))/.test(p))).toEqual([])
     } finally {
       await context.close()
       rmSync(profile, { recursive: true, force: true })
