@@ -1,7 +1,7 @@
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', '**/dist/**', 'data/**', '.cache/**', 'dashboards/**'] },
+  { ignores: ['**/node_modules/**', '**/dist/**', 'data/**', '.cache/**', 'dashboards/json/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

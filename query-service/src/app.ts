@@ -15,6 +15,7 @@ import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
 import { openApiDocument } from './openapi.js'
+import { overviewRoutes } from './overview/routes.js'
 
 /** Everything the app needs from the outside. */
 export interface AppDeps {
@@ -60,6 +61,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     return c.json({ status: 'ready' })
   })
   app.get('/openapi.json', (c) => c.json(openApiDocument()))
+  // The overview page itself needs no key; it asks the user for one and calls /v1 with it.
+  app.route('/', overviewRoutes())
 
   app.use('/v1/*', authenticate(deps.keys))
   app.route('/v1', billingRoutes({ client: deps.client, pricing, rollupGraceSeconds: deps.rollupGraceSeconds }))

@@ -87,6 +87,7 @@ async function main(): Promise<void> {
     console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/billable?group_by=nhi.id,meter"`)
     console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/billable?group_by=business_unit,period&granularity=day&format=csv"`)
     console.log(`  curl ${api}/openapi.json`)
+    console.log(`  open ${api}/ in a browser for the overview page (paste the key when it asks)`)
     console.log('')
     if (process.env.NHI_METER_DEMO_EXIT === '1') {
       await stop()
