@@ -6,9 +6,10 @@
  * nothing, so the run first declares all 1,000 (each in the business unit
  * its spans name, approving every activity type, tool names by glob so the
  * approval match is exercised) and retires the declarations at the end,
- * leaving the shared dataset as it found it. With the shipped default policy
- * (high_capacity_processing: 100 ok workflow runs in 7d; premium_automation:
- * 1 ok secret rotation in 30d), through the real app:
+ * leaving the shared dataset as it found it. With the dataset's policy (the
+ * shipped default's rules: high_capacity_processing, 100 ok workflow runs in
+ * 7d; premium_automation, 1 ok secret rotation in 30d), at the end of the
+ * dataset's month, through the real app:
  *
  * - GET /v1/entitlements/{id}?at: p50 and p95 of 20 calls, 20 different
  *   identities (after 2 warm-up calls);
@@ -24,13 +25,14 @@ import { entitlementsRoutes } from '../query-service/src/entitlements/routes.js'
 import { backfillIdentityActivity } from '../query-service/src/identities/backfill.js'
 import { retireDeclarations, upsertInventory, type DeclaredIdentity } from '../query-service/src/identities/inventory.js'
 import { identitiesRoutes } from '../query-service/src/identities/routes.js'
-import { loadDefaultPolicy } from '../query-service/src/policy/index.js'
-import { openDataset } from './_dataset.js'
+import { parsePolicy } from '../query-service/src/policy/index.js'
+import { DATASET_POLICY_YAML, DATASET_TO, openDataset } from './_dataset.js'
 
 const KEY = 'nhim_bench_entitlements_key_0123456789ab'
 const RUNS = 20
 const BATCH_RUNS = 5
-const AT = '2026-11-30T00:00:00Z'
+// The end of the dataset's month: every window ends where the data does.
+const AT = DATASET_TO
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -47,7 +49,7 @@ interface Decision {
 
 async function main(): Promise<void> {
   const { client, buildSeconds } = await openDataset()
-  const { policy } = await loadDefaultPolicy()
+  const { policy } = parsePolicy(DATASET_POLICY_YAML)
   const keys = KeyStore.fromEntries([{ name: 'bench', sha256: sha256(KEY).toString('hex'), scopes: ['admin'] }])
   const headers = { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' }
   const app = createApp(
@@ -55,7 +57,7 @@ async function main(): Promise<void> {
     { routes: [identitiesRoutes({ client, policy: () => policy }), entitlementsRoutes({ client, policy: () => policy })] },
   )
 
-  let t = performance.now()
+  const t = performance.now()
   const backfilled = await backfillIdentityActivity(client)
   const backfillSeconds = (performance.now() - t) / 1000
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freshStorage, insertSpans, testKeys } from '../test-support.js'
 import { declaration, ENTITLEMENT_POLICY, identitiesApp, useEvent } from '../identities/test-helpers.js'
 import { entitlementFigures } from './queries.js'
+import { singleIdentityFigures } from './single.js'
 
 let client: ClickHouseClient
 let app: ReturnType<typeof identitiesApp>
@@ -56,6 +57,14 @@ beforeAll(async () => {
     declaration('narrow', 'finance', { approved_activities: ['workflow_execution:nightly_*'] }),
     declaration('sales-bot', 'sales'),
     declaration('quiet', 'finance'),
+    declaration('relabeled', 'finance'),
+  ])
+  // Declared in finance although its spans say sales; and an undeclared identity acting in two units.
+  await insertSpans(client, [
+    ...[1, 2, 3].map((d) => workflow('relabeled', `2026-11-2${d}T06:00:00Z`, { businessUnit: 'sales' })),
+    workflow('mixed', '2026-11-21T06:00:00Z', { businessUnit: 'finance' }),
+    workflow('mixed', '2026-11-22T06:00:00Z', { businessUnit: 'finance' }),
+    workflow('mixed', '2026-11-23T06:00:00Z', { businessUnit: 'sales' }),
   ])
 })
 
@@ -195,18 +204,36 @@ describe('POST /v1/entitlements/decide', () => {
     expect(body.decisions[0]!.changes_at).toBe('2026-11-17T10:00:00.001Z')
   })
 
-  it('gives the same answers as the single-identity route', async () => {
-    const ids = ['etl-1', 'etl-edge', 'etl-late', 'etl-dup', 'rotator', 'nightly', 'narrow', 'stranger', 'quiet']
-    const at = '2026-11-20T12:00:00Z'
-    const response = await request('/v1/entitlements/decide', 'admin', { method: 'POST', body: JSON.stringify({ at, requests: ids.map((nhi_id) => ({ nhi_id })) }) })
+  it.each([
+    ['an unrestricted key', 'admin', '2026-11-20T12:00:00Z'],
+    ['an unrestricted key, later', 'admin', '2026-11-24T00:00:00Z'],
+    ['a business-unit key', 'finance', '2026-11-24T00:00:00Z'],
+  ])('gives the same answers as the single-identity route, for %s', async (_name, keyName, at) => {
+    // The batch is one grouped query; a single identity is counted from its events (single.ts): they must agree.
+    const ids = ['etl-1', 'etl-edge', 'etl-late', 'etl-dup', 'rotator', 'nightly', 'narrow', 'stranger', 'quiet', 'relabeled', 'mixed']
+    const response = await request('/v1/entitlements/decide', keyName, { method: 'POST', body: JSON.stringify({ at, requests: ids.map((nhi_id) => ({ nhi_id })) }) })
     const batch = ((await response.json()) as { decisions: Array<Feature & { nhi_id: string }> }).decisions
+    expect(batch).toHaveLength(ids.length * 3)
     for (const id of ids) {
-      const single = await entitlements(id, at)
+      const answer = await request(`/v1/entitlements/${id}?at=${at}`, keyName)
+      if (answer.status === 404) {
+        expect(batch.filter((x) => x.nhi_id === id).every((d) => !d.granted && d.observed === 0 && d.unapproved === 0)).toBe(true)
+        continue
+      }
+      const single = Object.fromEntries(((await answer.json()) as { features: Feature[] }).features.map((f) => [f.feature, f]))
       for (const d of batch.filter((x) => x.nhi_id === id)) {
         const { evidence: _evidence, ...rest } = single[d.feature]!
         expect({ ...d, nhi_id: undefined }).toEqual({ ...rest, nhi_id: undefined })
       }
     }
+  })
+
+  it('answers an identity with more events than a single read may hold from the grouped query, identically', async () => {
+    const options = { id: 'etl-1', at: new Date('2026-11-14T00:00:00Z'), rules: ENTITLEMENT_POLICY.entitlements, businessUnits: null }
+    const counted = await singleIdentityFigures(client, options)
+    const grouped = await singleIdentityFigures(client, { ...options, rowLimit: 1 })
+    expect(counted!.features[0]!.observed).toBe(3)
+    expect(grouped).toEqual(counted)
   })
 
   it.each([
@@ -244,6 +271,12 @@ describe('business-unit scoping', () => {
     const strip = async (r: Response) => ({ ...((await r.json()) as { error: { request_id: string } }).error, request_id: undefined })
     expect(await strip(other)).toEqual(await strip(missing))
     expect((await entitlements('sales-bot', '2026-11-24T00:00:00Z', 'admin')).high_capacity_processing!.granted).toBe(true)
+  })
+
+  it('scopes by the declared unit for a declared identity and by each span’s unit for an undeclared one', async () => {
+    expect((await entitlements('relabeled', '2026-11-24T00:00:00Z', 'finance')).high_capacity_processing).toMatchObject({ granted: true, observed: 3 })
+    expect((await entitlements('mixed', '2026-11-24T00:00:00Z', 'finance')).high_capacity_processing).toMatchObject({ granted: false, observed: 0, unapproved: 2 })
+    expect((await entitlements('mixed', '2026-11-24T00:00:00Z', 'admin')).high_capacity_processing).toMatchObject({ unapproved: 3 })
   })
 
   it('decides another unit’s identity in a batch as if it had no activity', async () => {

@@ -24,6 +24,24 @@ export const SAMPLE_TRACE_IDS = 5
 /** Largest k for which ClickHouse keeps the k newest events in one aggregate (groupArraySorted's limit). */
 export const NEWEST_EVENTS_LIMIT = 16_777_215
 
+/**
+ * The events some rule's window can hold, as a condition: per activity type,
+ * from the start of the longest window of a rule on it. The key (activity
+ * type, identity, time) makes that one short range per identity. Values are
+ * bound as `block<N>_type` and `block<N>_from`.
+ */
+export function windowBlocks(rules: readonly Entitlement[], at: Date): { sql: string; params: Record<string, string> } {
+  const longest = new Map<string, number>()
+  for (const rule of rules) longest.set(rule.activity_type, Math.max(longest.get(rule.activity_type) ?? 0, rule.window.ms))
+  const params: Record<string, string> = {}
+  const parts = [...longest].map(([type, ms], j) => {
+    params[`block${j}_type`] = type
+    params[`block${j}_from`] = toClickHouseTime(new Date(at.getTime() - ms))
+    return `(activity_type = {block${j}_type:String} AND event_time >= {block${j}_from:DateTime64(9)})`
+  })
+  return { sql: parts.join(' OR '), params }
+}
+
 /** What to compute besides the per-feature counts. */
 export interface EntitlementQuery {
   /** Identities asked about (deduplicated by the caller or not; each answers once). */
@@ -95,7 +113,9 @@ export async function entitlementFigures(client: ClickHouseClient, query: Entitl
   const newestLimit = query.newestLimit ?? NEWEST_EVENTS_LIMIT
   const params: Record<string, unknown> = { ids, at: toClickHouseTime(query.at) }
   const inner: string[] = ['nhi_id', 'activity_type', 'activity_name', 'status', 'business_unit']
-  const withs: string[] = [`${APPROVED_ACTIVITY} AS approved`]
+  // Decided once per group, as columns of a subquery rather than WITH
+  // aliases, which ClickHouse would analyse again at every use.
+  const flags: string[] = [`${APPROVED_ACTIVITY} AS approved`]
   const outer: string[] = ['nhi_id']
   query.rules.forEach((rule, i) => {
     const p = `f${i}`
@@ -106,7 +126,7 @@ export async function entitlementFigures(client: ClickHouseClient, query: Entitl
     // rule; the outer query applies the whole rule to each group).
     const inWindow = `activity_type = {${p}_type:String} AND event_time >= {${p}_from:DateTime64(9)} AND event_time < {at:DateTime64(9)}`
     inner.push(`countIf(${inWindow}) AS window_${i}`, `groupArraySortedIf({${p}_k:UInt32})(-toUnixTimestamp64Milli(event_time), ${inWindow}) AS newest_${i}`)
-    withs.push(`${activityRuleSql(p)} AS rule_${i}`)
+    flags.push(`${activityRuleSql(p)} AS rule_${i}`)
     outer.push(
       `sumIf(window_${i}, rule_${i} AND approved) AS observed_${i}`,
       `sumIf(window_${i}, rule_${i} AND NOT approved) AS unapproved_${i}`,
@@ -135,31 +155,25 @@ export async function entitlementFigures(client: ClickHouseClient, query: Entitl
       'sumIf(recent, NOT approved) AS recent_unapproved',
     )
   } else {
-    // Only the events some window can hold: per activity type, the longest
-    // window of a rule on it. The key (activity type, day, identity) makes
-    // each a contiguous block.
     if (query.rules.length === 0) return new Map()
-    const longest = new Map<string, number>()
-    for (const rule of query.rules) longest.set(rule.activity_type, Math.max(longest.get(rule.activity_type) ?? 0, rule.window.ms))
-    const blocks = [...longest].map(([type, ms], j) => {
-      params[`block${j}_type`] = type
-      params[`block${j}_from`] = toClickHouseTime(new Date(query.at.getTime() - ms))
-      return `(activity_type = {block${j}_type:String} AND event_time >= {block${j}_from:DateTime64(9)})`
-    })
-    where += ` AND (${blocks.join(' OR ')}) AND event_time < {at:DateTime64(9)}`
+    const blocks = windowBlocks(query.rules, query.at)
+    Object.assign(params, blocks.params)
+    where += ` AND (${blocks.sql}) AND event_time < {at:DateTime64(9)}`
   }
   if (query.businessUnits) params.business_units = query.businessUnits
   const sql = `
-    WITH ${withs.join(',\n      ')}
     SELECT ${outer.join(',\n      ')}
     FROM (
-      SELECT ${inner.join(',\n        ')}
-      FROM nhi_identity_activity FINAL
-      WHERE ${where}
-      GROUP BY nhi_id, activity_type, activity_name, status, business_unit
-    ) AS grouped
-    ${inventoryJoinFor('ids')}
-    WHERE 1 ${businessUnitCondition(query.businessUnits)}
+      SELECT grouped.*, ${flags.join(',\n        ')}
+      FROM (
+        SELECT ${inner.join(',\n          ')}
+        FROM nhi_identity_activity FINAL
+        WHERE ${where}
+        GROUP BY nhi_id, activity_type, activity_name, status, business_unit
+      ) AS grouped
+      ${inventoryJoinFor('ids')}
+      WHERE 1 ${businessUnitCondition(query.businessUnits)}
+    )
     GROUP BY nhi_id`
   const result = await client.query({ query: sql, format: 'JSONEachRow', query_params: params })
   const rows = await result.json<Record<string, unknown>>()

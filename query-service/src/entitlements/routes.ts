@@ -19,6 +19,7 @@ import { describeValue, formatPath, quote, type Policy } from '../policy/index.j
 import { decideFeature } from './decide.js'
 import { ELIGIBILITY_CSV_HEADER, eligibilityCsvRows, eligibilityReport } from './eligibility.js'
 import { entitlementFigures } from './queries.js'
+import { singleIdentityFigures } from './single.js'
 
 /** What the entitlement routes need. */
 export interface EntitlementsDeps {
@@ -59,7 +60,7 @@ export function entitlementsRoutes(deps: EntitlementsDeps): Hono<AppEnv> {
     const at = parseAt(query.at)
     const rules = deps.policy().entitlements
     const units = c.get('principal').businessUnits
-    const f = (await entitlementFigures(deps.client, { ids: [id], at, rules, businessUnits: units, evidence: true, history: null })).get(id)
+    const f = await singleIdentityFigures(deps.client, { id, at, rules, businessUnits: units })
     // Events in a window prove the identity visible; otherwise ask (one more query, only then).
     if (!f && !(await identityVisible(deps.client, id, units))) throw notFound()
     return c.json({

@@ -2,7 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { globMatches } from '../policy/index.js'
 import { freshStorage } from '../test-support.js'
-import { APPROVED_ACTIVITY, inventoryJoinFor } from './effective.js'
+import { activityApproved, APPROVED_ACTIVITY, inventoryJoinFor } from './effective.js'
 
 let client: ClickHouseClient
 
@@ -14,7 +14,7 @@ afterAll(async () => {
   await client?.close()
 })
 
-// The reference meaning of an approved_activities entry, from the policy's glob matcher.
+// The reference meaning of an approved_activities entry, straight from the policy's glob matcher.
 function approvedByEntry(entry: string, type: string, name: string): boolean {
   const colon = entry.indexOf(':')
   if (colon < 0) return entry === type
@@ -46,19 +46,24 @@ describe('APPROVED_ACTIVITY', () => {
       for (const name of NAMES) {
         const entry = `tool_invocation:${glob}`
         const inClickHouse = await approved([entry], 'tool_invocation', name)
-        if (inClickHouse !== approvedByEntry(entry, 'tool_invocation', name)) mismatches.push(`${entry} ~ ${JSON.stringify(name)}: ClickHouse says ${inClickHouse}`)
+        const expected = approvedByEntry(entry, 'tool_invocation', name)
+        if (inClickHouse !== expected) mismatches.push(`${entry} ~ ${JSON.stringify(name)}: ClickHouse says ${inClickHouse}`)
+        if (activityApproved({ approved_activities: [entry] }, 'tool_invocation', name) !== expected) mismatches.push(`${entry} ~ ${JSON.stringify(name)}: activityApproved disagrees`)
       }
     }
     expect(mismatches).toEqual([])
   })
 
-  it('approves by type alone, by any listed entry, everything when the list is empty, and nothing for an undeclared identity', async () => {
-    expect(await approved(['api_call'], 'api_call', '/anything')).toBe(true)
-    expect(await approved(['api_call'], 'tool_invocation', 'search')).toBe(false)
-    expect(await approved(['api_call:/v1/*', 'tool_invocation:search'], 'tool_invocation', 'search')).toBe(true)
-    expect(await approved(['tool_invocation:search'], 'api_call', 'search')).toBe(false)
-    expect(await approved([], 'secret_rotation', 'db')).toBe(true)
-    expect(await approved(null, 'api_call', '/v1/x')).toBe(false)
+  it.each([
+    [['api_call'], 'api_call', '/anything', true],
+    [['api_call'], 'tool_invocation', 'search', false],
+    [['api_call:/v1/*', 'tool_invocation:search'], 'tool_invocation', 'search', true],
+    [['tool_invocation:search'], 'api_call', 'search', false],
+    [[], 'secret_rotation', 'db', true],
+    [null, 'api_call', '/v1/x', false],
+  ] as const)('approves %j for %s %s: %s, in ClickHouse and in TypeScript alike', async (entries, type, name, expected) => {
+    expect(await approved(entries === null ? null : [...entries], type, name)).toBe(expected)
+    expect(activityApproved(entries === null ? undefined : { approved_activities: entries }, type, name)).toBe(expected)
   })
 })
 

@@ -1,3 +1,5 @@
+import { globMatches } from '../policy/index.js'
+
 /**
  * The effective identity of a ledger row, defined once: for a declared
  * identity the inventory's type, owner and business unit win over what the
@@ -68,3 +70,28 @@ const ENTRY_MATCHES =
  * name. Activity of an undeclared identity is never approved.
  */
 export const APPROVED_ACTIVITY = `(inv.id != '' AND (empty(inv.approved_activities) OR arrayExists(entry -> ${ENTRY_MATCHES}, inv.approved_activities)))`
+
+/**
+ * TypeScript twin of {@link EFFECTIVE_BUSINESS_UNIT}, for answers computed
+ * outside ClickHouse: the declared unit for a declared identity, else the
+ * span's. Tests hold the two to the same answers.
+ */
+export function effectiveBusinessUnit(declaration: { business_unit: string } | undefined, spanBusinessUnit: string): string {
+  return declaration ? declaration.business_unit : spanBusinessUnit
+}
+
+/**
+ * TypeScript twin of {@link APPROVED_ACTIVITY}: declared, and either no
+ * approved_activities or an entry (`type`, or `type:name-glob` matched with
+ * the policy's glob matcher) that covers the activity. Tests hold the two to
+ * the same answers inside ClickHouse.
+ */
+export function activityApproved(declaration: { approved_activities: readonly string[] } | undefined, activityType: string, activityName: string): boolean {
+  if (!declaration) return false
+  if (declaration.approved_activities.length === 0) return true
+  return declaration.approved_activities.some((entry) => {
+    const colon = entry.indexOf(':')
+    if (colon < 0) return entry === activityType
+    return entry.slice(0, colon) === activityType && globMatches(entry.slice(colon + 1), activityName)
+  })
+}
