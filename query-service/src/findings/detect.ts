@@ -151,6 +151,21 @@ export interface GrowthOptions {
   minEvents: number
 }
 
+/**
+ * Whether a series of *delivered* counts (an upper bound of distinct spans)
+ * could be sustained growth once counted exactly: the rule with a fifth of
+ * slack on the factor and the event minimum and no band, so re-deliveries
+ * that inflate the baseline more than the recent periods (by up to 25 %)
+ * cannot hide growth. Candidates are then judged by {@link sustainedGrowth}
+ * on exact counts.
+ */
+export function growthCandidate(delivered: readonly number[], options: GrowthOptions): boolean {
+  if (delivered.length < 2 * options.periods) return false
+  const recent = delivered.slice(-options.periods)
+  const m = baselineOf(delivered.slice(0, -options.periods)).median
+  return m > 0 && recent.every((c) => c > 0.8 * m) && baselineOf(recent).median >= 0.8 * options.factor * m && (recent[recent.length - 1] as number) >= 0.8 * options.minEvents
+}
+
 /** How far above the baseline median, in robust spreads, every recent period must stay. */
 export const GROWTH_BAND_SPREADS = 3
 

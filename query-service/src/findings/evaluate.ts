@@ -8,12 +8,15 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { completenessStatus, formatDuration, type DetectionSettings } from '../policy/index.js'
-import { activeServices, attributeProblems, lastSpans, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
-import { burstEpisodes, sustainedGrowth, thresholdEpisodes, type Episode } from './detect.js'
+import { attributeProblems, lastSpans, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
+import { burstEpisodes, growthCandidate, sustainedGrowth, thresholdEpisodes, type Episode } from './detect.js'
 import { finding, iso, sortFindings, type Finding, type FindingKind } from './kinds.js'
 import {
+  activityEvents,
+  activityKey,
   credentialUses,
   declarations,
+  exactPeriods,
   historyBefore,
   lastServices,
   latestTraces,
@@ -24,7 +27,7 @@ import {
   sharedCredentialUse,
   unapprovedActivities,
   windowCounts,
-  type ActivityUse,
+  type Activity,
   type CredentialUse,
   type Declaration,
   type SampleRequest,
@@ -54,8 +57,10 @@ interface Profile {
   id: string
   declared?: Declaration
   series: SeriesRow[]
-  /** Events in [from, to). */
-  events: number
+  /** Delivered events in [from, to): more than zero exactly when the identity was active in the range. */
+  delivered: number
+  /** UTC days with activity in [from, to), ascending. */
+  activeDays: number[]
   firstInRangeMs: number
   /** Latest activity before `to` (0: never seen). */
   lastMs: number
@@ -63,8 +68,8 @@ interface Profile {
   firstMs: number
   /** Latest ok secret_rotation ever (0: none). */
   lastRotationMs: number
-  /** Events in the baseline stretch before the range. */
-  baselineEvents: number
+  /** Delivered events in the baseline stretch before the range. */
+  baselineDelivered: number
   /** An owner some span carried in the look-back. */
   spanOwner: string
 }
@@ -86,11 +91,12 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
   const recentStart = recentEnd - d.sustained_growth_periods * periodMs
   const periodOrigin = Math.min(Math.ceil(from / periodMs) * periodMs, recentStart - d.sustained_growth_periods * periodMs)
   const baselineFrom = from - d.burst_baseline.ms
-  const lookback = Math.floor(Math.min(baselineFrom, periodOrigin) / HOUR_MS) * HOUR_MS
-  const screenSpan = (windowMs: number) => Math.ceil(windowMs / HOUR_MS) + 1
   const credentialWindow = { from: Math.max(from, to - d.credential_reuse_window.ms), to }
+  const lookback = Math.floor(Math.min(baselineFrom, periodOrigin, credentialWindow.from) / HOUR_MS) * HOUR_MS
+  const screenSpan = (windowMs: number) => Math.ceil(windowMs / HOUR_MS) + 1
 
-  const [series, history, inventory, credentials] = await Promise.all([
+  const period = { origin: periodOrigin, ms: periodMs, count: Math.max(0, Math.round((recentEnd - periodOrigin) / periodMs)) }
+  const [series, history, inventory, scopedCredentials] = await Promise.all([
     seriesSummaries(
       client,
       {
@@ -98,18 +104,18 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
         from,
         to,
         baselineFrom,
-        periodOrigin,
-        periodMs,
-        periodCount: Math.max(0, Math.round((recentEnd - periodOrigin) / periodMs)),
+        credentialFrom: credentialWindow.from,
+        period,
         screenHours: { burst: screenSpan(d.burst_window.ms), overactive: screenSpan(d.overactive_window.ms), auth: screenSpan(d.auth_failures_window.ms) },
       },
       request.scope,
     ),
     historyBefore(client, lookback, request.scope),
     declarations(client, request.scope),
-    wants('credential_reuse', 'stale_credential') ? credentialUses(client, credentialWindow) : Promise.resolve([] as CredentialUse[]),
+    // A limited caller's series show only its units' rows; who else shares a credential needs every unit's.
+    request.scope && wants('credential_reuse') ? credentialUses(client, credentialWindow) : Promise.resolve(null),
   ])
-
+  const credentials = scopedCredentials ?? credentialsOf(series)
   const profiles = buildProfiles(series, history, inventory)
   const findings: Finding[] = []
   const context: Context = { client, request, profiles, from, to, lookback, baselineFrom }
@@ -121,7 +127,7 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
   if (wants('credential_reuse')) findings.push(...(await credentialReuse(context, credentials, credentialWindow)))
   if (wants('privilege_drift')) findings.push(...(await privilegeDrift(context)))
   if (wants('burst')) findings.push(...(await bursts(context)))
-  if (wants('sustained_growth')) findings.push(...(await growth(context, recentStart, recentEnd)))
+  if (wants('sustained_growth')) findings.push(...(await growth(context, period, recentStart, recentEnd)))
   if (wants('overactive', 'auth_failures')) findings.push(...(await windowRules(context)))
   if (wants('telemetry_gap') && request.includeServices) findings.push(...(await telemetryGaps(context, dormancy.unjudged)))
 
@@ -138,12 +144,19 @@ interface Context {
   baselineFrom: number
 }
 
+/** Who used which credential, from the series pass (every unit's rows, for a caller who sees them all). */
+function credentialsOf(series: SeriesRow[]): CredentialUse[] {
+  const ids = new Map<string, Set<string>>()
+  for (const s of series) for (const c of s.credentials) ids.set(c, (ids.get(c) ?? new Set()).add(s.nhiId))
+  return [...ids].map(([credentialId, set]) => ({ credentialId, ids: [...set].sort() })).sort((a, b) => compare(a.credentialId, b.credentialId))
+}
+
 function buildProfiles(series: SeriesRow[], history: Awaited<ReturnType<typeof historyBefore>>, inventory: Declaration[]): Map<string, Profile> {
   const profiles = new Map<string, Profile>()
   const profile = (id: string): Profile => {
     let p = profiles.get(id)
     if (!p) {
-      p = { id, series: [], events: 0, firstInRangeMs: 0, lastMs: 0, firstMs: 0, lastRotationMs: 0, baselineEvents: 0, spanOwner: '' }
+      p = { id, series: [], delivered: 0, activeDays: [], firstInRangeMs: 0, lastMs: 0, firstMs: 0, lastRotationMs: 0, baselineDelivered: 0, spanOwner: '' }
       profiles.set(id, p)
     }
     return p
@@ -159,9 +172,10 @@ function buildProfiles(series: SeriesRow[], history: Awaited<ReturnType<typeof h
   for (const s of series) {
     const p = profile(s.nhiId)
     p.series.push(s)
-    p.events += s.events
-    p.baselineEvents += s.baselineEvents
-    if (s.events > 0) p.firstInRangeMs = earliest(p.firstInRangeMs, s.firstInRangeMs)
+    p.delivered += s.delivered
+    p.baselineDelivered += s.baselineDelivered
+    p.activeDays = [...new Set([...p.activeDays, ...s.activeDays])].sort((a, b) => a - b)
+    if (s.delivered > 0) p.firstInRangeMs = earliest(p.firstInRangeMs, s.firstInRangeMs)
     p.firstMs = earliest(p.firstMs, s.firstMs)
     p.lastMs = Math.max(p.lastMs, s.lastMs)
     if (s.activityType === 'secret_rotation') p.lastRotationMs = Math.max(p.lastRotationMs, s.lastOkMs)
@@ -174,26 +188,24 @@ function buildProfiles(series: SeriesRow[], history: Awaited<ReturnType<typeof h
 
 async function identityGaps(ctx: Context): Promise<Finding[]> {
   const { profiles, to, from } = ctx
-  const active = [...profiles.values()].filter((p) => p.events > 0)
+  const active = [...profiles.values()].filter((p) => p.delivered > 0)
   const samples = await latestTraces(ctx.client, new Map(active.map((p) => [p.id, p.lastMs])))
+  const activity = (p: Profile) => ({
+    active_days: p.activeDays.length,
+    first_seen: iso(p.firstInRangeMs),
+    last_seen: iso(p.lastMs),
+    activity_types: p.series.filter((s) => s.delivered > 0).map((s) => s.activityType),
+    sample_trace_ids: samples.get(p.id) ?? [],
+  })
   const findings: Finding[] = []
   for (const p of active) {
     if (p.declared) continue
-    const types = p.series.filter((s) => s.events > 0).map((s) => s.activityType)
-    findings.push(
-      finding('unregistered', p.id, 'medium', { from: p.firstInRangeMs, to }, `${p.id} was active (${plural(p.events, 'event')}) but is not declared in the inventory`, {
-        events: p.events,
-        first_seen: iso(p.firstInRangeMs),
-        last_seen: iso(p.lastMs),
-        activity_types: types,
-        sample_trace_ids: samples.get(p.id) ?? [],
-      }),
-    )
+    findings.push(finding('unregistered', p.id, 'medium', { from: p.firstInRangeMs, to }, `${p.id} was active on ${plural(p.activeDays.length, 'day')} but is not declared in the inventory`, activity(p)))
   }
   for (const p of profiles.values()) {
     const owner = p.declared ? p.declared.owner : p.spanOwner
-    if (owner.trim() !== '' || (!p.declared && p.events === 0)) continue
-    const activeNow = p.events > 0
+    if (owner.trim() !== '' || (!p.declared && p.delivered === 0)) continue
+    const activeNow = p.delivered > 0
     findings.push(
       finding(
         'orphaned',
@@ -201,9 +213,11 @@ async function identityGaps(ctx: Context): Promise<Finding[]> {
         activeNow ? 'high' : 'medium',
         { from: activeNow ? p.firstInRangeMs : from, to },
         p.declared
-          ? `${p.id} is declared without an owner${activeNow ? ` and was active (${plural(p.events, 'event')})` : ''}`
-          : `${p.id} was active (${plural(p.events, 'event')}) and no span named an owner`,
-        { declared: Boolean(p.declared), events: p.events, last_seen: p.lastMs > 0 ? iso(p.lastMs) : null, sample_trace_ids: samples.get(p.id) ?? [] },
+          ? `${p.id} is declared without an owner${activeNow ? ` and was active on ${plural(p.activeDays.length, 'day')}` : ''}`
+          : `${p.id} was active on ${plural(p.activeDays.length, 'day')} and no span named an owner`,
+        activeNow
+          ? { declared: Boolean(p.declared), ...activity(p) }
+          : { declared: true, active_days: 0, first_seen: null, last_seen: p.lastMs > 0 ? iso(p.lastMs) : null, activity_types: [], sample_trace_ids: [] },
       ),
     )
   }
@@ -276,7 +290,7 @@ function staleCredentials(ctx: Context, credentials: CredentialUse[]): Finding[]
   for (const c of credentials) for (const id of c.ids) credentialsOf.set(id, [...(credentialsOf.get(id) ?? []), c.credentialId])
   const findings: Finding[] = []
   for (const p of profiles.values()) {
-    if (p.events === 0) continue
+    if (p.delivered === 0) continue
     const reference = p.lastRotationMs > 0 ? p.lastRotationMs : p.firstMs
     const age = to - reference
     if (age <= maxAge.ms) continue
@@ -336,14 +350,15 @@ async function credentialReuse(ctx: Context, credentials: CredentialUse[], windo
 
 async function privilegeDrift(ctx: Context): Promise<Finding[]> {
   const { profiles, from, to, baselineFrom, request } = ctx
-  const restricted = [...profiles.values()].filter((p) => p.events > 0 && (p.declared?.approvedActivities.length ?? 0) > 0).map((p) => p.id)
-  // Without declared approvals, the identity's own baseline stretch is what it is approved for.
-  const learned = [...profiles.values()].filter((p) => p.events > 0 && p.baselineEvents > 0 && (p.declared?.approvedActivities.length ?? 0) === 0).map((p) => p.id)
+  const approvals = (p: Profile) => p.declared?.approvedActivities.length ?? 0
+  const restricted = [...profiles.values()].filter((p) => p.delivered > 0 && approvals(p) > 0).map((p) => p.id)
+  // Without declared approvals, what the identity did in the baseline stretch is what it is there for.
+  const learned = [...profiles.values()].filter((p) => p.delivered > 0 && p.baselineDelivered > 0 && approvals(p) === 0).map((p) => p.id)
   const [unapproved, fresh] = await Promise.all([
     unapprovedActivities(ctx.client, restricted, { from, to }),
     newActivities(ctx.client, learned, { baselineFrom, from, to }, request.scope),
   ])
-  const byIdentity = new Map<string, { reason: 'unapproved' | 'new_activity'; uses: ActivityUse[] }>()
+  const byIdentity = new Map<string, { reason: 'unapproved' | 'new_activity'; uses: Activity[] }>()
   for (const [reason, uses] of [['unapproved', unapproved], ['new_activity', fresh]] as const) {
     for (const use of uses) {
       const entry = byIdentity.get(use.nhiId) ?? { reason, uses: [] }
@@ -352,10 +367,11 @@ async function privilegeDrift(ctx: Context): Promise<Finding[]> {
     }
   }
   const entries = [...byIdentity].map(([id, e]) => ({ id, ...e, uses: e.uses.sort((a, b) => a.firstMs - b.firstMs || compare(a.activityType, b.activityType) || compare(a.activityName, b.activityName)) }))
-  const samples = await sampleTraces(
-    ctx.client,
-    entries.map((e) => ({ nhiId: e.id, from, to, activityType: e.uses[0]!.activityType, activityName: e.uses[0]!.activityName })),
-  )
+  const listed = entries.flatMap((e) => e.uses.slice(0, MAX_LISTED_ACTIVITIES))
+  const [events, samples] = await Promise.all([
+    activityEvents(ctx.client, listed, { from, to }),
+    sampleTraces(ctx.client, entries.map((e) => ({ nhiId: e.id, from, to, activityType: e.uses[0]!.activityType, activityName: e.uses[0]!.activityName }))),
+  ])
   return entries.map((e, i) => {
     const first = e.uses[0]!
     const example = `${first.activityType}:${first.activityName}`
@@ -370,7 +386,12 @@ async function privilegeDrift(ctx: Context): Promise<Finding[]> {
         : `${e.id} began ${plural(e.uses.length, 'activity', 'activities')} not seen in the ${request.detection.burst_baseline.text} before the range, first ${example}`,
       {
         reason: e.reason,
-        activities: e.uses.slice(0, MAX_LISTED_ACTIVITIES).map((u) => ({ activity_type: u.activityType, activity_name: u.activityName, events: u.events, first_seen: iso(u.firstMs) })),
+        activities: e.uses.slice(0, MAX_LISTED_ACTIVITIES).map((u) => ({
+          activity_type: u.activityType,
+          activity_name: u.activityName,
+          events: events.get(activityKey(u.nhiId, u.activityType, u.activityName)) ?? 0,
+          first_seen: iso(u.firstMs),
+        })),
         activities_total: e.uses.length,
         approved_activities: declared?.approvedActivities ?? [],
         sample_trace_ids: samples[i] ?? [],
@@ -434,28 +455,30 @@ async function bursts(ctx: Context): Promise<Finding[]> {
   })
 }
 
-async function growth(ctx: Context, recentStart: number, recentEnd: number): Promise<Finding[]> {
+async function growth(ctx: Context, period: { origin: number; ms: number; count: number }, recentStart: number, recentEnd: number): Promise<Finding[]> {
   const { profiles, request } = ctx
   const d = request.detection
+  const options = { periods: d.sustained_growth_periods, factor: d.sustained_growth_factor, minEvents: d.sustained_growth_min_events }
+  // Delivered counts choose the candidates; the decision is made on exact counts.
+  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => growthCandidate(s.periods, options)))
+  const exact = await exactPeriods(ctx.client, candidates, period, request.scope)
   const found: Array<{ s: SeriesRow; g: NonNullable<ReturnType<typeof sustainedGrowth>> }> = []
-  for (const p of profiles.values()) {
-    for (const s of p.series) {
-      const g = sustainedGrowth(s.periods, { periods: d.sustained_growth_periods, factor: d.sustained_growth_factor, minEvents: d.sustained_growth_min_events })
-      if (g) found.push({ s, g })
-    }
+  for (const s of candidates) {
+    const g = sustainedGrowth(exact.get(seriesKey(s.nhiId, s.activityType)) ?? [], options)
+    if (g) found.push({ s, g })
   }
   const samples = await sampleTraces(ctx.client, found.map(({ s }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: recentStart, to: recentEnd })))
-  const period = d.sustained_growth_period
+  const text = d.sustained_growth_period.text
   return found.map(({ s, g }, i) =>
     finding(
       'sustained_growth',
       s.nhiId,
       'low',
       { from: recentStart, to: recentEnd },
-      `${s.nhiId}'s ${s.activityType} activity has stayed at ${round(g.factor, 2)}× its usual ${g.baseline.median} per ${period.text} for the last ${plural(g.recent.length, 'period')}`,
+      `${s.nhiId}'s ${s.activityType} activity has stayed at ${round(g.factor, 2)}× its usual ${g.baseline.median} per ${text} for the last ${plural(g.recent.length, 'period')}`,
       {
         activity_type: s.activityType,
-        period: period.text,
+        period: text,
         recent: g.recent.map((events, k) => ({ from: iso(recentStart + k * period.ms), events })),
         baseline: { median: g.baseline.median, mad: g.baseline.mad, periods: g.baseline.size },
         growth_factor: round(g.factor, 2),
@@ -537,13 +560,13 @@ async function telemetryGaps(ctx: Context, unjudged: Map<string, DormancyGap>): 
   const { client, from, to, request } = ctx
   const d = request.detection
   const range = { from: new Date(from), to: new Date(to) }
-  const [counts, problems, services, recent] = await Promise.all([
+  const [counts, problems, recent] = await Promise.all([
     serviceCounts(client, range, null),
     attributeProblems(client, range, null),
-    activeServices(client, range),
     lastSpans(client, new Date(to - d.telemetry_gap_silence.ms), range.to),
   ])
-  const quiet = services.filter((s) => !recent.has(s))
+  // Services that sent activity spans in the range and none of any kind lately.
+  const quiet = counts.map((c) => c.service).filter((s) => !recent.has(s))
   const [quietLast, silences] = await Promise.all([lastSpans(client, range.from, range.to, quiet), longestSilences(client, quiet, range)])
 
   interface Gap {

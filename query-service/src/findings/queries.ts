@@ -1,11 +1,15 @@
 /**
- * The identity-side reads behind GET /v1/findings. Counts come from
- * `nhi_identity_activity` (the ledger sorted by identity, activity type and
- * time) read with FINAL, so a span delivered twice counts once; first/last
- * times and distinct sets need no FINAL (a duplicate cannot change them).
- * One scan per request summarises every (identity, activity type) series;
- * every other read is narrowed by the identity prefix of that table's key,
- * or by the hour prefix of the ledger's, to the few series a rule flagged.
+ * The identity-side reads behind GET /v1/findings.
+ *
+ * One pass over the ledger summarises every (identity, activity type)
+ * series of the look-back without FINAL: times, sets (days, credentials)
+ * and first/last values are exact as they are (a re-delivered span cannot
+ * change them), while counts are *delivered* counts, an upper bound of the
+ * distinct spans. Those bounds only choose which series a rule must look at
+ * again; every count a rule decides on, and every count a finding shows,
+ * comes from a narrow read of `nhi_identity_activity` with FINAL (each span
+ * once however often it was delivered), prefixed by activity type and
+ * identity so that it touches only the flagged series.
  *
  * Every value is a bound parameter. SQL text is assembled only from fixed
  * fragments and from counts (how many samples were asked for).
@@ -18,6 +22,7 @@ import { toCount } from '../storage/client.js'
 import { distinctFirst, READ_SETTINGS, type BusinessUnitScope } from '../telemetry/queries.js'
 
 const HOUR_MS = 3_600_000
+const DAY_MS = 86_400_000
 /** Sample trace ids per finding. */
 export const SAMPLE_TRACES = 3
 
@@ -31,20 +36,19 @@ function scoped(scope: BusinessUnitScope): { join: string; where: string; params
 
 const ms = (value: number) => toClickHouseTime(new Date(value))
 
-/** What the series scan needs: the times involved and the screening spans of each windowed rule. */
+/** What the series pass needs: the times involved and the screening spans of each windowed rule. */
 export interface SeriesScan {
-  /** Start of the look-back (epoch ms, a whole hour, at or before every origin below). */
+  /** Start of the look-back (epoch ms, a whole hour, at or before every other start below). */
   lookback: number
   /** The range judged. */
   from: number
   to: number
   /** Start of the baseline stretch new activity is compared with (from - burst_baseline). */
   baselineFrom: number
-  /** First growth period (a multiple of the period length, at or after `lookback`). */
-  periodOrigin: number
-  periodMs: number
-  /** Number of complete growth periods from `periodOrigin`. */
-  periodCount: number
+  /** Start of the credential_reuse window. */
+  credentialFrom: number
+  /** Growth periods: origin (a multiple of the period length), length and how many. */
+  period: { origin: number; ms: number; count: number }
   /** Consecutive hours whose total bounds any burst, overactive and auth-failure window from above. */
   screenHours: { burst: number; overactive: number; auth: number }
 }
@@ -53,10 +57,10 @@ export interface SeriesScan {
 export interface SeriesRow {
   nhiId: string
   activityType: string
-  /** Events in [from, to). */
-  events: number
-  /** Events in [baselineFrom, from). */
-  baselineEvents: number
+  /** Delivered events in [from, to) (an upper bound of distinct spans; 0 exactly when there were none). */
+  delivered: number
+  /** Delivered events in [baselineFrom, from). */
+  baselineDelivered: number
   /** First and last event in the look-back (epoch ms). */
   firstMs: number
   lastMs: number
@@ -66,26 +70,32 @@ export interface SeriesRow {
   lastOkMs: number
   /** An owner some span carried ('' when none did). */
   owner: string
-  /** Events per growth period, oldest first. */
+  /** UTC days (days since the epoch) with events in [from, to). */
+  activeDays: number[]
+  /** Credential fingerprints used from `credentialFrom` on. */
+  credentials: string[]
+  /** Delivered events per growth period, oldest first. */
   periods: number[]
-  /** Most events in any `screenHours.burst` consecutive hours of the range: no burst window can hold more. */
+  /** Most delivered events in any `screenHours.burst` consecutive hours of the range: no burst window can hold more. */
   burstScreen: number
-  /** The same over `screenHours.overactive` hours (summed over types per identity, it bounds an overactive window). */
+  /** The same over `screenHours.overactive` hours (summed over types it bounds an identity's overactive window). */
   overactiveScreen: number
-  /** Most failed events in `screenHours.auth` consecutive hours of the range. */
+  /** Most failed token exchanges in `screenHours.auth` consecutive hours of the range. */
   authScreen: number
 }
 
 const seriesRow = z.object({
   nhi_id: z.string(),
   activity_type: z.string(),
-  events: count64,
-  baseline_events: count64,
+  delivered: count64,
+  baseline_delivered: count64,
   first_ms: int64,
   last_ms: int64,
   first_in_range_ms: int64,
   last_ok_ms: int64,
   owner: z.string(),
+  active_days: z.array(int64),
+  credentials: z.array(z.string()),
   periods: z.array(count64),
   burst_screen: count64,
   overactive_screen: count64,
@@ -99,57 +109,62 @@ const maxSpanSum = (running: string, span: string) =>
   `arrayMax(arrayMap((total, before) -> total - before, ${running}, arrayResize(arrayConcat(arrayWithConstant(${span}, toUInt64(0)), ${running}), length(${running}))))`
 
 /**
- * Summarises every (identity, activity type) series over [lookback, to):
- * counts, first/last times, growth periods, and upper bounds for the
- * windowed rules (hourly totals, summed over as many hours as can hold one
- * window), so only the series that could break a rule are read again.
+ * Summarises every (identity, activity type) series over [lookback, to) in
+ * one pass over the ledger (see the module note on delivered counts), with
+ * upper bounds for the windowed rules: hourly totals summed over as many
+ * hours as can hold one window.
  */
 export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan, scope: BusinessUnitScope): Promise<SeriesRow[]> {
   const s = scoped(scope)
-  const hours = Math.ceil((scan.to - scan.lookback) / HOUR_MS)
+  // Events before the first period get a negative index (floor division), which Resample ignores.
+  const periodShift = Math.ceil((scan.period.origin - scan.lookback) / scan.period.ms) + 1
   const result = await client.query({
     query: `
-      SELECT nhi_id, activity_type, events, baseline_events, first_ms, last_ms, first_in_range_ms, last_ok_ms, owner, periods,
+      SELECT nhi_id, activity_type, delivered, baseline_delivered, first_ms, last_ms, first_in_range_ms, last_ok_ms, owner,
+        active_days, credentials, periods,
         ${maxSpanSum('hourly_run', '{burst_hours:UInt32}')} AS burst_screen,
         ${maxSpanSum('hourly_run', '{overactive_hours:UInt32}')} AS overactive_screen,
         ${maxSpanSum('failed_run', '{auth_hours:UInt32}')} AS auth_screen
       FROM (
-        SELECT nhi_id, activity_type,
-          countIf(event_time >= {from:DateTime64(3)}) AS events,
-          countIf(event_time >= {baseline_from:DateTime64(3)} AND event_time < {from:DateTime64(3)}) AS baseline_events,
+        SELECT any(id) AS nhi_id, any(type) AS activity_type,
+          countIf(t >= {from_ms:Int64}) AS delivered,
+          countIf(t >= {baseline_from_ms:Int64} AND t < {from_ms:Int64}) AS baseline_delivered,
           min(t) AS first_ms, max(t) AS last_ms,
-          minIf(t, event_time >= {from:DateTime64(3)}) AS first_in_range_ms,
+          minIf(t, t >= {from_ms:Int64}) AS first_in_range_ms,
           maxIf(t, status = 'ok') AS last_ok_ms,
           max(owner) AS owner,
+          arraySort(groupUniqArrayIf(intDiv(t, ${DAY_MS}), t >= {from_ms:Int64})) AS active_days,
+          arraySort(groupUniqArrayIf(credential_id, t >= {credential_from_ms:Int64} AND credential_id != '')) AS credentials,
           countResample(0, {period_count:UInt32}, 1)(period) AS periods,
-          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, event_time >= {from:DateTime64(3)})) AS hourly_run,
-          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, event_time >= {from:DateTime64(3)} AND status = 'error')) AS failed_run
+          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, t >= {from_ms:Int64})) AS hourly_run,
+          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, t >= {from_ms:Int64} AND status = 'error' AND type = 'token_exchange')) AS failed_run
         FROM (
-          SELECT nhi_id, activity_type, event_time, status, owner,
+          SELECT nhi_id AS id, activity_type AS type, status, owner, credential_id,
             toUnixTimestamp64Milli(event_time) AS t,
             intDiv(t - {lookback_ms:Int64}, ${HOUR_MS}) AS hour,
             intDiv(t - {period_origin_ms:Int64} + {period_shift_ms:Int64}, {period_ms:Int64}) - {period_shift:Int64} AS period
-          FROM nhi_identity_activity FINAL
-          ${s.join}
+          FROM nhi_activity ${s.join}
+          PREWHERE notEmpty(nhi_id)
           WHERE event_time >= {lookback:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
         )
-        GROUP BY nhi_id, activity_type
+        -- One 64-bit key instead of two strings: hashing beats comparing strings, and a collision is 2^-64 unlikely.
+        GROUP BY cityHash64(id, type)
       )
       ORDER BY nhi_id, activity_type`,
     format: 'JSONEachRow',
     query_params: {
       lookback: ms(scan.lookback),
       lookback_ms: scan.lookback,
-      from: ms(scan.from),
+      from_ms: scan.from,
       to: ms(scan.to),
-      baseline_from: ms(scan.baselineFrom),
-      period_origin_ms: scan.periodOrigin,
-      period_ms: scan.periodMs,
-      // Events before the first period get a negative index (floor division), which Resample ignores.
-      period_shift: Math.ceil((scan.periodOrigin - scan.lookback) / scan.periodMs) + 1,
-      period_shift_ms: (Math.ceil((scan.periodOrigin - scan.lookback) / scan.periodMs) + 1) * scan.periodMs,
-      period_count: scan.periodCount,
-      hours,
+      baseline_from_ms: scan.baselineFrom,
+      credential_from_ms: scan.credentialFrom,
+      period_origin_ms: scan.period.origin,
+      period_ms: scan.period.ms,
+      period_shift: periodShift,
+      period_shift_ms: periodShift * scan.period.ms,
+      period_count: scan.period.count,
+      hours: Math.ceil((scan.to - scan.lookback) / HOUR_MS),
       burst_hours: scan.screenHours.burst,
       overactive_hours: scan.screenHours.overactive,
       auth_hours: scan.screenHours.auth,
@@ -162,19 +177,53 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
     return {
       nhiId: r.nhi_id,
       activityType: r.activity_type,
-      events: r.events,
-      baselineEvents: r.baseline_events,
+      delivered: r.delivered,
+      baselineDelivered: r.baseline_delivered,
       firstMs: r.first_ms,
       lastMs: r.last_ms,
       firstInRangeMs: r.first_in_range_ms,
       lastOkMs: r.last_ok_ms,
       owner: r.owner,
+      activeDays: r.active_days,
+      credentials: r.credentials,
       periods: r.periods,
       burstScreen: r.burst_screen,
       overactiveScreen: r.overactive_screen,
       authScreen: r.auth_screen,
     }
   })
+}
+
+/** Exact events per growth period (FINAL) of the given series, keyed by seriesKey. */
+export async function exactPeriods(
+  client: ClickHouseClient,
+  series: ReadonlyArray<{ nhiId: string; activityType: string }>,
+  period: { origin: number; ms: number; count: number },
+  scope: BusinessUnitScope,
+): Promise<Map<string, number[]>> {
+  if (series.length === 0) return new Map()
+  const s = scoped(scope)
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, activity_type, countResample(0, {period_count:UInt32}, 1)(intDiv(toUnixTimestamp64Milli(event_time) - {period_origin_ms:Int64}, {period_ms:Int64})) AS periods
+      FROM nhi_identity_activity FINAL ${s.join}
+      WHERE (activity_type, nhi_id) IN {pairs:Array(Tuple(String, String))}
+        AND event_time >= {origin:DateTime64(3)} AND event_time < {end:DateTime64(3)} ${s.where}
+      GROUP BY nhi_id, activity_type`,
+    format: 'JSONEachRow',
+    query_params: {
+      pairs: series.map((x) => new TupleParam([x.activityType, x.nhiId])),
+      period_count: period.count,
+      period_origin_ms: period.origin,
+      period_ms: period.ms,
+      origin: ms(period.origin),
+      end: ms(period.origin + period.count * period.ms),
+      ...s.params,
+    },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  const row = z.object({ nhi_id: z.string(), activity_type: z.string(), periods: z.array(count64) })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [seriesKey(r.nhi_id, r.activity_type), r.periods]))
 }
 
 /** What is known of an identity from before the look-back. */
@@ -243,50 +292,48 @@ export async function declarations(client: ClickHouseClient, scope: BusinessUnit
   })
 }
 
-/** Use of one activity (type and name) by one identity. */
-export interface ActivityUse {
+/** One activity (type and name) of one identity. */
+export interface Activity {
   nhiId: string
   activityType: string
   activityName: string
-  events: number
+  /** First use in the window read (epoch ms). */
   firstMs: number
 }
 
-const activityUseRow = z.object({ nhi_id: z.string(), activity_type: z.string(), activity_name: z.string(), events: count64, first_ms: int64 })
-
-function parseUses(rows: Record<string, unknown>[]): ActivityUse[] {
-  return rows.map((raw) => {
-    const r = activityUseRow.parse(raw)
-    return { nhiId: r.nhi_id, activityType: r.activity_type, activityName: r.activity_name, events: r.events, firstMs: r.first_ms }
+const activityRow = z.object({ nhi_id: z.string(), activity_type: z.string(), activity_name: z.string(), first_ms: int64 })
+const parseActivities = (rows: Record<string, unknown>[]): Activity[] =>
+  rows.map((raw) => {
+    const r = activityRow.parse(raw)
+    return { nhiId: r.nhi_id, activityType: r.activity_type, activityName: r.activity_name, firstMs: r.first_ms }
   })
-}
 
 /**
  * Activities (type and name) the given identities used in [from, to) and
  * not once in [baselineFrom, from): first seen after the baseline stretch.
  * Secret rotations are never drift: rotating is the hygiene
- * stale_credential asks for, not a new privilege.
+ * stale_credential asks for, not a new privilege. (Distinct sets and first
+ * times: no FINAL needed.)
  */
-export async function newActivities(client: ClickHouseClient, ids: readonly string[], window: { baselineFrom: number; from: number; to: number }, scope: BusinessUnitScope): Promise<ActivityUse[]> {
+export async function newActivities(client: ClickHouseClient, ids: readonly string[], window: { baselineFrom: number; from: number; to: number }, scope: BusinessUnitScope): Promise<Activity[]> {
   if (ids.length === 0) return []
   const s = scoped(scope)
   const result = await client.query({
     query: `
-      SELECT nhi_id, activity_type, activity_name, countIf(t >= {from_ms:Int64}) AS events, min(t) AS first_ms
+      SELECT any(id) AS nhi_id, any(type) AS activity_type, any(name) AS activity_name, min(t) AS first_ms
       FROM (
-        SELECT nhi_id, activity_type, activity_name, toUnixTimestamp64Milli(event_time) AS t
-        FROM nhi_identity_activity FINAL ${s.join}
-        WHERE nhi_id IN {ids:Array(String)} AND activity_type != 'secret_rotation'
-          AND event_time >= {baseline_from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
+        SELECT nhi_id AS id, activity_type AS type, activity_name AS name, toUnixTimestamp64Milli(event_time) AS t
+        FROM nhi_activity ${s.join}
+        PREWHERE nhi_id IN {ids:Array(String)}
+        WHERE activity_type != 'secret_rotation' AND event_time >= {baseline_from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
       )
-      GROUP BY nhi_id, activity_type, activity_name
+      GROUP BY cityHash64(id, type, name)
       HAVING first_ms >= {from_ms:Int64}
       ORDER BY nhi_id, activity_type, activity_name`,
     format: 'JSONEachRow',
     query_params: { ids, baseline_from: ms(window.baselineFrom), to: ms(window.to), from_ms: window.from, ...s.params },
-    clickhouse_settings: READ_SETTINGS,
   })
-  return parseUses(await result.json<Record<string, unknown>>())
+  return parseActivities(await result.json<Record<string, unknown>>())
 }
 
 /**
@@ -295,26 +342,56 @@ export async function newActivities(client: ClickHouseClient, ids: readonly stri
  * APPROVED_ACTIVITY), judged once per distinct (type, name); secret
  * rotations excepted, as for newActivities.
  */
-export async function unapprovedActivities(client: ClickHouseClient, ids: readonly string[], window: { from: number; to: number }): Promise<ActivityUse[]> {
+export async function unapprovedActivities(client: ClickHouseClient, ids: readonly string[], window: { from: number; to: number }): Promise<Activity[]> {
   if (ids.length === 0) return []
   const result = await client.query({
     query: `
-      SELECT nhi_id, activity_type, activity_name, events, first_ms
+      SELECT nhi_id, activity_type, activity_name, first_ms
       FROM (
-        SELECT nhi_id, activity_type, activity_name, count() AS events, min(toUnixTimestamp64Milli(event_time)) AS first_ms
-        FROM nhi_identity_activity FINAL
-        WHERE nhi_id IN {ids:Array(String)} AND activity_type != 'secret_rotation'
-          AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
-        GROUP BY nhi_id, activity_type, activity_name
+        SELECT any(id) AS nhi_id, any(type) AS activity_type, any(name) AS activity_name, min(t) AS first_ms
+        FROM (
+          SELECT nhi_id AS id, activity_type AS type, activity_name AS name, toUnixTimestamp64Milli(event_time) AS t
+          FROM nhi_activity
+          PREWHERE nhi_id IN {ids:Array(String)}
+          WHERE activity_type != 'secret_rotation' AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+        )
+        GROUP BY cityHash64(id, type, name)
       ) AS used
       ${inventoryJoinFor('ids')}
       WHERE NOT ${APPROVED_ACTIVITY}
       ORDER BY nhi_id, activity_type, activity_name`,
     format: 'JSONEachRow',
     query_params: { ids, from: ms(window.from), to: ms(window.to) },
+  })
+  return parseActivities(await result.json<Record<string, unknown>>())
+}
+
+/** Exact events (FINAL) in [from, to) of each given activity, keyed by activityKey. */
+export async function activityEvents(client: ClickHouseClient, activities: readonly Activity[], window: { from: number; to: number }): Promise<Map<string, number>> {
+  if (activities.length === 0) return new Map()
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, activity_type, activity_name, count() AS events
+      FROM nhi_identity_activity FINAL
+      WHERE (activity_type, nhi_id) IN {pairs:Array(Tuple(String, String))} AND activity_name IN {names:Array(String)}
+        AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+      GROUP BY nhi_id, activity_type, activity_name`,
+    format: 'JSONEachRow',
+    query_params: {
+      pairs: [...new Map(activities.map((a) => [seriesKey(a.nhiId, a.activityType), new TupleParam([a.activityType, a.nhiId])])).values()],
+      names: [...new Set(activities.map((a) => a.activityName))],
+      from: ms(window.from),
+      to: ms(window.to),
+    },
     clickhouse_settings: READ_SETTINGS,
   })
-  return parseUses(await result.json<Record<string, unknown>>())
+  const row = z.object({ nhi_id: z.string(), activity_type: z.string(), activity_name: z.string(), events: count64 })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [activityKey(r.nhi_id, r.activity_type, r.activity_name), r.events]))
+}
+
+/** The key of one activity of one identity. */
+export function activityKey(nhiId: string, activityType: string, activityName: string): string {
+  return `${nhiId}\u0000${activityType}\u0000${activityName}`
 }
 
 /** Which events a window count covers. */
@@ -461,7 +538,12 @@ export interface CredentialUse {
 
 const credentialRow = z.object({ credential_id: z.string(), ids: z.array(z.string()) })
 
-/** Every credential fingerprint used in [from, to) and the identities that used it (distinct sets need no FINAL). */
+/**
+ * Every credential fingerprint used in [from, to) and the identities that
+ * used it, whatever their business unit (distinct sets need no FINAL). The
+ * series pass yields the same for a caller who sees every unit; a limited
+ * caller needs this to learn that its identity's credential is shared.
+ */
 export async function credentialUses(client: ClickHouseClient, window: { from: number; to: number }): Promise<CredentialUse[]> {
   const result = await client.query({
     query: `
@@ -513,20 +595,4 @@ export async function sharedCredentialUse(client: ClickHouseClient, credentials:
     const r = row.parse(raw)
     return { credentialId: r.credential_id, nhiId: r.nhi_id, events: r.events, firstMs: r.first_ms, lastMs: r.last_ms, sampleTraceIds: distinctFirst(r.samples, SAMPLE_TRACES) }
   })
-}
-
-/** Latest ok secret_rotation before `before` of each given identity (a prefix read of the identity-sorted table). */
-export async function lastRotations(client: ClickHouseClient, ids: readonly string[], before: number): Promise<Map<string, number>> {
-  if (ids.length === 0) return new Map()
-  const result = await client.query({
-    query: `
-      SELECT nhi_id, toUnixTimestamp64Milli(max(event_time)) AS last_ms
-      FROM nhi_identity_activity
-      WHERE nhi_id IN {ids:Array(String)} AND activity_type = 'secret_rotation' AND status = 'ok' AND event_time < {before:DateTime64(3)}
-      GROUP BY nhi_id`,
-    format: 'JSONEachRow',
-    query_params: { ids, before: ms(before) },
-  })
-  const row = z.object({ nhi_id: z.string(), last_ms: int64 })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, r.last_ms]))
 }

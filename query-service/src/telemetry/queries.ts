@@ -117,18 +117,20 @@ const problemRow = z.object({
  * distinct (TraceId, SpanId), so a re-delivered span counts once.
  */
 export async function attributeProblems(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<AttributeProblem[]> {
-  const side = (attribute: string, column: string, prewhere: string) => `
-        SELECT service, '${attribute}' AS attribute, ${column} AS value, trace_id, span_id, event_time, nhi_id, business_unit
-        FROM nhi_activity
-        PREWHERE ${prewhere}
-        WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}`
+  const badType = 'nhi_type NOT IN {known_types:Array(String)}'
+  const badActivity = 'NOT match(activity_type, {activity_type_pattern:String})'
   const result = await client.query({
     query: `
       SELECT service, attribute, value, uniqExact(trace_id, span_id) AS spans,
         arrayMap(x -> x.2, groupArraySorted(${SAMPLES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
-      FROM (${side('nhi.type', 'nhi_type', 'nhi_type NOT IN {known_types:Array(String)}')}
-        UNION ALL ${side('nhi.activity.type', 'activity_type', 'NOT match(activity_type, {activity_type_pattern:String})')}
-      ) AS problem
+      FROM (
+        SELECT service, trace_id, span_id, event_time, nhi_id, business_unit,
+          arrayJoin(arrayFilter(p -> p.1 != '', [(if(${badType}, 'nhi.type', ''), toString(nhi_type)), (if(${badActivity}, 'nhi.activity.type', ''), toString(activity_type))])) AS problem,
+          problem.1 AS attribute, problem.2 AS value
+        FROM nhi_activity
+        PREWHERE ${badType} OR ${badActivity}
+        WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+      ) AS problems
       ${scope ? INVENTORY_JOIN : ''}
       WHERE 1 ${businessUnitCondition(scope)}
       GROUP BY service, attribute, value
@@ -187,17 +189,6 @@ async function unidentifiedSince(client: ClickHouseClient, services: readonly st
 }
 
 const serviceTimeRow = z.object({ service: z.string(), last_ms: count64 })
-const serviceNameRow = z.object({ service: z.string() })
-
-/** Services that sent activity spans in the range. */
-export async function activeServices(client: ClickHouseClient, range: TimeRange): Promise<string[]> {
-  const result = await client.query({
-    query: `SELECT DISTINCT service FROM nhi_activity WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ORDER BY service`,
-    format: 'JSONEachRow',
-    query_params: { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to) },
-  })
-  return (await result.json<Record<string, unknown>>()).map((raw) => serviceNameRow.parse(raw).service)
-}
 
 /**
  * Latest span of any kind (otel_traces, so internal spans count too) per
