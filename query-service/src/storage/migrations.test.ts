@@ -96,6 +96,7 @@ describe('the cluster form of the schema', () => {
     expect(view).toContain('ON CLUSTER nhi TO nhi_activity_local AS')
     expect(view).toContain('FROM otel_traces_local')
     expect(view).not.toMatch(/FROM otel_traces\s/)
+    for (const s of statements) expect(s).not.toContain('_local_local')
   })
 
   it('runs every statement ON CLUSTER and refuses an unsafe cluster name', () => {

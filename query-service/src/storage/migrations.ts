@@ -100,8 +100,7 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
     const [, name, target] = view
     const rewritten = statement
       .replace(CREATE_VIEW, `CREATE MATERIALIZED VIEW IF NOT EXISTS ${name} ${onCluster} TO ${target}_local AS`)
-      .replace(/\bFROM (\w+)\s*$/gm, (_m, source: string) => `FROM ${source}_local`)
-      .replace(/\bFROM (\w+)\n/g, (_m, source: string) => `FROM ${source}_local\n`)
+      .replace(/\bFROM (\w+)\b/g, (_m, source: string) => `FROM ${source}_local`)
     return [rewritten]
   }
   if (/^ALTER TABLE (\w+)/.test(statement)) {
