@@ -113,6 +113,8 @@ describe('single-node nhi-meter', () => {
     await expect(badAuth).rejects.toThrow(/NHI_METER_OTLP_AUTH=none is accepted only while the receiver listens on loopback/)
     const badPolicy = startService({ env: { NHI_METER_POLICY: '/nonexistent/policy.yaml' } })
     await expect(badPolicy).rejects.toThrow(/policy/i)
+    const badInventory = startService({ env: { NHI_METER_INVENTORY_FILE: '/nonexistent/inventory.yaml' } })
+    await expect(badInventory).rejects.toThrow(/NHI_METER_INVENTORY_FILE/)
     const other = await startService()
     expect(await other.stop()).toBe(0)
     expect(other.output()).toContain('SIGTERM: draining and shutting down')

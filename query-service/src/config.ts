@@ -33,6 +33,7 @@ const envSchema = z
       .optional(),
     NHI_METER_POLICY: z.string().min(1).optional(),
     NHI_METER_API_KEYS_FILE: z.string().min(1).optional(),
+    NHI_METER_INVENTORY_FILE: z.string().min(1).optional(),
     NHI_METER_OTLP_AUTH: z.enum(['key', 'none'], { error: 'NHI_METER_OTLP_AUTH must be key or none' }).default('key'),
     NHI_METER_ROLLUP_INTERVAL_SECONDS: z
       .string()

@@ -4,6 +4,7 @@
  */
 import { ConfigError, parseConfig } from './config.js'
 import { loadDefaultPolicy, loadPolicyFile, PolicyError } from './policy/index.js'
+import { InventoryFileError } from './identities/inventory-file.js'
 import { startService } from './service.js'
 
 const log = {
@@ -57,6 +58,8 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   if (error instanceof ConfigError) {
     console.error(`nhi-meter: invalid configuration: ${error.message}`)
+  } else if (error instanceof InventoryFileError) {
+    console.error(`nhi-meter: invalid inventory file: ${error.message}`)
   } else if (error instanceof PolicyError) {
     console.error(`nhi-meter: invalid policy (NHI_METER_POLICY): ${error.message}`)
   } else {

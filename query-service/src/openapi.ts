@@ -4,10 +4,12 @@
  * (an OpenApiFragment); this file adds the shared parts and merges them.
  */
 import { billingOpenApi } from './billing/openapi.js'
+import { entitlementsOpenApi } from './entitlements/openapi.js'
+import { identitiesOpenApi } from './identities/openapi.js'
 import { errorResponse, type OpenApiFragment } from './http/openapi-fragment.js'
 
 /** Every domain's routes, documented next to them. */
-const fragments: OpenApiFragment[] = [billingOpenApi]
+const fragments: OpenApiFragment[] = [billingOpenApi, identitiesOpenApi, entitlementsOpenApi]
 
 /** Builds the document. */
 export function openApiDocument(): Record<string, unknown> {

@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net'
 import { KeyStore, loadGeneratedKeys } from './auth/keys.js'
 import { createApp } from './app.js'
 import { scheduleRollup } from './billing/rollup.js'
+import { backfillIdentityActivity } from './identities/backfill.js'
+import { importInventoryFile } from './identities/inventory-file.js'
 import type { Policy } from './policy/index.js'
 import type { Config } from './config.js'
 import { createReceiver, type Receiver } from './otlp/receiver.js'
@@ -42,6 +44,12 @@ export async function startService(config: Config, policy: () => Policy, log: Se
   try {
     const applied = await migrate(client, config.NHI_METER_CLICKHOUSE_CLUSTER ? { cluster: { cluster: config.NHI_METER_CLICKHOUSE_CLUSTER } } : {})
     if (applied.length > 0) log.info(`schema: applied migrations ${applied.join(', ')}`)
+    const backfilled = await backfillIdentityActivity(client)
+    if (backfilled) log.info(`identity ledger: copied ${backfilled} earlier use events`)
+    if (config.NHI_METER_INVENTORY_FILE) {
+      const imported = await importInventoryFile(client, config.NHI_METER_INVENTORY_FILE)
+      log.info(`inventory: ${config.NHI_METER_INVENTORY_FILE}: ${imported.created} created, ${imported.updated} updated, ${imported.unchanged} unchanged`)
+    }
 
     let keys: KeyStore
     let generatedKey: string | undefined
