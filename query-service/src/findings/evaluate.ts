@@ -18,6 +18,7 @@ import {
   declarations,
   exactPeriods,
   historyBefore,
+  identityFacts,
   lastServices,
   latestTraces,
   newActivities,
@@ -31,6 +32,7 @@ import {
   type CredentialUse,
   type Declaration,
   type SampleRequest,
+  type IdentityFacts,
   type SeriesRow,
 } from './queries.js'
 
@@ -93,30 +95,18 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
   const baselineFrom = from - d.burst_baseline.ms
   const credentialWindow = { from: Math.max(from, to - d.credential_reuse_window.ms), to }
   const lookback = Math.floor(Math.min(baselineFrom, periodOrigin, credentialWindow.from) / HOUR_MS) * HOUR_MS
-  const screenSpan = (windowMs: number) => Math.ceil(windowMs / HOUR_MS) + 1
 
   const period = { origin: periodOrigin, ms: periodMs, count: Math.max(0, Math.round((recentEnd - periodOrigin) / periodMs)) }
-  const [series, history, inventory, scopedCredentials] = await Promise.all([
-    seriesSummaries(
-      client,
-      {
-        lookback,
-        from,
-        to,
-        baselineFrom,
-        credentialFrom: credentialWindow.from,
-        period,
-        screenHours: { burst: screenSpan(d.burst_window.ms), overactive: screenSpan(d.overactive_window.ms), auth: screenSpan(d.auth_failures_window.ms) },
-      },
-      request.scope,
-    ),
+  const [series, facts, history, inventory, scopedCredentials] = await Promise.all([
+    seriesSummaries(client, { lookback, from, to, baselineFrom, period }, request.scope),
+    identityFacts(client, { lookback, credentialFrom: credentialWindow.from, to }, request.scope),
     historyBefore(client, lookback, request.scope),
     declarations(client, request.scope),
-    // A limited caller's series show only its units' rows; who else shares a credential needs every unit's.
+    // A limited caller's digest shows only its units' rows; who else shares a credential needs every unit's.
     request.scope && wants('credential_reuse') ? credentialUses(client, credentialWindow) : Promise.resolve(null),
   ])
-  const credentials = scopedCredentials ?? credentialsOf(series)
-  const profiles = buildProfiles(series, history, inventory)
+  const credentials = scopedCredentials ?? credentialsOf(facts)
+  const profiles = buildProfiles(series, facts, history, inventory)
   const findings: Finding[] = []
   const context: Context = { client, request, profiles, from, to, lookback, baselineFrom }
 
@@ -134,6 +124,14 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
   return sortFindings(findings.filter((f) => request.kinds.has(f.kind)))
 }
 
+/**
+ * An upper bound of the events any window of `windowMs` can hold, from the
+ * busiest hour: a window overlaps at most ceil(windowMs / 1 h) + 1 hours.
+ */
+function windowBound(maxPerHour: number, windowMs: number): number {
+  return maxPerHour * (Math.ceil(windowMs / HOUR_MS) + 1)
+}
+
 interface Context {
   client: ClickHouseClient
   request: FindingsRequest
@@ -144,14 +142,14 @@ interface Context {
   baselineFrom: number
 }
 
-/** Who used which credential, from the series pass (every unit's rows, for a caller who sees them all). */
-function credentialsOf(series: SeriesRow[]): CredentialUse[] {
+/** Who used which credential, from the digest (every unit's rows, for a caller who sees them all). */
+function credentialsOf(facts: ReadonlyMap<string, IdentityFacts>): CredentialUse[] {
   const ids = new Map<string, Set<string>>()
-  for (const s of series) for (const c of s.credentials) ids.set(c, (ids.get(c) ?? new Set()).add(s.nhiId))
+  for (const [id, f] of facts) for (const c of f.credentials) ids.set(c, (ids.get(c) ?? new Set()).add(id))
   return [...ids].map(([credentialId, set]) => ({ credentialId, ids: [...set].sort() })).sort((a, b) => compare(a.credentialId, b.credentialId))
 }
 
-function buildProfiles(series: SeriesRow[], history: Awaited<ReturnType<typeof historyBefore>>, inventory: Declaration[]): Map<string, Profile> {
+function buildProfiles(series: SeriesRow[], facts: ReadonlyMap<string, IdentityFacts>, history: Awaited<ReturnType<typeof historyBefore>>, inventory: Declaration[]): Map<string, Profile> {
   const profiles = new Map<string, Profile>()
   const profile = (id: string): Profile => {
     let p = profiles.get(id)
@@ -179,8 +177,8 @@ function buildProfiles(series: SeriesRow[], history: Awaited<ReturnType<typeof h
     p.firstMs = earliest(p.firstMs, s.firstMs)
     p.lastMs = Math.max(p.lastMs, s.lastMs)
     if (s.activityType === 'secret_rotation') p.lastRotationMs = Math.max(p.lastRotationMs, s.lastOkMs)
-    if (s.owner > p.spanOwner) p.spanOwner = s.owner
   }
+  for (const [id, f] of facts) if (profiles.has(id)) profile(id).spanOwner = f.owner
   return profiles
 }
 
@@ -406,7 +404,7 @@ async function bursts(ctx: Context): Promise<Finding[]> {
   const { profiles, from, to, baselineFrom, request } = ctx
   const d = request.detection
   const w = d.burst_window.ms
-  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => s.burstScreen >= d.burst_min_events))
+  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => windowBound(s.maxHour, w) >= d.burst_min_events))
   if (candidates.length === 0) return []
   const start = Math.floor(baselineFrom / w) * w
   const counts = await windowCounts(
@@ -460,7 +458,9 @@ async function growth(ctx: Context, period: { origin: number; ms: number; count:
   const d = request.detection
   const options = { periods: d.sustained_growth_periods, factor: d.sustained_growth_factor, minEvents: d.sustained_growth_min_events }
   // Delivered counts choose the candidates; the decision is made on exact counts.
-  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => growthCandidate(s.periods, options)))
+  // Periods that are not whole hours cannot be screened from the hourly digest: every series is a candidate.
+  const screened = period.ms % HOUR_MS === 0
+  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => (screened ? growthCandidate(s.periods, options) : s.delivered > 0)))
   const exact = await exactPeriods(ctx.client, candidates, period, request.scope)
   const found: Array<{ s: SeriesRow; g: NonNullable<ReturnType<typeof sustainedGrowth>> }> = []
   for (const s of candidates) {
@@ -498,14 +498,14 @@ async function windowRules(ctx: Context): Promise<Finding[]> {
       kind: 'overactive' as const,
       window: d.overactive_window,
       threshold: d.overactive_max_events + 1,
-      ids: [...profiles.values()].filter((p) => p.series.reduce((sum, s) => sum + s.overactiveScreen, 0) > d.overactive_max_events).map((p) => p.id),
+      ids: [...profiles.values()].filter((p) => p.series.reduce((sum, s) => sum + windowBound(s.maxHour, d.overactive_window.ms), 0) > d.overactive_max_events).map((p) => p.id),
       countKind: 'all' as const,
     },
     {
       kind: 'auth_failures' as const,
       window: d.auth_failures_window,
       threshold: d.auth_failures_min_count,
-      ids: [...profiles.values()].filter((p) => p.series.some((s) => s.activityType === 'token_exchange' && s.authScreen >= d.auth_failures_min_count)).map((p) => p.id),
+      ids: [...profiles.values()].filter((p) => p.series.some((s) => s.activityType === 'token_exchange' && windowBound(s.maxFailedHour, d.auth_failures_window.ms) >= d.auth_failures_min_count)).map((p) => p.id),
       countKind: 'failed_token_exchange' as const,
     },
   ].filter((r) => request.kinds.has(r.kind) && r.ids.length > 0)
@@ -579,7 +579,7 @@ async function telemetryGaps(ctx: Context, unjudged: Map<string, DormancyGap>): 
   const gap = (service: string): Gap => {
     let g = gaps.get(service)
     if (!g) {
-      g = { reasons: [], severity: 'low', windowFrom: from, evidence: { service, problems: [] as string[] } }
+      g = { reasons: [], severity: 'low', windowFrom: from, evidence: { service, problems: [] as string[], min_ratio: d.telemetry_gap_min_ratio, silence: d.telemetry_gap_silence.text } }
       gaps.set(service, g)
     }
     return g
@@ -595,7 +595,6 @@ async function telemetryGaps(ctx: Context, unjudged: Map<string, DormancyGap>): 
     raise(g, 'medium')
     ;(g.evidence.problems as string[]).push('unidentified_spans')
     g.reasons.push(`${round((1 - ratio) * 100, 1)}% of its ${plural(c.spans, 'activity span')} carried no identity`)
-    g.evidence.min_ratio = d.telemetry_gap_min_ratio
   }
   const problemsBy = new Map<string, AttributeProblem[]>()
   for (const p of problems) problemsBy.set(p.service, [...(problemsBy.get(p.service) ?? []), p])
@@ -616,7 +615,6 @@ async function telemetryGaps(ctx: Context, unjudged: Map<string, DormancyGap>): 
       last_span: lastMs > 0 ? iso(lastMs) : null,
       silent_for_seconds: lastMs > 0 ? Math.floor((to - lastMs) / 1000) : null,
       longest_earlier_silence_seconds: longestEarlierMs === null ? null : Math.floor(longestEarlierMs / 1000),
-      silence: d.telemetry_gap_silence.text,
     })
   }
   for (const service of quiet) {

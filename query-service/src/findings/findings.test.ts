@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { OtelTraceRow } from '../otlp/rows.js'
 import { freshStorage, insertSpans, spanRow } from '../test-support.js'
+import { backfillFindingsDigest } from './digest.js'
 import { CONTROLS, FINDING_KINDS, type Finding } from './kinds.js'
 import { declare, findingsApp, policyWith, spread, use } from './test-helpers.js'
 
@@ -266,6 +267,25 @@ describe('who sees what', () => {
     expect((await api.get(`/v1/findings?${RANGE}`, 'billing')).status).toBe(403)
     expect((await api.get(`/v1/telemetry/completeness?${RANGE}`, 'billing')).status).toBe(403)
     expect((await api.app.request(`/v1/findings?${RANGE}`)).status).toBe(401)
+  })
+})
+
+describe('the findings digest', () => {
+  it('reads the partial hours at both ends of a range from the ledger, so times are exact', async () => {
+    const seen = await api.findings('from=2026-10-10T08:30:00Z&to=2026-10-10T12:00:00.001Z&kind=unregistered')
+    expect(seen.map((f) => [f.nhi_id, f.evidence.first_seen, f.evidence.last_seen])).toEqual([['shadow-1', '2026-10-10T12:00:00.000Z', '2026-10-10T12:00:00.000Z']])
+    // The 08:00 event is before `from`, the 12:00 one not before `to`: not active in this range.
+    expect(await api.findings('from=2026-10-10T08:30:00Z&to=2026-10-10T12:00:00Z&kind=unregistered')).toEqual([])
+  })
+
+  it('is rebuilt from the ledger once by the backfill, with the same findings', async () => {
+    const before = await api.findings(RANGE)
+    await client.command({ query: 'TRUNCATE TABLE nhi_findings_hourly' })
+    await client.command({ query: 'TRUNCATE TABLE nhi_findings_daily' })
+    expect((await api.findings(RANGE)).some((f) => f.kind === 'unregistered')).toBe(false)
+    expect(await backfillFindingsDigest(client, { before: new Date(Date.now() + 60_000) })).toBeGreaterThan(0)
+    expect(await api.findings(RANGE)).toEqual(before)
+    expect(await backfillFindingsDigest(client)).toBeNull()
   })
 })
 

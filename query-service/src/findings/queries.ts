@@ -1,15 +1,17 @@
 /**
  * The identity-side reads behind GET /v1/findings.
  *
- * One pass over the ledger summarises every (identity, activity type)
- * series of the look-back without FINAL: times, sets (days, credentials)
- * and first/last values are exact as they are (a re-delivered span cannot
- * change them), while counts are *delivered* counts, an upper bound of the
- * distinct spans. Those bounds only choose which series a rule must look at
- * again; every count a rule decides on, and every count a finding shows,
- * comes from a narrow read of `nhi_identity_activity` with FINAL (each span
- * once however often it was delivered), prefixed by activity type and
- * identity so that it touches only the flagged series.
+ * One read of the findings digest (migration 0020: per identity, activity
+ * type and hour, delivered and failed counts and first/last/last-ok times;
+ * per identity and day, owner and credentials) summarises every series of
+ * the look-back; partial hours at the edges of the range come from the
+ * ledger itself, so every time is exact. Counts there are *delivered*
+ * counts, an upper bound of the distinct spans: they only choose which
+ * series a rule must look at again. Every count a rule decides on, and
+ * every count a finding shows, comes from a narrow read of
+ * `nhi_identity_activity` with FINAL (each span once however often it was
+ * delivered), keyed by activity type and identity so that it touches only
+ * the flagged series.
  *
  * Every value is a bound parameter. SQL text is assembled only from fixed
  * fragments and from counts (how many samples were asked for).
@@ -35,22 +37,20 @@ function scoped(scope: BusinessUnitScope): { join: string; where: string; params
 }
 
 const ms = (value: number) => toClickHouseTime(new Date(value))
+const seconds = (value: number) => toClickHouseTime(new Date(value)).slice(0, 19)
+const floorTo = (value: number, unit: number) => Math.floor(value / unit) * unit
 
-/** What the series pass needs: the times involved and the screening spans of each windowed rule. */
+/** What the series read needs: the times involved. */
 export interface SeriesScan {
-  /** Start of the look-back (epoch ms, a whole hour, at or before every other start below). */
+  /** Start of the look-back (epoch ms, a whole hour, at or before `baselineFrom` and the first period). */
   lookback: number
   /** The range judged. */
   from: number
   to: number
   /** Start of the baseline stretch new activity is compared with (from - burst_baseline). */
   baselineFrom: number
-  /** Start of the credential_reuse window. */
-  credentialFrom: number
-  /** Growth periods: origin (a multiple of the period length), length and how many. */
+  /** Growth periods (whole hours): origin (a multiple of the length), length and how many. */
   period: { origin: number; ms: number; count: number }
-  /** Consecutive hours whose total bounds any burst, overactive and auth-failure window from above. */
-  screenHours: { burst: number; overactive: number; auth: number }
 }
 
 /** One (identity, activity type) series summarised over the look-back. */
@@ -59,7 +59,7 @@ export interface SeriesRow {
   activityType: string
   /** Delivered events in [from, to) (an upper bound of distinct spans; 0 exactly when there were none). */
   delivered: number
-  /** Delivered events in [baselineFrom, from). */
+  /** Delivered events in the hours from baselineFrom's to from (inclusive of the hour baselineFrom falls in). */
   baselineDelivered: number
   /** First and last event in the look-back (epoch ms). */
   firstMs: number
@@ -68,20 +68,14 @@ export interface SeriesRow {
   firstInRangeMs: number
   /** Latest event with status ok, or 0. */
   lastOkMs: number
-  /** An owner some span carried ('' when none did). */
-  owner: string
   /** UTC days (days since the epoch) with events in [from, to). */
   activeDays: number[]
-  /** Credential fingerprints used from `credentialFrom` on. */
-  credentials: string[]
-  /** Delivered events per growth period, oldest first. */
+  /** Delivered events per growth period, oldest first (empty unless periods are whole hours). */
   periods: number[]
-  /** Most delivered events in any `screenHours.burst` consecutive hours of the range: no burst window can hold more. */
-  burstScreen: number
-  /** The same over `screenHours.overactive` hours (summed over types it bounds an identity's overactive window). */
-  overactiveScreen: number
-  /** Most failed token exchanges in `screenHours.auth` consecutive hours of the range. */
-  authScreen: number
+  /** Most delivered events in one hour (or part of an hour) of the range. */
+  maxHour: number
+  /** Most failed token exchanges in one hour of the range. */
+  maxFailedHour: number
 }
 
 const seriesRow = z.object({
@@ -93,81 +87,92 @@ const seriesRow = z.object({
   last_ms: int64,
   first_in_range_ms: int64,
   last_ok_ms: int64,
-  owner: z.string(),
   active_days: z.array(int64),
-  credentials: z.array(z.string()),
   periods: z.array(count64),
-  burst_screen: count64,
-  overactive_screen: count64,
-  auth_screen: count64,
+  max_hour: count64,
+  max_failed_hour: count64,
 })
 
-// Largest sum of `span` consecutive elements of an array column, from its running sum: the
-// running sum minus itself shifted right by `span`. (A lambda must not capture the array:
-// ClickHouse would copy it once per element.)
-const maxSpanSum = (running: string, span: string) =>
-  `arrayMax(arrayMap((total, before) -> total - before, ${running}, arrayResize(arrayConcat(arrayWithConstant(${span}, toUInt64(0)), ${running}), length(${running}))))`
+// The rows of the digest for whole hours of [lookback, to) except the hour `from` falls in, and
+// ledger rows aggregated the same way for the partial hours at `from` and `to`, each with an
+// exact in_range flag.
+function digestSource(scan: { lookback: number; from: number; to: number }): { sql: string; params: Record<string, unknown> } {
+  const fromFloor = floorTo(scan.from, HOUR_MS)
+  const fromCeil = Math.ceil(scan.from / HOUR_MS) * HOUR_MS
+  const toFloor = floorTo(scan.to, HOUR_MS)
+  const edges: Array<[number, number]> = []
+  if (fromFloor !== scan.from) edges.push([fromFloor, Math.min(fromCeil, scan.to)])
+  if (toFloor !== scan.to && toFloor >= fromCeil) edges.push([toFloor, scan.to])
+  const params: Record<string, unknown> = {
+    d_lookback: seconds(scan.lookback),
+    d_end: seconds(toFloor),
+    d_from_floor: seconds(fromFloor),
+    d_from_ceil: seconds(fromCeil),
+    d_from: ms(scan.from),
+  }
+  const edgeCondition = edges
+    .map(([start, end], i) => {
+      params[`d_edge${i}_from`] = ms(start)
+      params[`d_edge${i}_to`] = ms(end)
+      return `(event_time >= {d_edge${i}_from:DateTime64(3)} AND event_time < {d_edge${i}_to:DateTime64(3)})`
+    })
+    .join(' OR ')
+  const digest = `
+        SELECT nhi_id, activity_type, hour, business_unit, delivered AS n, failed AS failures, first_time, last_time, last_ok_time, hour >= {d_from_ceil:DateTime} AS in_range
+        FROM nhi_findings_hourly
+        WHERE hour >= {d_lookback:DateTime} AND hour < {d_end:DateTime} AND NOT (hour >= {d_from_floor:DateTime} AND hour < {d_from_ceil:DateTime})`
+  const ledger = `
+        SELECT nhi_id, activity_type, toStartOfHour(event_time, 'UTC') AS hour, business_unit, count() AS n, countIf(status = 'error') AS failures,
+          min(toDateTime64(event_time, 3, 'UTC')) AS first_time, max(toDateTime64(event_time, 3, 'UTC')) AS last_time,
+          maxIf(toDateTime64(event_time, 3, 'UTC'), status = 'ok') AS last_ok_time, event_time >= {d_from:DateTime64(3)} AS in_range
+        FROM nhi_activity
+        WHERE notEmpty(nhi_id) AND (${edgeCondition})
+        GROUP BY nhi_id, activity_type, hour, business_unit, in_range`
+  return { sql: edges.length > 0 ? `(${digest}
+        UNION ALL${ledger})` : `(${digest})`, params }
+}
 
 /**
- * Summarises every (identity, activity type) series over [lookback, to) in
- * one pass over the ledger (see the module note on delivered counts), with
- * upper bounds for the windowed rules: hourly totals summed over as many
- * hours as can hold one window.
+ * Summarises every (identity, activity type) series over [lookback, to)
+ * from the findings digest (see the module note on delivered counts).
  */
 export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan, scope: BusinessUnitScope): Promise<SeriesRow[]> {
   const s = scoped(scope)
-  // Events before the first period get a negative index (floor division), which Resample ignores.
+  const source = digestSource(scan)
+  const hourlyPeriods = scan.period.ms % HOUR_MS === 0
+  // Hours before the first period get a negative index (floor division), which Resample ignores.
   const periodShift = Math.ceil((scan.period.origin - scan.lookback) / scan.period.ms) + 1
   const result = await client.query({
     query: `
-      SELECT nhi_id, activity_type, delivered, baseline_delivered, first_ms, last_ms, first_in_range_ms, last_ok_ms, owner,
-        active_days, credentials, periods,
-        ${maxSpanSum('hourly_run', '{burst_hours:UInt32}')} AS burst_screen,
-        ${maxSpanSum('hourly_run', '{overactive_hours:UInt32}')} AS overactive_screen,
-        ${maxSpanSum('failed_run', '{auth_hours:UInt32}')} AS auth_screen
+      SELECT series_id AS nhi_id, series_type AS activity_type, delivered, baseline_delivered, first_ms, last_ms, first_in_range_ms, last_ok_ms, active_days, periods, max_hour, max_failed_hour
       FROM (
-        SELECT any(id) AS nhi_id, any(type) AS activity_type,
-          countIf(t >= {from_ms:Int64}) AS delivered,
-          countIf(t >= {baseline_from_ms:Int64} AND t < {from_ms:Int64}) AS baseline_delivered,
-          min(t) AS first_ms, max(t) AS last_ms,
-          minIf(t, t >= {from_ms:Int64}) AS first_in_range_ms,
-          maxIf(t, status = 'ok') AS last_ok_ms,
-          max(owner) AS owner,
-          arraySort(groupUniqArrayIf(intDiv(t, ${DAY_MS}), t >= {from_ms:Int64})) AS active_days,
-          arraySort(groupUniqArrayIf(credential_id, t >= {credential_from_ms:Int64} AND credential_id != '')) AS credentials,
-          countResample(0, {period_count:UInt32}, 1)(period) AS periods,
-          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, t >= {from_ms:Int64})) AS hourly_run,
-          arrayCumSum(countResampleIf(0, {hours:UInt32}, 1)(hour, t >= {from_ms:Int64} AND status = 'error' AND type = 'token_exchange')) AS failed_run
-        FROM (
-          SELECT nhi_id AS id, activity_type AS type, status, owner, credential_id,
-            toUnixTimestamp64Milli(event_time) AS t,
-            intDiv(t - {lookback_ms:Int64}, ${HOUR_MS}) AS hour,
-            intDiv(t - {period_origin_ms:Int64} + {period_shift_ms:Int64}, {period_ms:Int64}) - {period_shift:Int64} AS period
-          FROM nhi_activity ${s.join}
-          PREWHERE notEmpty(nhi_id)
-          WHERE event_time >= {lookback:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
-        )
+        SELECT any(nhi_id) AS series_id, any(activity_type) AS series_type,
+          sumIf(n, in_range) AS delivered,
+          sumIf(n, NOT in_range AND hour >= {baseline_hour:DateTime}) AS baseline_delivered,
+          toUnixTimestamp64Milli(min(first_time)) AS first_ms,
+          toUnixTimestamp64Milli(max(last_time)) AS last_ms,
+          toUnixTimestamp64Milli(minIf(first_time, in_range)) AS first_in_range_ms,
+          toUnixTimestamp64Milli(max(last_ok_time)) AS last_ok_ms,
+          arraySort(groupUniqArrayIf(intDiv(toUnixTimestamp(hour), 86400), in_range)) AS active_days,
+          ${hourlyPeriods ? `sumResample(0, {period_count:UInt32}, 1)(n, intDiv(toInt64(toUnixTimestamp(hour)) * 1000 - {period_origin_ms:Int64} + {period_shift_ms:Int64}, {period_ms:Int64}) - {period_shift:Int64})` : "CAST([], 'Array(UInt64)')"} AS periods,
+          maxIf(n, in_range) AS max_hour,
+          maxIf(failures, in_range AND activity_type = 'token_exchange') AS max_failed_hour
+        FROM ${source.sql} AS digest
+        ${s.join}
+        WHERE 1 ${s.where}
         -- One 64-bit key instead of two strings: hashing beats comparing strings, and a collision is 2^-64 unlikely.
-        GROUP BY cityHash64(id, type)
+        GROUP BY cityHash64(nhi_id, activity_type)
       )
       ORDER BY nhi_id, activity_type`,
     format: 'JSONEachRow',
     query_params: {
-      lookback: ms(scan.lookback),
-      lookback_ms: scan.lookback,
-      from_ms: scan.from,
-      to: ms(scan.to),
-      baseline_from_ms: scan.baselineFrom,
-      credential_from_ms: scan.credentialFrom,
+      ...source.params,
+      baseline_hour: seconds(floorTo(scan.baselineFrom, HOUR_MS)),
       period_origin_ms: scan.period.origin,
       period_ms: scan.period.ms,
       period_shift: periodShift,
       period_shift_ms: periodShift * scan.period.ms,
       period_count: scan.period.count,
-      hours: Math.ceil((scan.to - scan.lookback) / HOUR_MS),
-      burst_hours: scan.screenHours.burst,
-      overactive_hours: scan.screenHours.overactive,
-      auth_hours: scan.screenHours.auth,
       ...s.params,
     },
     clickhouse_settings: READ_SETTINGS,
@@ -183,15 +188,37 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
       lastMs: r.last_ms,
       firstInRangeMs: r.first_in_range_ms,
       lastOkMs: r.last_ok_ms,
-      owner: r.owner,
       activeDays: r.active_days,
-      credentials: r.credentials,
       periods: r.periods,
-      burstScreen: r.burst_screen,
-      overactiveScreen: r.overactive_screen,
-      authScreen: r.auth_screen,
+      maxHour: r.max_hour,
+      maxFailedHour: r.max_failed_hour,
     }
   })
+}
+
+/** Owner and credentials of one identity, by whole UTC days. */
+export interface IdentityFacts {
+  /** An owner some span named ('' when none did). */
+  owner: string
+  /** Credential fingerprints used on the days of the credential window. */
+  credentials: string[]
+}
+
+/** Owner (days of the look-back) and credentials (days of the credential window) of every identity, from the digest. */
+export async function identityFacts(client: ClickHouseClient, window: { lookback: number; credentialFrom: number; to: number }, scope: BusinessUnitScope): Promise<Map<string, IdentityFacts>> {
+  const s = scoped(scope)
+  const day = (value: number) => new Date(floorTo(value, DAY_MS)).toISOString().slice(0, 10)
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, max(owner) AS owner, arraySort(groupUniqArrayArrayIf(credentials, day >= {credential_day:Date})) AS credentials
+      FROM nhi_findings_daily AS daily ${s.join}
+      WHERE day >= {first_day:Date} AND day <= {last_day:Date} ${s.where}
+      GROUP BY nhi_id`,
+    format: 'JSONEachRow',
+    query_params: { first_day: day(window.lookback), last_day: day(window.to - 1), credential_day: day(window.credentialFrom), ...s.params },
+  })
+  const row = z.object({ nhi_id: z.string(), owner: z.string(), credentials: z.array(z.string()) })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, { owner: r.owner, credentials: r.credentials }]))
 }
 
 /** Exact events per growth period (FINAL) of the given series, keyed by seriesKey. */
@@ -237,20 +264,18 @@ export interface HistoryRow {
 
 const historyRow = z.object({ nhi_id: z.string(), first_ms: int64, last_ms: int64, last_rotation_ms: int64 })
 
-/** First and last activity and last ok rotation of every identity seen before `before` (no FINAL: duplicates change neither). */
+/** First and last activity and last ok rotation of every identity seen before `before` (a whole hour), from the digest. */
 export async function historyBefore(client: ClickHouseClient, before: number, scope: BusinessUnitScope): Promise<HistoryRow[]> {
   const s = scoped(scope)
   const result = await client.query({
     query: `
-      SELECT nhi_id, min(t) AS first_ms, max(t) AS last_ms, maxIf(t, activity_type = 'secret_rotation' AND status = 'ok') AS last_rotation_ms
-      FROM (
-        SELECT nhi_id, activity_type, status, toUnixTimestamp64Milli(event_time) AS t
-        FROM nhi_identity_activity ${s.join}
-        WHERE event_time < {before:DateTime64(3)} ${s.where}
-      )
+      SELECT nhi_id, toUnixTimestamp64Milli(min(first_time)) AS first_ms, toUnixTimestamp64Milli(max(last_time)) AS last_ms,
+        toUnixTimestamp64Milli(maxIf(last_ok_time, activity_type = 'secret_rotation')) AS last_rotation_ms
+      FROM nhi_findings_hourly AS digest ${s.join}
+      WHERE hour < {before:DateTime} ${s.where}
       GROUP BY nhi_id`,
     format: 'JSONEachRow',
-    query_params: { before: ms(before), ...s.params },
+    query_params: { before: seconds(before), ...s.params },
   })
   return (await result.json<Record<string, unknown>>()).map((raw) => {
     const r = historyRow.parse(raw)

@@ -91,7 +91,7 @@ export const keys = testKeys([
 
 /** An app with the findings routes, and a GET helper that authenticates as a named key. */
 export function findingsApp(client: ClickHouseClient, policy: () => Policy) {
-  const app = createApp({ client, keys: () => keys.store, policy }, { routes: [findingsRoutes({ client, policy })] })
+  const app = createApp({ client, keys: () => keys.store, policy, logError: (_id, error) => console.error(error) }, { routes: [findingsRoutes({ client, policy })] })
   const get = (path: string, key = 'admin') => Promise.resolve(app.request(path, { headers: { Authorization: `Bearer ${keys.key(key)}` } }))
   const findings = async (query: string, key = 'admin'): Promise<Finding[]> => {
     const response = await get(`/v1/findings?${query}`, key)
