@@ -21,6 +21,8 @@ describe('npm run demo', () => {
     expect(out).toMatch(/total\s+154\s+0\.3995/)
     expect(out).toContain('166 of 169 use events tied to an identity')
     expect(out).toContain('22 requests from 4 callers')
+    expect(out).toMatch(/never_seen\s+sa-legacy-batch/)
+    expect(out).toMatch(/unregistered\s+int-billing-export/)
     expect(out).toContain('INCOMPLETE')
     expect(out).toContain(`http://127.0.0.1:${api}/v1/billable?group_by=nhi.id,meter`)
     expect(out).not.toContain('demo-partner-key')

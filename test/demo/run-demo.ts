@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../../query-service/src/config.js'
 import { loadDefaultPolicy } from '../../query-service/src/policy/index.js'
 import { startService } from '../../query-service/src/service.js'
-import { runExampleWorkload } from '../../instrumentation/examples/agent-gateway/workload.js'
+import { EXAMPLE_INVENTORY, runExampleWorkload } from '../../instrumentation/examples/agent-gateway/workload.js'
 import { runDemoWorkload } from './workload.js'
 
 interface Billable {
@@ -69,6 +69,16 @@ async function main(): Promise<void> {
     const example = await runExampleWorkload({ endpoint: otlpBase, headers: { authorization: `Bearer ${key}` } })
     console.log(`  ${example.succeeded + example.failed} requests from ${Object.keys(example.requests).length} callers (${example.failed} failed)`)
 
+    // Declare most identities, as a team keeping its inventory in git would; int-billing-export stays undeclared.
+    const declared = [
+      ...EXAMPLE_INVENTORY,
+      { id: 'agent-research', type: 'ai_agent', owner: 'team-support', business_unit: 'customer-support', tier: 'standard', approved_activities: ['tool_invocation', 'token_exchange'] },
+      { id: 'sa-nightly-etl', type: 'service_account', owner: 'team-data', business_unit: 'data-platform', tier: 'high_capacity_processing', approved_activities: ['workflow_execution', 'secret_rotation'] },
+      { id: 'int-crm-sync', type: 'integration', owner: 'team-crm', business_unit: 'partnerships', tier: 'standard', approved_activities: ['api_call'] },
+      { id: 'sa-legacy-batch', type: 'service_account', owner: 'team-finance', business_unit: 'finance', tier: 'standard', approved_activities: ['workflow_execution'] },
+    ]
+    const posted = await fetch(`${api}/v1/inventory`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(declared) })
+    if (!posted.ok) throw new Error(`POST /v1/inventory answered ${posted.status}: ${await posted.text()}`)
     const response = await fetch(`${api}/v1/billable?group_by=nhi.id,meter`, { headers: { Authorization: `Bearer ${key}` } })
     const bill = (await response.json()) as Billable
     console.log('')
@@ -81,11 +91,19 @@ async function main(): Promise<void> {
     )
     console.log(`  The ${sent.unidentifiedRequests} requests of legacy-reports carry no identity: they are not billed, and the period says so.`)
     console.log(`  ${sent.toolCalls.failed + example.failed} failed calls are not billed (meters bill status ok by default).`)
+    const identities = (await (await fetch(`${api}/v1/identities`, { headers: { Authorization: `Bearer ${key}` } })).json()) as { identities: Array<{ id: string; status: string }> }
+    const byStatus = new Map<string, string[]>()
+    for (const identity of identities.identities) byStatus.set(identity.status, [...(byStatus.get(identity.status) ?? []), identity.id])
+    console.log('')
+    console.log('Identities (GET /v1/identities):')
+    for (const [status, ids] of [...byStatus].sort()) console.log(`  ${status.padEnd(13)} ${ids.sort().join(', ')}`)
     console.log('')
     console.log('Try (the admin key below is for this demo instance only):')
     console.log(`  export KEY=${key}`)
     console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/billable?group_by=nhi.id,meter"`)
     console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/billable?group_by=business_unit,period&granularity=day&format=csv"`)
+    console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/entitlements/sa-nightly-etl"`)
+    console.log(`  curl -H "Authorization: Bearer $KEY" "${api}/v1/findings"`)
     console.log(`  curl ${api}/openapi.json`)
     console.log(`  open ${api}/ in a browser for the overview page (paste the key when it asks)`)
     console.log('')
