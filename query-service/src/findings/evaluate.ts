@@ -8,7 +8,7 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { completenessStatus, formatDuration, type DetectionSettings } from '../policy/index.js'
-import { attributeProblems, lastSpans, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
+import { attributeProblems, lastSpans, lastSpansBefore, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
 import { burstEpisodes, growthCandidate, sustainedGrowth, thresholdEpisodes, type Episode } from './detect.js'
 import { finding, iso, sortFindings, type Finding, type FindingKind } from './kinds.js'
 import {
@@ -47,6 +47,8 @@ export interface FindingsRequest {
   includeServices: boolean
   /** Kinds asked for. */
   kinds: ReadonlySet<FindingKind>
+  /** As for billing: how long after the last rollup run ledger rows may still be late (default: billing's). */
+  rollupGraceSeconds?: number
 }
 
 const HOUR_MS = 3_600_000
@@ -561,13 +563,15 @@ async function telemetryGaps(ctx: Context, unjudged: Map<string, DormancyGap>): 
   const d = request.detection
   const range = { from: new Date(from), to: new Date(to) }
   const [counts, problems, recent] = await Promise.all([
-    serviceCounts(client, range, null),
+    serviceCounts(client, range, null, request.rollupGraceSeconds),
     attributeProblems(client, range, null),
     lastSpans(client, new Date(to - d.telemetry_gap_silence.ms), range.to),
   ])
   // Services that sent activity spans in the range and none of any kind lately.
   const quiet = counts.map((c) => c.service).filter((s) => !recent.has(s))
-  const [quietLast, silences] = await Promise.all([lastSpans(client, range.from, range.to, quiet), longestSilences(client, quiet, range)])
+  const quietLast = await lastSpansBefore(client, quiet, range.from, range.to)
+  // "Stopped" means silent for longer than ever in the baseline stretch before the silence began.
+  const silences = await longestSilences(client, quietLast, range.from, d.burst_baseline.ms)
 
   interface Gap {
     reasons: string[]

@@ -26,6 +26,8 @@ export interface FindingsDeps {
   policy: () => Policy
   /** The clock, read once per request for the default range only. */
   now?: () => Date
+  /** Passed to the usage rollup planner, as AppDeps.rollupGraceSeconds is for billing. */
+  rollupGraceSeconds?: number
 }
 
 /** Default look-back of GET /v1/findings when `from` is not given. */
@@ -70,6 +72,7 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
       scope,
       includeServices: keyUnits === null && requested === null,
       kinds: new Set(kinds),
+      rollupGraceSeconds: deps.rollupGraceSeconds,
     })
     return c.json({ from: range.from.toISOString(), to: range.to.toISOString(), findings })
   })
@@ -80,7 +83,7 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
     const range = parseRange(query, now())
     const scope = c.get('principal').businessUnits
     const threshold = deps.policy().billing.completeness_threshold
-    const [counts, problems] = await Promise.all([serviceCounts(deps.client, range, scope), attributeProblems(deps.client, range, scope)])
+    const [counts, problems] = await Promise.all([serviceCounts(deps.client, range, scope, deps.rollupGraceSeconds), attributeProblems(deps.client, range, scope)])
     const problemsOf = new Map<string, AttributeProblem[]>()
     for (const p of problems) problemsOf.set(p.service, [...(problemsOf.get(p.service) ?? []), p])
     let spans = 0

@@ -63,9 +63,13 @@ function usageRows(plan: UsagePlan): { sql: string; params: Record<string, strin
   return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
 }
 
-/** Spans and identified spans per service in the range, for the rows the caller may see. */
-export async function serviceCounts(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<ServiceCounts[]> {
-  const plan = planUsage(range, await loadPlanFacts(client, range), [], 'month')
+/**
+ * Spans and identified spans per service in the range, for the rows the
+ * caller may see. `rollupGraceSeconds` as for billing (how long after the
+ * last rollup run ledger rows count as possibly late).
+ */
+export async function serviceCounts(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope, rollupGraceSeconds?: number): Promise<ServiceCounts[]> {
+  const plan = planUsage(range, await loadPlanFacts(client, range, rollupGraceSeconds), [], 'month')
   const source = usageRows(plan)
   const result = await client.query({
     query: `
@@ -160,21 +164,24 @@ export function distinctFirst(values: readonly string[], n: number): string[] {
 const latestRow = z.object({ service: z.string(), samples: z.array(z.string()) })
 
 /**
- * Latest trace ids of unidentified activity spans per service: from the
- * last day of the range first (a short read), then from the whole range for
- * services that had none in that day.
+ * Latest trace ids of unidentified activity spans per service in [from, to),
+ * searched backwards a day, then a week, then the rest of the range, so the
+ * usual case costs a short read.
  */
 export async function unidentifiedSamples(client: ClickHouseClient, services: readonly string[], range: TimeRange): Promise<Map<string, string[]>> {
-  const lastDay = new Date(Math.max(range.from.getTime(), range.to.getTime() - 86_400_000))
-  const samples = await unidentifiedSince(client, services, lastDay, range.to)
-  const missing = services.filter((s) => !samples.has(s))
-  if (missing.length > 0 && lastDay > range.from) for (const [service, ids] of await unidentifiedSince(client, missing, range.from, range.to)) samples.set(service, ids)
-  return samples
+  const found = new Map<string, string[]>()
+  let end = range.to.getTime()
+  for (const back of [86_400_000, 7 * 86_400_000, Number.POSITIVE_INFINITY]) {
+    const missing = services.filter((s) => !found.has(s))
+    const start = Math.max(range.from.getTime(), range.to.getTime() - back)
+    if (missing.length === 0 || start >= end) break
+    for (const [service, ids] of await unidentifiedSince(client, missing, new Date(start), new Date(end))) found.set(service, ids)
+    end = start
+  }
+  return found
 }
 
-
 async function unidentifiedSince(client: ClickHouseClient, services: readonly string[], since: Date, to: Date): Promise<Map<string, string[]>> {
-  if (services.length === 0) return new Map()
   const result = await client.query({
     query: `
       SELECT service, arrayMap(x -> x.2, groupArraySorted(${SAMPLES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
@@ -196,7 +203,7 @@ const serviceTimeRow = z.object({ service: z.string(), last_ms: count64 })
  * every service that sent one.
  */
 export async function lastSpans(client: ClickHouseClient, since: Date, to: Date, services?: readonly string[]): Promise<Map<string, number>> {
-  if (services?.length === 0) return new Map()
+  if (services?.length === 0 || since >= to) return new Map()
   const result = await client.query({
     query: `
       SELECT ServiceName AS service, toUnixTimestamp64Milli(max(Timestamp)) AS last_ms
@@ -211,22 +218,49 @@ export async function lastSpans(client: ClickHouseClient, since: Date, to: Date,
 }
 
 /**
- * The longest silence of each service within the range, in milliseconds,
- * measured between the minutes in which it sent spans of any kind (an upper
- * bound: the gap between two such minutes plus one minute).
+ * The latest span before `to` of each given service, searched backwards a
+ * day, then a week, then back to `since`, so services that reported
+ * recently cost a short read.
  */
-export async function longestSilences(client: ClickHouseClient, services: readonly string[], range: TimeRange): Promise<Map<string, number>> {
-  if (services.length === 0) return new Map()
+export async function lastSpansBefore(client: ClickHouseClient, services: readonly string[], since: Date, to: Date): Promise<Map<string, number>> {
+  const found = new Map<string, number>()
+  let end = to.getTime()
+  for (const back of [86_400_000, 7 * 86_400_000, Number.POSITIVE_INFINITY]) {
+    const missing = services.filter((s) => !found.has(s))
+    const start = Math.max(since.getTime(), to.getTime() - back)
+    if (missing.length === 0 || start >= end) break
+    for (const [service, last] of await lastSpans(client, new Date(start), new Date(end), missing)) found.set(service, last)
+    end = start
+  }
+  return found
+}
+
+/**
+ * The longest silence of each service before its last span, in
+ * milliseconds, measured between the minutes in which it sent spans of any
+ * kind (an upper bound: the gap between two such minutes plus one minute)
+ * from `lookbackMs` before the earliest of the last spans (not before
+ * `since`) to each service's last span. One stretch for all services keeps
+ * it one short read; a service whose last span is later looks further back,
+ * which can only make its usual silence longer.
+ */
+export async function longestSilences(client: ClickHouseClient, lastSpan: ReadonlyMap<string, number>, since: Date, lookbackMs: number): Promise<Map<string, number>> {
+  if (lastSpan.size === 0) return new Map()
+  const lasts = [...lastSpan.values()]
   const result = await client.query({
     query: `
       SELECT service, (arrayMax(arrayDifference(minutes)) + 60) * 1000 AS longest_ms FROM (
         SELECT ServiceName AS service, arraySort(groupUniqArray(toUInt32(toStartOfMinute(Timestamp)))) AS minutes
         FROM otel_traces
-        WHERE ServiceName IN {services:Array(String)} AND Timestamp >= {from:DateTime64(3)} AND Timestamp < {to:DateTime64(3)}
+        WHERE ServiceName IN {services:Array(String)} AND Timestamp >= {from:DateTime64(3)} AND Timestamp <= {to:DateTime64(3)}
         GROUP BY ServiceName
       )`,
     format: 'JSONEachRow',
-    query_params: { services, from: toClickHouseTime(range.from), to: toClickHouseTime(range.to) },
+    query_params: {
+      services: [...lastSpan.keys()],
+      from: toClickHouseTime(new Date(Math.max(since.getTime(), Math.min(...lasts) - lookbackMs))),
+      to: toClickHouseTime(new Date(Math.max(...lasts))),
+    },
   })
   const row = z.object({ service: z.string(), longest_ms: count64 })
   return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.service, r.longest_ms]))
