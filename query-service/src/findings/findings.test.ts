@@ -1,9 +1,11 @@
 import type { ClickHouseClient } from '@clickhouse/client'
+import { Ajv2020 } from 'ajv/dist/2020.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { OtelTraceRow } from '../otlp/rows.js'
 import { freshStorage, insertSpans, spanRow } from '../test-support.js'
 import { backfillFindingsDigest } from './digest.js'
 import { CONTROLS, FINDING_KINDS, type Finding } from './kinds.js'
+import { findingsOpenApi } from './openapi.js'
 import { declare, findingsApp, policyWith, spread, use } from './test-helpers.js'
 
 // Small thresholds keep the injected cases small; every rule still works as documented.
@@ -243,6 +245,30 @@ describe('GET /v1/findings with injected cases', () => {
 
   it('filters by kind', async () => {
     expect(pairs(await api.findings(`${RANGE}&kind=dormant,unregistered`))).toEqual(['dormant dormant-1', 'dormant never-1', 'unregistered shadow-1'])
+  })
+})
+
+describe('responses', () => {
+  // The fragment's schemas, compiled as OpenAPI 3.1 (JSON Schema 2020-12) reads them.
+  const ajv = new Ajv2020({ allErrors: true, strict: false, validateFormats: false })
+  ajv.addSchema({ $id: 'nhi-meter', components: { schemas: findingsOpenApi.schemas } })
+  const conforms = (schema: string, body: unknown) => {
+    const validate = ajv.compile({ $ref: `nhi-meter#/components/schemas/${schema}` })
+    expect(validate(body), JSON.stringify(validate.errors?.slice(0, 3))).toBe(true)
+  }
+
+  it('match the OpenAPI schemas, evidence of every kind included', async () => {
+    const body = (await (await api.get(`/v1/findings?${RANGE}`)).json()) as { findings: Finding[] }
+    expect(new Set(body.findings.map((f) => f.kind))).toEqual(new Set(FINDING_KINDS))
+    conforms('Findings', body)
+    conforms('TelemetryCompleteness', await (await api.get(`/v1/telemetry/completeness?${RANGE}`)).json())
+  })
+
+  it('would not match with evidence of another kind', async () => {
+    const [dormant] = await api.findings(`${RANGE}&kind=dormant`)
+    const validate = ajv.compile({ $ref: 'nhi-meter#/components/schemas/Finding' })
+    expect(validate(dormant)).toBe(true)
+    expect(validate({ ...dormant, kind: 'burst' })).toBe(false)
   })
 })
 
