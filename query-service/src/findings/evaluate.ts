@@ -110,7 +110,7 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
   const credentials = scopedCredentials ?? credentialsOf(facts)
   const profiles = buildProfiles(series, facts, history, inventory)
   const findings: Finding[] = []
-  const context: Context = { client, request, profiles, from, to, lookback, baselineFrom }
+  const context: Context = { client, request, profiles, from, to, baselineFrom }
 
   if (wants('unregistered', 'orphaned')) findings.push(...(await identityGaps(context)))
   const dormancy = wants('dormant', 'telemetry_gap') ? await dormant(context) : { findings: [], unjudged: new Map<string, DormancyGap>() }
@@ -140,7 +140,6 @@ interface Context {
   profiles: Map<string, Profile>
   from: number
   to: number
-  lookback: number
   baselineFrom: number
 }
 
