@@ -49,7 +49,7 @@ export interface SeriesScan {
   to: number
   /** Start of the baseline stretch new activity is compared with (from - burst_baseline). */
   baselineFrom: number
-  /** Growth periods (whole hours): origin (a multiple of the length), length and how many. */
+  /** Growth periods: origin (a multiple of the length), length and how many (summed here only when the length is whole hours). */
   period: { origin: number; ms: number; count: number }
 }
 
