@@ -18,6 +18,7 @@ import { openApiDocument } from './openapi.js'
 import { overviewRoutes } from './overview/routes.js'
 import { identitiesRoutes } from './identities/routes.js'
 import { entitlementsRoutes } from './entitlements/routes.js'
+import { findingsRoutes } from './findings/routes.js'
 
 /** Everything the app needs from the outside. */
 export interface AppDeps {
@@ -72,6 +73,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
   app.route('/v1', statementRoutes({ client: deps.client, pricing }))
   app.route('/v1', identitiesRoutes({ client: deps.client, policy: deps.policy }))
   app.route('/v1', entitlementsRoutes({ client: deps.client, policy: deps.policy }))
+  app.route('/v1', findingsRoutes({ client: deps.client, policy: deps.policy, rollupGraceSeconds: deps.rollupGraceSeconds }))
   for (const routes of options.routes ?? []) app.route('/v1', routes)
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`, c.get('requestId')), 404))

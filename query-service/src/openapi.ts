@@ -5,11 +5,12 @@
  */
 import { billingOpenApi } from './billing/openapi.js'
 import { entitlementsOpenApi } from './entitlements/openapi.js'
+import { findingsOpenApi } from './findings/openapi.js'
 import { identitiesOpenApi } from './identities/openapi.js'
 import { errorResponse, type OpenApiFragment } from './http/openapi-fragment.js'
 
 /** Every domain's routes, documented next to them. */
-const fragments: OpenApiFragment[] = [billingOpenApi, identitiesOpenApi, entitlementsOpenApi]
+const fragments: OpenApiFragment[] = [billingOpenApi, identitiesOpenApi, entitlementsOpenApi, findingsOpenApi]
 
 /** Builds the document. */
 export function openApiDocument(): Record<string, unknown> {

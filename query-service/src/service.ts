@@ -10,6 +10,7 @@ import { createApp } from './app.js'
 import { scheduleRollup } from './billing/rollup.js'
 import { backfillIdentityActivity } from './identities/backfill.js'
 import { importInventoryFile } from './identities/inventory-file.js'
+import { backfillFindingsDigest } from './findings/digest.js'
 import type { Policy } from './policy/index.js'
 import type { Config } from './config.js'
 import { createReceiver, type Receiver } from './otlp/receiver.js'
@@ -46,6 +47,8 @@ export async function startService(config: Config, policy: () => Policy, log: Se
     if (applied.length > 0) log.info(`schema: applied migrations ${applied.join(', ')}`)
     const backfilled = await backfillIdentityActivity(client)
     if (backfilled) log.info(`identity ledger: copied ${backfilled} earlier use events`)
+    const digested = await backfillFindingsDigest(client)
+    if (digested) log.info(`findings digest: summarised ${digested} earlier use events`)
     if (config.NHI_METER_INVENTORY_FILE) {
       const imported = await importInventoryFile(client, config.NHI_METER_INVENTORY_FILE)
       log.info(`inventory: ${config.NHI_METER_INVENTORY_FILE}: ${imported.created} created, ${imported.updated} updated, ${imported.unchanged} unchanged`)

@@ -86,7 +86,7 @@ export function meterNameSql(cards: readonly RateCard[]): string {
  * A rollup row's event_time is its period start (no rate card starts inside
  * a period the plan reads from the rollup).
  */
-function usageSource(plan: UsagePlan): { sql: string; params: Record<string, string> } {
+export function usageSource(plan: UsagePlan): { sql: string; params: Record<string, string> } {
   const params: Record<string, string> = {}
   const condition = (intervals: Interval[], column: string, prefix: string) =>
     intervals.length === 0

@@ -11,7 +11,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { CUSTOM_ACTIVITY_TYPE_PATTERN, NHI_TYPES } from '@nhi-meter/instrumentation/semconv'
 import { z } from 'zod'
-import { loadPlanFacts, planUsage, type Interval, type UsagePlan } from '../billing/plan.js'
+import { loadPlanFacts, planUsage } from '../billing/plan.js'
+import { usageSource } from '../billing/queries.js'
 import { toClickHouseTime, type TimeRange } from '../http/params.js'
 import { businessUnitCondition, INVENTORY_JOIN } from '../identities/effective.js'
 import { toCount } from '../storage/client.js'
@@ -36,33 +37,6 @@ export interface ServiceCounts {
 
 const serviceCountsRow = z.object({ service: z.string(), spans: count64, identified: count64 })
 
-// The usage rows of a plan reduced to what completeness needs. Mirrors
-// billing's usage source (billing/queries.ts): rollup periods the plan
-// chose, the ledger for the rest.
-function usageRows(plan: UsagePlan): { sql: string; params: Record<string, string> } {
-  const params: Record<string, string> = {}
-  const within = (intervals: Interval[], column: string, prefix: string) =>
-    intervals.length === 0
-      ? '0'
-      : intervals
-          .map(([from, to], i) => {
-            params[`${prefix}${i}_from`] = toClickHouseTime(new Date(from))
-            params[`${prefix}${i}_to`] = toClickHouseTime(new Date(to))
-            return `(${column} >= {${prefix}${i}_from:DateTime64(9)} AND ${column} < {${prefix}${i}_to:DateTime64(9)})`
-          })
-          .join(' OR ')
-  const sides = plan.rollup.map(({ level, intervals }) => {
-    params[`${level}_level`] = level
-    return `SELECT service, nhi_id, business_unit, events AS n FROM nhi_usage_rollup FINAL
-      WHERE level = {${level}_level:String} AND (${within(intervals, 'period', `r_${level}`)})`
-  })
-  if (plan.ledger.length > 0 || sides.length === 0) {
-    sides.push(`SELECT service, nhi_id, business_unit, toUInt64(1) AS n FROM nhi_activity FINAL
-      WHERE ${within(plan.ledger, 'event_time', 'ledger')}`)
-  }
-  return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
-}
-
 /**
  * Spans and identified spans per service in the range, for the rows the
  * caller may see. `rollupGraceSeconds` as for billing (how long after the
@@ -70,7 +44,7 @@ function usageRows(plan: UsagePlan): { sql: string; params: Record<string, strin
  */
 export async function serviceCounts(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope, rollupGraceSeconds?: number): Promise<ServiceCounts[]> {
   const plan = planUsage(range, await loadPlanFacts(client, range, rollupGraceSeconds), [], 'month')
-  const source = usageRows(plan)
+  const source = usageSource(plan)
   const result = await client.query({
     query: `
       SELECT service, sum(n) AS spans, sumIf(n, notEmpty(nhi_id)) AS identified
