@@ -36,7 +36,6 @@ async function main(): Promise<void> {
       ].join('\n'),
     )
   }
-  log.info(`ready in ${Date.now() - started} ms`)
 
   let stopping = false
   const stop = (signal: string) => {
@@ -53,6 +52,8 @@ async function main(): Promise<void> {
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+  // Said last, once signals are handled: anything waiting for this line may stop the process at once.
+  log.info(`ready in ${Date.now() - started} ms`)
 }
 
 main().catch((error: unknown) => {

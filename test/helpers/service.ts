@@ -23,8 +23,8 @@ export interface ServiceUnderTest {
   adminKey: string | undefined
   /** Everything the process printed so far. */
   output(): string
-  /** Graceful stop (SIGTERM), resolves with the exit code. */
-  stop(): Promise<number | null>
+  /** Graceful stop (SIGTERM), resolves with the exit code, or the signal's name if one ended the process. */
+  stop(): Promise<number | string | null>
   /** SIGKILL, no chance to flush anything. */
   kill(): Promise<void>
   process: ChildProcess
@@ -68,7 +68,7 @@ export async function startService(options: { env?: Record<string, string>; data
   let output = ''
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)))
 
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`service did not become ready:\n${output}`)), options.timeoutMs ?? 30_000)

@@ -9,7 +9,7 @@ import { addMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decima
 import { completenessStatus } from '../policy/index.js'
 import { loadPlanFacts, planUsage } from './plan.js'
 import type { Pricing } from './pricing.js'
-import { billableAggregates, completenessCounts, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
+import { billableAggregates, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
 
 /** The completeness block of a billing answer. */
 export interface Completeness {
@@ -52,15 +52,18 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
   const { cards, completenessThreshold } = request.pricing
   const facts = await loadPlanFacts(client, range, request.rollupGraceSeconds)
   const plan = planUsage(range, facts, cards, groupBy.includes('period') ? granularity : 'month')
-  const [aggregates, counts] = await Promise.all([
-    billableAggregates(client, { groupBy, granularity, cards, businessUnits, plan }),
-    completenessCounts(client, plan, businessUnits),
-  ])
+  const aggregates = await billableAggregates(client, { groupBy, granularity, cards, businessUnits, plan })
 
-  // Fold (keys, card, meter) aggregates into the requested rows, pricing each part exactly.
+  // Fold (keys, card, meter) aggregates into the requested rows, pricing each part exactly;
+  // every aggregate, billed or not, counts towards completeness.
+  const counts = { spans: 0, identifiedSpans: 0 }
   const rows = new Map<string, BillRow>()
   const versions = new Set<string>()
   for (const agg of aggregates) {
+    counts.spans += agg.quantity
+    if (!agg.identified) continue
+    counts.identifiedSpans += agg.quantity
+    if (agg.cardIndex < 0 || agg.meterIndex < 0) continue
     const card = cards[agg.cardIndex]!
     const meter = card.meters[agg.meterIndex]!
     versions.add(card.version)

@@ -58,8 +58,7 @@ export interface PlanFacts {
   dirtyHours: Set<number>
 }
 
-const planRow = z.object({ level: z.enum(ROLLUP_LEVELS), period_text: z.string() })
-const dirtyRow = z.object({ hour: z.string() })
+const planRow = z.object({ level: z.enum([...ROLLUP_LEVELS, 'dirty']), period_text: z.string() })
 const toMs = (text: string) => Date.parse(`${text.replace(' ', 'T')}Z`)
 
 /** Reads what the planner needs for a range. */
@@ -69,27 +68,24 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
     to: toClickHouseTime(range.to).slice(0, 19),
     grace: graceSeconds,
   }
-  const [rolled, dirty] = await Promise.all([
-    client.query({
-      query: `SELECT level, toString(period) AS period_text FROM nhi_usage_rolled FINAL WHERE period >= {from:DateTime} AND period < {to:DateTime}`,
-      format: 'JSONEachRow',
-      query_params: params,
-    }),
-    client.query({
-      query: `WITH (SELECT max(watermark) FROM nhi_usage_rollup_runs) AS watermark
-              SELECT DISTINCT toString(toStartOfHour(event_time)) AS hour FROM nhi_activity
+  // One round trip: the periods the rollup holds, and the hours changed since its last run.
+  const result = await client.query({
+    query: `SELECT level, toString(period) AS period_text FROM nhi_usage_rolled FINAL WHERE period >= {from:DateTime} AND period < {to:DateTime}
+            UNION ALL
+            SELECT 'dirty' AS level, toString(hour_start) AS period_text FROM (
+              WITH (SELECT max(watermark) FROM nhi_usage_rollup_runs) AS watermark
+              SELECT DISTINCT toStartOfHour(event_time) AS hour_start FROM nhi_activity
               WHERE ingested_at > watermark - toIntervalSecond({grace:UInt32})
-                AND event_time >= {from:DateTime} AND event_time < {to:DateTime}`,
-      format: 'JSONEachRow',
-      query_params: params,
-    }),
-  ])
+                AND event_time >= {from:DateTime} AND event_time < {to:DateTime})`,
+    format: 'JSONEachRow',
+    query_params: params,
+  })
   const facts: PlanFacts = { rolled: { hour: new Set(), day: new Set(), month: new Set() }, dirtyHours: new Set() }
-  for (const raw of await rolled.json<Record<string, unknown>>()) {
+  for (const raw of await result.json<Record<string, unknown>>()) {
     const row = planRow.parse(raw)
-    facts.rolled[row.level].add(toMs(row.period_text))
+    if (row.level === 'dirty') facts.dirtyHours.add(toMs(row.period_text))
+    else facts.rolled[row.level].add(toMs(row.period_text))
   }
-  for (const raw of await dirty.json<Record<string, unknown>>()) facts.dirtyHours.add(toMs(dirtyRow.parse(raw).hour))
   return facts
 }
 

@@ -115,20 +115,27 @@ export function usageSource(plan: UsagePlan): { sql: string; params: Record<stri
 /** Settings for reading ReplacingMergeTree tables with FINAL: their keys never span partitions. */
 const FINAL_SETTINGS = { do_not_merge_across_partitions_select_final: 1 } as const
 
-/** One aggregated ledger row: the requested keys plus the card and meter that priced it. */
+/**
+ * One aggregated usage row: the requested keys, whether an identity was
+ * resolved, and the card and meter that price it (-1 when none). Rows that
+ * are unidentified or match no meter are returned too, so completeness
+ * comes from the same pass; only identified rows with a meter are billed.
+ */
 export interface BillableAggregate {
   keys: Record<string, string>
+  identified: boolean
   cardIndex: number
   meterIndex: number
   quantity: number
 }
 
-const aggregateRow = z.object({ card_idx: z.coerce.number().int(), meter_idx: z.coerce.number().int(), quantity: z.union([z.string(), z.number()]) }).passthrough()
+const aggregateRow = z.object({ identified: z.coerce.number().int(), card_idx: z.coerce.number().int(), meter_idx: z.coerce.number().int(), quantity: z.union([z.string(), z.number()]) }).passthrough()
 
 /**
- * Counts billable events in the range, grouped by the requested keys and by
- * the meter that matched. Rows are first summed per key, activity and card,
- * then matched to meters, so the meter match runs on few rows.
+ * Counts use events in the range, grouped by the requested keys, by whether
+ * an identity was resolved, and by the meter that matched. Rows are first
+ * summed per key, activity and card, then matched to meters, so the meter
+ * match runs on few rows.
  */
 export async function billableAggregates(
   client: ClickHouseClient,
@@ -141,17 +148,15 @@ export async function billableAggregates(
     .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
   const keys = keyColumns.map((c) => c.alias)
   const query = `
-    SELECT ${[...keys, 'card_idx', `${match.meterIndex} AS meter_idx`, 'sum(events) AS quantity'].join(', ')}
+    SELECT ${[...keys, 'identified', 'card_idx', `${match.meterIndex} AS meter_idx`, 'sum(events) AS quantity'].join(', ')}
     FROM (
-      SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'sum(n) AS events'].join(',\n        ')}
+      SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), "nhi_id != '' AS identified", 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'sum(n) AS events'].join(',\n        ')}
       FROM ${source.sql} AS usage
       ${INVENTORY_JOIN}
-      WHERE nhi_id != ''
-        ${businessUnitCondition(options.businessUnits)}
-      GROUP BY ${[...keys, 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
+      WHERE 1 ${businessUnitCondition(options.businessUnits)}
+      GROUP BY ${[...keys, 'identified', 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
     )
-    GROUP BY ${[...keys, 'card_idx', 'meter_idx'].join(', ')}
-    HAVING meter_idx >= 0`
+    GROUP BY ${[...keys, 'identified', 'card_idx', 'meter_idx'].join(', ')}`
   const result = await client.query({
     query,
     format: 'JSONEachRow',
@@ -166,32 +171,6 @@ export async function billableAggregates(
       const value = String(raw[c.alias] ?? '')
       keys[c.key] = c.key === 'period' ? new Date(value).toISOString().replace('.000Z', 'Z') : value
     }
-    return { keys, cardIndex: row.card_idx, meterIndex: row.meter_idx, quantity: toCount(row.quantity) }
+    return { keys, identified: row.identified === 1, cardIndex: row.card_idx, meterIndex: row.meter_idx, quantity: toCount(row.quantity) }
   })
-}
-
-/** How much of the activity in a range could be tied to an identity. */
-export interface CompletenessCounts {
-  spans: number
-  identifiedSpans: number
-}
-
-const completenessRow = z.object({ spans: z.union([z.string(), z.number()]), identified: z.union([z.string(), z.number()]) })
-
-/** Counts activity spans and those with a resolved identity in the range (deduplicated). */
-export async function completenessCounts(client: ClickHouseClient, plan: UsagePlan, businessUnits: BusinessUnitScope): Promise<CompletenessCounts> {
-  const source = usageSource(plan)
-  const result = await client.query({
-    query: `
-      SELECT sum(n) AS spans, sumIf(n, nhi_id != '') AS identified
-      FROM ${source.sql} AS usage
-      ${INVENTORY_JOIN}
-      WHERE 1 ${businessUnitCondition(businessUnits)}`,
-    format: 'JSONEachRow',
-    query_params: { ...source.params, ...(businessUnits ? { business_units: businessUnits } : {}) },
-    clickhouse_settings: FINAL_SETTINGS,
-  })
-  const [row] = await result.json<Record<string, unknown>>()
-  const parsed = completenessRow.parse(row)
-  return { spans: toCount(parsed.spans), identifiedSpans: toCount(parsed.identified) }
 }
