@@ -175,16 +175,29 @@ export const OTEL_TRACE_COLUMNS = [
   'Events.Timestamp', 'Events.Name', 'Events.Attributes', 'Links.TraceId', 'Links.SpanId', 'Links.TraceState', 'Links.Attributes',
 ] as const satisfies readonly (keyof OtelTraceRow)[]
 
-/** Encodes rows as JSONCompactEachRow (one JSON array per line, columns in {@link OTEL_TRACE_COLUMNS} order). */
+/**
+ * Encodes rows as JSONCompactEachRow (one JSON array per line, columns in
+ * {@link OTEL_TRACE_COLUMNS} order). Lines are assembled by hand: the spans
+ * of one resource share one attributes object, serialized once per call
+ * instead of once per span, and empty event and link arrays are literals.
+ */
 export function encodeCompactRows(rows: readonly OtelTraceRow[]): Buffer {
+  const resourceJson = new Map<Record<string, string>, string>()
+  const json = JSON.stringify
+  const list = (values: readonly unknown[]) => (values.length === 0 ? '[]' : json(values))
   const lines = new Array<string>(rows.length)
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!
-    lines[i] = JSON.stringify([
-      r.Timestamp, r.TraceId, r.SpanId, r.ParentSpanId, r.TraceState, r.SpanName, r.SpanKind, r.ServiceName,
-      r.ResourceAttributes, r.ScopeName, r.ScopeVersion, r.SpanAttributes, r.Duration, r.StatusCode, r.StatusMessage,
-      r['Events.Timestamp'], r['Events.Name'], r['Events.Attributes'], r['Links.TraceId'], r['Links.SpanId'], r['Links.TraceState'], r['Links.Attributes'],
-    ])
+    let resource = resourceJson.get(r.ResourceAttributes)
+    if (resource === undefined) {
+      resource = json(r.ResourceAttributes)
+      resourceJson.set(r.ResourceAttributes, resource)
+    }
+    lines[i] =
+      `[${json(r.Timestamp)},${json(r.TraceId)},${json(r.SpanId)},${json(r.ParentSpanId)},${json(r.TraceState)},${json(r.SpanName)},` +
+      `${json(r.SpanKind)},${json(r.ServiceName)},${resource},${json(r.ScopeName)},${json(r.ScopeVersion)},${json(r.SpanAttributes)},` +
+      `${json(r.Duration)},${json(r.StatusCode)},${json(r.StatusMessage)},${list(r['Events.Timestamp'])},${list(r['Events.Name'])},` +
+      `${list(r['Events.Attributes'])},${list(r['Links.TraceId'])},${list(r['Links.SpanId'])},${list(r['Links.TraceState'])},${list(r['Links.Attributes'])}]`
   }
   return Buffer.from(lines.join('\n'))
 }

@@ -66,7 +66,7 @@ export type BulkFormat = 'JSONCompactEachRow' | 'JSONEachRow'
 export async function insertFormatted(client: ClickHouseClient, table: string, columns: readonly string[], format: BulkFormat, body: Buffer): Promise<void> {
   const embedded = embeddedConnections.get(client)
   if (embedded) {
-    await embedded.chdb.rawInsert({ table, columns, values: body, format, settings: { session_timezone: 'UTC' } })
+    await embedded.chdb.rawInsert({ table, columns, values: body, format, settings: { session_timezone: 'UTC', max_insert_threads: 2, optimize_on_insert: 0 } })
     return
   }
   // table and columns are the caller's constants, never user input.
