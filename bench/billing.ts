@@ -20,14 +20,11 @@ import { runRollup } from '../query-service/src/billing/rollup.js'
 import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'
 import { parsePolicy } from '../query-service/src/policy/index.js'
 import { DATASET_FROM, DATASET_POLICY_YAML, DATASET_TO, openDataset } from './_dataset.js'
+import { percentile } from './_stats.js'
 
 const KEY = 'nhim_bench_billing_key_0123456789abcdef'
 const RUNS = 20
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-}
 
 async function main(): Promise<void> {
   const { client, buildSeconds } = await openDataset()

@@ -21,12 +21,11 @@
  */
 import { createApp } from '../query-service/src/app.js'
 import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'
-import { entitlementsRoutes } from '../query-service/src/entitlements/routes.js'
 import { backfillIdentityActivity } from '../query-service/src/identities/backfill.js'
 import { retireDeclarations, upsertInventory, type DeclaredIdentity } from '../query-service/src/identities/inventory.js'
-import { identitiesRoutes } from '../query-service/src/identities/routes.js'
 import { parsePolicy } from '../query-service/src/policy/index.js'
 import { DATASET_POLICY_YAML, DATASET_TO, openDataset } from './_dataset.js'
+import { percentile } from './_stats.js'
 
 const KEY = 'nhim_bench_entitlements_key_0123456789ab'
 const RUNS = 20
@@ -34,10 +33,6 @@ const BATCH_RUNS = 5
 // The end of the dataset's month: every window ends where the data does.
 const AT = DATASET_TO
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-}
 
 interface Decision {
   nhi_id: string
@@ -53,8 +48,7 @@ async function main(): Promise<void> {
   const keys = KeyStore.fromEntries([{ name: 'bench', sha256: sha256(KEY).toString('hex'), scopes: ['admin'] }])
   const headers = { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' }
   const app = createApp(
-    { client, keys: () => keys, policy: () => policy },
-    { routes: [identitiesRoutes({ client, policy: () => policy }), entitlementsRoutes({ client, policy: () => policy })] },
+    { client, keys: () => keys, policy: () => policy }
   )
 
   const t = performance.now()

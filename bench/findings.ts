@@ -20,25 +20,21 @@ import { createApp } from '../query-service/src/app.js'
 import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'
 import { runRollup } from '../query-service/src/billing/rollup.js'
 import { backfillFindingsDigest } from '../query-service/src/findings/digest.js'
-import { findingsRoutes } from '../query-service/src/findings/routes.js'
 import type { Finding } from '../query-service/src/findings/kinds.js'
 import { parsePolicy } from '../query-service/src/policy/index.js'
 import { DATASET_FROM, DATASET_POLICY_YAML, DATASET_TO, openDataset } from './_dataset.js'
+import { percentile } from './_stats.js'
 
 const KEY = 'nhim_bench_findings_key_0123456789abcdef'
 const WARMUP = 2
 const RUNS = 7
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-}
 
 async function main(): Promise<void> {
   const { client, buildSeconds } = await openDataset()
   const { policy } = parsePolicy(DATASET_POLICY_YAML, { source: 'bench policy' })
   const keys = KeyStore.fromEntries([{ name: 'bench', sha256: sha256(KEY).toString('hex'), scopes: ['admin'] }])
-  const app = createApp({ client, keys: () => keys, policy: () => policy, rollupGraceSeconds: 0 }, { routes: [findingsRoutes({ client, policy: () => policy, rollupGraceSeconds: 0 })] })
+  const app = createApp({ client, keys: () => keys, policy: () => policy, rollupGraceSeconds: 0 })
   const headers = { Authorization: `Bearer ${KEY}` }
 
   // Background work a running service does on its own: the usage rollup job, and (once, for a

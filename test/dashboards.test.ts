@@ -16,8 +16,6 @@ import { expandPanelSql, type PanelContext, type VariableSelection } from '../da
 import { inlineQueryParams, stringLiteral } from '../dashboards/sql.js'
 import { createApp } from '../query-service/src/app.js'
 import { runRollup } from '../query-service/src/billing/rollup.js'
-import { findingsRoutes } from '../query-service/src/findings/routes.js'
-import { identitiesRoutes } from '../query-service/src/identities/routes.js'
 import { formatMoney, parseMoney } from '../query-service/src/money/decimal.js'
 import { loadDefaultPolicy, validatePolicy, type Policy } from '../query-service/src/policy/index.js'
 import { freshStorage, testKeys } from '../query-service/src/test-support.js'
@@ -64,7 +62,7 @@ let from: Date
 let to: Date
 
 function appFor(p: Policy) {
-  return createApp({ client, keys: () => store, policy: () => p }, { routes: [identitiesRoutes({ client, policy: () => p }), findingsRoutes({ client, policy: () => p })] })
+  return createApp({ client, keys: () => store, policy: () => p })
 }
 
 async function api<T>(p: Policy, path: string): Promise<T> {

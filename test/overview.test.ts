@@ -17,8 +17,6 @@ import { join } from 'node:path'
 import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../query-service/src/app.js'
-import { findingsRoutes } from '../query-service/src/findings/routes.js'
-import { identitiesRoutes } from '../query-service/src/identities/routes.js'
 import { overviewRoutes } from '../query-service/src/overview/routes.js'
 import { loadDefaultPolicy, type Policy } from '../query-service/src/policy/index.js'
 import { freshStorage, testKeys } from '../query-service/src/test-support.js'
@@ -55,8 +53,7 @@ beforeAll(async () => {
   policy = (await loadDefaultPolicy()).policy
   await loadDemoData(client)
   const api = createApp(
-    { client, keys: () => store, policy: () => policy },
-    { routes: [identitiesRoutes({ client, policy: () => policy }), findingsRoutes({ client, policy: () => policy })] },
+    { client, keys: () => store, policy: () => policy }
   )
   // As the service mounts it: the page at the root, the API beside it.
   const root = new Hono()
