@@ -1,3 +1,4 @@
+import type { FeatureDecision } from './decide.js'
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freshStorage, insertSpans, testKeys } from '../test-support.js'
@@ -13,16 +14,7 @@ const { store, key } = testKeys([
   { name: 'findings', scopes: ['findings:read'] },
 ])
 
-type Feature = {
-  feature: string
-  granted: boolean
-  observed: number
-  threshold: number
-  unapproved: number
-  window: { from: string; to: string; duration: string }
-  changes_at: string | null
-  evidence?: { sample_trace_ids: string[] }
-}
+type Feature = FeatureDecision
 
 async function request(path: string, keyName = 'admin', init: RequestInit = {}): Promise<Response> {
   return app.request(path, { ...init, headers: { Authorization: `Bearer ${key(keyName)}`, 'Content-Type': 'application/json', ...(init.headers ?? {}) } })

@@ -6,30 +6,9 @@ import { freshStorage, insertSpans, spanRow } from '../test-support.js'
 import { backfillFindingsDigest } from './digest.js'
 import { CONTROLS, FINDING_KINDS, type Finding } from './kinds.js'
 import { findingsOpenApi } from './openapi.js'
-import { declare, findingsApp, policyWith, spread, use } from './test-helpers.js'
+import { declare, findingsApp, SENSITIVE_POLICY, spread, use } from './test-helpers.js'
 
-// Small thresholds keep the injected cases small; every rule still works as documented.
-const POLICY = policyWith({
-  dormant_after: '10d',
-  burst_window: '1h',
-  burst_baseline: '7d',
-  burst_factor: 10,
-  burst_min_events: 20,
-  sustained_growth_period: '1d',
-  sustained_growth_periods: 5,
-  sustained_growth_factor: 2,
-  sustained_growth_min_events: 30,
-  overactive_window: '1h',
-  overactive_max_events: 50,
-  auth_failures_window: '1h',
-  auth_failures_min_count: 5,
-  credential_reuse_window: '30d',
-  credential_reuse_max_identities: 1,
-  rotation_max_age: '20d',
-  telemetry_gap_min_ratio: 0.9,
-  telemetry_gap_min_spans: 20,
-  telemetry_gap_silence: '6h',
-})
+const POLICY = SENSITIVE_POLICY
 const RANGE = 'from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z'
 const HISTORY_FROM = '2026-09-20T00:00:00Z'
 const END = '2026-11-01T00:00:00Z'

@@ -1,29 +1,11 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freshStorage, insertSpans } from '../test-support.js'
-import { findingsApp, policyWith, use } from './test-helpers.js'
+import { findingsApp, SENSITIVE_POLICY, use } from './test-helpers.js'
 
 // The thresholds of the injected-case tests: sensitive enough that the
 // population below would trip them if its normal noise looked anomalous.
-const POLICY = policyWith({
-  dormant_after: '10d',
-  burst_window: '1h',
-  burst_baseline: '7d',
-  burst_factor: 10,
-  burst_min_events: 20,
-  sustained_growth_period: '1d',
-  sustained_growth_periods: 5,
-  sustained_growth_factor: 2,
-  sustained_growth_min_events: 30,
-  overactive_window: '1h',
-  overactive_max_events: 50,
-  auth_failures_window: '1h',
-  auth_failures_min_count: 5,
-  rotation_max_age: '20d',
-  telemetry_gap_min_ratio: 0.9,
-  telemetry_gap_min_spans: 20,
-  telemetry_gap_silence: '6h',
-})
+const POLICY = SENSITIVE_POLICY
 const RANGE = 'from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z'
 const IDENTITIES = 400
 const DAYS = 42

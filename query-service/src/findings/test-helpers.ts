@@ -100,3 +100,29 @@ export function findingsApp(client: ClickHouseClient, policy: () => Policy) {
   }
   return { app, get, findings }
 }
+
+/**
+ * The detection thresholds of the findings tests: small enough that injected
+ * cases stay small, and sensitive enough that normal noise would trip them.
+ */
+export const SENSITIVE_POLICY = policyWith({
+  dormant_after: '10d',
+  burst_window: '1h',
+  burst_baseline: '7d',
+  burst_factor: 10,
+  burst_min_events: 20,
+  sustained_growth_period: '1d',
+  sustained_growth_periods: 5,
+  sustained_growth_factor: 2,
+  sustained_growth_min_events: 30,
+  overactive_window: '1h',
+  overactive_max_events: 50,
+  auth_failures_window: '1h',
+  auth_failures_min_count: 5,
+  credential_reuse_window: '30d',
+  credential_reuse_max_identities: 1,
+  rotation_max_age: '20d',
+  telemetry_gap_min_ratio: 0.9,
+  telemetry_gap_min_spans: 20,
+  telemetry_gap_silence: '6h',
+})
