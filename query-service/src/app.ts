@@ -7,6 +7,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import type { KeyStore } from './auth/keys.js'
+import { TokenBuckets } from './auth/rate-limit.js'
 import { pricingOf, type Pricing } from './billing/pricing.js'
 import { billingRoutes } from './billing/routes.js'
 import { evidenceRoutes } from './billing/evidence.js'
@@ -33,6 +34,18 @@ export interface AppDeps {
   maxBodyBytes?: number
   /** See BillingDeps.rollupGraceSeconds. */
   rollupGraceSeconds?: number
+  /** Rate limits of /v1 (absent: none, as in tests and benchmarks that build the app themselves). */
+  rateLimit?: ApiRateLimit
+}
+
+/** The query API's rate limits; a rate of 0 turns that limit off. */
+export interface ApiRateLimit {
+  /** Requests per second each API key may make, sustained. */
+  perSecond: number
+  /** Requests each API key may make at once. */
+  burst: number
+  /** Refused keys per minute per client address before that address is refused outright. */
+  authFailuresPerMinute: number
 }
 
 /** Domain routes mounted under /v1 besides billing (tests pass their own). */
@@ -67,7 +80,17 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
   // The overview page itself needs no key; it asks the user for one and calls /v1 with it.
   app.route('/', overviewRoutes())
 
-  app.use('/v1/*', authenticate(deps.keys))
+  const limits = deps.rateLimit
+  app.use(
+    '/v1/*',
+    authenticate(deps.keys, {
+      perKey: limits && limits.perSecond > 0 ? new TokenBuckets({ perSecond: limits.perSecond, burst: limits.burst }) : undefined,
+      failedAuthPerClient:
+        limits && limits.authFailuresPerMinute > 0
+          ? new TokenBuckets({ perSecond: limits.authFailuresPerMinute / 60, burst: Math.max(1, Math.floor(limits.authFailuresPerMinute)) })
+          : undefined,
+    }),
+  )
   app.route('/v1', billingRoutes({ client: deps.client, pricing, rollupGraceSeconds: deps.rollupGraceSeconds }))
   app.route('/v1', evidenceRoutes({ client: deps.client, pricing }))
   app.route('/v1', statementRoutes({ client: deps.client, pricing }))

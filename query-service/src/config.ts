@@ -12,6 +12,26 @@ const port = (name: string) =>
     .transform(Number)
     .refine((n) => n <= 65535, `${name} must be a port number (0-65535)`)
 
+/** A rate (per second, decimals allowed) or `0`/`off` for no limit. */
+const rate = (name: string, fallback: number, unit: string) =>
+  z
+    .string()
+    .regex(/^(off|\d{1,7}(\.\d{1,6})?)$/, `${name} must be a number of ${unit} (0 or off disables the limit)`)
+    .transform((s) => (s === 'off' ? 0 : Number(s)))
+    .default(fallback)
+
+/** A whole count of at least 1. */
+const count = (name: string, fallback: number, meaning: string) =>
+  z
+    .string()
+    .regex(/^\d{1,9}$/, `${name} must be a whole number (${meaning})`)
+    .transform(Number)
+    .refine((n) => n >= 1, `${name} must be at least 1 (${meaning})`)
+    .default(fallback)
+
+/** Defaults of the query API's rate limits (README, Configuration). */
+export const RATE_LIMIT_DEFAULTS = { perSecond: 200, burst: 400, authFailuresPerMinute: 60 } as const
+
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/
 
 const envSchema = z
@@ -46,6 +66,9 @@ const envSchema = z
       .transform(Number)
       .refine((n) => n >= 1024, 'NHI_METER_OTLP_MAX_BODY_BYTES must be at least 1024')
       .default(20 * 1024 * 1024),
+    NHI_METER_RATE_LIMIT_PER_SECOND: rate('NHI_METER_RATE_LIMIT_PER_SECOND', RATE_LIMIT_DEFAULTS.perSecond, 'requests per second per API key'),
+    NHI_METER_RATE_LIMIT_BURST: count('NHI_METER_RATE_LIMIT_BURST', RATE_LIMIT_DEFAULTS.burst, 'the most requests one API key may make at once'),
+    NHI_METER_AUTH_FAILURES_PER_MINUTE: rate('NHI_METER_AUTH_FAILURES_PER_MINUTE', RATE_LIMIT_DEFAULTS.authFailuresPerMinute, 'refused keys per minute per client address'),
   })
   .superRefine((env, ctx) => {
     if (env.NHI_METER_OTLP_AUTH === 'none' && env.NHI_METER_OTLP_PORT !== 'off' && !LOOPBACK.test(env.NHI_METER_HOST)) {

@@ -69,6 +69,11 @@ export async function startService(config: Config, policy: () => Policy, log: Se
       keys: () => keys,
       policy,
       logError: (requestId, error) => log.error(`request ${requestId} failed`, error),
+      rateLimit: {
+        perSecond: config.NHI_METER_RATE_LIMIT_PER_SECOND,
+        burst: config.NHI_METER_RATE_LIMIT_BURST,
+        authFailuresPerMinute: config.NHI_METER_AUTH_FAILURES_PER_MINUTE,
+      },
     })
     const api: ServerType = await new Promise((resolve, reject) => {
       const server = serve({ fetch: app.fetch, port: config.NHI_METER_PORT, hostname: config.NHI_METER_HOST }, () => resolve(server))

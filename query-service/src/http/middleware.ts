@@ -1,9 +1,11 @@
 /**
- * Request ids and API-key authentication for the query API.
+ * Request ids, API-key authentication and per-key rate limits for the query API.
  */
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
+import type { IncomingMessage } from 'node:http'
 import { randomUUID } from 'node:crypto'
 import { bearerKey, hasScope, type KeyStore, type Principal, type Scope } from '../auth/keys.js'
+import type { TokenBuckets } from '../auth/rate-limit.js'
 import { ApiError } from './errors.js'
 
 /** Variables the middleware puts on the context. */
@@ -30,14 +32,54 @@ export function requestId(): MiddlewareHandler<AppEnv> {
   }
 }
 
-/** Requires a valid API key; the route's scope is checked by `requireScope`. */
-export function authenticate(keys: () => KeyStore): MiddlewareHandler<AppEnv> {
+/** Rate limits applied while authenticating; either may be absent (no limit). */
+export interface AuthLimits {
+  /** One bucket per key name: every authenticated request takes a token. */
+  perKey?: TokenBuckets
+  /**
+   * One bucket per client address: every refused key (missing, malformed,
+   * unknown) takes a token, and an address whose bucket is empty is refused
+   * before its key is even looked at, so guessing keys gets slow.
+   */
+  failedAuthPerClient?: TokenBuckets
+}
+
+/** 429 with Retry-After and the envelope's `rate_limited` code. */
+function rateLimited(retryAfterSeconds: number, message: string): ApiError {
+  return new ApiError(429, 'rate_limited', `${message}; retry in ${retryAfterSeconds} s`, { 'Retry-After': String(retryAfterSeconds) })
+}
+
+/**
+ * The TCP peer's address (never a forwarded-for header, which the client
+ * writes itself); requests that come in without a socket (app.request in
+ * tests) share one bucket.
+ */
+export function clientAddress(c: Context): string {
+  const env = c.env as { incoming?: IncomingMessage; server?: { incoming?: IncomingMessage } } | undefined
+  return (env?.server?.incoming ?? env?.incoming)?.socket?.remoteAddress ?? 'unknown'
+}
+
+/** Requires a valid API key, within its rate limits; the route's scope is checked by `requireScope`. */
+export function authenticate(keys: () => KeyStore, limits: AuthLimits = {}): MiddlewareHandler<AppEnv> {
+  const challenge = { 'WWW-Authenticate': 'Bearer realm="nhi-meter"' }
   return async (c, next) => {
+    const client = limits.failedAuthPerClient ? clientAddress(c) : ''
+    if (limits.failedAuthPerClient) {
+      const blocked = limits.failedAuthPerClient.peek(client)
+      if (!blocked.allowed) throw rateLimited(blocked.retryAfterSeconds, 'too many failed authentication attempts from this address')
+    }
+    const refuse = (message: string): never => {
+      limits.failedAuthPerClient?.take(client)
+      throw new ApiError(401, 'unauthenticated', message, challenge)
+    }
     const bearer = bearerKey(c.req.header('authorization'))
-    const challenge = { 'WWW-Authenticate': 'Bearer realm="nhi-meter"' }
-    if ('problem' in bearer) throw new ApiError(401, 'unauthenticated', bearer.problem, challenge)
+    if ('problem' in bearer) return refuse(bearer.problem)
     const principal = keys().authenticate(bearer.key)
-    if (!principal) throw new ApiError(401, 'unauthenticated', 'unknown API key', challenge)
+    if (!principal) return refuse('unknown API key')
+    if (limits.perKey) {
+      const decision = limits.perKey.take(principal.name)
+      if (!decision.allowed) throw rateLimited(decision.retryAfterSeconds, `rate limit of key ${JSON.stringify(principal.name)} exceeded`)
+    }
     c.set('principal', principal)
     await next()
   }
