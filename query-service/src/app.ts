@@ -14,6 +14,7 @@ import { evidenceRoutes } from './billing/evidence.js'
 import { statementRoutes } from './billing/statements.js'
 import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
+import { DISK_FULL_MESSAGE, isDiskFull } from './storage/disk-space.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
 import { openApiDocument } from './openapi.js'
 import { overviewRoutes } from './overview/routes.js'
@@ -108,6 +109,11 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     }
     if (error instanceof HTTPException) {
       return c.json(errorBody('http_error', error.message || 'request refused', id), error.status)
+    }
+    if (isDiskFull(error)) {
+      deps.logError?.(id, error)
+      c.header('Retry-After', '10')
+      return c.json(errorBody('storage_full', DISK_FULL_MESSAGE, id), 503)
     }
     if (isStorageError(error)) {
       deps.logError?.(id, error)

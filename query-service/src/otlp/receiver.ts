@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net'
 import { gunzip } from 'node:zlib'
 import { promisify } from 'node:util'
 import { bearerKey, hasScope, type KeyStore } from '../auth/keys.js'
+import { DISK_FULL_MESSAGE } from '../storage/disk-space.js'
 import { decodeJson } from './decode-json.js'
 import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './decode-protobuf.js'
 import { MalformedPayloadError } from './model.js'
@@ -32,8 +33,10 @@ export interface ReceiverOptions {
   maxConcurrentRequests?: number
   /** Seconds suggested in Retry-After. */
   retryAfterSeconds?: number
-  /** Called for unexpected failures (never for client errors). */
+  /** Called for unexpected failures (never for client errors); storage failures at most once per `failureReportIntervalMs`. */
   onError?: (error: unknown) => void
+  /** Storage failures repeat for every request while storage is down; they are reported at most this often, with a count. */
+  failureReportIntervalMs?: number
 }
 
 /** Default body limit: 20 MiB. */
@@ -122,6 +125,29 @@ function sendError(res: ServerResponse, encoding: Encoding, error: ReceiverError
   if (!res.headersSent) send(res, error.status, encoding, body, error.retryAfter)
 }
 
+/**
+ * Reports storage failures at most once per interval, folding in how many
+ * requests failed the same way meanwhile: while the disk is full every
+ * request fails, and the log should say why once, not thousands of times.
+ */
+function storageFailureReporter(onError: ((error: unknown) => void) | undefined, intervalMs: number): (error: StorageUnavailableError | WriterClosedError) => void {
+  let lastReport = Number.NEGATIVE_INFINITY
+  let folded = 0
+  return (error) => {
+    if (!onError) return
+    const now = Date.now()
+    if (now - lastReport < intervalMs) {
+      folded++
+      return
+    }
+    const prefix = error instanceof StorageUnavailableError && error.diskFull ? `${DISK_FULL_MESSAGE}: ` : ''
+    const since = folded > 0 ? ` (and ${folded} more requests failed since the last report)` : ''
+    onError(new Error(`${prefix}${error.message}; answering 503 with Retry-After${since}`, { cause: error }))
+    lastReport = now
+    folded = 0
+  }
+}
+
 /** The running receiver. */
 export interface Receiver {
   server: Server
@@ -136,8 +162,10 @@ export function createReceiver(options: ReceiverOptions): Receiver {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
   const maxConcurrent = options.maxConcurrentRequests ?? 64
   const retryAfter = options.retryAfterSeconds ?? 1
+  const reportStorageFailure = storageFailureReporter(options.onError, options.failureReportIntervalMs ?? 10_000)
   let active = 0
   let closing = false
+  const queueFull = (detail: string) => new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, `too many spans waiting to be stored (${detail}); retry later`, retryAfter)
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const encoding = requestEncoding(req.headers['content-type'])
@@ -155,6 +183,8 @@ export function createReceiver(options: ReceiverOptions): Receiver {
       throw new ReceiverError(415, RPC_INVALID_ARGUMENT, `unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}; use application/x-protobuf or application/json`)
     }
     if (closing) throw new ReceiverError(503, RPC_UNAVAILABLE, 'the receiver is shutting down', retryAfter)
+    // Refused before the body is read and decoded: under overload, that work would only be thrown away.
+    if (options.writer.saturated) throw queueFull(`${options.writer.pendingRows} spans are waiting to be stored`)
     const raw = await readBody(req, maxBodyBytes)
     const body = await decompress(raw, req.headers['content-encoding'], maxBodyBytes)
     if (body.length === 0) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, 'request body is empty; send an ExportTraceServiceRequest')
@@ -169,9 +199,13 @@ export function createReceiver(options: ReceiverOptions): Receiver {
     try {
       await options.writer.write(converted.rows)
     } catch (error) {
-      if (error instanceof QueueFullError) throw new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, `too many spans waiting to be stored (${error.message}); retry later`, retryAfter)
+      if (error instanceof QueueFullError) throw queueFull(error.message)
+      if (error instanceof StorageUnavailableError && error.diskFull) {
+        reportStorageFailure(error)
+        throw new ReceiverError(503, RPC_UNAVAILABLE, DISK_FULL_MESSAGE, Math.max(retryAfter, 10))
+      }
       if (error instanceof StorageUnavailableError || error instanceof WriterClosedError) {
-        options.onError?.(error)
+        reportStorageFailure(error)
         throw new ReceiverError(503, RPC_UNAVAILABLE, 'storage is unavailable; retry later', Math.max(retryAfter, 5))
       }
       throw error

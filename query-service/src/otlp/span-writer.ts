@@ -9,6 +9,7 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { insertFormatted } from '../storage/client.js'
+import { isDiskFull } from '../storage/disk-space.js'
 import { encodeCompactRows, OTEL_TRACE_COLUMNS, type OtelTraceRow } from './rows.js'
 
 /** Tuning of the writer; all fields optional. */
@@ -29,6 +30,13 @@ export class QueueFullError extends Error {
 /** The storage refused or failed the insert: retry later (503). */
 export class StorageUnavailableError extends Error {
   override readonly name = 'StorageUnavailableError'
+  constructor(
+    message: string,
+    /** The data directory (or server disk) is out of space. */
+    readonly diskFull = false,
+  ) {
+    super(message)
+  }
 }
 
 /** The writer is shutting down and takes no new rows (503). */
@@ -62,6 +70,11 @@ export class SpanWriter {
   /** Rows waiting or being inserted now. */
   get pendingRows(): number {
     return this.queuedRows
+  }
+
+  /** True while no more rows are taken: the receiver refuses at once instead of reading and decoding a body only to refuse it. */
+  get saturated(): boolean {
+    return this.queuedRows >= this.options.maxQueuedRows
   }
 
   /** Queues rows and resolves once they are stored; rejects with QueueFullError, StorageUnavailableError or WriterClosedError. */
@@ -108,7 +121,7 @@ export class SpanWriter {
     try {
       await insertFormatted(this.client, this.options.table, OTEL_TRACE_COLUMNS, 'JSONCompactEachRow', encodeCompactRows(values))
     } catch (error) {
-      const failure = new StorageUnavailableError(`storing ${batchRows} spans failed: ${(error as Error).message}`)
+      const failure = new StorageUnavailableError(`storing ${batchRows} spans failed: ${(error as Error).message}`, isDiskFull(error))
       for (const p of batch) p.reject(failure)
       return
     }
