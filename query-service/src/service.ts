@@ -83,7 +83,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     let receiver: Receiver | undefined
     let otlpPort: number | undefined
-    const writer = new SpanWriter(client)
+    const writer = new SpanWriter(client, { maxQueuedRows: config.NHI_METER_OTLP_MAX_QUEUED_SPANS })
     if (config.NHI_METER_OTLP_PORT !== 'off') {
       receiver = createReceiver({
         writer,
