@@ -188,7 +188,7 @@ function buildProfiles(series: SeriesRow[], facts: ReadonlyMap<string, IdentityF
 async function identityGaps(ctx: Context): Promise<Finding[]> {
   const { profiles, to, from } = ctx
   const active = [...profiles.values()].filter((p) => p.delivered > 0)
-  const samples = await latestTraces(ctx.client, new Map(active.map((p) => [p.id, p.lastMs])))
+  const samples = await latestTraces(ctx.client, new Map(active.map((p) => [p.id, p.lastMs])), ctx.request.scope)
   const activity = (p: Profile) => ({
     active_days: p.activeDays.length,
     first_seen: iso(p.firstInRangeMs),
@@ -319,7 +319,7 @@ async function credentialReuse(ctx: Context, credentials: CredentialUse[], windo
   const { profiles, request } = ctx
   const limit = request.detection.credential_reuse_max_identities
   const shared = credentials.filter((c) => c.ids.length > limit && c.ids.some((id) => profiles.has(id)))
-  const uses = await sharedCredentialUse(ctx.client, shared.map((c) => c.credentialId), window)
+  const uses = await sharedCredentialUse(ctx.client, shared.map((c) => c.credentialId), window, request.scope)
   const useOf = new Map(uses.map((u) => [`${u.credentialId}\u0000${u.nhiId}`, u]))
   const findings: Finding[] = []
   for (const c of shared) {
@@ -368,8 +368,8 @@ async function privilegeDrift(ctx: Context): Promise<Finding[]> {
   const entries = [...byIdentity].map(([id, e]) => ({ id, ...e, uses: e.uses.sort((a, b) => a.firstMs - b.firstMs || compare(a.activityType, b.activityType) || compare(a.activityName, b.activityName)) }))
   const listed = entries.flatMap((e) => e.uses.slice(0, MAX_LISTED_ACTIVITIES))
   const [events, samples] = await Promise.all([
-    activityEvents(ctx.client, listed, { from, to }),
-    sampleTraces(ctx.client, entries.map((e) => ({ nhiId: e.id, from, to, activityType: e.uses[0]!.activityType, activityName: e.uses[0]!.activityName }))),
+    activityEvents(ctx.client, listed, { from, to }, ctx.request.scope),
+    sampleTraces(ctx.client, entries.map((e) => ({ nhiId: e.id, from, to, activityType: e.uses[0]!.activityType, activityName: e.uses[0]!.activityName })), ctx.request.scope),
   ])
   return entries.map((e, i) => {
     const first = e.uses[0]!
@@ -429,7 +429,7 @@ async function bursts(ctx: Context): Promise<Finding[]> {
     for (const episode of episodes) found.push({ s, episode })
   }
   const windowOf = (e: Episode) => ({ from: e.first * w, to: Math.min((e.last + 1) * w, to) })
-  const samples = await sampleTraces(ctx.client, found.map(({ s, episode }) => ({ nhiId: s.nhiId, activityType: s.activityType, ...windowOf(episode) })))
+  const samples = await sampleTraces(ctx.client, found.map(({ s, episode }) => ({ nhiId: s.nhiId, activityType: s.activityType, ...windowOf(episode) })), ctx.request.scope)
   return found.map(({ s, episode }, i) => {
     const usual = episode.baseline.median
     const versus = usual > 0 ? `${round(episode.peak / usual, 1)}× its usual ${usual} per ${d.burst_window.text}` : `against a usual of none per ${d.burst_window.text}`
@@ -468,7 +468,7 @@ async function growth(ctx: Context, period: { origin: number; ms: number; count:
     const g = sustainedGrowth(exact.get(seriesKey(s.nhiId, s.activityType)) ?? [], options)
     if (g) found.push({ s, g })
   }
-  const samples = await sampleTraces(ctx.client, found.map(({ s }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: recentStart, to: recentEnd })))
+  const samples = await sampleTraces(ctx.client, found.map(({ s }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: recentStart, to: recentEnd })), ctx.request.scope)
   const text = d.sustained_growth_period.text
   return found.map(({ s, g }, i) =>
     finding(
@@ -525,7 +525,7 @@ async function windowRules(ctx: Context): Promise<Finding[]> {
     const requests: SampleRequest[] = found.map(({ id, e }) =>
       rule.kind === 'overactive' ? { nhiId: id, ...windowOf(e) } : { nhiId: id, ...windowOf(e), activityType: 'token_exchange', failedOnly: true },
     )
-    const samples = await sampleTraces(ctx.client, requests)
+    const samples = await sampleTraces(ctx.client, requests, ctx.request.scope)
     found.forEach(({ id, e }, i) => {
       if (rule.kind === 'overactive') {
         findings.push(

@@ -392,17 +392,20 @@ export async function unapprovedActivities(client: ClickHouseClient, ids: readon
 }
 
 /** Exact events (FINAL) in [from, to) of each given activity, keyed by activityKey. */
-export async function activityEvents(client: ClickHouseClient, activities: readonly Activity[], window: { from: number; to: number }): Promise<Map<string, number>> {
+export async function activityEvents(client: ClickHouseClient, activities: readonly Activity[], window: { from: number; to: number }, scope: BusinessUnitScope): Promise<Map<string, number>> {
   if (activities.length === 0) return new Map()
+  const s = scoped(scope)
   const result = await client.query({
     query: `
       SELECT nhi_id, activity_type, activity_name, count() AS events
-      FROM nhi_identity_activity FINAL
+      FROM nhi_identity_activity FINAL ${s.join}
       WHERE (activity_type, nhi_id) IN {pairs:Array(Tuple(String, String))} AND activity_name IN {names:Array(String)}
         AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+        ${s.where}
       GROUP BY nhi_id, activity_type, activity_name`,
     format: 'JSONEachRow',
     query_params: {
+      ...s.params,
       pairs: [...new Map(activities.map((a) => [seriesKey(a.nhiId, a.activityType), new TupleParam([a.activityType, a.nhiId])])).values()],
       names: [...new Set(activities.map((a) => a.activityName))],
       from: ms(window.from),
@@ -480,9 +483,11 @@ export interface SampleRequest {
  * The latest trace ids of each requested slice (newest first, distinct),
  * one small ordered read per slice on the identity-sorted table.
  */
-export async function sampleTraces(client: ClickHouseClient, requests: readonly SampleRequest[]): Promise<string[][]> {
+export async function sampleTraces(client: ClickHouseClient, requests: readonly SampleRequest[], scope: BusinessUnitScope): Promise<string[][]> {
   if (requests.length === 0) return []
-  const params: Record<string, unknown> = {}
+  // A limited caller's samples come from the rows it may see only (an identity's rows can name several units).
+  const s = scoped(scope)
+  const params: Record<string, unknown> = { ...s.params }
   const parts = requests.map((r, i) => {
     params[`n${i}`] = r.nhiId
     params[`f${i}`] = ms(r.from)
@@ -497,7 +502,7 @@ export async function sampleTraces(client: ClickHouseClient, requests: readonly 
       conditions.push(`activity_name = {m${i}:String}`)
     }
     if (r.failedOnly) conditions.push(`status = 'error'`)
-    return `SELECT ${i} AS i, trace_id, event_time FROM nhi_identity_activity WHERE ${conditions.join(' AND ')} ORDER BY event_time DESC, trace_id DESC LIMIT ${SAMPLE_TRACES * 3}`
+    return `SELECT ${i} AS i, trace_id, event_time FROM nhi_identity_activity ${s.join} WHERE ${conditions.join(' AND ')} ${s.where} ORDER BY event_time DESC, trace_id DESC LIMIT ${SAMPLE_TRACES * 3}`
   })
   const result = await client.query({
     query: `SELECT i, trace_id FROM (${parts.map((p) => `(${p})`).join(' UNION ALL ')}) ORDER BY i, event_time DESC, trace_id DESC`,
@@ -515,19 +520,21 @@ export async function sampleTraces(client: ClickHouseClient, requests: readonly 
 const hourText = (msValue: number) => toClickHouseTime(new Date(Math.floor(msValue / HOUR_MS) * HOUR_MS)).slice(0, 19)
 
 /** Latest trace ids of each identity within the hour of its last activity, from the hour-sorted ledger. */
-export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>): Promise<Map<string, string[]>> {
+export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>, scope: BusinessUnitScope): Promise<Map<string, string[]>> {
   if (lastSeen.size === 0) return new Map()
+  const s = scoped(scope)
   const pairs = [...lastSeen].map(([id, last]) => new TupleParam([id, hourText(last)]))
   const hours = [...new Set([...lastSeen.values()].map(hourText))]
   const result = await client.query({
     query: `
       SELECT nhi_id, arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
-      FROM nhi_activity
+      FROM nhi_activity ${s.join}
       WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)}
         AND (nhi_id, toStartOfHour(event_time)) IN {pairs:Array(Tuple(String, DateTime))}
+        ${s.where}
       GROUP BY nhi_id`,
     format: 'JSONEachRow',
-    query_params: { hours, pairs },
+    query_params: { hours, pairs, ...s.params },
   })
   const row = z.object({ nhi_id: z.string(), samples: z.array(z.string()) })
   return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, distinctFirst(r.samples, SAMPLE_TRACES)]))
@@ -598,22 +605,24 @@ export interface SharedUse {
 }
 
 /** Exact use of the given credentials per identity in [from, to), only their rows read past PREWHERE. */
-export async function sharedCredentialUse(client: ClickHouseClient, credentials: readonly string[], window: { from: number; to: number }): Promise<SharedUse[]> {
+export async function sharedCredentialUse(client: ClickHouseClient, credentials: readonly string[], window: { from: number; to: number }, scope: BusinessUnitScope): Promise<SharedUse[]> {
   if (credentials.length === 0) return []
+  // Who shares a credential is counted over every unit (credentialUses); each identity's own use, over the rows the caller may see.
+  const s = scoped(scope)
   const result = await client.query({
     query: `
       SELECT credential_id, nhi_id, uniqExact(trace_id, span_id) AS events, min(t) AS first_ms, max(t) AS last_ms,
         arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
       FROM (
         SELECT credential_id, nhi_id, trace_id, span_id, event_time, toUnixTimestamp64Milli(event_time) AS t
-        FROM nhi_activity
+        FROM nhi_activity ${s.join}
         PREWHERE credential_id IN {credentials:Array(String)}
-        WHERE nhi_id != '' AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+        WHERE nhi_id != '' AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${s.where}
       )
       GROUP BY credential_id, nhi_id
       ORDER BY credential_id, nhi_id`,
     format: 'JSONEachRow',
-    query_params: { credentials, from: ms(window.from), to: ms(window.to) },
+    query_params: { credentials, from: ms(window.from), to: ms(window.to), ...s.params },
   })
   const row = z.object({ credential_id: z.string(), nhi_id: z.string(), events: count64, first_ms: int64, last_ms: int64, samples: z.array(z.string()) })
   return (await result.json<Record<string, unknown>>()).map((raw) => {
