@@ -1,8 +1,12 @@
 /**
  * OpenAPI description of the billing routes.
  */
-import { authResponses, errorResponse, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
+import { authResponses, errorResponse, textParam, timeParam, utcTimeInput, type OpenApiFragment } from '../http/openapi-fragment.js'
+import { PERIOD_PATTERN } from './statements.js'
 import { GRANULARITIES, GROUP_BY_KEYS } from './queries.js'
+
+const groupByKey = `(${GROUP_BY_KEYS.map((k) => k.replace('.', '\\.')).join('|')})`
+const period = { type: 'string', pattern: PERIOD_PATTERN, description: 'A month, YYYY-MM (years 1970 to 2200).' } as const
 
 /** Billing's paths and schemas. */
 export const billingOpenApi: OpenApiFragment = {
@@ -124,13 +128,14 @@ export const billingOpenApi: OpenApiFragment = {
         security: [{ bearer: [] }],
         requestBody: {
           required: true,
-          content: { 'application/json': { schema: { type: 'object', required: ['period'], additionalProperties: false, properties: { period: { type: 'string', pattern: '^\\d{4}-(0[1-9]|1[0-2])$' } } } } },
+          content: { 'application/json': { schema: { type: 'object', required: ['period'], additionalProperties: false, properties: { period } } } },
         },
         responses: {
           '201': { description: 'The statement', content: { 'application/json': { schema: { $ref: '#/components/schemas/Statement' } } } },
           '400': errorResponse('bad body or the month is not over'),
           ...authResponses('admin'),
           '409': errorResponse('already closed, or a later month is closed'),
+          '413': errorResponse('body too large'),
           '503': errorResponse('storage unavailable'),
         },
       },
@@ -139,7 +144,7 @@ export const billingOpenApi: OpenApiFragment = {
       get: {
         summary: 'One closed month',
         security: [{ bearer: [] }],
-        parameters: [{ name: 'period', in: 'path', required: true, schema: { type: 'string', pattern: '^\\d{4}-(0[1-9]|1[0-2])$' } }],
+        parameters: [{ name: 'period', in: 'path', required: true, schema: period }],
         responses: {
           '200': { description: 'The statement as closed, with its content hash (verified on read)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Statement' } } } },
           '400': errorResponse('bad period'),
@@ -158,14 +163,8 @@ export const billingOpenApi: OpenApiFragment = {
         parameters: [
           timeParam('from', 'Start of the range, inclusive (RFC 3339 UTC). Default: start of the current UTC month.'),
           timeParam('to', 'End of the range, exclusive (RFC 3339 UTC). Default: now.'),
-          ...['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service'].map((name) => ({
-            name,
-            in: 'query',
-            required: false,
-            description: `Only spans whose ${name} is this value.`,
-            schema: { type: 'string', maxLength: 1024 },
-          })),
-          { name: 'period', in: 'query', required: false, description: 'Only spans in the period starting here (with granularity).', schema: { type: 'string', format: 'date-time' } },
+          ...['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service'].map((name) => textParam(name, `Only spans whose ${name} is this value.`)),
+          { name: 'period', in: 'query', required: false, description: 'Only spans in the period starting here (with granularity).', schema: utcTimeInput },
           { name: 'granularity', in: 'query', required: false, description: 'Period size for period (default day).', schema: { type: 'string', enum: [...GRANULARITIES] } },
           { name: 'limit', in: 'query', required: false, description: 'Most trace ids returned (1-1000, default 20).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
         ],
@@ -207,8 +206,8 @@ export const billingOpenApi: OpenApiFragment = {
               name: 'group_by',
               in: 'query',
               required: false,
-              description: `Comma list of ${GROUP_BY_KEYS.join(', ')}. Default nhi.id,meter.`,
-              schema: { type: 'string' },
+              description: `Comma list of ${GROUP_BY_KEYS.join(', ')}, each at most once. Default nhi.id,meter.`,
+              schema: { type: 'string', pattern: `^${groupByKey}(,${groupByKey})*$` },
             },
             { name: 'granularity', in: 'query', required: false, description: 'Period size, with group_by period.', schema: { type: 'string', enum: [...GRANULARITIES] } },
             { name: 'format', in: 'query', required: false, description: 'json (default) or csv; Accept: text/csv also selects CSV.', schema: { type: 'string', enum: ['json', 'csv'] } },

@@ -46,7 +46,9 @@ export interface Statement {
   previous: { period: string; content_hash: string } | null
 }
 
-const PERIOD = /^(\d{4})-(0[1-9]|1[0-2])$/
+/** A period name: a month from 1970 to 2200 (older or later months overflow ClickHouse's DateTime64(9)), as a JSON-Schema pattern too. */
+export const PERIOD_PATTERN = '^(19[7-9][0-9]|20[0-9][0-9]|21[0-9][0-9]|2200)-(0[1-9]|1[0-2])$'
+const PERIOD = new RegExp(PERIOD_PATTERN)
 const storedRow = z.object({ period: z.string(), content: z.string(), content_hash: z.string() })
 
 /** A signed exact amount (adjustments may be negative when a rate card was changed after the fact). */
@@ -66,7 +68,7 @@ export function hashContent(content: string): string {
 /** The month [from, to) of a period name such as 2026-10. */
 export function periodRange(period: string): { from: Date; to: Date } {
   const m = PERIOD.exec(period)
-  if (!m) throw badParameter('period', 'must be a month such as 2026-10')
+  if (!m) throw badParameter('period', 'must be a month from 1970-01 to 2200-12, such as 2026-10')
   const [year, month] = [Number(m[1]), Number(m[2])]
   return { from: new Date(Date.UTC(year, month - 1, 1)), to: new Date(Date.UTC(year, month, 1)) }
 }

@@ -2,7 +2,7 @@
  * OpenAPI description of the entitlement routes: GET /v1/entitlements/{id},
  * POST /v1/entitlements/decide and GET /v1/eligibility.
  */
-import { authResponses, errorResponse, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
+import { authResponses, errorResponse, textParam, timeParam, utcTimeInput, type OpenApiFragment } from '../http/openapi-fragment.js'
 import { identityIdParam, identityNotFound } from '../identities/openapi.js'
 import { ELIGIBILITY_CSV_HEADER, RECOMMENDATIONS } from './eligibility.js'
 import { SAMPLE_TRACE_IDS } from './queries.js'
@@ -61,7 +61,7 @@ export const entitlementsOpenApi: OpenApiFragment = {
       additionalProperties: false,
       required: ['requests'],
       properties: {
-        at: { ...dateTime, description: 'Decision time; default now.' },
+        at: { ...utcTimeInput, description: 'Decision time (RFC 3339 UTC); default now.' },
         requests: {
           type: 'array',
           maxItems: MAX_DECIDE_REQUESTS,
@@ -172,7 +172,7 @@ export const entitlementsOpenApi: OpenApiFragment = {
           'Per declared identity: revoke when it has no approved activity within detection.dormant_after (never seen, dormant, or acting only outside its approved activities); downgrade when its tier names policy features it has not earned at `at`; keep otherwise. Scope billing:read; a key limited to business units sees only its units.',
         security: [{ bearer: [] }],
         parameters: [
-          { name: 'business_unit', in: 'query', required: false, description: 'Only this business unit.', schema: { type: 'string', minLength: 1 } },
+          textParam('business_unit', 'Only this business unit.', { minLength: 1 }),
           timeParam('at', 'Decision time (RFC 3339 UTC); default now.'),
           { name: 'format', in: 'query', required: false, description: 'json (default) or csv; Accept: text/csv also selects CSV.', schema: { type: 'string', enum: ['json', 'csv'] } },
         ],

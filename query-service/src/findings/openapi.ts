@@ -2,7 +2,7 @@
  * OpenAPI description of GET /v1/findings and GET /v1/telemetry/completeness.
  * A test validates real responses against these schemas.
  */
-import { authResponses, errorResponse, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
+import { authResponses, errorResponse, textParam, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
 import { CHECKED_ATTRIBUTES } from '../telemetry/queries.js'
 import { FINDING_KINDS, SEVERITIES, type FindingKind } from './kinds.js'
 
@@ -14,6 +14,7 @@ const texts = { type: 'array', items: { type: 'string' } }
 const samples = { type: 'array', items: { type: 'string' }, maxItems: 3, description: 'Latest distinct trace ids behind the finding.' }
 const ratio = { type: 'number', minimum: 0, maximum: 1 }
 const duration = { type: 'string', description: 'A policy duration as written, e.g. 30d.' }
+const kindList = `(${FINDING_KINDS.join('|')})`
 
 function object(properties: Record<string, unknown>, description?: string): Record<string, unknown> {
   return { type: 'object', required: Object.keys(properties), additionalProperties: false, properties, ...(description ? { description } : {}) }
@@ -167,8 +168,8 @@ export const findingsOpenApi: OpenApiFragment = {
         parameters: [
           timeParam('from', 'Start of the range, inclusive (RFC 3339 UTC). Default: 30 days before `to`.'),
           timeParam('to', 'End of the range, exclusive, and the instant findings are judged at (RFC 3339 UTC). Default: now.'),
-          { name: 'kind', in: 'query', required: false, description: `Comma list of ${FINDING_KINDS.join(', ')}. Default: all.`, schema: { type: 'string' } },
-          { name: 'business_unit', in: 'query', required: false, description: 'Comma list of business units (effective: the inventory\'s for declared identities); only findings about their identities. Narrows a limited key further.', schema: { type: 'string' } },
+          textParam('kind', `Comma list of ${FINDING_KINDS.join(', ')}, each at most once. Default: all.`, { pattern: `^${kindList}(,${kindList})*$` }),
+          textParam('business_unit', 'Comma list of at most 100 business units (effective: the inventory\'s for declared identities); only findings about their identities. Narrows a limited key further.', { pattern: '^[^,]+(,[^,]+)*$' }),
         ],
         responses: {
           '200': { description: 'Findings, sorted', content: { 'application/json': { schema: { $ref: '#/components/schemas/Findings' } } } },

@@ -1,6 +1,7 @@
 /**
  * Pieces each domain uses to document its routes for /openapi.json.
  */
+import { MAX_PARAM_LENGTH, UTC_TIME_PATTERN } from './params.js'
 
 /** One domain's paths and component schemas. */
 export interface OpenApiFragment {
@@ -13,15 +14,27 @@ export function errorResponse(description: string): Record<string, unknown> {
   return { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } }
 }
 
+/** A time the API accepts as input: RFC 3339 in UTC (Z or +00:00), years 1970 to 2200 (parseTime). */
+export const utcTimeInput = { type: 'string', format: 'date-time', pattern: UTC_TIME_PATTERN } as const
+
 /** An optional RFC 3339 time query parameter. */
 export function timeParam(name: string, description: string): Record<string, unknown> {
-  return { name, in: 'query', required: false, description, schema: { type: 'string', format: 'date-time' } }
+  return { name, in: 'query', required: false, description, schema: utcTimeInput }
 }
 
-/** The usual auth failures of a /v1 route needing `scope`. */
+/** A free-text query parameter (a filter value); every query value is at most MAX_PARAM_LENGTH characters. */
+export function textParam(name: string, description: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name, in: 'query', required: false, description, schema: { type: 'string', maxLength: MAX_PARAM_LENGTH, ...extra } }
+}
+
+/** The usual auth failures of a /v1 route needing `scope`, and its rate limit. */
 export function authResponses(scope: string): Record<string, unknown> {
   return {
     '401': errorResponse('missing, malformed or unknown key'),
     '403': errorResponse(`key lacks ${scope}`),
+    '429': {
+      ...errorResponse('rate limited: this key made too many requests, or this address presented too many refused keys'),
+      headers: { 'Retry-After': { required: true, description: 'Seconds to wait before retrying.', schema: { type: 'string', pattern: '^[0-9]+$' } } },
+    },
   }
 }

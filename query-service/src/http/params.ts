@@ -11,7 +11,18 @@ export interface TimeRange {
 }
 
 const RFC3339_UTC = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]00:00)$/
-const MAX_PARAM_LENGTH = 1024
+/** Longest value of any query parameter. */
+export const MAX_PARAM_LENGTH = 1024
+/** Years a time parameter may name; outside them ClickHouse's DateTime64(9) overflows or the answer is meaningless. */
+export const TIME_YEARS = { min: 1970, max: 2200 } as const
+
+/**
+ * The times parseTime accepts, as a JSON-Schema pattern for /openapi.json
+ * (ASCII digits spelled out: a pattern's \d may match any Unicode digit).
+ * It cannot say that a day exists in its month (2026-02-30 is refused 400).
+ */
+export const UTC_TIME_PATTERN =
+  '^(19[7-9][0-9]|20[0-9][0-9]|21[0-9][0-9]|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]00:00)$'
 
 /** Rejects parameters the route does not know, so a typo never silently changes an answer. */
 export function rejectUnknown(query: Record<string, string>, known: readonly string[]): void {
@@ -40,7 +51,7 @@ export function parseTime(name: string, value: string): Date {
   ) {
     throw badParameter(name, 'is not a valid date and time')
   }
-  if (date.getUTCFullYear() < 1970 || date.getUTCFullYear() > 2200) throw badParameter(name, 'must be between 1970 and 2200')
+  if (date.getUTCFullYear() < TIME_YEARS.min || date.getUTCFullYear() > TIME_YEARS.max) throw badParameter(name, `must be between ${TIME_YEARS.min} and ${TIME_YEARS.max}`)
   return date
 }
 

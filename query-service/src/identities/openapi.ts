@@ -3,7 +3,7 @@
  * GET /v1/identities/{id}/activity, POST /v1/inventory, DELETE /v1/inventory/{id}.
  */
 import { NHI_TYPES } from '@nhi-meter/instrumentation/semconv'
-import { authResponses, errorResponse, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
+import { authResponses, errorResponse, textParam, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
 import { MAX_APPROVED_ACTIVITIES, MAX_INVENTORY_BATCH } from './inventory.js'
 import { ACTIVITY_GRANULARITIES, IDENTITY_STATUSES } from './queries.js'
 import { IDENTITIES_PAGE, MAX_INVENTORY_BODY_BYTES } from './routes.js'
@@ -12,6 +12,7 @@ const dateTime = { type: 'string', format: 'date-time' } as const
 const nullableDateTime = { type: ['string', 'null'], format: 'date-time' } as const
 const count = { type: 'integer', minimum: 0 } as const
 const statusList = `(${IDENTITY_STATUSES.join('|')})`
+const declarations = { type: 'array', maxItems: MAX_INVENTORY_BATCH, items: { $ref: '#/components/schemas/DeclaredIdentity' } } as const
 
 /** The `{id}` path parameter shared by the identity and entitlement routes. */
 export const identityIdParam = {
@@ -128,11 +129,11 @@ export const identitiesOpenApi: OpenApiFragment = {
           'The inventory joined with observed activity as of `at`. Status: active (activity within detection.dormant_after), dormant (declared, seen, not since), never_seen (declared, no activity), unregistered (activity, not declared). Scope billing:read or findings:read; a key limited to business units sees only identities and events of its units.',
         security: [{ bearer: [] }],
         parameters: [
-          { name: 'business_unit', in: 'query', required: false, description: 'Only this (effective) business unit.', schema: { type: 'string', minLength: 1 } },
+          textParam('business_unit', 'Only this (effective) business unit.', { minLength: 1 }),
           { name: 'status', in: 'query', required: false, description: `Comma list of ${IDENTITY_STATUSES.join(', ')}; default all.`, schema: { type: 'string', pattern: `^${statusList}(,${statusList})*$` } },
           timeParam('at', 'Time the answer is as of (RFC 3339 UTC); default now.'),
           { name: 'limit', in: 'query', required: false, description: `Page size, default ${IDENTITIES_PAGE.default}.`, schema: { type: 'integer', minimum: 1, maximum: IDENTITIES_PAGE.max } },
-          { name: 'after', in: 'query', required: false, description: 'Only ids after this one (from next_after).', schema: { type: 'string' } },
+          textParam('after', 'Only ids after this one (from next_after).'),
         ],
         responses: {
           '200': { description: 'Identities sorted by id', content: { 'application/json': { schema: { $ref: '#/components/schemas/IdentityList' } } } },
@@ -170,8 +171,8 @@ export const identitiesOpenApi: OpenApiFragment = {
         requestBody: {
           required: true,
           content: {
-            'application/json': { schema: { type: 'array', maxItems: MAX_INVENTORY_BATCH, items: { $ref: '#/components/schemas/DeclaredIdentity' } } },
-            'application/yaml': { schema: { type: 'string', description: 'The same list in YAML 1.2.' } },
+            'application/json': { schema: declarations },
+            'application/yaml': { schema: { ...declarations, description: 'The same list in YAML 1.2.' } },
             'text/csv': { schema: { type: 'string', description: 'Header line naming id, type and any of owner, business_unit, tier, approved_activities (entries separated by ;).' } },
           },
         },
