@@ -9,7 +9,8 @@ import { addMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decima
 import { completenessStatus } from '../policy/index.js'
 import { loadPlanFacts, planUsage } from './plan.js'
 import type { Pricing } from './pricing.js'
-import { billableAggregates, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
+import { billableAggregates, type BillableAggregate, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
+import type { RateCard } from '../policy/index.js'
 
 /** The completeness block of a billing answer. */
 export interface Completeness {
@@ -54,10 +55,41 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
   const plan = planUsage(range, facts, cards, groupBy.includes('period') ? granularity : 'month')
   const aggregates = await billableAggregates(client, { groupBy, granularity, cards, businessUnits, plan })
 
-  // Fold (keys, card, meter) aggregates into the requested rows, pricing each part exactly;
-  // every aggregate, billed or not, counts towards completeness.
+  const { rows: sorted, totalQuantity, totalAmount, rateCardVersions, counts } = foldAggregates(aggregates, groupBy, cards)
+  const ratio = counts.spans === 0 ? 1 : counts.identifiedSpans / counts.spans
+  return {
+    rows: sorted,
+    totalQuantity,
+    totalAmount,
+    rateCardVersions,
+    completeness: {
+      spans: counts.spans,
+      identified_spans: counts.identifiedSpans,
+      identified_ratio: Math.floor(ratio * 1e6) / 1e6,
+      status: completenessStatus(counts.spans, counts.identifiedSpans, completenessThreshold),
+      threshold: completenessThreshold,
+    },
+  }
+}
+
+/** What {@link foldAggregates} returns: the bill's rows, totals and evidence counts. */
+export interface FoldedBill {
+  rows: BillRow[]
+  totalQuantity: number
+  totalAmount: Money
+  rateCardVersions: string[]
+  counts: { spans: number; identifiedSpans: number }
+}
+
+/**
+ * Folds (keys, card, meter) aggregates into the requested rows, pricing each
+ * part exactly with the card that matched it; every aggregate, billed or
+ * not, counts towards completeness. Rows come out sorted by their keys in
+ * group-by order.
+ */
+export function foldAggregates(aggregates: readonly BillableAggregate[], groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
   const counts = { spans: 0, identifiedSpans: 0 }
-  const rows = new Map<string, BillRow>()
+  const rows = new Map<string, BillRow & { values: string[] }>()
   const versions = new Set<string>()
   for (const agg of aggregates) {
     counts.spans += agg.quantity
@@ -67,17 +99,25 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     const card = cards[agg.cardIndex]!
     const meter = card.meters[agg.meterIndex]!
     versions.add(card.version)
-    const keys = Object.fromEntries(groupBy.map((k) => [k, k === 'meter' ? meter.name : (agg.keys[k] ?? '')]))
-    const id = JSON.stringify(groupBy.map((k) => keys[k]))
-    const row = rows.get(id) ?? { keys, quantity: 0, amount: ZERO_MONEY }
+    const values = groupBy.map((k) => (k === 'meter' ? meter.name : (agg.keys[k] ?? '')))
+    // Length-prefixed, so no two different key tuples share an id whatever their characters.
+    let id = ''
+    for (const v of values) id += `${v.length}:${v}`
+    let row = rows.get(id)
+    if (!row) {
+      const keys: Record<string, string> = {}
+      groupBy.forEach((k, i) => (keys[k] = values[i]!))
+      row = { keys, values, quantity: 0, amount: ZERO_MONEY }
+      rows.set(id, row)
+    }
     row.quantity += agg.quantity
     row.amount = addMoney(row.amount, multiplyMoney(meter.unit_price, agg.quantity))
-    rows.set(id, row)
   }
   const sorted = [...rows.values()].sort((a, b) => {
-    for (const k of groupBy) {
-      const cmp = (a.keys[k] ?? '') < (b.keys[k] ?? '') ? -1 : (a.keys[k] ?? '') > (b.keys[k] ?? '') ? 1 : 0
-      if (cmp !== 0) return cmp
+    for (let i = 0; i < a.values.length; i++) {
+      const x = a.values[i]!
+      const y = b.values[i]!
+      if (x !== y) return x < y ? -1 : 1
     }
     return 0
   })
@@ -87,18 +127,11 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     totalQuantity += row.quantity
     totalAmount = addMoney(totalAmount, row.amount)
   }
-  const ratio = counts.spans === 0 ? 1 : counts.identifiedSpans / counts.spans
   return {
-    rows: sorted,
+    rows: sorted.map(({ keys, quantity, amount }) => ({ keys, quantity, amount })),
     totalQuantity,
     totalAmount,
     rateCardVersions: [...versions].sort(),
-    completeness: {
-      spans: counts.spans,
-      identified_spans: counts.identifiedSpans,
-      identified_ratio: Math.floor(ratio * 1e6) / 1e6,
-      status: completenessStatus(counts.spans, counts.identifiedSpans, completenessThreshold),
-      threshold: completenessThreshold,
-    },
+    counts,
   }
 }

@@ -10,7 +10,6 @@
  * times counts once.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import { z } from 'zod'
 import { toClickHouseTime } from '../http/params.js'
 import { toCount } from '../storage/client.js'
 import type { Interval, UsagePlan } from './plan.js'
@@ -129,7 +128,12 @@ export interface BillableAggregate {
   quantity: number
 }
 
-const aggregateRow = z.object({ identified: z.coerce.number().int(), card_idx: z.coerce.number().int(), meter_idx: z.coerce.number().int(), quantity: z.union([z.string(), z.number()]) }).passthrough()
+/** A small integer (a flag or an index) from a result row; anything else is a bug worth stopping on. */
+function smallInt(value: unknown, column: string): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : Number.NaN
+  if (!Number.isSafeInteger(n)) throw new Error(`billing row: ${column} is not an integer: ${JSON.stringify(value)}`)
+  return n
+}
 
 /**
  * Counts use events in the range, grouped by the requested keys, by whether
@@ -147,30 +151,44 @@ export async function billableAggregates(
     .filter((k) => k !== 'meter')
     .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
   const keys = keyColumns.map((c) => c.alias)
+  // Ordered as the bill's rows are (group-by order, the meter by name), so
+  // sorting them again in TypeScript, which decides the order, is one pass.
+  const order = options.groupBy.map((k) => (k === 'meter' ? meterNameSql(options.cards) : keyColumns.find((c) => c.key === k)!.alias))
   const query = `
-    SELECT ${[...keys, 'identified', 'card_idx', `${match.meterIndex} AS meter_idx`, 'sum(events) AS quantity'].join(', ')}
+    SELECT ${[...keys, 'identified', 'card_idx', 'meter_idx', 'quantity'].join(', ')}
     FROM (
-      SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), "nhi_id != '' AS identified", 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'sum(n) AS events'].join(',\n        ')}
-      FROM ${source.sql} AS usage
-      ${INVENTORY_JOIN}
-      WHERE 1 ${businessUnitCondition(options.businessUnits)}
-      GROUP BY ${[...keys, 'identified', 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
+      SELECT ${[...keys, 'identified', 'card_idx', `${match.meterIndex} AS meter_idx`, 'sum(events) AS quantity'].join(', ')}
+      FROM (
+        SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), "nhi_id != '' AS identified", 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'sum(n) AS events'].join(',\n          ')}
+        FROM ${source.sql} AS usage
+        ${INVENTORY_JOIN}
+        WHERE 1 ${businessUnitCondition(options.businessUnits)}
+        GROUP BY ${[...keys, 'identified', 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
+      )
+      GROUP BY ${[...keys, 'identified', 'card_idx', 'meter_idx'].join(', ')}
     )
-    GROUP BY ${[...keys, 'identified', 'card_idx', 'meter_idx'].join(', ')}`
+    ORDER BY ${order.join(', ')}`
   const result = await client.query({
     query,
-    format: 'JSONEachRow',
+    format: 'JSONCompactEachRow',
     query_params: { ...match.params, ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
     clickhouse_settings: FINAL_SETTINGS,
   })
-  const rows = await result.json<Record<string, unknown>>()
+  const rows = await result.json<unknown[]>()
+  const n = keyColumns.length
   return rows.map((raw) => {
-    const row = aggregateRow.parse(raw)
+    if (!Array.isArray(raw) || raw.length !== n + 4) throw new Error(`unexpected billing row: ${JSON.stringify(raw).slice(0, 200)}`)
     const keys: Record<string, string> = {}
-    for (const c of keyColumns) {
-      const value = String(raw[c.alias] ?? '')
+    keyColumns.forEach((c, i) => {
+      const value = String(raw[i] ?? '')
       keys[c.key] = c.key === 'period' ? new Date(value).toISOString().replace('.000Z', 'Z') : value
+    })
+    return {
+      keys,
+      identified: smallInt(raw[n], 'identified') === 1,
+      cardIndex: smallInt(raw[n + 1], 'card_idx'),
+      meterIndex: smallInt(raw[n + 2], 'meter_idx'),
+      quantity: toCount(raw[n + 3] as string | number),
     }
-    return { keys, identified: row.identified === 1, cardIndex: row.card_idx, meterIndex: row.meter_idx, quantity: toCount(row.quantity) }
   })
 }

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest'
+import { formatMoney } from '../money/decimal.js'
+import { validatePolicy } from '../policy/index.js'
+import { foldAggregates } from './bill.js'
+import { pricingOf } from './pricing.js'
+import type { BillableAggregate } from './queries.js'
+
+// Two cards whose meters share a name: a row sums both, each part priced by its own card.
+const { cards } = pricingOf(
+  validatePolicy({
+    rate_cards: [
+      { version: 'v1', effective_from: '2026-10-01T00:00:00Z', currency: 'USD', meters: [{ name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002' }] },
+      {
+        version: 'v2',
+        effective_from: '2026-10-15T00:00:00Z',
+        currency: 'USD',
+        meters: [
+          { name: 'api_calls', activity_type: 'api_call', unit_price: '0.0001' },
+          { name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.003' },
+        ],
+      },
+    ],
+  }).policy,
+)
+
+const agg = (id: string, cardIndex: number, meterIndex: number, quantity: number, identified = true): BillableAggregate => ({
+  keys: { 'nhi.id': id },
+  identified,
+  cardIndex,
+  meterIndex,
+  quantity,
+})
+
+describe('foldAggregates', () => {
+  it('merges parts of one row across cards, pricing each part with its own card, and sorts rows by key', () => {
+    const bill = foldAggregates([agg('b', 1, 0, 10), agg('a', 1, 1, 5), agg('a', 0, 0, 7)], ['nhi.id', 'meter'], cards)
+    expect(bill.rows.map((r) => [r.keys['nhi.id'], r.keys.meter, r.quantity, formatMoney(r.amount)])).toEqual([
+      ['a', 'tool_calls', 12, '0.029'], // 7 x 0.002 + 5 x 0.003
+      ['b', 'api_calls', 10, '0.001'],
+    ])
+    expect(bill.totalQuantity).toBe(22)
+    expect(formatMoney(bill.totalAmount)).toBe('0.03')
+    expect(bill.rateCardVersions).toEqual(['v1', 'v2'])
+  })
+
+  it('counts unidentified and unmetered events towards completeness but bills neither', () => {
+    const bill = foldAggregates([agg('', -1, -1, 4, false), agg('a', 0, -1, 3), agg('a', 0, 0, 2)], ['nhi.id', 'meter'], cards)
+    expect(bill.counts).toEqual({ spans: 9, identifiedSpans: 5 })
+    expect(bill.rows.map((r) => r.quantity)).toEqual([2])
+  })
+
+  it('keeps key tuples apart whatever characters the keys hold', () => {
+    // Joined naively with a separator, ("a:1", "x") and ("a", "1:x") could become one row.
+    const rows = foldAggregates(
+      [
+        { keys: { 'nhi.id': 'a\u00001', service: 'x' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+        { keys: { 'nhi.id': 'a', service: '1\u0000x' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+        { keys: { 'nhi.id': '1:a', service: '' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+        { keys: { 'nhi.id': '', service: '1:a' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+      ],
+      ['nhi.id', 'service'],
+      cards,
+    ).rows
+    expect(rows).toHaveLength(4)
+  })
+})
