@@ -58,8 +58,7 @@ export interface PlanFacts {
   dirtyHours: Set<number>
 }
 
-const planRow = z.object({ level: z.enum([...ROLLUP_LEVELS, 'dirty']), period_text: z.string() })
-const toMs = (text: string) => Date.parse(`${text.replace(' ', 'T')}Z`)
+const planRow = z.tuple([z.enum([...ROLLUP_LEVELS, 'dirty']), z.array(z.number().int())])
 
 /** Reads what the planner needs for a range. */
 export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, graceSeconds = ROLLUP_GRACE_SECONDS): Promise<PlanFacts> {
@@ -68,23 +67,26 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
     to: toClickHouseTime(range.to).slice(0, 19),
     grace: graceSeconds,
   }
-  // One round trip: the periods the rollup holds, and the hours changed since its last run.
+  // One round trip, one row per kind: the period starts the rollup holds per
+  // level, and the hours changed since its last run, as epoch seconds.
   const result = await client.query({
-    query: `SELECT level, toString(period) AS period_text FROM nhi_usage_rolled FINAL WHERE period >= {from:DateTime} AND period < {to:DateTime}
+    query: `SELECT level, groupArray(toUnixTimestamp(period)) FROM nhi_usage_rolled FINAL
+            WHERE period >= {from:DateTime} AND period < {to:DateTime}
+            GROUP BY level
             UNION ALL
-            SELECT 'dirty' AS level, toString(hour_start) AS period_text FROM (
+            SELECT 'dirty', groupArray(toUnixTimestamp(hour_start)) FROM (
               WITH (SELECT max(watermark) FROM nhi_usage_rollup_runs) AS watermark
               SELECT DISTINCT toStartOfHour(event_time) AS hour_start FROM nhi_activity
               WHERE ingested_at > watermark - toIntervalSecond({grace:UInt32})
                 AND event_time >= {from:DateTime} AND event_time < {to:DateTime})`,
-    format: 'JSONEachRow',
+    format: 'JSONCompactEachRow',
     query_params: params,
   })
   const facts: PlanFacts = { rolled: { hour: new Set(), day: new Set(), month: new Set() }, dirtyHours: new Set() }
-  for (const raw of await result.json<Record<string, unknown>>()) {
-    const row = planRow.parse(raw)
-    if (row.level === 'dirty') facts.dirtyHours.add(toMs(row.period_text))
-    else facts.rolled[row.level].add(toMs(row.period_text))
+  for (const raw of await result.json<unknown>()) {
+    const [level, seconds] = planRow.parse(raw)
+    const target = level === 'dirty' ? facts.dirtyHours : facts.rolled[level]
+    for (const s of seconds) target.add(s * 1000)
   }
   return facts
 }
