@@ -21,6 +21,7 @@ import { overviewRoutes } from './overview/routes.js'
 import { identitiesRoutes } from './identities/routes.js'
 import { entitlementsRoutes } from './entitlements/routes.js'
 import { findingsRoutes } from './findings/routes.js'
+import { isStorageUnavailable } from './storage/availability.js'
 
 /** Everything the app needs from the outside. */
 export interface AppDeps {
@@ -115,7 +116,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
       c.header('Retry-After', '10')
       return c.json(errorBody('storage_full', DISK_FULL_MESSAGE, id), 503)
     }
-    if (isStorageError(error)) {
+    if (isStorageUnavailable(error)) {
       deps.logError?.(id, error)
       c.header('Retry-After', '5')
       return c.json(errorBody('storage_unavailable', 'storage is unavailable; retry later', id), 503)
@@ -124,10 +125,4 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     return c.json(errorBody('internal', 'internal error', id), 500)
   })
   return app
-}
-
-/** Network failures reaching a ClickHouse server (the embedded engine has none). */
-function isStorageError(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code
-  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || /socket hang up|Timeout error/i.test(String((error as Error)?.message))
 }

@@ -41,6 +41,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
     config.CLICKHOUSE_URL
       ? { kind: 'server', url: config.CLICKHOUSE_URL, username: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, database: config.CLICKHOUSE_DATABASE }
       : { kind: 'embedded', dataDir: config.NHI_METER_DATA_DIR },
+    log,
   )
   try {
     const applied = await migrate(client, config.NHI_METER_CLICKHOUSE_CLUSTER ? { cluster: { cluster: config.NHI_METER_CLICKHOUSE_CLUSTER } } : {})

@@ -3,11 +3,12 @@
  * process, data in a directory) by default, or a ClickHouse server when a
  * URL is configured. Everything above this talks `@clickhouse/client`.
  */
-import { createClient, type ClickHouseClient } from '@clickhouse/client'
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client'
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
+import { guardServerClient, waitUntilReachable } from './availability.js'
 
 /** Where the data lives. */
 export type StorageConfig =
@@ -26,17 +27,52 @@ const CLICKHOUSE_SETTINGS = {
   output_format_json_quote_64bit_integers: 1,
 } as const
 
-/** Opens a client for the given storage. The embedded engine allows one data directory per process. */
-export async function openStorage(config: StorageConfig): Promise<ClickHouseClient> {
+/** Where storage reports its state: a server that is waited for, lost or back. */
+export interface StorageLog {
+  info(message: string): void
+  error(message: string, error?: unknown): void
+}
+
+/**
+ * Longest a server insert may take before the receiver gives up and answers
+ * 503: below the 10 s an OTLP exporter waits by default, so the exporter
+ * backs off and retries instead of timing out. A retried batch whose first
+ * insert did land counts once (the ledger deduplicates by span).
+ */
+export const SERVER_INSERT_DEADLINE_MS = 8_000
+
+/**
+ * Opens a client for the given storage. The embedded engine allows one data
+ * directory per process. A server is waited for until it answers (retrying
+ * with backoff, logged), and its client is guarded so that a server that
+ * goes away later fails requests within seconds and is picked up again
+ * when it returns (see availability.ts).
+ */
+export async function openStorage(config: StorageConfig, log?: StorageLog): Promise<ClickHouseClient> {
   if (config.kind === 'server') {
-    return createClient({
-      url: config.url,
-      username: config.username,
-      password: config.password,
-      database: config.database,
-      clickhouse_settings: CLICKHOUSE_SETTINGS,
-      request_timeout: 30_000,
-    })
+    // The origin only: a URL may carry credentials, which never reach a log.
+    const where = new URL(config.url).origin
+    const client = guardServerClient(
+      createClient({
+        url: config.url,
+        username: config.username,
+        password: config.password,
+        database: config.database,
+        clickhouse_settings: CLICKHOUSE_SETTINGS,
+        // Socket idle limit of one request: long enough for a month of billing on a loaded server.
+        request_timeout: 30_000,
+        // Failures are reported by the service itself, once per request (with its id) and once per outage.
+        log: { level: ClickHouseLogLevel.OFF },
+      }),
+      {
+        onChange: (available, detail) =>
+          available
+            ? log?.info(`ClickHouse at ${where} is reachable again (${detail})`)
+            : log?.error(`ClickHouse at ${where} is unavailable (${detail}); the API and the receiver answer 503 until it returns`),
+      },
+    )
+    await waitUntilReachable(client, where, { info: (message) => log?.info(message) })
+    return client
   }
   const path = resolve(config.dataDir)
   mkdirSync(path, { recursive: true })
@@ -73,6 +109,7 @@ export async function insertFormatted(client: ClickHouseClient, table: string, c
   const result = await client.exec({
     query: `INSERT INTO ${table} (${columns.map((c) => `\`${c}\``).join(', ')}) FORMAT ${format}`,
     values: Readable.from([body]),
+    abort_signal: AbortSignal.timeout(SERVER_INSERT_DEADLINE_MS),
   })
   result.stream.resume()
   await finished(result.stream)
