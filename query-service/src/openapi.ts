@@ -7,10 +7,25 @@ import { billingOpenApi } from './billing/openapi.js'
 import { entitlementsOpenApi } from './entitlements/openapi.js'
 import { findingsOpenApi } from './findings/openapi.js'
 import { identitiesOpenApi } from './identities/openapi.js'
+import { maxHeaderSize } from 'node:http'
 import { errorResponse, type OpenApiFragment } from './http/openapi-fragment.js'
 
 /** Every domain's routes, documented next to them. */
 const fragments: OpenApiFragment[] = [billingOpenApi, identitiesOpenApi, entitlementsOpenApi, findingsOpenApi]
+
+/** Every operation can meet the HTTP server's header limit (a long query string), answered with the envelope (http/client-error.ts). */
+const headersTooLarge = errorResponse(`request line and headers over ${maxHeaderSize} bytes (the HTTP server's limit)`)
+
+type Operation = { responses: Record<string, unknown>; [key: string]: unknown }
+
+function withServerLimits(paths: Record<string, Record<string, Operation>>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(paths).map(([path, item]) => [
+      path,
+      Object.fromEntries(Object.entries(item).map(([method, operation]) => [method, { ...operation, responses: { '431': headersTooLarge, ...operation.responses } }])),
+    ]),
+  )
+}
 
 /** Builds the document. */
 export function openApiDocument(): Record<string, unknown> {
@@ -38,7 +53,7 @@ export function openApiDocument(): Record<string, unknown> {
         ...Object.fromEntries(fragments.flatMap((f) => Object.entries(f.schemas ?? {}))),
       },
     },
-    paths: {
+    paths: withServerLimits({
       '/healthz': {
         get: {
           summary: 'Process is up',
@@ -59,7 +74,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/openapi.json': {
         get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1 document', content: { 'application/json': { schema: { type: 'object' } } } } } },
       },
-      ...Object.fromEntries(fragments.flatMap((f) => Object.entries(f.paths))),
-    },
+      ...(Object.fromEntries(fragments.flatMap((f) => Object.entries(f.paths))) as Record<string, Record<string, Operation>>),
+    }),
   }
 }

@@ -4,9 +4,11 @@
  * stops it cleanly, draining spans already accepted.
  */
 import { serve, type ServerType } from '@hono/node-server'
+import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { KeyStore, loadGeneratedKeys } from './auth/keys.js'
 import { createApp } from './app.js'
+import { answerClientErrors } from './http/client-error.js'
 import { scheduleRollup } from './billing/rollup.js'
 import { backfillIdentityActivity } from './identities/backfill.js'
 import { importInventoryFile } from './identities/inventory-file.js'
@@ -80,6 +82,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
       const server = serve({ fetch: app.fetch, port: config.NHI_METER_PORT, hostname: config.NHI_METER_HOST }, () => resolve(server))
       server.once('error', reject)
     })
+    answerClientErrors(api as Server)
     const apiPort = (api.address() as AddressInfo).port
 
     let receiver: Receiver | undefined
