@@ -1,0 +1,263 @@
+/**
+ * query-service on a ClickHouse server (`CLICKHOUSE_URL`) that goes away and
+ * comes back, run as a user runs it (`npm start`'s command). The server is
+ * the real ClickHouse engine behind its HTTP interface (test fixture, see
+ * helpers/clickhouse-http-server.ts: no ClickHouse server is obtainable
+ * here); a TCP proxy in front of it closes its port or swallows every byte.
+ *
+ * While it is away the receiver answers 503 with Retry-After within a few
+ * seconds (never 500, never a hang an OTLP exporter would time out on), the
+ * API answers 503 with the error envelope, and the process stays up. When it
+ * returns both recover without a restart, and every span is stored exactly
+ * once: those acknowledged with 200 at once, those refused with 503 after
+ * their retry.
+ */
+import { createClient, type ClickHouseClient } from '@clickhouse/client'
+import { readdirSync } from 'node:fs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startClickHouseHttp, type ClickHouseHttp } from '../helpers/clickhouse-http.js'
+import { REPO_ROOT, startService, type ServiceUnderTest } from '../helpers/service.js'
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js'
+
+/** The longest the receiver may take to refuse a request while ClickHouse is away: under an OTLP exporter's default 10 s timeout. */
+const REFUSAL_BOUND_MS = 8_000
+const DAY = '2026-11-03'
+const FROM_TO = `from=${DAY}T00:00:00Z&to=2026-11-04T00:00:00Z`
+
+let clickhouse: ClickHouseHttp
+let proxy: TcpProxy
+let service: ServiceUnderTest
+let direct: ClickHouseClient
+let key: string
+
+/** Every span sent, by span id, with how it ended up acknowledged. */
+const sent = new Map<string, 'acknowledged' | 'refused-then-acknowledged'>()
+let spanCounter = 0
+
+/** An OTLP/JSON export of `count` billable tool calls with fresh ids. */
+function batch(count: number): { body: string; spanIds: string[] } {
+  const spanIds: string[] = []
+  const spans = Array.from({ length: count }, () => {
+    const n = ++spanCounter
+    const spanId = n.toString(16).padStart(16, '0')
+    spanIds.push(spanId)
+    const start = BigInt(Date.parse(`${DAY}T10:00:00Z`)) * 1_000_000n + BigInt(n) * 1_000_000n
+    return {
+      traceId: n.toString(16).padStart(32, 'a'),
+      spanId,
+      name: 'execute_tool',
+      kind: 1,
+      startTimeUnixNano: String(start),
+      endTimeUnixNano: String(start + 5_000_000n),
+      attributes: [
+        { key: 'gen_ai.operation.name', value: { stringValue: 'execute_tool' } },
+        { key: 'gen_ai.tool.name', value: { stringValue: 'lookup' } },
+      ],
+    }
+  })
+  const resource = { attributes: [{ key: 'service.name', value: { stringValue: 'agent' } }, { key: 'nhi.id', value: { stringValue: 'agent-away' } }] }
+  return { body: JSON.stringify({ resourceSpans: [{ resource, scopeSpans: [{ spans }] }] }), spanIds }
+}
+
+interface Answer {
+  status: number
+  ms: number
+  retryAfter: string | null
+  body: string
+}
+
+async function exportOnce(body: string): Promise<Answer> {
+  const started = Date.now()
+  const response = await fetch(service.otlpUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body,
+    signal: AbortSignal.timeout(40_000),
+  })
+  return { status: response.status, ms: Date.now() - started, retryAfter: response.headers.get('retry-after'), body: await response.text() }
+}
+
+/**
+ * Sends one batch the way an OTLP exporter does: on 503 it waits and sends
+ * the same spans again until they are acknowledged. (An exporter would wait
+ * Retry-After seconds; 300 ms keeps the test short.) Returns every answer.
+ */
+async function exportUntilStored(count: number): Promise<Answer[]> {
+  const { body, spanIds } = batch(count)
+  const answers: Answer[] = []
+  for (;;) {
+    const answer = await exportOnce(body)
+    answers.push(answer)
+    if (answer.status === 200) break
+    if (answer.status !== 503 || answers.length > 200) return answers
+    await new Promise((resolve) => setTimeout(resolve, 300))
+  }
+  for (const id of spanIds) sent.set(id, answers.length === 1 ? 'acknowledged' : 'refused-then-acknowledged')
+  return answers
+}
+
+async function api(path: string): Promise<{ status: number; ms: number; body: unknown; requestId: string | null; retryAfter: string | null }> {
+  const started = Date.now()
+  const response = await fetch(`${service.apiUrl}${path}`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(40_000) })
+  return { status: response.status, ms: Date.now() - started, body: await response.json(), requestId: response.headers.get('x-request-id'), retryAfter: response.headers.get('retry-after') }
+}
+
+/** Polls until `check` holds; resolves with the time it took. */
+async function timeUntil(check: () => Promise<boolean>, limitMs: number): Promise<number> {
+  const started = Date.now()
+  while (Date.now() - started < limitMs) {
+    if (await check()) return Date.now() - started
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`not within ${limitMs} ms`)
+}
+
+/** Runs several exporters at once for `ms`, each sending batches one after another until stored. */
+async function exportersFor(ms: number, exporters = 4): Promise<Answer[]> {
+  const until = Date.now() + ms
+  const all = await Promise.all(
+    Array.from({ length: exporters }, async () => {
+      const answers: Answer[] = []
+      while (Date.now() < until) answers.push(...(await exportUntilStored(25)))
+      return answers
+    }),
+  )
+  return all.flat()
+}
+
+function expectOnlyAcknowledgedOrRefused(answers: Answer[]): void {
+  const unexpected = answers.filter((a) => a.status !== 200 && a.status !== 503)
+  expect(unexpected, JSON.stringify(unexpected.slice(0, 3))).toEqual([])
+  for (const refused of answers.filter((a) => a.status === 503)) {
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0)
+    expect(refused.ms).toBeLessThan(REFUSAL_BOUND_MS)
+  }
+}
+
+beforeAll(async () => {
+  clickhouse = await startClickHouseHttp()
+  proxy = await startTcpProxy({ port: clickhouse.port })
+  service = await startService({ env: { CLICKHOUSE_URL: `http://127.0.0.1:${proxy.port}` } })
+  key = service.adminKey!
+  direct = createClient({ url: clickhouse.url, clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } })
+})
+
+afterAll(async () => {
+  await service?.stop()
+  await direct?.close()
+  await proxy?.close()
+  await clickhouse?.stop()
+})
+
+describe('query-service on a ClickHouse server that goes away', () => {
+  it('runs on the server for real: migrations applied there, spans ingested, billed through the API', async () => {
+    const shipped = readdirSync(`${REPO_ROOT}query-service/src/storage/migrations`).filter((f) => f.endsWith('.sql')).length
+    const migrations = await (await direct.query({ query: 'SELECT count() AS n FROM nhi_schema_migrations', format: 'JSONEachRow' })).json<{ n: number }>()
+    expect(migrations).toEqual([{ n: shipped }])
+
+    const answers = await exportUntilStored(30)
+    expect(answers.map((a) => a.status)).toEqual([200])
+    const ready = await api('/readyz')
+    expect(ready.status).toBe(200)
+    const bill = await api(`/v1/billable?${FROM_TO}`)
+    expect(bill.status).toBe(200)
+    expect(bill.body).toMatchObject({ rows: [{ 'nhi.id': 'agent-away', meter: 'tool_calls', quantity: 30, amount: '0.06' }], completeness: { status: 'complete' } })
+  })
+
+  it('refuses at once with 503 while the port is closed, answers the API with the envelope, stays up, and recovers by itself', async () => {
+    await proxy.down()
+    const refused = await exportOnce(batch(5).body)
+    expect(refused.status).toBe(503)
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0)
+    expect(refused.ms).toBeLessThan(2_000)
+
+    const bill = await api(`/v1/billable?${FROM_TO}`)
+    expect(bill.status).toBe(503)
+    expect(bill.retryAfter).not.toBeNull()
+    expect(bill.body).toEqual({ error: { code: 'storage_unavailable', message: expect.any(String), request_id: bill.requestId } })
+    expect((await api('/readyz')).status).toBe(503)
+    expect((await api('/healthz')).status).toBe(200)
+
+    // Exporters keep sending through the outage and past its end.
+    const traffic = exportersFor(4_000)
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
+    await proxy.up()
+    const recoveredInMs = await timeUntil(async () => (await api(`/v1/billable?${FROM_TO}`)).status === 200, 10_000)
+    const answers = await traffic
+    expectOnlyAcknowledgedOrRefused(answers)
+    expect(answers.some((a) => a.status === 503)).toBe(true)
+    expect(answers.at(-1)!.status).toBe(200)
+    expect((await api('/readyz')).status).toBe(200)
+    console.log(`port closed: first refusal in ${refused.ms} ms; API back ${recoveredInMs} ms after the port reopened; ${answers.filter((a) => a.status === 503).length} refusals, ${answers.filter((a) => a.status === 200).length} acknowledgements`)
+  })
+
+  it('refuses within seconds, not the 30 s socket timeout, while the server swallows every byte, and recovers by itself', async () => {
+    await proxy.blackhole()
+    // Several exporters and API readers caught in flight at once.
+    const [exports, reads] = await Promise.all([Promise.all(Array.from({ length: 4 }, () => exportOnce(batch(10).body))), Promise.all([api(`/v1/billable?${FROM_TO}`), api('/v1/identities')])])
+    for (const answer of exports) {
+      expect(answer.status).toBe(503)
+      expect(Number(answer.retryAfter)).toBeGreaterThan(0)
+      expect(answer.ms).toBeLessThan(REFUSAL_BOUND_MS)
+    }
+    for (const read of reads) {
+      expect(read.status).toBe(503)
+      expect(read.body).toMatchObject({ error: { code: 'storage_unavailable', request_id: read.requestId } })
+      expect(read.ms).toBeLessThan(REFUSAL_BOUND_MS)
+    }
+    // Once the outage is known, later requests are refused without waiting.
+    const later = await exportOnce(batch(3).body)
+    expect(later.status).toBe(503)
+    expect(later.ms).toBeLessThan(500)
+    expect((await api('/healthz')).status).toBe(200)
+
+    const traffic = exportersFor(4_000)
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
+    await proxy.up()
+    const recoveredInMs = await timeUntil(async () => (await api(`/v1/billable?${FROM_TO}`)).status === 200, 10_000)
+    const answers = await traffic
+    expectOnlyAcknowledgedOrRefused(answers)
+    expect(answers.at(-1)!.status).toBe(200)
+    const slowest = Math.max(...exports.map((a) => a.ms), ...reads.map((r) => r.ms))
+    console.log(`blackhole: requests in flight refused after at most ${slowest} ms, later ones in ${later.ms} ms; API back ${recoveredInMs} ms after forwarding resumed`)
+  })
+
+  it('stores every span exactly once: acknowledged ones at once, refused ones after their retry', async () => {
+    expect(service.process.exitCode).toBeNull()
+    const refusedThenStored = [...sent.values()].filter((v) => v === 'refused-then-acknowledged').length
+    expect(refusedThenStored).toBeGreaterThan(0)
+    const bill = await api(`/v1/billable?${FROM_TO}`)
+    expect(bill.body).toMatchObject({ total: { quantity: sent.size }, completeness: { spans: sent.size } })
+    const [stored] = await (
+      await direct.query({ query: 'SELECT count() AS rows, uniqExact(TraceId, SpanId) AS spans FROM otel_traces', format: 'JSONEachRow' })
+    ).json<{ rows: number; spans: number }>()
+    expect(stored).toEqual({ rows: sent.size, spans: sent.size })
+    const [ledger] = await (await direct.query({ query: 'SELECT count() AS n FROM nhi_activity FINAL', format: 'JSONEachRow' })).json<{ n: number }>()
+    expect(ledger!.n).toBe(sent.size)
+    console.log(`${sent.size} spans sent, ${refusedThenStored} of them refused with 503 first; stored rows ${stored!.rows}, lost 0`)
+  })
+
+  it('waits for ClickHouse at start-up, saying so, and becomes ready once it answers', async () => {
+    // A proxy of its own, held silent until the starting service has knocked, then closed: its start-up meets a server that is gone.
+    const gate = await startTcpProxy({ port: clickhouse.port })
+    await gate.blackhole()
+    const starting = startService({ env: { CLICKHOUSE_URL: `http://127.0.0.1:${gate.port}` }, timeoutMs: 40_000 })
+    try {
+      await timeUntil(async () => gate.accepted > 0, 30_000)
+      await gate.down()
+      await new Promise((resolve) => setTimeout(resolve, 2_000))
+      await gate.up()
+      const second = await starting
+      try {
+        expect(second.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is not reachable \(.*(ECONNREFUSED|ECONNRESET).*\); waiting for it, next attempt in/)
+        expect(second.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is reachable \(attempt \d+\)/)
+        const response = await fetch(`${second.apiUrl}/readyz`)
+        expect(response.status).toBe(200)
+      } finally {
+        expect(await second.stop()).toBe(0)
+      }
+    } finally {
+      await gate.close()
+    }
+  })
+})
