@@ -95,6 +95,7 @@ export async function startTcpProxy(target: { host?: string; port: number }, por
       if (!server.listening) await listen()
     },
     up: async () => {
+      if (mode === 'forwarding') return
       mode = 'forwarding'
       resetAll()
       if (!server.listening) await listen()

@@ -70,6 +70,12 @@ function isConnectionFailure(error: unknown): boolean {
   return /^(Timeout error\.|socket hang up)/.test(String((error as Error | undefined)?.message))
 }
 
+/** A connection that broke after it was made (as opposed to refused or unanswered). */
+function isBrokenSocket(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return code === 'ECONNRESET' || code === 'EPIPE' || /^socket hang up/.test(String((error as Error | undefined)?.message))
+}
+
 /** True for failures that mean storage is unavailable for now (answer 503 with Retry-After), from either storage mode. */
 export function isStorageUnavailable(error: unknown): boolean {
   if (error instanceof ClickHouseUnavailableError || isConnectionFailure(error)) return true
@@ -123,8 +129,10 @@ class Availability {
 
   /** Asks the server's /ping (one probe at a time); marks storage available or unavailable by the answer. */
   probe(): Promise<PingResult> {
-    this.probing ??= this.client
-      .ping({ select: false, abort_signal: AbortSignal.timeout(this.options.probeTimeoutMs) })
+    const ping = () => this.client.ping({ select: false, abort_signal: AbortSignal.timeout(this.options.probeTimeoutMs) })
+    this.probing ??= ping()
+      // A reset on a pooled keep-alive socket says nothing about the server; the second try opens a fresh one.
+      .then((result) => (!result.success && isBrokenSocket(result.error) ? ping() : result))
       .then((result) => {
         if (result.success) this.markAvailable()
         else this.markUnavailable(result.error.name === 'TimeoutError' || /aborted/i.test(result.error.message) ? `no answer to /ping within ${this.options.probeTimeoutMs} ms` : describe(result.error))
