@@ -188,6 +188,9 @@ describe('query-service on a ClickHouse server that goes away', () => {
     expect(answers.some((a) => a.status === 503)).toBe(true)
     expect(answers.at(-1)!.status).toBe(200)
     expect((await api('/readyz')).status).toBe(200)
+    // The operator is told once when it went and once when it came back.
+    expect(service.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is unavailable \(.*ECONNREFUSED.*\); the API and the receiver answer 503 until it returns/)
+    expect(service.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is reachable again \(after \d+\.\d s\)/)
     console.log(`port closed: first refusal in ${refused.ms} ms; API back ${recoveredInMs} ms after the port reopened; ${answers.filter((a) => a.status === 503).length} refusals, ${answers.filter((a) => a.status === 200).length} acknowledgements`)
   })
 
@@ -218,6 +221,7 @@ describe('query-service on a ClickHouse server that goes away', () => {
     const answers = await traffic
     expectOnlyAcknowledgedOrRefused(answers)
     expect(answers.at(-1)!.status).toBe(200)
+    expect(service.output()).toMatch(/is unavailable \(no answer to \/ping within \d+ ms\)/)
     const slowest = Math.max(...exports.map((a) => a.ms), ...reads.map((r) => r.ms))
     console.log(`blackhole: requests in flight refused after at most ${slowest} ms, later ones in ${later.ms} ms; API back ${recoveredInMs} ms after forwarding resumed`)
   })
@@ -251,6 +255,7 @@ describe('query-service on a ClickHouse server that goes away', () => {
       try {
         expect(second.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is not reachable \(.*(ECONNREFUSED|ECONNRESET).*\); waiting for it, next attempt in/)
         expect(second.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is reachable \(attempt \d+\)/)
+        console.log(second.output().split('\n').filter((line) => line.includes('ClickHouse at')).join('\n'))
         const response = await fetch(`${second.apiUrl}/readyz`)
         expect(response.status).toBe(200)
       } finally {

@@ -26,7 +26,9 @@
  *   clause (TabSeparated otherwise).
  * - Success: 200 with `X-ClickHouse-Query-Id`, `X-ClickHouse-Summary`
  *   (read rows/bytes and elapsed time; chDB reports no written counts) and
- *   gzip when `enable_http_compression=1` and the client accepts it.
+ *   gzip when `enable_http_compression=1` and the client accepts it. No
+ *   `X-ClickHouse-Format`: the client does not read it, and the format a
+ *   FORMAT clause chose is not known here.
  * - Failure: 500 with ClickHouse's own `Code: N. DB::Exception: ...` text
  *   and `X-ClickHouse-Exception-Code`, which is how the client detects it.
  *
@@ -124,7 +126,6 @@ async function runQuery(req: IncomingMessage, res: ServerResponse, url: URL): Pr
   const headers: Record<string, string | number> = {
     'content-type': 'text/plain; charset=UTF-8',
     'x-clickhouse-query-id': queryId,
-    'x-clickhouse-format': format,
     'x-clickhouse-summary': JSON.stringify({
       read_rows: String(result.rowsRead),
       read_bytes: String(result.bytesRead),

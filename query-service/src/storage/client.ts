@@ -39,7 +39,7 @@ export interface StorageLog {
  * backs off and retries instead of timing out. A retried batch whose first
  * insert did land counts once (the ledger deduplicates by span).
  */
-export const SERVER_INSERT_DEADLINE_MS = 8_000
+const SERVER_INSERT_DEADLINE_MS = 8_000
 
 /**
  * Opens a client for the given storage. The embedded engine allows one data
@@ -52,6 +52,8 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
   if (config.kind === 'server') {
     // The origin only: a URL may carry credentials, which never reach a log.
     const where = new URL(config.url).origin
+    // Until start-up has reached the server once, the wait below does the talking.
+    let started = false
     const client = guardServerClient(
       createClient({
         url: config.url,
@@ -65,13 +67,15 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
         log: { level: ClickHouseLogLevel.OFF },
       }),
       {
-        onChange: (available, detail) =>
-          available
-            ? log?.info(`ClickHouse at ${where} is reachable again (${detail})`)
-            : log?.error(`ClickHouse at ${where} is unavailable (${detail}); the API and the receiver answer 503 until it returns`),
+        onChange: (available, detail) => {
+          if (!started) return
+          if (available) log?.info(`ClickHouse at ${where} is reachable again (${detail})`)
+          else log?.error(`ClickHouse at ${where} is unavailable (${detail}); the API and the receiver answer 503 until it returns`)
+        },
       },
     )
     await waitUntilReachable(client, where, { info: (message) => log?.info(message) })
+    started = true
     return client
   }
   const path = resolve(config.dataDir)
