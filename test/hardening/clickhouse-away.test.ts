@@ -16,6 +16,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { readdirSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startClickHouseHttp, type ClickHouseHttp } from '../helpers/clickhouse-http.js'
+import { at, exported, makeSpans, sendSpans } from '../helpers/otel.js'
 import { REPO_ROOT, startService, type ServiceUnderTest } from '../helpers/service.js'
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js'
 
@@ -226,6 +227,27 @@ describe('query-service on a ClickHouse server that goes away', () => {
     console.log(`blackhole: requests in flight refused after at most ${slowest} ms, later ones in ${later.ms} ms; API back ${recoveredInMs} ms after forwarding resumed`)
   })
 
+  it('lets a real OTLP exporter ride out a short outage by its own retries, guided by Retry-After', async () => {
+    const spans = await makeSpans({ 'service.name': 'agent', 'nhi.id': 'agent-away' }, (tracer) => {
+      for (let i = 0; i < 20; i++) {
+        tracer
+          .startSpan('execute_tool', { startTime: at(`${DAY}T11:00:00Z`, i * 1000), attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'lookup' } })
+          .end(at(`${DAY}T11:00:00Z`, i * 1000 + 50))
+      }
+    })
+    await proxy.down()
+    const started = Date.now()
+    const result = sendSpans(spans, { url: service.otlpUrl, protocol: 'protobuf', headers: { Authorization: `Bearer ${key}` } })
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    await proxy.up()
+    expect(exported(await result)).toBe(true)
+    const took = Date.now() - started
+    // At least one Retry-After (5 s) was waited out: the first attempt was refused.
+    expect(took).toBeGreaterThanOrEqual(4_500)
+    for (const span of spans) sent.set(span.spanContext().spanId, 'refused-then-acknowledged')
+    console.log(`OTLP exporter through a 2 s outage: exported after ${took} ms`)
+  })
+
   it('stores every span exactly once: acknowledged ones at once, refused ones after their retry', async () => {
     expect(service.process.exitCode).toBeNull()
     const refusedThenStored = [...sent.values()].filter((v) => v === 'refused-then-acknowledged').length
@@ -264,5 +286,14 @@ describe('query-service on a ClickHouse server that goes away', () => {
     } finally {
       await gate.close()
     }
+  })
+
+  it('shuts down cleanly on SIGTERM while ClickHouse is away', async () => {
+    await proxy.blackhole()
+    const refused = await exportOnce(batch(2).body)
+    expect(refused.status).toBe(503)
+    const started = Date.now()
+    expect(await service.stop()).toBe(0)
+    expect(Date.now() - started).toBeLessThan(REFUSAL_BOUND_MS)
   })
 })
