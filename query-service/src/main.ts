@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const started = Date.now()
   const service = await startService(config, () => loaded.policy, log)
   const host = config.NHI_METER_HOST.includes(':') ? `[${config.NHI_METER_HOST}]` : config.NHI_METER_HOST
-  log.info(`query API on http://${host}:${service.apiPort} (storage: ${config.CLICKHOUSE_URL ? config.CLICKHOUSE_URL : `embedded ClickHouse in ${config.NHI_METER_DATA_DIR}`})`)
+  log.info(`query API on http://${host}:${service.apiPort} (storage: ${config.CLICKHOUSE_URL ? `ClickHouse at ${new URL(config.CLICKHOUSE_URL).origin}` : `embedded ClickHouse in ${config.NHI_METER_DATA_DIR}`})`)
   if (service.otlpPort !== undefined) {
     log.info(`OTLP/HTTP receiver on http://${host}:${service.otlpPort}/v1/traces${config.NHI_METER_OTLP_AUTH === 'none' ? ' (no auth: loopback only)' : ' (needs a key with ingest:write)'}`)
   }
