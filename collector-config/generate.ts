@@ -14,6 +14,9 @@
  *      as they are, numbers and booleans as text, arrays and maps as JSON) is
  *      searched for every SECRET_VALUE_PATTERN; a hit replaces the whole value
  *      with REDACTED_VALUE.
+ * Span names, status messages and event names get step 2 as well (the whole
+ * text is replaced when a credential is found in it). Span links have no
+ * OTTL context, so their attributes pass through the Collector as sent.
  * Step 2 works on the stored string form because OTTL (without the alpha
  * lambda functions behind a feature gate) cannot visit the elements of an
  * array attribute; `stringify_all` first turns every value into the string
@@ -112,12 +115,21 @@ export function ottlString(value: string): string {
 export function redactionStatementGroups(): { context: string; statements: string[] }[] {
   const keys = ottlString(secretKeyRegexp())
   const values = ottlString(secretValueRegexp())
+  const redacted = ottlString(REDACTED_VALUE)
+  // Free text that is not an attribute gets the value half of the rule:
+  // span names and status messages, and event names.
+  const text: Record<(typeof REDACTED_CONTEXTS)[number], string[]> = {
+    resource: [],
+    span: ['span.name', 'span.status.message'],
+    spanevent: ['spanevent.name'],
+  }
   return REDACTED_CONTEXTS.map((context) => ({
     context,
     statements: [
       `delete_matching_keys(${context}.attributes, ${keys})`,
       `stringify_all(${context}.attributes)`,
-      `replace_all_patterns(${context}.attributes, "value", ${values}, ${ottlString(REDACTED_VALUE)})`,
+      `replace_all_patterns(${context}.attributes, "value", ${values}, ${redacted})`,
+      ...text[context].map((path) => `replace_pattern(${path}, ${values}, ${redacted})`),
     ],
   }))
 }

@@ -168,6 +168,15 @@ function redactedMap(attributes: Attribute[]): Record<string, string> {
   return map
 }
 
+/**
+ * Applies the value half of the secrets rule to free text that is not an
+ * attribute (span names, status messages, event names): a credential there
+ * replaces the whole text, as it would an attribute value.
+ */
+function redactedText(text: string): string {
+  return text.length > 0 && memo(secretValueVerdicts, text, looksLikeSecret) ? REDACTED_VALUE : text
+}
+
 /** Column order of {@link encodeCompactRows}. */
 export const OTEL_TRACE_COLUMNS = [
   'Timestamp', 'TraceId', 'SpanId', 'ParentSpanId', 'TraceState', 'SpanName', 'SpanKind', 'ServiceName',
@@ -244,7 +253,7 @@ export function toOtelTraceRows(request: TraceExport): ConvertedExport {
           SpanId: hex(span.spanId),
           ParentSpanId: idHex(span.parentSpanId),
           TraceState: span.traceState,
-          SpanName: span.name,
+          SpanName: redactedText(span.name),
           SpanKind: SPAN_KIND_NAMES[span.kind] ?? '',
           ServiceName: serviceName,
           ResourceAttributes: resourceAttributes,
@@ -253,9 +262,9 @@ export function toOtelTraceRows(request: TraceExport): ConvertedExport {
           SpanAttributes: redactedMap(span.attributes),
           Duration: (span.endTimeUnixNano - span.startTimeUnixNano).toString(),
           StatusCode: STATUS_CODE_NAMES[span.statusCode] ?? '',
-          StatusMessage: span.statusMessage,
+          StatusMessage: redactedText(span.statusMessage),
           'Events.Timestamp': span.events.map((e) => formatUnixNano(e.timeUnixNano)),
-          'Events.Name': span.events.map((e) => e.name),
+          'Events.Name': span.events.map((e) => redactedText(e.name)),
           'Events.Attributes': span.events.map((e) => redactedMap(e.attributes)),
           'Links.TraceId': span.links.map((l) => idHex(l.traceId)),
           'Links.SpanId': span.links.map((l) => idHex(l.spanId)),
