@@ -176,4 +176,14 @@ describe('access', () => {
     const hostile = await get('/healthz', null, { 'X-Request-Id': '<script>alert(1)</script>' })
     expect(hostile.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
   })
+
+  it('answers a method a route does not serve with 405 and the methods it does', async () => {
+    const response = await app.request('/v1/billable', { method: 'DELETE', headers: { Authorization: `Bearer ${key('admin')}` } })
+    expect(response.status).toBe(405)
+    expect(response.headers.get('allow')).toBe('GET, HEAD')
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed')
+    const withParam = await app.request('/v1/statements/2026-10', { method: 'PATCH', headers: { Authorization: `Bearer ${key('admin')}` } })
+    expect(withParam.headers.get('allow')).toBe('GET, HEAD')
+    expect((await app.request('/v1/identities/abc', { method: 'PUT', headers: { Authorization: `Bearer ${key('admin')}` } })).status).toBe(404)
+  })
 })

@@ -101,7 +101,16 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
   app.route('/v1', findingsRoutes({ client: deps.client, policy: deps.policy, rollupGraceSeconds: deps.rollupGraceSeconds }))
   for (const routes of options.routes ?? []) app.route('/v1', routes)
 
-  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`, c.get('requestId')), 404))
+  const allowed = allowedMethods(app)
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname
+    const methods = allowed(path)
+    if (methods.length > 0) {
+      c.header('Allow', methods.join(', '))
+      return c.json(errorBody('method_not_allowed', `${c.req.method.slice(0, 20)} is not allowed on ${path.slice(0, 200)}; use ${methods.join(' or ')}`, c.get('requestId')), 405)
+    }
+    return c.json(errorBody('not_found', `no route for ${c.req.method.slice(0, 20)} ${path.slice(0, 200)}`, c.get('requestId')), 404)
+  })
   app.onError((error, c) => {
     const id = c.get('requestId') ?? 'unknown'
     if (error instanceof ApiError) {
@@ -125,4 +134,23 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     return c.json(errorBody('internal', 'internal error', id), 500)
   })
   return app
+}
+
+/**
+ * The methods the app serves on a path (empty when no route has it), from
+ * its registered routes, so a request with another method gets 405 and an
+ * Allow header rather than 404. Call once all routes are registered.
+ */
+function allowedMethods(app: Hono<AppEnv>): (path: string) => string[] {
+  const routes = app.routes
+    .filter((r) => r.method !== 'ALL')
+    .map((r) => ({
+      method: r.method,
+      pattern: new RegExp(`^${r.path.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part === '*' ? '.*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}/?$`),
+    }))
+  return (path) => {
+    const methods = new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))
+    if (methods.has('GET')) methods.add('HEAD')
+    return [...methods].sort()
+  }
 }
