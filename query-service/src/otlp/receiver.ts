@@ -4,14 +4,14 @@
  * the OTLP/HTTP specification: 200 with partial success when some spans
  * were refused, 400 for a payload that cannot be decoded, 413 over the body
  * limit (also after decompression), 415 for an unsupported content type or
- * encoding, 429 when the write queue is full and 503 when storage is
- * unavailable, both with Retry-After. A 200 is sent only after the rows are
- * stored.
+ * encoding, 429 when the write queue is full (in spans or bytes), too many
+ * requests or body bytes are being decoded at once, and 503 when storage is
+ * unavailable or out of disk space, both with Retry-After. A 200 is sent
+ * only after the rows are stored.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { gunzip } from 'node:zlib'
-import { promisify } from 'node:util'
+import { createGunzip } from 'node:zlib'
 import { bearerKey, hasScope, type KeyStore } from '../auth/keys.js'
 import { DISK_FULL_MESSAGE } from '../storage/disk-space.js'
 import { decodeJson } from './decode-json.js'
@@ -19,8 +19,6 @@ import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './
 import { MalformedPayloadError } from './model.js'
 import { toOtelTraceRows } from './rows.js'
 import { QueueFullError, type SpanWriter, StorageUnavailableError, WriterClosedError } from './span-writer.js'
-
-const gunzipAsync = promisify(gunzip)
 
 /** Receiver settings; all optional but the writer. */
 export interface ReceiverOptions {
@@ -31,6 +29,13 @@ export interface ReceiverOptions {
   maxBodyBytes?: number
   /** Most requests decoded at once; more are answered 429. */
   maxConcurrentRequests?: number
+  /**
+   * Most body bytes (as received plus decompressed) being read and decoded
+   * at once, over all requests; past it requests are answered 429. Bounds
+   * memory when many large bodies arrive together. One request is always
+   * admitted, so a single body up to `maxBodyBytes` is never refused by it.
+   */
+  maxBodyBytesInFlight?: number
   /** Seconds suggested in Retry-After. */
   retryAfterSeconds?: number
   /** Called for unexpected failures (never for client errors); storage failures at most once per `failureReportIntervalMs`. */
@@ -41,6 +46,9 @@ export interface ReceiverOptions {
 
 /** Default body limit: 20 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+/** Default budget of body bytes being decoded at once: 48 MiB. */
+export const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT = 48 * 1024 * 1024
 
 type Encoding = 'protobuf' | 'json'
 
@@ -71,43 +79,66 @@ function requestEncoding(contentType: string | undefined): Encoding | undefined 
   return undefined
 }
 
-/** Reads the body, refusing more than `limit` bytes without buffering them. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** Bytes a request holds of the shared body budget; `grow` fails when others hold too much. */
+interface BodyLease {
+  grow(total: number): boolean
+  release(): void
+}
+
+/** Reads the body, refusing more than `limit` bytes, or more than the budget lets this request hold, without buffering them. */
+function readBody(req: IncomingMessage, limit: number, lease: BodyLease, overBudget: () => ReceiverError): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'])
     if (Number.isFinite(declared) && declared > limit) {
       reject(new ReceiverError(413, RPC_INVALID_ARGUMENT, `body of ${declared} bytes exceeds the ${limit}-byte limit`))
       return
     }
+    if (Number.isFinite(declared) && !lease.grow(declared)) {
+      reject(overBudget())
+      return
+    }
     const chunks: Buffer[] = []
     let size = 0
+    const refuse = (error: ReceiverError) => {
+      req.removeAllListeners('data')
+      req.resume()
+      reject(error)
+    }
     req.on('data', (chunk: Buffer) => {
       size += chunk.length
-      if (size > limit) {
-        req.removeAllListeners('data')
-        req.resume()
-        reject(new ReceiverError(413, RPC_INVALID_ARGUMENT, `body exceeds the ${limit}-byte limit`))
-        return
-      }
+      if (size > limit) return refuse(new ReceiverError(413, RPC_INVALID_ARGUMENT, `body exceeds the ${limit}-byte limit`))
+      if (!lease.grow(size)) return refuse(overBudget())
       chunks.push(chunk)
     })
     req.on('end', () => resolve(Buffer.concat(chunks, size)))
-    req.on('error', reject)
+    // The client went away mid-body: its problem, not the receiver's, and nobody is left to answer.
+    req.on('error', (error: NodeJS.ErrnoException) => reject(new ReceiverError(400, RPC_INVALID_ARGUMENT, `request body aborted by the client: ${error.message}`)))
   })
 }
 
-async function decompress(body: Buffer, contentEncoding: string | undefined, limit: number): Promise<Buffer> {
+/** Gunzips in a stream, so a body over the limit or the budget is refused as soon as it is, not after it is all in memory. */
+function decompress(body: Buffer, contentEncoding: string | undefined, limit: number, lease: BodyLease, overBudget: () => ReceiverError): Promise<Buffer> {
   const encoding = (contentEncoding ?? 'identity').trim().toLowerCase()
-  if (encoding === 'identity' || encoding === '') return body
-  if (encoding !== 'gzip') throw new ReceiverError(415, RPC_INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(encoding)}; use gzip or none`)
-  try {
-    return await gunzipAsync(body, { maxOutputLength: limit })
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError) {
-      throw new ReceiverError(413, RPC_INVALID_ARGUMENT, `decompressed body exceeds the ${limit}-byte limit`)
+  if (encoding === 'identity' || encoding === '') return Promise.resolve(body)
+  if (encoding !== 'gzip') return Promise.reject(new ReceiverError(415, RPC_INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(encoding)}; use gzip or none`))
+  return new Promise((resolve, reject) => {
+    const gunzip = createGunzip()
+    const chunks: Buffer[] = []
+    let size = 0
+    const stop = (error: ReceiverError) => {
+      gunzip.destroy()
+      reject(error)
     }
-    throw new ReceiverError(400, RPC_INVALID_ARGUMENT, `body is not valid gzip: ${(error as Error).message}`)
-  }
+    gunzip.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) return stop(new ReceiverError(413, RPC_INVALID_ARGUMENT, `decompressed body exceeds the ${limit}-byte limit`))
+      if (!lease.grow(body.length + size)) return stop(overBudget())
+      chunks.push(chunk)
+    })
+    gunzip.on('end', () => resolve(Buffer.concat(chunks, size)))
+    gunzip.on('error', (error) => reject(new ReceiverError(400, RPC_INVALID_ARGUMENT, `body is not valid gzip: ${error.message}`)))
+    gunzip.end(body)
+  })
 }
 
 function send(res: ServerResponse, status: number, encoding: Encoding, body: Uint8Array | string, retryAfter?: number): void {
@@ -163,9 +194,44 @@ export function createReceiver(options: ReceiverOptions): Receiver {
   const maxConcurrent = options.maxConcurrentRequests ?? 64
   const retryAfter = options.retryAfterSeconds ?? 1
   const reportStorageFailure = storageFailureReporter(options.onError, options.failureReportIntervalMs ?? 10_000)
+  const bodyBudget = options.maxBodyBytesInFlight ?? DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
   let active = 0
+  let bodyBytesInFlight = 0
   let closing = false
+  const newLease = (): BodyLease => {
+    let held = 0
+    return {
+      grow(total) {
+        const extra = total - held
+        if (extra <= 0) return true
+        if (bodyBytesInFlight - held > 0 && bodyBytesInFlight + extra > bodyBudget) return false
+        bodyBytesInFlight += extra
+        held = total
+        return true
+      },
+      release() {
+        bodyBytesInFlight -= held
+        held = 0
+      },
+    }
+  }
+  const overBudget = () => new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, `too many request bytes being decoded (${bodyBytesInFlight} of ${bodyBudget}); retry later`, retryAfter)
   const queueFull = (detail: string) => new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, `too many spans waiting to be stored (${detail}); retry later`, retryAfter)
+
+  /** Body to rows; its own function so the body buffers are garbage once the rows exist. */
+  async function readRows(req: IncomingMessage, encoding: Encoding, lease: BodyLease): Promise<{ converted: ReturnType<typeof toOtelTraceRows>; bytes: number }> {
+    const raw = await readBody(req, maxBodyBytes, lease, overBudget)
+    const body = await decompress(raw, req.headers['content-encoding'], maxBodyBytes, lease, overBudget)
+    if (body.length === 0) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, 'request body is empty; send an ExportTraceServiceRequest')
+    let request
+    try {
+      request = encoding === 'json' ? decodeJson(body) : decodeProtobuf(body)
+    } catch (error) {
+      if (error instanceof MalformedPayloadError) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, error.message)
+      throw error
+    }
+    return { converted: toOtelTraceRows(request), bytes: body.length }
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const encoding = requestEncoding(req.headers['content-type'])
@@ -185,19 +251,11 @@ export function createReceiver(options: ReceiverOptions): Receiver {
     if (closing) throw new ReceiverError(503, RPC_UNAVAILABLE, 'the receiver is shutting down', retryAfter)
     // Refused before the body is read and decoded: under overload, that work would only be thrown away.
     if (options.writer.saturated) throw queueFull(`${options.writer.pendingRows} spans are waiting to be stored`)
-    const raw = await readBody(req, maxBodyBytes)
-    const body = await decompress(raw, req.headers['content-encoding'], maxBodyBytes)
-    if (body.length === 0) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, 'request body is empty; send an ExportTraceServiceRequest')
-    let request
+    const lease = newLease()
+    // Once decoded, the rows count against the writer's queue instead.
+    const { converted, bytes } = await readRows(req, encoding, lease).finally(() => lease.release())
     try {
-      request = encoding === 'json' ? decodeJson(body) : decodeProtobuf(body)
-    } catch (error) {
-      if (error instanceof MalformedPayloadError) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, error.message)
-      throw error
-    }
-    const converted = toOtelTraceRows(request)
-    try {
-      await options.writer.write(converted.rows)
+      await options.writer.write(converted.rows, bytes)
     } catch (error) {
       if (error instanceof QueueFullError) throw queueFull(error.message)
       if (error instanceof StorageUnavailableError && error.diskFull) {

@@ -1,3 +1,4 @@
+import { request } from 'node:http'
 import { describe, expect, it } from 'vitest'
 import { tempDataDir } from '../../../test/helpers/service.js'
 import { openStorage } from '../storage/client.js'
@@ -58,6 +59,54 @@ describe('the span writer', () => {
     const response = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array(0) })
     expect(response.status).toBe(429)
     expect(response.headers.get('retry-after')).toBe('1')
+    await receiver.close()
+    await client.close()
+  })
+
+  it('refuses writes beyond its byte bound too, so large spans cannot fill memory under the row bound', async () => {
+    const client = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
+    await migrate(client)
+    const writer = new SpanWriter(client, { maxQueuedBytes: 1000 })
+    const first = writer.write(rows(2, '2026-11-04'), 900)
+    expect(writer.saturated).toBe(false)
+    await expect(writer.write(rows(1, '2026-11-04'), 200)).rejects.toBeInstanceOf(QueueFullError)
+    await first
+    // Alone, a request larger than the bound is still taken.
+    await writer.write(rows(1, '2026-11-04'), 5000)
+    await writer.close()
+    await client.close()
+  })
+
+  it('answers 429 while other requests hold the body-byte budget, and takes the request once they are done', async () => {
+    const client = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
+    await migrate(client)
+    const receiver = createReceiver({ writer: new SpanWriter(client), maxBodyBytesInFlight: 1000 })
+    const port = await receiver.listen(0, '127.0.0.1')
+    const body = Buffer.from(
+      JSON.stringify({
+        resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: '0102030405060708090a0b0c0d0e0f10', spanId: '0102030405060708', name: 'x', startTimeUnixNano: '1764000000000000000', endTimeUnixNano: '1764000000000000001' }] }] }],
+      }),
+    )
+    // A slow upload that has declared 900 bytes holds them until it is done.
+    const slow = request({ host: '127.0.0.1', port, path: '/v1/traces', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length + 700 } })
+    const slowStatus = new Promise<number>((resolve, reject) => {
+      slow.on('response', (res) => {
+        res.resume()
+        resolve(res.statusCode!)
+      })
+      slow.on('error', reject)
+    })
+    slow.write(body.subarray(0, 10))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const refused = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+    expect(refused.status).toBe(429)
+    expect(refused.headers.get('retry-after')).toBe('1')
+    expect(((await refused.json()) as { message: string }).message).toMatch(/request bytes being decoded/)
+    // Trailing spaces are valid JSON: the slow request completes and is stored.
+    slow.end(Buffer.concat([body.subarray(10), Buffer.alloc(700, ' ')]))
+    expect(await slowStatus).toBe(200)
+    const accepted = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+    expect(accepted.status).toBe(200)
     await receiver.close()
     await client.close()
   })

@@ -18,6 +18,14 @@ export interface SpanWriterOptions {
   maxBatchRows?: number
   /** Most rows waiting (queued plus in flight) before writes are refused. */
   maxQueuedRows?: number
+  /**
+   * Most request bytes (the decoded bodies the rows came from) waiting before
+   * writes are refused: rows bound the count, this bounds the memory when
+   * spans are large.
+   */
+  maxQueuedBytes?: number
+  /** Most request bytes in one insert (the insert body is built in memory). */
+  maxBatchBytes?: number
   /** Table the rows go to. */
   table?: string
 }
@@ -46,17 +54,19 @@ export class WriterClosedError extends Error {
 
 interface Pending {
   rows: OtelTraceRow[]
+  bytes: number
   resolve: () => void
   reject: (error: Error) => void
 }
 
-const DEFAULTS: Required<SpanWriterOptions> = { maxBatchRows: 20_000, maxQueuedRows: 200_000, table: 'otel_traces' }
+const DEFAULTS: Required<SpanWriterOptions> = { maxBatchRows: 20_000, maxQueuedRows: 200_000, maxQueuedBytes: 64 * 1024 * 1024, maxBatchBytes: 8 * 1024 * 1024, table: 'otel_traces' }
 
 /** Writes otel_traces rows in batches; `write` resolves once the rows are stored. */
 export class SpanWriter {
   private readonly options: Required<SpanWriterOptions>
   private queue: Pending[] = []
   private queuedRows = 0
+  private queuedBytes = 0
   private inFlight: Promise<void> | undefined
   private closed = false
 
@@ -74,19 +84,25 @@ export class SpanWriter {
 
   /** True while no more rows are taken: the receiver refuses at once instead of reading and decoding a body only to refuse it. */
   get saturated(): boolean {
-    return this.queuedRows >= this.options.maxQueuedRows
+    return this.queuedRows >= this.options.maxQueuedRows || this.queuedBytes >= this.options.maxQueuedBytes
   }
 
-  /** Queues rows and resolves once they are stored; rejects with QueueFullError, StorageUnavailableError or WriterClosedError. */
-  write(rows: OtelTraceRow[]): Promise<void> {
+  /**
+   * Queues rows and resolves once they are stored; `bytes` is the size of
+   * the request they came from. Rejects with QueueFullError,
+   * StorageUnavailableError or WriterClosedError. An empty queue takes any
+   * one request, so no request is too large to ever be taken.
+   */
+  write(rows: OtelTraceRow[], bytes = 0): Promise<void> {
     if (this.closed) return Promise.reject(new WriterClosedError('the receiver is shutting down'))
     if (rows.length === 0) return Promise.resolve()
-    if (this.queuedRows > 0 && this.queuedRows + rows.length > this.options.maxQueuedRows) {
-      return Promise.reject(new QueueFullError(`${this.queuedRows} spans are waiting to be stored`))
+    if (this.queuedRows > 0 && (this.queuedRows + rows.length > this.options.maxQueuedRows || this.queuedBytes + bytes > this.options.maxQueuedBytes)) {
+      return Promise.reject(new QueueFullError(`${this.queuedRows} spans (${this.queuedBytes} request bytes) are waiting to be stored`))
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ rows, resolve, reject })
+      this.queue.push({ rows, bytes, resolve, reject })
       this.queuedRows += rows.length
+      this.queuedBytes += bytes
       this.pump()
     })
   }
@@ -104,27 +120,34 @@ export class SpanWriter {
     if (this.inFlight || this.queue.length === 0) return
     const batch: Pending[] = []
     let batchRows = 0
-    while (this.queue.length > 0 && (batch.length === 0 || batchRows + this.queue[0]!.rows.length <= this.options.maxBatchRows)) {
+    let batchBytes = 0
+    const fits = (next: Pending) => batchRows + next.rows.length <= this.options.maxBatchRows && batchBytes + next.bytes <= this.options.maxBatchBytes
+    while (this.queue.length > 0 && (batch.length === 0 || fits(this.queue[0]!))) {
       const next = this.queue.shift()!
       batch.push(next)
       batchRows += next.rows.length
+      batchBytes += next.bytes
     }
-    this.inFlight = this.insert(batch, batchRows).finally(() => {
-      this.queuedRows -= batchRows
+    this.inFlight = this.insert(batch, batchRows, batchBytes).finally(() => {
       this.inFlight = undefined
       this.pump()
     })
   }
 
-  private async insert(batch: Pending[], batchRows: number): Promise<void> {
+  private async insert(batch: Pending[], batchRows: number, batchBytes: number): Promise<void> {
     const values = batch.length === 1 ? batch[0]!.rows : batch.flatMap((p) => p.rows)
+    let failure: StorageUnavailableError | undefined
     try {
       await insertFormatted(this.client, this.options.table, OTEL_TRACE_COLUMNS, 'JSONCompactEachRow', encodeCompactRows(values))
     } catch (error) {
-      const failure = new StorageUnavailableError(`storing ${batchRows} spans failed: ${(error as Error).message}`, isDiskFull(error))
-      for (const p of batch) p.reject(failure)
-      return
+      failure = new StorageUnavailableError(`storing ${batchRows} spans failed: ${(error as Error).message}`, isDiskFull(error))
     }
-    for (const p of batch) p.resolve()
+    // Released before anyone is told, so a sender that writes again at once finds the room it left.
+    this.queuedRows -= batchRows
+    this.queuedBytes -= batchBytes
+    for (const p of batch) {
+      if (failure) p.reject(failure)
+      else p.resolve()
+    }
   }
 }
