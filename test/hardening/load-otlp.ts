@@ -24,6 +24,8 @@ export interface LoadBatch {
   service: string
   nhiId: string
   spans: LoadSpan[]
+  /** Characters of filler in one extra attribute per span (large, very compressible bodies). */
+  padding?: number
 }
 
 /** 32 hex characters (trace id) or 16 (span id), unique per (tag, sequence). */
@@ -33,7 +35,7 @@ function hexId(chars: 16 | 32, tag: number, sequence: number): string {
 }
 
 /** Batch number `index` of a sender: `size` spans with ids no other (tag, index) shares, starting at `dayStartMs` + index seconds. */
-export function makeBatch(options: { service: string; nhiId: string; tag: number; index: number; size: number; dayStartMs: number }): LoadBatch {
+export function makeBatch(options: { service: string; nhiId: string; tag: number; index: number; size: number; dayStartMs: number; padding?: number }): LoadBatch {
   const spans: LoadSpan[] = []
   for (let i = 0; i < options.size; i++) {
     const sequence = options.index * options.size + i
@@ -43,7 +45,7 @@ export function makeBatch(options: { service: string; nhiId: string; tag: number
       startNs: BigInt(options.dayStartMs + (sequence % 86_000) * 1000) * 1_000_000n,
     })
   }
-  return { service: options.service, nhiId: options.nhiId, spans }
+  return { service: options.service, nhiId: options.nhiId, spans, padding: options.padding }
 }
 
 // --- protobuf, written from opentelemetry-proto (trace/v1, common/v1, resource/v1) ---
@@ -87,8 +89,13 @@ const SPAN_ATTRIBUTES: Array<[string, string]> = [
   ['nhi.activity.name', 'hardening.load'],
 ]
 
+function spanAttributes(batch: LoadBatch): Array<[string, string]> {
+  return batch.padding ? [...SPAN_ATTRIBUTES, ['hardening.padding', 'x'.repeat(batch.padding)]] : SPAN_ATTRIBUTES
+}
+
 /** Encodes an ExportTraceServiceRequest with one resource and one scope. */
 export function encodeProtobuf(batch: LoadBatch): Buffer {
+  const attributes = spanAttributes(batch).map(([k, v]) => lengthDelimited(9, keyValue(k, v)))
   const resource = Buffer.concat([keyValue('service.name', batch.service), keyValue('nhi.id', batch.nhiId), keyValue('nhi.type', 'workload')].map((kv) => lengthDelimited(1, kv)))
   const spans = batch.spans.map((s) =>
     lengthDelimited(
@@ -100,7 +107,7 @@ export function encodeProtobuf(batch: LoadBatch): Buffer {
         varintField(6, 2), // SPAN_KIND_SERVER
         fixed64Field(7, s.startNs),
         fixed64Field(8, s.startNs + 1_000_000n),
-        ...SPAN_ATTRIBUTES.map(([k, v]) => lengthDelimited(9, keyValue(k, v))),
+        ...attributes,
       ]),
     ),
   )
@@ -127,7 +134,7 @@ export function encodeJson(batch: LoadBatch): Buffer {
                 kind: 2,
                 startTimeUnixNano: String(s.startNs),
                 endTimeUnixNano: String(s.startNs + 1_000_000n),
-                attributes: SPAN_ATTRIBUTES.map(([k, v]) => kv(k, v)),
+                attributes: spanAttributes(batch).map(([k, v]) => kv(k, v)),
               })),
             },
           ],

@@ -15,11 +15,16 @@ const SPANS_PER_BATCH = 400
 const MAX_QUEUED_SPANS = 20_000
 /** Peak RSS the service may reach under this flood (measured: see the test's output). */
 const RSS_BOUND_MIB = 1024
+/** Large bodies: senders at once, spans per body, filler characters per span (4 MB a body decompressed, 30 KB gzipped). */
+const LARGE = { senders: 64, spans: 500, padding: 8000 }
+/** Peak RSS under the large bodies: the receiver's byte budgets (48 MiB being decoded, 64 MiB queued) keep it here. */
+const LARGE_RSS_BOUND_MIB = 1536
 const ENCODINGS: WireEncoding[] = ['protobuf', 'json', 'protobuf+gzip', 'json+gzip']
 const DAY = Date.parse('2026-10-05T00:00:00Z')
 
 let service: ServiceUnderTest
 let key: string
+let largeService: ServiceUnderTest | undefined
 
 beforeAll(async () => {
   service = await startService({ env: { NHI_METER_OTLP_MAX_QUEUED_SPANS: String(MAX_QUEUED_SPANS), NHI_METER_ROLLUP_INTERVAL_SECONDS: '0' } })
@@ -28,6 +33,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await service?.stop()
+  await largeService?.stop()
 })
 
 describe('receiver under overload', () => {
@@ -80,5 +86,30 @@ describe('receiver under overload', () => {
       // A refused batch stored nothing, so not even the raw table holds a span twice.
       expect(raw.get(name), name).toMatchObject({ rows: spans, spans, ledger: spans, duplicated: [] })
     }
+  })
+
+  it('keeps memory bounded when many large, highly compressed bodies arrive at once, and stores them all once', { timeout: 180_000 }, async () => {
+    largeService = await startService({ env: { NHI_METER_ROLLUP_INTERVAL_SECONDS: '0' } })
+    const largeKey = largeService.adminKey!
+    const log = new SendLog()
+    const baselineRss = peakRssMiB(largeService.process.pid!)
+    const requests = Array.from({ length: LARGE.senders }, (_, sender) =>
+      wireRequest(makeBatch({ service: 'flood-large', nhiId: 'flood-large-id', tag: 1000 + sender, index: 0, size: LARGE.spans, dayStartMs: DAY, padding: LARGE.padding }), 'protobuf+gzip'),
+    )
+    const started = Date.now()
+    await Promise.all(requests.map((request) => deliver(request, LARGE.spans, { url: () => largeService!.otlpUrl, headers: { Authorization: `Bearer ${largeKey}` }, log, maxBackoffMs: 400, deadlineMs: 150_000 })))
+    const peakRss = peakRssMiB(largeService.process.pid!)
+    const sent = LARGE.senders * LARGE.spans
+    console.log(
+      `overload, large bodies: ${LARGE.senders} senders × ${LARGE.spans} spans × ${LARGE.padding} filler characters (${(requests[0]!.body.length / 1024).toFixed(0)} KiB gzipped each) ` +
+        `in ${((Date.now() - started) / 1000).toFixed(1)} s; ${log.summary()}; peak RSS ${peakRss?.toFixed(0)} MiB (before ${baselineRss?.toFixed(0)} MiB)`,
+    )
+    expect(log.unexpected).toEqual([])
+    expect(log.transport(), log.summary()).toBe(0)
+    expect(log.missingRetryAfter).toBe(0)
+    expect(log.count(200)).toBe(LARGE.senders)
+    if (peakRss !== undefined) expect(peakRss).toBeLessThan(LARGE_RSS_BOUND_MIB)
+    const stored = await storedSpansByService(largeService, largeKey, new Date(DAY), new Date(DAY + 86_400_000))
+    expect(Object.fromEntries(stored)).toEqual({ 'flood-large': sent })
   })
 })
