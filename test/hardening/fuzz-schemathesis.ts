@@ -16,6 +16,7 @@ export const FUZZ_CHECKS = [
   'response_schema_conformance',
   'response_headers_conformance',
   'negative_data_rejection',
+  'unsupported_method',
 ] as const
 
 /**
