@@ -15,7 +15,7 @@ import { billableByIdentity, rawCounts, storedSpansByService } from './load-otlp
 const tools = hardeningTools()
 
 /** telemetrygen: workers × traces per worker × (1 root + child spans). */
-const TELEMETRYGEN = { workers: 4, traces: 600, childSpans: 2 }
+const TELEMETRYGEN = { workers: 4, traces: 400, childSpans: 2 }
 const TELEMETRYGEN_SPANS = TELEMETRYGEN.workers * TELEMETRYGEN.traces * (1 + TELEMETRYGEN.childSpans)
 const PYTHON_SPANS = 6000
 
@@ -48,11 +48,12 @@ function telemetrygen(service: ServiceUnderTest, key: string, name: string, nhiI
     String(TELEMETRYGEN.traces),
     '--child-spans',
     String(TELEMETRYGEN.childSpans),
-    // Throttled so the SDK's own span queue (2048 spans) never overflows:
-    // unthrottled, telemetrygen drops spans before sending them, and this
-    // test measures the receiver, not that queue.
+    // Throttled (traces per second per worker) so the SDK's own span queue
+    // (2048 spans) never overflows: unthrottled, telemetrygen drops spans
+    // before sending them (measured: 2148 of 12000 arrived), and this test
+    // measures the receiver, not that queue.
     '--rate',
-    '200',
+    '100',
     '--service',
     name,
     '--otlp-attributes',
