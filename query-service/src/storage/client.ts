@@ -83,10 +83,15 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
   // Imported lazily so a server deployment never loads the native engine.
   const { createChdbConnection } = await import('chdb/connection')
   const connection = createChdbConnection({ path })
-  const client = createClient({
-    connection,
-    clickhouse_settings: CLICKHOUSE_SETTINGS,
-  } as Parameters<typeof createClient>[0])
+  // The embedded engine is one session: settings SET once hold for every
+  // later query, while settings given to the client would be SET again
+  // before each query (chDB's connection prefixes them as statements).
+  await connection.chdb.queryAsync(
+    Object.entries(CLICKHOUSE_SETTINGS)
+      .map(([name, value]) => `SET ${name} = ${typeof value === 'number' ? value : `'${value}'`}`)
+      .join('; '),
+  )
+  const client = createClient({ connection } as Parameters<typeof createClient>[0])
   embeddedConnections.set(client, connection)
   return client
 }
