@@ -67,7 +67,14 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
       currency,
       rate_card_versions: bill.rateCardVersions,
       completeness,
-      rows: sorted.map((row) => ({ ...row.keys, quantity: row.quantity, amount: formatMoney(row.amount) })),
+      // Built field by field: spreading each row's keys object is several times slower for thousands of rows.
+      rows: sorted.map((row) => {
+        const out: Record<string, string | number> = {}
+        for (const k of groupBy) out[k] = row.keys[k] ?? ''
+        out.quantity = row.quantity
+        out.amount = formatMoney(row.amount)
+        return out
+      }),
       total: { quantity: bill.totalQuantity, amount: formatMoney(bill.totalAmount) },
     })
   })
