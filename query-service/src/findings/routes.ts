@@ -5,7 +5,9 @@
  * Visibility: a key limited to business units sees findings about the
  * identities in its units (by effective business unit) computed from their
  * rows only, and no service-level finding (telemetry_gap belongs to no
- * business unit). The `business_unit` parameter narrows any key the same
+ * business unit). One exception, deliberate: credential_reuse counts every
+ * identity using the credential, across units (the risk is the sharing
+ * itself), but names only the identities the key may see. The `business_unit` parameter narrows any key the same
  * way; telemetry_gap findings appear only for an unrestricted key that did
  * not narrow the request.
  */
