@@ -1,11 +1,11 @@
-import type { ClickHouseClient } from '@clickhouse/client'
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../app.js'
 import { validatePolicy } from '../policy/index.js'
 import { freshStorage, insertSpans, spanRow, testKeys, TEST_POLICY } from '../test-support.js'
 import { loadPlanFacts, planUsage, type UsagePlan } from './plan.js'
 import type { RateCard } from '../policy/index.js'
-import { runRollup } from './rollup.js'
+import { runRollup, scheduleRollup } from './rollup.js'
 
 let client: ClickHouseClient
 const { store, key } = testKeys([
@@ -139,5 +139,22 @@ describe('the hourly usage rollup', () => {
     const [header, ...lines] = csv.trim().split('\n')
     expect(header).toBe('nhi.id,meter,quantity,amount,currency,completeness')
     expect(lines.map((l) => l.split(',').slice(0, 4))).toEqual(json.rows.map((r) => [r['nhi.id'], r.meter, String(r.quantity), r.amount]))
+  })
+})
+
+describe('scheduleRollup', () => {
+  it('reports a lasting failure when it starts and then once per reporting period, with the count of failed runs', async () => {
+    // A real client whose server refuses every connection: each run fails.
+    const unreachable = createClient({ url: 'http://127.0.0.1:9', request_timeout: 1_000, log: { level: ClickHouseLogLevel.OFF } })
+    const reported: number[] = []
+    const job = scheduleRollup(unreachable, 20, (_error, failedRuns) => reported.push(failedRuns), { reportEveryMs: 100 })
+    try {
+      const deadline = Date.now() + 20_000
+      while (reported.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    } finally {
+      await job.stop()
+      await unreachable.close()
+    }
+    expect(reported.slice(0, 3)).toEqual([1, 6, 11])
   })
 })

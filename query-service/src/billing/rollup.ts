@@ -106,13 +106,29 @@ export async function runRollup(client: ClickHouseClient, graceSeconds = ROLLUP_
  * and retried at the next tick (billing stays exact meanwhile: it reads
  * periods the rollup does not hold from the ledger).
  */
-export function scheduleRollup(client: ClickHouseClient, intervalMs: number, onError: (error: unknown) => void): { stop(): Promise<void> } {
+export function scheduleRollup(
+  client: ClickHouseClient,
+  intervalMs: number,
+  onError: (error: unknown, failedRuns: number) => void,
+  options: { reportEveryMs?: number } = {},
+): { stop(): Promise<void> } {
+  // A failure that lasts (a full disk, storage away) is reported when it
+  // starts and then at most once per reportEveryMs, with the count of runs
+  // that failed, not once per run.
+  const reportEvery = Math.max(1, Math.round((options.reportEveryMs ?? 600_000) / intervalMs))
+  let failedRuns = 0
   let running: Promise<unknown> | undefined
   let stopped = false
   const tick = () => {
     if (running || stopped) return
     running = runRollup(client)
-      .catch(onError)
+      .then(() => {
+        failedRuns = 0
+      })
+      .catch((error: unknown) => {
+        failedRuns++
+        if (failedRuns % reportEvery === 1 || reportEvery === 1) onError(error, failedRuns)
+      })
       .finally(() => {
         running = undefined
       })
