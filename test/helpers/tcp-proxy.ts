@@ -1,8 +1,9 @@
 /**
  * A TCP proxy that a test can make stop answering, the two ways a server
  * goes away on a network: `down()` closes the port (new connections are
- * refused, open ones are reset), `blackhole()` keeps accepting but never
- * forwards or answers a byte (a hung host, a dropped route). `up()` forwards
+ * refused, open ones are reset), `blackhole()` keeps every connection open
+ * and accepts new ones but never forwards or answers a byte (a hung host, a
+ * dropped route). `up()` forwards
  * again on the same port.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net'
@@ -16,7 +17,7 @@ export interface TcpProxy {
   readonly mode: ProxyMode
   /** Closes the listening port and resets every open connection. */
   down(): Promise<void>
-  /** Resets open connections, then accepts new ones and leaves them unanswered. */
+  /** Silences open connections (kept open, nothing forwarded or answered) and leaves new ones unanswered too. */
   blackhole(): Promise<void>
   /** Forwards again (listening again on the same port if it was down); unanswered connections are reset. */
   up(): Promise<void>
@@ -30,6 +31,8 @@ export async function startTcpProxy(target: { host?: string; port: number }, por
   let mode: ProxyMode = 'forwarding'
   let accepted = 0
   const open = new Set<Socket>()
+  /** For each forwarded connection, how to make it go silent. */
+  const forwarding = new Set<() => void>()
   const track = (socket: Socket) => {
     open.add(socket)
     socket.once('close', () => open.delete(socket))
@@ -57,8 +60,21 @@ export async function startTcpProxy(target: { host?: string; port: number }, por
     track(upstream)
     client.pipe(upstream)
     upstream.pipe(client)
+    const closeClient = () => client.destroy()
     client.once('close', () => upstream.destroy())
-    upstream.once('close', () => client.destroy())
+    upstream.once('close', closeClient)
+    // Going silent: the client's connection stays open, but nothing it sends
+    // is forwarded and nothing comes back (no reset, no close), as when a
+    // host hangs.
+    const silence = () => {
+      client.unpipe(upstream)
+      upstream.unpipe(client)
+      upstream.off('close', closeClient)
+      upstream.destroy()
+      client.resume()
+    }
+    forwarding.add(silence)
+    client.once('close', () => forwarding.delete(silence))
   })
   const listen = () =>
     new Promise<void>((resolve, reject) => {
@@ -91,7 +107,8 @@ export async function startTcpProxy(target: { host?: string; port: number }, por
     },
     blackhole: async () => {
       mode = 'blackhole'
-      resetAll()
+      for (const silence of forwarding) silence()
+      forwarding.clear()
       if (!server.listening) await listen()
     },
     up: async () => {
