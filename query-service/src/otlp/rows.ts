@@ -137,13 +137,18 @@ export function asString(value: AttributeValue): string {
 }
 
 // Attribute keys and values repeat across spans (tool names, ids, routes),
-// so the secrets verdicts are memoised. The caches are cleared when they grow
-// large, which bounds memory under hostile high-cardinality input.
+// so the secrets verdicts of short strings are memoised. Long strings are
+// decided each time and never kept (a cache keyed by them would pin request
+// bodies in memory), and the caches are cleared when they grow large, so
+// their memory stays bounded (at most CACHE_LIMIT x MEMO_MAX_LENGTH
+// characters each) under hostile high-cardinality input.
 const CACHE_LIMIT = 50_000
+const MEMO_MAX_LENGTH = 256
 const secretKeyVerdicts = new Map<string, boolean>()
 const secretValueVerdicts = new Map<string, boolean>()
 
 function memo(cache: Map<string, boolean>, input: string, decide: (s: string) => boolean): boolean {
+  if (input.length > MEMO_MAX_LENGTH) return decide(input)
   let verdict = cache.get(input)
   if (verdict === undefined) {
     verdict = decide(input)
@@ -151,6 +156,13 @@ function memo(cache: Map<string, boolean>, input: string, decide: (s: string) =>
     cache.set(input, verdict)
   }
   return verdict
+}
+
+/** Characters held by the secrets verdict caches (for tests of their bound). */
+export function secretVerdictCacheCharacters(): number {
+  let n = 0
+  for (const cache of [secretKeyVerdicts, secretValueVerdicts]) for (const key of cache.keys()) n += key.length
+  return n
 }
 
 /**
