@@ -81,6 +81,32 @@ describe('guarded server client', () => {
     expect(changes).toEqual([])
   })
 
+  it('takes a busy server for a busy one, not a gone one: /ping does not queue behind slow queries holding every connection', async () => {
+    const url = `http://127.0.0.1:${proxy.port}`
+    // The test server runs one query at a time: three one-second queries hold both connections of the pool for 2 s or more.
+    const busy = async (prober?: ClickHouseClient) => {
+      const seen: boolean[] = []
+      const guarded = guardServerClient(createClient({ url, max_open_connections: 2, log: { level: ClickHouseLogLevel.OFF } }), {
+        ...TIMINGS,
+        prober,
+        onChange: (available) => seen.push(available),
+      })
+      try {
+        const queries = Array.from({ length: 3 }, () => guarded.query({ query: 'SELECT sleep(1) AS s', format: 'JSONEachRow' }).then((r) => r.json()))
+        return { seen, statuses: (await Promise.allSettled(queries)).map((r) => r.status) }
+      } finally {
+        await guarded.close()
+      }
+    }
+    const own = await busy(createClient({ url, max_open_connections: 1, log: { level: ClickHouseLogLevel.OFF } }))
+    expect(own.statuses).toEqual(['fulfilled', 'fulfilled', 'fulfilled'])
+    expect(own.seen).toEqual([])
+    // Probing through the saturated pool instead waits past its timeout and calls a healthy server gone.
+    const shared = await busy()
+    expect(shared.statuses).toContain('rejected')
+    expect(shared.seen[0]).toBe(false)
+  })
+
   it("passes the server's own errors through unchanged and stays available", async () => {
     const error = await one('SELECT * FROM no_such_table').catch((e: unknown) => e)
     expect(error).toBeInstanceOf(ClickHouseError)

@@ -21,6 +21,7 @@
  * guarded.
  */
 import type { ClickHouseClient, PingResult } from '@clickhouse/client'
+import { setMaxListeners } from 'node:events'
 
 /** Storage cannot be reached now; retry later (the API and the receiver answer 503). */
 export class ClickHouseUnavailableError extends Error {
@@ -37,6 +38,13 @@ export interface AvailabilityOptions {
   probeIntervalMs?: number
   /** Told when storage becomes unavailable or available again (once per change). */
   onChange?: (available: boolean, detail: string) => void
+  /**
+   * The client that sends /ping, on connections of its own: probing through
+   * the guarded client's pool would wait behind slow queries holding every
+   * connection, and a busy server would be taken for a gone one. Default:
+   * the guarded client itself (tests).
+   */
+  prober?: ClickHouseClient
 }
 
 const DEFAULTS = { slowAfterMs: 2000, probeTimeoutMs: 2500, probeIntervalMs: 1000 }
@@ -101,9 +109,12 @@ class Availability {
   private closed = false
 
   constructor(
-    private readonly client: ClickHouseClient,
-    private readonly options: Required<Omit<AvailabilityOptions, 'onChange'>> & Pick<AvailabilityOptions, 'onChange'>,
-  ) {}
+    private readonly prober: ClickHouseClient,
+    private readonly options: Required<Omit<AvailabilityOptions, 'onChange' | 'prober'>> & Pick<AvailabilityOptions, 'onChange'>,
+  ) {
+    // Every operation in flight listens for the outage: there can be many.
+    setMaxListeners(0, this.outage.signal)
+  }
 
   /** Runs one operation under the guard. */
   async run<T>(operation: (signal: AbortSignal) => Promise<T>, callerSignal: AbortSignal | undefined): Promise<T> {
@@ -129,7 +140,7 @@ class Availability {
 
   /** Asks the server's /ping (one probe at a time); marks storage available or unavailable by the answer. */
   probe(): Promise<PingResult> {
-    const ping = () => this.client.ping({ select: false, abort_signal: AbortSignal.timeout(this.options.probeTimeoutMs) })
+    const ping = () => this.prober.ping({ select: false, abort_signal: AbortSignal.timeout(this.options.probeTimeoutMs) })
     this.probing ??= ping()
       // A reset on a pooled keep-alive socket says nothing about the server; the second try opens a fresh one.
       .then((result) => (!result.success && isBrokenSocket(result.error) ? ping() : result))
@@ -157,16 +168,17 @@ class Availability {
 
   private markUnavailable(reason: string): void {
     this.reason = reason
-    if (this.available) {
-      this.available = false
-      this.since = Date.now()
-      this.outage.abort(new ClickHouseUnavailableError(reason))
-      this.options.onChange?.(false, reason)
-    }
+    // The next probe is armed before anyone is told, so recovery never depends on a listener.
     if (!this.closed) {
       clearTimeout(this.retryTimer)
       this.retryTimer = setTimeout(() => void this.probe(), this.options.probeIntervalMs)
       this.retryTimer.unref()
+    }
+    if (this.available) {
+      this.available = false
+      this.since = Date.now()
+      this.outage.abort(new ClickHouseUnavailableError(reason))
+      this.tell(false, reason)
     }
   }
 
@@ -174,14 +186,25 @@ class Availability {
     if (this.available) return
     this.available = true
     this.outage = new AbortController()
+    setMaxListeners(0, this.outage.signal)
     clearTimeout(this.retryTimer)
-    this.options.onChange?.(true, `after ${((Date.now() - this.since) / 1000).toFixed(1)} s`)
+    this.tell(true, `after ${((Date.now() - this.since) / 1000).toFixed(1)} s`)
+  }
+
+  /** Tells the listener of a change; a listener that throws changes nothing here. */
+  private tell(available: boolean, detail: string): void {
+    try {
+      this.options.onChange?.(available, detail)
+    } catch {
+      // The state change stands; reporting it is best effort.
+    }
   }
 }
 
 /** Wraps a server client so that an unreachable server fails requests quickly and recovery needs no restart (see the file comment). */
 export function guardServerClient(client: ClickHouseClient, options: AvailabilityOptions = {}): ClickHouseClient {
-  const availability = new Availability(client, { ...DEFAULTS, ...options })
+  const { prober = client, ...rest } = options
+  const availability = new Availability(prober, { ...DEFAULTS, ...rest })
   const guarded = {
     query: (params: Parameters<ClickHouseClient['query']>[0]) => availability.run((signal) => client.query({ ...params, abort_signal: signal }), params.abort_signal),
     command: (params: Parameters<ClickHouseClient['command']>[0]) => availability.run((signal) => client.command({ ...params, abort_signal: signal }), params.abort_signal),
@@ -191,6 +214,7 @@ export function guardServerClient(client: ClickHouseClient, options: Availabilit
     close: async () => {
       availability.close()
       await client.close()
+      if (prober !== client) await prober.close()
     },
   }
   return new Proxy(client, {

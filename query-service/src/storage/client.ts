@@ -54,19 +54,24 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
     const where = new URL(config.url).origin
     // Until start-up has reached the server once, the wait below does the talking.
     let started = false
+    const connection = {
+      url: config.url,
+      username: config.username,
+      password: config.password,
+      database: config.database,
+      // Failures are reported by the service itself, once per request (with its id) and once per outage.
+      log: { level: ClickHouseLogLevel.OFF },
+    }
     const client = guardServerClient(
       createClient({
-        url: config.url,
-        username: config.username,
-        password: config.password,
-        database: config.database,
+        ...connection,
         clickhouse_settings: CLICKHOUSE_SETTINGS,
         // Socket idle limit of one request: long enough for a month of billing on a loaded server.
         request_timeout: 30_000,
-        // Failures are reported by the service itself, once per request (with its id) and once per outage.
-        log: { level: ClickHouseLogLevel.OFF },
       }),
       {
+        // /ping on a connection of its own, never queued behind slow queries.
+        prober: createClient({ ...connection, max_open_connections: 1 }),
         onChange: (available, detail) => {
           if (!started) return
           if (available) log?.info(`ClickHouse at ${where} is reachable again (${detail})`)
