@@ -25,11 +25,14 @@ if ! command -v "$python_bin" >/dev/null 2>&1; then
   exit 127
 fi
 venv="$cache_root/venv-$(sha256sum "$requirements" | cut -c1-12)"
-if [[ ! -x "$venv/bin/schemathesis" ]]; then
+# .complete is written only after every requirement installed, so a run cut
+# short is redone rather than trusted.
+if [[ ! -f "$venv/.complete" ]]; then
   echo "hardening-tools.sh: creating $venv" >&2
   rm -rf "$venv"
   "$python_bin" -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+  touch "$venv/.complete"
 fi
 
 if ! command -v go >/dev/null 2>&1; then
