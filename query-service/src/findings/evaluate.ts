@@ -253,7 +253,7 @@ async function dormant(ctx: Context): Promise<{ findings: Finding[]; unjudged: M
   }
   const unjudged = new Map<string, DormancyGap>()
   if (silent.length === 0) return { findings, unjudged }
-  const services = await lastServices(ctx.client, new Map(silent.map((p) => [p.id, p.lastMs])), to)
+  const services = await lastServices(ctx.client, new Map(silent.map((p) => [p.id, p.lastMs])), to, ctx.request.scope)
   const since = Math.min(...silent.map((p) => p.lastMs))
   const lastSpan = await lastSpans(ctx.client, new Date(since), new Date(to), [...new Set(services.values())])
   for (const p of silent) {

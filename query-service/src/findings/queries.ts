@@ -540,17 +540,25 @@ export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyM
   return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, distinctFirst(r.samples, SAMPLE_TRACES)]))
 }
 
-/** The service of each identity's last activity before `to`, read from the hour it was last seen in. */
-export async function lastServices(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>, to: number): Promise<Map<string, string>> {
+/**
+ * The service of each identity's last activity before `to` that the caller's
+ * units may see, read from the hour it was last seen in.
+ */
+export async function lastServices(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>, to: number, scope: BusinessUnitScope): Promise<Map<string, string>> {
   if (lastSeen.size === 0) return new Map()
+  const s = scoped(scope)
+  const pairs = [...lastSeen].map(([id, last]) => new TupleParam([id, hourText(last)]))
   const result = await client.query({
     query: `
       SELECT nhi_id, argMax(service, (event_time, trace_id, span_id)) AS service
-      FROM nhi_activity
-      WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)} AND nhi_id IN {ids:Array(String)} AND event_time < {to:DateTime64(3)}
+      FROM nhi_activity ${s.join}
+      WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)}
+        AND (nhi_id, toStartOfHour(event_time)) IN {pairs:Array(Tuple(String, DateTime))}
+        AND event_time < {to:DateTime64(3)}
+        ${s.where}
       GROUP BY nhi_id`,
     format: 'JSONEachRow',
-    query_params: { hours: [...new Set([...lastSeen.values()].map(hourText))], ids: [...lastSeen.keys()], to: ms(to) },
+    query_params: { hours: [...new Set([...lastSeen.values()].map(hourText))], pairs, to: ms(to), ...s.params },
   })
   const row = z.object({ nhi_id: z.string(), service: z.string() })
   const services = new Map<string, string>()
