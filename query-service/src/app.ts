@@ -87,10 +87,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     '/v1/*',
     authenticate(deps.keys, {
       perKey: limits && limits.perSecond > 0 ? new TokenBuckets({ perSecond: limits.perSecond, burst: limits.burst }) : undefined,
-      failedAuthPerClient:
-        limits && limits.authFailuresPerMinute > 0
-          ? new TokenBuckets({ perSecond: limits.authFailuresPerMinute / 60, burst: Math.max(1, Math.floor(limits.authFailuresPerMinute)) })
-          : undefined,
+      failedAuthPerClient: limits ? failedAuthBuckets(limits.authFailuresPerMinute) : undefined,
     }),
   )
   app.route('/v1', billingRoutes({ client: deps.client, pricing, rollupGraceSeconds: deps.rollupGraceSeconds }))
@@ -153,4 +150,9 @@ function allowedMethods(app: Hono<AppEnv>): (path: string) => string[] {
     if (methods.has('GET')) methods.add('HEAD')
     return [...methods].sort()
   }
+}
+
+/** Buckets for refused keys per client address, `perMinute` of them (0: no limit); the query API and the receiver each hold one. */
+export function failedAuthBuckets(perMinute: number): TokenBuckets | undefined {
+  return perMinute > 0 ? new TokenBuckets({ perSecond: perMinute / 60, burst: Math.max(1, Math.floor(perMinute)) }) : undefined
 }

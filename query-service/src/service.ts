@@ -7,7 +7,7 @@ import { serve, type ServerType } from '@hono/node-server'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { KeyStore, loadGeneratedKeys } from './auth/keys.js'
-import { createApp } from './app.js'
+import { createApp, failedAuthBuckets } from './app.js'
 import { answerClientErrors } from './http/client-error.js'
 import { scheduleRollup } from './billing/rollup.js'
 import { backfillIdentityActivity } from './identities/backfill.js'
@@ -92,6 +92,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
       receiver = createReceiver({
         writer,
         keys: config.NHI_METER_OTLP_AUTH === 'none' ? undefined : keys,
+        failedAuthPerClient: failedAuthBuckets(config.NHI_METER_AUTH_FAILURES_PER_MINUTE),
         maxBodyBytes: config.NHI_METER_OTLP_MAX_BODY_BYTES,
         onError: (error) => log.error('receiver error', error),
       })

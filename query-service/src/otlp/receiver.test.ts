@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { at, exported, makeSpans, sendSpans, SpanKind, SpanStatusCode } from '../../../test/helpers/otel.js'
 import { tempDataDir } from '../../../test/helpers/service.js'
 import { KeyStore, sha256 } from '../auth/keys.js'
+import { TokenBuckets } from '../auth/rate-limit.js'
 import { openStorage } from '../storage/client.js'
 import { migrate } from '../storage/migrations.js'
 import { createReceiver, type Receiver } from './receiver.js'
@@ -186,5 +187,24 @@ describe('the built-in OTLP/HTTP receiver', () => {
       const ok = await makeSpans({ 'service.name': 'after-bad-input' }, (t) => t.startSpan('ping', { startTime: at('2026-11-05T00:00:00Z') }).end(at('2026-11-05T00:00:01Z')))
       expect(exported(await sendSpans(ok, { url, protocol: 'protobuf', headers }))).toBe(true)
     })
+  })
+})
+
+describe('the receiver under key guessing', () => {
+  it('answers 429 with Retry-After to an address after its refused keys use up its allowance, even for a correct key', async () => {
+    const keys = KeyStore.fromEntries([{ name: 'ingest', sha256: sha256(INGEST_KEY).toString('hex'), scopes: ['ingest:write'] }])
+    const guarded = createReceiver({ writer: new SpanWriter(client), keys, failedAuthPerClient: new TokenBuckets({ perSecond: 1 / 60, burst: 3 }) })
+    const target = `http://127.0.0.1:${await guarded.listen(0, '127.0.0.1')}/v1/traces`
+    try {
+      const send = (key: string) => fetch(target, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: '{}' })
+      expect((await send(INGEST_KEY)).status).toBe(200)
+      for (let i = 0; i < 3; i++) expect((await send(`nhim_guess_${i}`)).status).toBe(401)
+      const blocked = await send(INGEST_KEY)
+      expect(blocked.status).toBe(429)
+      expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+      expect(await blocked.text()).toMatch(/failed authentication attempts/)
+    } finally {
+      await guarded.close()
+    }
   })
 })

@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { createGunzip } from 'node:zlib'
 import { bearerKey, hasScope, type KeyStore } from '../auth/keys.js'
+import type { TokenBuckets } from '../auth/rate-limit.js'
 import { DISK_FULL_MESSAGE } from '../storage/disk-space.js'
 import { decodeJson } from './decode-json.js'
 import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './decode-protobuf.js'
@@ -25,6 +26,12 @@ export interface ReceiverOptions {
   writer: SpanWriter
   /** Keys allowed to ingest (scope `ingest:write`); undefined disables auth (loopback only, checked by the caller). */
   keys?: KeyStore
+  /**
+   * One bucket per client address: every refused key takes a token, and an
+   * address whose bucket is empty is answered 429 before its key is looked
+   * at (as on the query API), so keys cannot be guessed here either.
+   */
+  failedAuthPerClient?: TokenBuckets
   /** Largest body accepted, before and after decompression (bytes). */
   maxBodyBytes?: number
   /** Most requests decoded at once; more are answered 429. */
@@ -239,10 +246,19 @@ export function createReceiver(options: ReceiverOptions): Receiver {
     if (path !== '/v1/traces') throw new ReceiverError(404, RPC_NOT_FOUND, 'not found; traces are accepted at POST /v1/traces')
     if (req.method !== 'POST') throw new ReceiverError(405, RPC_UNIMPLEMENTED, `method ${req.method} not allowed; use POST`)
     if (options.keys) {
+      const client = req.socket.remoteAddress ?? 'unknown'
+      const blocked = options.failedAuthPerClient?.peek(client)
+      if (blocked && !blocked.allowed) {
+        throw new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, 'too many failed authentication attempts from this address', blocked.retryAfterSeconds)
+      }
+      const refuse = (message: string): never => {
+        options.failedAuthPerClient?.take(client)
+        throw new ReceiverError(401, RPC_UNAUTHENTICATED, message)
+      }
       const bearer = bearerKey(req.headers.authorization)
-      if ('problem' in bearer) throw new ReceiverError(401, RPC_UNAUTHENTICATED, bearer.problem)
+      if ('problem' in bearer) return refuse(bearer.problem)
       const principal = options.keys.authenticate(bearer.key)
-      if (!principal) throw new ReceiverError(401, RPC_UNAUTHENTICATED, 'unknown API key')
+      if (!principal) return refuse('unknown API key')
       if (!hasScope(principal, 'ingest:write')) throw new ReceiverError(403, RPC_PERMISSION_DENIED, 'this key lacks the ingest:write scope')
     }
     if (!encoding) {
