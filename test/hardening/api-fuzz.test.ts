@@ -103,8 +103,4 @@ describe.skipIf(tools.skipReason !== undefined)('schemathesis against /openapi.j
   }, 450_000)
 })
 
-if (tools.skipReason) {
-  describe('schemathesis against /openapi.json', () => {
-    it.skip(`needs the hardening tools: ${tools.skipReason}`, () => undefined)
-  })
-}
+if (tools.skipReason) console.warn(`test/hardening/api-fuzz.test.ts: skipped. ${tools.skipReason}`)
