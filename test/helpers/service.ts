@@ -60,7 +60,8 @@ export async function startService(options: { env?: Record<string, string>; data
     NHI_METER_HOST: '127.0.0.1',
     ...options.env,
   }
-  const child = spawn(process.execPath, ['--conditions=nhi-meter-source', '--import', 'tsx', 'query-service/src/main.ts'], {
+  // The arguments of `npm start` (package.json), so tests run what users run.
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', '--conditions=nhi-meter-source', '--import', 'tsx', 'query-service/src/main.ts'], {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
