@@ -126,6 +126,21 @@ async function exportersFor(ms: number, exporters = 4): Promise<Answer[]> {
   return all.flat()
 }
 
+/**
+ * Exporters send for 4 s; 1.5 s in, the proxy forwards again. Resolves with
+ * how long the API took to answer again and every exporter answer, all of
+ * them already checked to be acknowledgements or refusals.
+ */
+async function exportThroughRecovery(): Promise<{ recoveredInMs: number; answers: Awaited<ReturnType<typeof exportersFor>> }> {
+  const traffic = exportersFor(4_000)
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  await proxy.up()
+  const recoveredInMs = await timeUntil(async () => (await api(`/v1/billable?${FROM_TO}`)).status === 200, 10_000)
+  const answers = await traffic
+  expectOnlyAcknowledgedOrRefused(answers)
+  return { recoveredInMs, answers }
+}
+
 function expectOnlyAcknowledgedOrRefused(answers: Answer[]): void {
   const unexpected = answers.filter((a) => a.status !== 200 && a.status !== 503)
   expect(unexpected, JSON.stringify(unexpected.slice(0, 3))).toEqual([])
@@ -180,12 +195,7 @@ describe('query-service on a ClickHouse server that goes away', () => {
     expect((await api('/healthz')).status).toBe(200)
 
     // Exporters keep sending through the outage and past its end.
-    const traffic = exportersFor(4_000)
-    await new Promise((resolve) => setTimeout(resolve, 1_500))
-    await proxy.up()
-    const recoveredInMs = await timeUntil(async () => (await api(`/v1/billable?${FROM_TO}`)).status === 200, 10_000)
-    const answers = await traffic
-    expectOnlyAcknowledgedOrRefused(answers)
+    const { recoveredInMs, answers } = await exportThroughRecovery()
     expect(answers.some((a) => a.status === 503)).toBe(true)
     expect(answers.at(-1)!.status).toBe(200)
     expect((await api('/readyz')).status).toBe(200)
@@ -215,12 +225,7 @@ describe('query-service on a ClickHouse server that goes away', () => {
     expect(later.ms).toBeLessThan(500)
     expect((await api('/healthz')).status).toBe(200)
 
-    const traffic = exportersFor(4_000)
-    await new Promise((resolve) => setTimeout(resolve, 1_500))
-    await proxy.up()
-    const recoveredInMs = await timeUntil(async () => (await api(`/v1/billable?${FROM_TO}`)).status === 200, 10_000)
-    const answers = await traffic
-    expectOnlyAcknowledgedOrRefused(answers)
+    const { recoveredInMs, answers } = await exportThroughRecovery()
     expect(answers.at(-1)!.status).toBe(200)
     expect(service.output()).toMatch(/is unavailable \(no answer to \/ping within \d+ ms\)/)
     const slowest = Math.max(...exports.map((a) => a.ms), ...reads.map((r) => r.ms))
