@@ -9,6 +9,7 @@ import { resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { guardServerClient, waitUntilReachable } from './availability.js'
+import { noteTableWrite, registerWriteCounter, trackWrites } from './write-tracking.js'
 
 /** Where the data lives. */
 export type StorageConfig =
@@ -96,8 +97,11 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
       .map(([name, value]) => `SET ${name} = ${typeof value === 'number' ? value : `'${value}'`}`)
       .join('; '),
   )
+  // Every write to this directory passes through here: counted, so caches know when to read again.
+  const writes = trackWrites(connection as unknown as Parameters<typeof trackWrites>[0])
   const client = createClient({ connection } as Parameters<typeof createClient>[0])
   embeddedConnections.set(client, connection)
+  registerWriteCounter(client, writes)
   return client
 }
 
@@ -116,7 +120,12 @@ export type BulkFormat = 'JSONCompactEachRow' | 'JSONEachRow'
 export async function insertFormatted(client: ClickHouseClient, table: string, columns: readonly string[], format: BulkFormat, body: Buffer): Promise<void> {
   const embedded = embeddedConnections.get(client)
   if (embedded) {
-    await embedded.chdb.rawInsert({ table, columns, values: body, format, settings: { session_timezone: 'UTC', max_insert_threads: 2, optimize_on_insert: 0 } })
+    noteTableWrite(client, table)
+    try {
+      await embedded.chdb.rawInsert({ table, columns, values: body, format, settings: { session_timezone: 'UTC', max_insert_threads: 2, optimize_on_insert: 0 } })
+    } finally {
+      noteTableWrite(client, table)
+    }
     return
   }
   // table and columns are the caller's constants, never user input.
