@@ -5,6 +5,7 @@ import { freshStorage, insertSpans, testKeys } from '../test-support.js'
 import { declaration, ENTITLEMENT_POLICY, identitiesApp, useEvent } from '../identities/test-helpers.js'
 import { entitlementFigures } from './queries.js'
 import { singleIdentityFigures } from './single.js'
+import { tableWriteVersion } from '../storage/write-tracking.js'
 
 let client: ClickHouseClient
 let app: ReturnType<typeof identitiesApp>
@@ -226,6 +227,27 @@ describe('POST /v1/entitlements/decide', () => {
     const grouped = await singleIdentityFigures(client, { ...options, rowLimit: 1 })
     expect(counted!.features[0]!.observed).toBe(3)
     expect(grouped).toEqual(counted)
+  })
+
+  it('reads the declaration with the events where not every write is seen (a server), identically', async () => {
+    // The same storage through a client this process did not open embedded: no write tracking, so no snapshot.
+    const untracked = Object.create(client) as ClickHouseClient
+    expect(tableWriteVersion(untracked, 'nhi_inventory')).toBeUndefined()
+    const at = new Date('2026-11-24T00:00:00Z')
+    const cases: Array<[string, string[] | null]> = [
+      ['etl-1', null],
+      ['narrow', null],
+      ['relabeled', ['finance']],
+      ['relabeled', ['sales']],
+      ['mixed', ['finance']],
+      ['mixed', null],
+      ['sales-bot', ['finance']],
+      ['stranger', null],
+    ]
+    for (const [id, businessUnits] of cases) {
+      const options = { id, at, rules: ENTITLEMENT_POLICY.entitlements, businessUnits }
+      expect(await singleIdentityFigures(untracked, options), `${id} seen by ${businessUnits?.join(',') ?? 'all'}`).toEqual(await singleIdentityFigures(client, options))
+    }
   })
 
   it.each([

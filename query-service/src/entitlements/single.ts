@@ -5,8 +5,9 @@
  * one identity, ClickHouse spends longer analysing the grouped query than
  * reading the few hundred events it needs. Here one plain query returns the
  * identity's events in the windows (deduplicated by FINAL), gathered per
- * activity type, name, status and span business unit, together with its
- * declaration; TypeScript then applies the same definitions through their
+ * activity type, name, status and span business unit; its declaration
+ * comes from identities/declaration-snapshot.ts on the embedded engine and
+ * from the same query on a server. TypeScript then applies the same definitions through their
  * TypeScript twins: the policy's `activityRuleMatches` for the rule, and
  * identities/effective.ts's `activityApproved` and `effectiveBusinessUnit`
  * for approval and scoping. Tests hold this to the grouped query's answers.
@@ -14,8 +15,8 @@
  * the windows is answered by the grouped query instead.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import { z } from 'zod'
 import { toClickHouseTime } from '../http/params.js'
+import { declarationSnapshot } from '../identities/declaration-snapshot.js'
 import { activityApproved, effectiveBusinessUnit } from '../identities/effective.js'
 import { activityRuleMatches, type Entitlement } from '../policy/index.js'
 import { entitlementFigures, SAMPLE_TRACE_IDS, windowBlocks, type IdentityFigures } from './queries.js'
@@ -23,16 +24,54 @@ import { entitlementFigures, SAMPLE_TRACE_IDS, windowBlocks, type IdentityFigure
 /** Most events read for one identity before falling back to the grouped query. */
 export const SINGLE_DECISION_ROW_LIMIT = 20_000
 
-const resultRow = z.tuple([
-  z.enum(['events', 'declaration']),
-  z.string(),
-  z.string(),
-  z.string(),
-  z.string(),
-  z.union([z.string(), z.number()]).transform(Number),
-  z.array(z.tuple([z.union([z.string(), z.number()]).transform(Number), z.number(), z.string()])),
-  z.array(z.string()),
-])
+/** One row of the single-decision query, checked by {@link parseResultRow}. */
+interface ResultRow {
+  kind: 'events' | 'declaration'
+  activityType: string
+  activityName: string
+  status: string
+  businessUnit: string
+  count: number
+  /** Per event, in the same order: epoch milliseconds, nanoseconds within the millisecond, trace id. */
+  ms: number[]
+  subMs: number[]
+  traceIds: string[]
+  approvedActivities: string[]
+}
+
+function unexpected(line: string): Error {
+  return new Error(`unexpected row from the single-decision query: ${line.slice(0, 200)}`)
+}
+
+const isNumberArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number')
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string')
+
+/**
+ * Checks one JSONCompactEachRow line by hand: a decision reads hundreds of
+ * events, and a schema library's per-element parse cost more than the query.
+ */
+function parseResultRow(line: string): ResultRow {
+  const r: unknown = JSON.parse(line)
+  if (!Array.isArray(r) || r.length !== 10) throw unexpected(line)
+  const [kind, activityType, activityName, status, businessUnit, count, ms, subMs, traceIds, approvedActivities] = r as unknown[]
+  if (
+    (kind !== 'events' && kind !== 'declaration') ||
+    typeof activityType !== 'string' ||
+    typeof activityName !== 'string' ||
+    typeof status !== 'string' ||
+    typeof businessUnit !== 'string' ||
+    (typeof count !== 'string' && typeof count !== 'number') ||
+    !isNumberArray(ms) ||
+    !isNumberArray(subMs) ||
+    !isStringArray(traceIds) ||
+    ms.length !== subMs.length ||
+    ms.length !== traceIds.length ||
+    !isStringArray(approvedActivities)
+  ) {
+    throw unexpected(line)
+  }
+  return { kind, activityType, activityName, status, businessUnit, count: Number(count), ms, subMs, traceIds, approvedActivities }
+}
 
 interface Event {
   activityType: string
@@ -53,31 +92,43 @@ export async function singleIdentityFigures(
   const rowLimit = options.rowLimit ?? SINGLE_DECISION_ROW_LIMIT
   if (rules.length === 0) return undefined
   const blocks = windowBlocks(rules, at)
+  // The declaration from memory when storage is embedded; otherwise read with the events.
+  const snapshot = await declarationSnapshot(client)
+  const declarationQuery = snapshot
+    ? ''
+    : `
+      UNION ALL
+      SELECT 'declaration', '', '', '', business_unit, 0, [], [], [], approved_activities
+      FROM nhi_inventory FINAL
+      WHERE id = {id:String}`
   const result = await client.query({
     query: `
       SELECT 'events', activity_type, activity_name, status, business_unit, count(),
-        groupArray({cap:UInt32})((toUnixTimestamp64Milli(event_time), toUInt32(toUnixTimestamp64Nano(event_time) % 1000000), trace_id)),
+        -- Parallel arrays of plain numbers and strings: the cheapest JSON to read back.
+        groupArray({cap:UInt32})(toFloat64(toUnixTimestamp64Milli(event_time))),
+        groupArray({cap:UInt32})(toUInt32(toUnixTimestamp64Nano(event_time) % 1000000)),
+        groupArray({cap:UInt32})(trace_id),
         [] :: Array(String)
       FROM nhi_identity_activity FINAL
       WHERE nhi_id = {id:String} AND (${blocks.sql}) AND event_time < {at:DateTime64(9)}
-      GROUP BY activity_type, activity_name, status, business_unit
-      UNION ALL
-      SELECT 'declaration', '', '', '', business_unit, 0, [], approved_activities
-      FROM nhi_inventory FINAL
-      WHERE id = {id:String}`,
+      GROUP BY activity_type, activity_name, status, business_unit${declarationQuery}`,
     format: 'JSONCompactEachRow',
     query_params: { ...blocks.params, id, at: toClickHouseTime(at), cap: rowLimit + 1 },
   })
-  const rows = (await result.json<unknown[]>()).map((r) => resultRow.parse(r))
-  const declarationRow = rows.find((r) => r[0] === 'declaration')
-  const declaration = declarationRow ? { business_unit: declarationRow[4], approved_activities: declarationRow[7] } : undefined
-  const groups = rows.filter((r) => r[0] === 'events')
-  if (groups.reduce((sum, g) => sum + g[5], 0) > rowLimit) {
+  const rows = (await result.text()).split('\n').filter((line) => line !== '').map(parseResultRow)
+  const declarationRow = rows.find((r) => r.kind === 'declaration')
+  const declaration = snapshot
+    ? snapshot.get(id)
+    : declarationRow && { business_unit: declarationRow.businessUnit, approved_activities: declarationRow.approvedActivities }
+  const groups = rows.filter((r) => r.kind === 'events')
+  if (groups.reduce((sum, g) => sum + g.count, 0) > rowLimit) {
     return (await entitlementFigures(client, { ids: [id], at, rules, businessUnits, evidence: true, history: null })).get(id)
   }
   const visible: Event[] = groups
-    .filter(([, , , , businessUnit]) => businessUnits === null || businessUnits.includes(effectiveBusinessUnit(declaration, businessUnit)))
-    .flatMap(([, activityType, activityName, status, , , events]) => events.map(([ms, subMs, traceId]) => ({ activityType, activityName, status, ms, subMs, traceId })))
+    .filter((g) => businessUnits === null || businessUnits.includes(effectiveBusinessUnit(declaration, g.businessUnit)))
+    .flatMap(({ activityType, activityName, status, ms, subMs, traceIds }) =>
+      ms.map((eventMs, k) => ({ activityType, activityName, status, ms: eventMs, subMs: subMs[k]!, traceId: traceIds[k]! })),
+    )
   if (visible.length === 0) return undefined
   // Newest first, ties by trace id, as the grouped query orders its samples.
   visible.sort((a, b) => b.ms - a.ms || b.subMs - a.subMs || (a.traceId < b.traceId ? -1 : a.traceId > b.traceId ? 1 : 0))
