@@ -11,7 +11,7 @@
  * 7d; premium_automation, 1 ok secret rotation in 30d), at the end of the
  * dataset's month, through the real app:
  *
- * - GET /v1/entitlements/{id}?at: p50 and p95 of 20 calls, 20 different
+ * - GET /v1/entitlements/{id}?at: p50 and p95 of 100 calls, 100 different
  *   identities (after 2 warm-up calls);
  * - POST /v1/entitlements/decide with 1,000 identities (every feature each):
  *   each of 5 runs, after one warm-up;
@@ -28,7 +28,7 @@ import { DATASET_POLICY_YAML, DATASET_TO, openDataset } from './_dataset.js'
 import { percentile } from './_stats.js'
 
 const KEY = 'nhim_bench_entitlements_key_0123456789ab'
-const RUNS = 20
+const RUNS = 100
 const BATCH_RUNS = 5
 // The end of the dataset's month: every window ends where the data does.
 const AT = DATASET_TO
