@@ -18,7 +18,7 @@ import { DISK_FULL_MESSAGE } from '../storage/disk-space.js'
 import { decodeJson } from './decode-json.js'
 import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './decode-protobuf.js'
 import { MalformedPayloadError } from './model.js'
-import { toOtelTraceRows } from './rows.js'
+import { encodeExport, type EncodedExport } from './rows.js'
 import { QueueFullError, type SpanWriter, StorageUnavailableError, WriterClosedError } from './span-writer.js'
 
 /** Receiver settings; all optional but the writer. */
@@ -226,7 +226,7 @@ export function createReceiver(options: ReceiverOptions): Receiver {
   const queueFull = (detail: string) => new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, `too many spans waiting to be stored (${detail}); retry later`, retryAfter)
 
   /** Body to rows; its own function so the body buffers are garbage once the rows exist. */
-  async function readRows(req: IncomingMessage, encoding: Encoding, lease: BodyLease): Promise<{ converted: ReturnType<typeof toOtelTraceRows>; bytes: number }> {
+  async function readRows(req: IncomingMessage, encoding: Encoding, lease: BodyLease): Promise<{ converted: EncodedExport; bytes: number }> {
     const raw = await readBody(req, maxBodyBytes, lease, overBudget)
     const body = await decompress(raw, req.headers['content-encoding'], maxBodyBytes, lease, overBudget)
     if (body.length === 0) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, 'request body is empty; send an ExportTraceServiceRequest')
@@ -237,7 +237,7 @@ export function createReceiver(options: ReceiverOptions): Receiver {
       if (error instanceof MalformedPayloadError) throw new ReceiverError(400, RPC_INVALID_ARGUMENT, error.message)
       throw error
     }
-    return { converted: toOtelTraceRows(request), bytes: body.length }
+    return { converted: encodeExport(request), bytes: body.length }
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -271,7 +271,7 @@ export function createReceiver(options: ReceiverOptions): Receiver {
     // Once decoded, the rows count against the writer's queue instead.
     const { converted, bytes } = await readRows(req, encoding, lease).finally(() => lease.release())
     try {
-      await options.writer.write(converted.rows, bytes)
+      await options.writer.writeEncoded(converted.body, converted.rows, bytes)
     } catch (error) {
       if (error instanceof QueueFullError) throw queueFull(error.message)
       if (error instanceof StorageUnavailableError && error.diskFull) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { spanRow } from '../test-support.js'
 import { decodeJson } from './decode-json.js'
-import { encodeCompactRows, OTEL_TRACE_COLUMNS, secretVerdictCacheCharacters, toOtelTraceRows, type OtelTraceRow } from './rows.js'
+import { encodeCompactRows, encodeExport, OTEL_TRACE_COLUMNS, secretVerdictCacheCharacters, toOtelTraceRows, type OtelTraceRow } from './rows.js'
 
 describe('the compact row encoding', () => {
   it('writes each row as the JSON array of its columns in OTEL_TRACE_COLUMNS order, one per line', () => {
@@ -21,6 +21,76 @@ describe('the compact row encoding', () => {
     const rows = [plain, full]
     const lines = encodeCompactRows(rows).toString('utf8').split('\n')
     expect(lines.map((line) => JSON.parse(line))).toEqual(rows.map((row) => OTEL_TRACE_COLUMNS.map((column) => row[column])))
+  })
+})
+
+describe('the receiver’s one-pass encoding', () => {
+  // Keys and values chosen to reach every branch: keys a plain object reorders or drops, repeated keys,
+  // secret keys and values, escapes, non-ASCII, a lone surrogate, and every attribute value type.
+  const keys = ['nhi.id', 'gen_ai.tool.name', 'password', 'api_key', '7', '0', '__proto__', 'constructor', 'k"q', 'ключ', 'a\nb', '']
+  const values: unknown[] = [
+    { stringValue: 'plain' },
+    { stringValue: 'ghp_0123456789abcdefghijklmnopqrstuvwxyzAB' },
+    { stringValue: 'line\nbreak "quoted" \\ \u2028 ✓' },
+    { stringValue: '\ud800' },
+    { stringValue: '' },
+    { intValue: '-9007199254740993' },
+    { doubleValue: 0.1 },
+    { boolValue: true },
+    { bytesValue: 'AQID' },
+    { arrayValue: { values: [{ stringValue: 'a' }, { intValue: '2' }, { stringValue: 'AKIAIOSFODNN7EXAMPLE' }] } },
+    { kvlistValue: { values: [{ key: 'z', value: { stringValue: '1' } }, { key: 'a', value: { boolValue: false } }] } },
+    {},
+  ]
+  let seed = 7
+  const pick = <T>(list: readonly T[]): T => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    return list[seed % list.length]!
+  }
+  const attributes = (n: number) => Array.from({ length: n }, () => ({ key: pick(keys), value: pick(values) }))
+  const hexId = (bytes: number, n: number) => (n + 1).toString(16).padStart(bytes * 2, '0')
+
+  function randomExport(i: number): unknown {
+    return {
+      resourceSpans: [0, 1].map((r) => ({
+        resource: { attributes: r === 0 ? [{ key: 'service.name', value: { stringValue: `svc-${i}` } }, ...attributes(i % 4)] : attributes(2) },
+        scopeSpans: [
+          {
+            scope: { name: pick(['', 'scope "x"', 'лог']), version: '1.0' },
+            spans: Array.from({ length: 6 }, (_, k) => ({
+              traceId: k === 5 && i % 3 === 0 ? '00000000000000000000000000000000' : hexId(16, i * 10 + k),
+              spanId: hexId(8, i * 10 + k),
+              parentSpanId: k % 2 ? hexId(8, k) : '',
+              traceState: k === 1 ? 'vendor=1' : '',
+              name: pick(['execute_tool', 'Bearer abcdefghijklmnopqrstuvwxyz0123456789', 'naïve "span"']),
+              kind: k % 6,
+              startTimeUnixNano: String(1793491200000000000n + BigInt(i * 1000 + k)),
+              endTimeUnixNano: String(1793491200000000000n + BigInt(i * 1000 + k * 7)),
+              attributes: attributes(k + (i % 5)),
+              events: k === 2 ? [{ timeUnixNano: '1793491200000000500', name: 'retry', attributes: attributes(2) }] : [],
+              links: k === 3 ? [{ traceId: hexId(16, 99), spanId: hexId(8, 99), traceState: 's', attributes: attributes(1) }] : [],
+              status: { code: k % 3, message: k === 4 ? 'password=hunter2hunter2' : '' },
+            })),
+          },
+        ],
+      })),
+    }
+  }
+
+  it('writes byte for byte what converting to rows and encoding them writes, across 300 varied exports', () => {
+    for (let i = 0; i < 300; i++) {
+      const request = decodeJson(Buffer.from(JSON.stringify(randomExport(i))))
+      const converted = toOtelTraceRows(request)
+      const encoded = encodeExport(request)
+      expect(encoded.body.toString('utf8'), `export ${i}`).toBe(encodeCompactRows(converted.rows).toString('utf8'))
+      expect(encoded.rows).toBe(converted.rows.length)
+      expect({ rejected: encoded.rejectedSpans, reasons: encoded.rejectionReasons }).toEqual({ rejected: converted.rejectedSpans, reasons: converted.rejectionReasons })
+    }
+  })
+
+  it('writes nothing for an export with no storable span', () => {
+    const encoded = encodeExport({ resourceSpans: [] })
+    expect(encoded).toEqual({ body: Buffer.alloc(0), rows: 0, rejectedSpans: 0, rejectionReasons: [] })
   })
 })
 

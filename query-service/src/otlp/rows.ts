@@ -289,6 +289,90 @@ export function toOtelTraceRows(request: TraceExport): ConvertedExport {
   return { rows, rejectedSpans, rejectionReasons: [...reasons] }
 }
 
+/** A decoded export encoded for otel_traces, and what was refused. */
+export interface EncodedExport {
+  /** JSONCompactEachRow lines, columns in {@link OTEL_TRACE_COLUMNS} order. */
+  body: Buffer
+  /** Lines in `body`. */
+  rows: number
+  rejectedSpans: number
+  /** One message per distinct reason, for the partial-success error_message. */
+  rejectionReasons: string[]
+}
+
+const json = JSON.stringify
+const QUOTED_SPAN_KINDS = SPAN_KIND_NAMES.map((name) => json(name))
+const QUOTED_STATUS_CODES = STATUS_CODE_NAMES.map((name) => json(name))
+/** Keys a plain object would reorder (array indexes) or drop (`__proto__`). */
+const REORDERED_KEY = /^(?:\d+|__proto__)$/
+
+/**
+ * {@link redactedMap} serialized: the same JSON text as
+ * `JSON.stringify(redactedMap(attributes))`, written straight from the
+ * attributes when no key repeats and none is one a plain object would move
+ * or drop (the common case), through the object otherwise.
+ */
+function redactedMapJson(attributes: Attribute[]): string {
+  let out = '{'
+  let kept: string[] | undefined
+  for (const { key, value } of attributes) {
+    if (REORDERED_KEY.test(key)) return json(redactedMap(attributes))
+    if (memo(secretKeyVerdicts, key, isSecretKey)) continue
+    if (kept === undefined) kept = [key]
+    else if (kept.includes(key)) return json(redactedMap(attributes))
+    else kept.push(key)
+    const stored = asString(value)
+    const shown = stored.length > 0 && memo(secretValueVerdicts, stored, looksLikeSecret) ? REDACTED_VALUE : stored
+    out += `${kept.length === 1 ? '' : ','}${json(key)}:${json(shown)}`
+  }
+  return `${out}}`
+}
+
+/**
+ * The receiver's path: {@link toOtelTraceRows} and {@link encodeCompactRows}
+ * in one pass, byte for byte the same lines (a test holds the two paths
+ * together), without a row object per span. At tens of thousands of spans a
+ * second, those objects and the garbage collection behind them were a fifth
+ * of the receiver's time.
+ */
+export function encodeExport(request: TraceExport): EncodedExport {
+  const lines: string[] = []
+  const reasons = new Set<string>()
+  let rejectedSpans = 0
+  for (const resourceSpans of request.resourceSpans) {
+    const serviceAttribute = resourceSpans.resourceAttributes.findLast((a) => a.key === 'service.name')
+    const resourceAttributes = redactedMap(resourceSpans.resourceAttributes)
+    const serviceName = json(serviceAttribute ? (resourceAttributes['service.name'] ?? '') : '')
+    const resource = json(resourceAttributes)
+    for (const scope of resourceSpans.scopeSpans) {
+      const scopeColumns = `${json(scope.scopeName)},${json(scope.scopeVersion)}`
+      for (const span of scope.spans) {
+        const reason = rejectionReason(span)
+        if (reason) {
+          rejectedSpans++
+          reasons.add(reason)
+          continue
+        }
+        const { events, links } = span
+        const eventColumns =
+          events.length === 0
+            ? '[],[],[]'
+            : `${json(events.map((e) => formatUnixNano(e.timeUnixNano)))},${json(events.map((e) => redactedText(e.name)))},${json(events.map((e) => redactedMap(e.attributes)))}`
+        const linkColumns =
+          links.length === 0
+            ? '[],[],[],[]'
+            : `${json(links.map((l) => idHex(l.traceId)))},${json(links.map((l) => idHex(l.spanId)))},${json(links.map((l) => l.traceState))},${json(links.map((l) => redactedMap(l.attributes)))}`
+        lines.push(
+          `["${formatUnixNano(span.startTimeUnixNano)}","${hex(span.traceId)}","${hex(span.spanId)}","${idHex(span.parentSpanId)}",${json(span.traceState)},` +
+            `${json(redactedText(span.name))},${QUOTED_SPAN_KINDS[span.kind] ?? '""'},${serviceName},${resource},${scopeColumns},${redactedMapJson(span.attributes)},` +
+            `"${span.endTimeUnixNano - span.startTimeUnixNano}",${QUOTED_STATUS_CODES[span.statusCode] ?? '""'},${json(redactedText(span.statusMessage))},${eventColumns},${linkColumns}]`,
+        )
+      }
+    }
+  }
+  return { body: Buffer.from(lines.join('\n')), rows: lines.length, rejectedSpans, rejectionReasons: [...reasons] }
+}
+
 /** Counts the spans in a decoded export. */
 export function countSpans(request: TraceExport): number {
   let n = 0

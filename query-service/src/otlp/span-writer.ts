@@ -99,15 +99,23 @@ export class SpanWriter {
    * one request, so no request is too large to ever be taken.
    */
   write(rows: OtelTraceRow[], bytes = 0): Promise<void> {
+    return this.writeEncoded(rows.length === 0 ? Buffer.alloc(0) : encodeCompactRows(rows), rows.length, bytes)
+  }
+
+  /**
+   * As {@link write}, for rows already encoded as JSONCompactEachRow lines in
+   * {@link OTEL_TRACE_COLUMNS} order (the receiver's path: rows.ts's
+   * `encodeExport`); `rows` is how many lines `body` holds.
+   */
+  writeEncoded(body: Buffer, rows: number, bytes = 0): Promise<void> {
     if (this.closed) return Promise.reject(new WriterClosedError('the receiver is shutting down'))
-    if (rows.length === 0) return Promise.resolve()
-    if (this.queuedRows > 0 && (this.queuedRows + rows.length > this.options.maxQueuedRows || this.queuedBytes + bytes > this.options.maxQueuedBytes)) {
+    if (rows === 0) return Promise.resolve()
+    if (this.queuedRows > 0 && (this.queuedRows + rows > this.options.maxQueuedRows || this.queuedBytes + bytes > this.options.maxQueuedBytes)) {
       return Promise.reject(new QueueFullError(`${this.queuedRows} spans (${this.queuedBytes} request bytes) are waiting to be stored`))
     }
-    const body = encodeCompactRows(rows)
     return new Promise((resolve, reject) => {
-      this.queue.push({ rows: rows.length, body, bytes, resolve, reject })
-      this.queuedRows += rows.length
+      this.queue.push({ rows, body, bytes, resolve, reject })
+      this.queuedRows += rows
       this.queuedBytes += bytes
       this.pump()
     })
