@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { spanRow } from '../test-support.js'
 import { decodeJson } from './decode-json.js'
-import { encodeCompactRows, encodeExport, OTEL_TRACE_COLUMNS, secretVerdictCacheCharacters, toOtelTraceRows, type OtelTraceRow } from './rows.js'
+import { encodeCompactRows, encodeExport, formatUnixNano, OTEL_TRACE_COLUMNS, secretVerdictCacheCharacters, toOtelTraceRows, type OtelTraceRow } from './rows.js'
 
 describe('the compact row encoding', () => {
   it('writes each row as the JSON array of its columns in OTEL_TRACE_COLUMNS order, one per line', () => {
@@ -21,6 +21,19 @@ describe('the compact row encoding', () => {
     const rows = [plain, full]
     const lines = encodeCompactRows(rows).toString('utf8').split('\n')
     expect(lines.map((line) => JSON.parse(line))).toEqual(rows.map((row) => OTEL_TRACE_COLUMNS.map((column) => row[column])))
+  })
+})
+
+describe('timestamps', () => {
+  it.each([
+    [0n, '1970-01-01 00:00:00.000000000'],
+    [999n, '1970-01-01 00:00:00.000000999'],
+    [1_000_000_000n, '1970-01-01 00:00:01.000000000'],
+    [1_793_491_200_123_456_789n, '2026-11-01 00:00:00.123456789'],
+    [1_793_491_199_999_999_999n, '2026-10-31 23:59:59.999999999'],
+    [9_214_646_399_999_999_999n, '2261-12-31 23:59:59.999999999'],
+  ])('formats %s ns as %s', (ns, text) => {
+    expect(formatUnixNano(ns)).toBe(text)
   })
 })
 

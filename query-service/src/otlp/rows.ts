@@ -49,8 +49,11 @@ const MAX_UNIX_NANO = 9_214_646_400_000_000_000n
 
 /** Formats nanoseconds since the epoch as a ClickHouse DateTime64(9) literal in UTC. */
 export function formatUnixNano(ns: bigint): string {
-  const seconds = ns / 1_000_000_000n
-  const fraction = (ns % 1_000_000_000n).toString().padStart(9, '0')
+  // Split the decimal digits rather than divide: BigInt arithmetic allocates, and this runs per span.
+  const digits = ns.toString()
+  const split = digits.length - 9
+  const seconds = split > 0 ? digits.slice(0, split) : '0'
+  const fraction = split > 0 ? digits.slice(split) : digits.padStart(9, '0')
   if (seconds !== lastSecond) {
     const iso = new Date(Number(seconds) * 1000).toISOString()
     lastSecond = seconds
@@ -59,15 +62,20 @@ export function formatUnixNano(ns: bigint): string {
   return `${lastSecondText}.${fraction}`
 }
 // Spans of one export mostly start within the same second.
-let lastSecond = -1n
+let lastSecond = ''
 let lastSecondText = ''
 
+const HEX_BYTES = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'))
+
 function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+  let text = ''
+  for (let i = 0; i < bytes.length; i++) text += HEX_BYTES[bytes[i]!]
+  return text
 }
 
 function isZero(bytes: Uint8Array): boolean {
-  return bytes.every((b) => b === 0)
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false
+  return true
 }
 
 /** pdata's id-to-hex: an all-zero id is the empty string. */
@@ -158,10 +166,10 @@ function memo(cache: Map<string, boolean>, input: string, decide: (s: string) =>
   return verdict
 }
 
-/** Characters held by the secrets verdict caches (for tests of their bound). */
+/** Characters held by the secrets caches, verdicts and memoised JSON text (for tests of their bound). */
 export function secretVerdictCacheCharacters(): number {
   let n = 0
-  for (const cache of [secretKeyVerdicts, secretValueVerdicts]) for (const key of cache.keys()) n += key.length
+  for (const cache of [secretKeyVerdicts, secretValueVerdicts, keyTexts, valueTexts]) for (const key of cache.keys()) n += key.length
   return n
 }
 
@@ -316,16 +324,45 @@ function redactedMapJson(attributes: Attribute[]): string {
   let out = '{'
   let kept: string[] | undefined
   for (const { key, value } of attributes) {
-    if (REORDERED_KEY.test(key)) return json(redactedMap(attributes))
-    if (memo(secretKeyVerdicts, key, isSecretKey)) continue
+    const quotedKey = keyJson(key)
+    if (quotedKey === REORDERED) return json(redactedMap(attributes))
+    if (quotedKey === SECRET_KEY) continue
     if (kept === undefined) kept = [key]
     else if (kept.includes(key)) return json(redactedMap(attributes))
     else kept.push(key)
-    const stored = asString(value)
-    const shown = stored.length > 0 && memo(secretValueVerdicts, stored, looksLikeSecret) ? REDACTED_VALUE : stored
-    out += `${kept.length === 1 ? '' : ','}${json(key)}:${json(shown)}`
+    out += `${kept.length === 1 ? '' : ','}${quotedKey}:${valueJson(asString(value))}`
   }
   return `${out}}`
+}
+
+const SECRET_KEY = 0
+const REORDERED = 1
+// The JSON text of attribute keys and values as stored (secrets rule applied),
+// memoised with the same bounds as the verdict caches above: keys and values
+// repeat across spans, and each lookup saves a verdict lookup and a JSON.stringify.
+const keyTexts = new Map<string, string | typeof SECRET_KEY | typeof REORDERED>()
+const valueTexts = new Map<string, string>()
+
+function keyJson(key: string): string | typeof SECRET_KEY | typeof REORDERED {
+  let text = keyTexts.get(key)
+  if (text === undefined) {
+    text = REORDERED_KEY.test(key) ? REORDERED : memo(secretKeyVerdicts, key, isSecretKey) ? SECRET_KEY : json(key)
+    if (key.length > MEMO_MAX_LENGTH) return text
+    if (keyTexts.size >= CACHE_LIMIT) keyTexts.clear()
+    keyTexts.set(key, text)
+  }
+  return text
+}
+
+function valueJson(stored: string): string {
+  let text = valueTexts.get(stored)
+  if (text === undefined) {
+    text = json(stored.length > 0 && memo(secretValueVerdicts, stored, looksLikeSecret) ? REDACTED_VALUE : stored)
+    if (stored.length > MEMO_MAX_LENGTH) return text
+    if (valueTexts.size >= CACHE_LIMIT) valueTexts.clear()
+    valueTexts.set(stored, text)
+  }
+  return text
 }
 
 /**
