@@ -55,10 +55,16 @@ describe('the receiver’s one-pass encoding', () => {
     { kvlistValue: { values: [{ key: 'z', value: { stringValue: '1' } }, { key: 'a', value: { boolValue: false } }] } },
     {},
   ]
-  let seed = 7
+  // xorshift32: every bit of the state varies, so every key and value is drawn (checked below).
+  let seed = 2463534242
+  const drawn = new Set<unknown>()
   const pick = <T>(list: readonly T[]): T => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31
-    return list[seed % list.length]!
+    seed ^= seed << 13
+    seed ^= seed >>> 17
+    seed ^= seed << 5
+    const item = list[(seed >>> 0) % list.length]!
+    drawn.add(item)
+    return item
   }
   const attributes = (n: number) => Array.from({ length: n }, () => ({ key: pick(keys), value: pick(values) }))
   const hexId = (bytes: number, n: number) => (n + 1).toString(16).padStart(bytes * 2, '0')
@@ -79,7 +85,8 @@ describe('the receiver’s one-pass encoding', () => {
               kind: k % 6,
               startTimeUnixNano: String(1793491200000000000n + BigInt(i * 1000 + k)),
               endTimeUnixNano: String(1793491200000000000n + BigInt(i * 1000 + k * 7)),
-              attributes: attributes(k + (i % 5)),
+              // Now and then more attributes than the direct path writes.
+              attributes: attributes(k === 0 && i % 25 === 0 ? 70 : k + (i % 5)),
               events: k === 2 ? [{ timeUnixNano: '1793491200000000500', name: 'retry', attributes: attributes(2) }] : [],
               links: k === 3 ? [{ traceId: hexId(16, 99), spanId: hexId(8, 99), traceState: 's', attributes: attributes(1) }] : [],
               status: { code: k % 3, message: k === 4 ? 'password=hunter2hunter2' : '' },
@@ -99,6 +106,8 @@ describe('the receiver’s one-pass encoding', () => {
       expect(encoded.rows).toBe(converted.rows.length)
       expect({ rejected: encoded.rejectedSpans, reasons: encoded.rejectionReasons }).toEqual({ rejected: converted.rejectedSpans, reasons: converted.rejectionReasons })
     }
+    expect(keys.filter((key) => !drawn.has(key))).toEqual([])
+    expect(values.filter((value) => !drawn.has(value))).toEqual([])
   })
 
   it('writes nothing for an export with no storable span', () => {

@@ -321,6 +321,9 @@ const REORDERED_KEY = /^(?:\d+|__proto__)$/
  * or drop (the common case), through the object otherwise.
  */
 function redactedMapJson(attributes: Attribute[]): string {
+  // Repeated keys are found by comparing with the keys before, which is
+  // quadratic: a span with more attributes than this goes through the object.
+  if (attributes.length > MAX_DIRECT_ATTRIBUTES) return json(redactedMap(attributes))
   let out = '{'
   let kept: string[] | undefined
   for (const { key, value } of attributes) {
@@ -334,6 +337,9 @@ function redactedMapJson(attributes: Attribute[]): string {
   }
   return `${out}}`
 }
+
+/** Most attributes {@link redactedMapJson} writes directly. */
+const MAX_DIRECT_ATTRIBUTES = 64
 
 const SECRET_KEY = 0
 const REORDERED = 1
