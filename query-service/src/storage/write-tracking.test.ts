@@ -28,9 +28,12 @@ describe('write tracking', () => {
 
   it.each([
     ['command', 'INSERT INTO nhi_inventory SELECT * FROM staging'],
-    ['command', 'ALTER TABLE nhi_inventory DELETE WHERE id = {id:String}'],
+    ['command', 'ALTER TABLE nhi_inventory DROP PARTITION tuple()'],
     ['command', 'TRUNCATE TABLE nhi_inventory'],
     ['exec', '-- a comment first\nOPTIMIZE TABLE default.nhi_inventory FINAL'],
+    ['exec', '/* a block comment */ INSERT INTO nhi_inventory SELECT * FROM staging'],
+    ['command', 'SET max_threads = 1; INSERT INTO nhi_inventory SELECT * FROM staging'],
+    ['command', 'UNDROP TABLE nhi_inventory'],
     ['query', 'insert into `nhi_inventory` values'],
   ] as const)('counts %s %j as a write', async (method, sql) => {
     const { conn, client, finishAll } = connection()
@@ -45,6 +48,7 @@ describe('write tracking', () => {
     ['query', 'SELECT * FROM nhi_identity_activity LEFT ANY JOIN (SELECT id FROM nhi_inventory FINAL) AS inv ON inv.id = nhi_id'],
     ['command', 'INSERT INTO nhi_inventory_archive SELECT * FROM nhi_activity'],
     ['insert', 'INSERT INTO otel_traces (TraceId) FORMAT JSONCompactEachRow'],
+    ['query', '/* INSERT INTO nhi_inventory */ SELECT count() FROM nhi_inventory'],
   ] as const)('does not count %s %j against nhi_inventory', async (method, sql) => {
     const { conn, client, finishAll } = connection()
     const before = tableWriteVersion(client, 'nhi_inventory')

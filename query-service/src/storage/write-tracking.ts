@@ -20,7 +20,21 @@ interface WritableConnection {
 }
 
 /** Statements that can change a table's rows; SELECTs that merely mention it cannot. */
-const WRITING_STATEMENT = /^\s*(?:INSERT|ALTER|DELETE|UPDATE|TRUNCATE|DROP|OPTIMIZE|RENAME|EXCHANGE|CREATE|ATTACH|DETACH|REPLACE)\b/i
+const WRITING_STATEMENT = /^\s*(?:INSERT|ALTER|DELETE|UPDATE|TRUNCATE|DROP|UNDROP|OPTIMIZE|RENAME|EXCHANGE|CREATE|ATTACH|DETACH|REPLACE)\b/i
+/** SQL comments, which may precede a statement. */
+const COMMENTS = /--[^\n]*|\/\*[\s\S]*?\*\//g
+
+/**
+ * Whether any statement of `sql` can write: chDB runs `;`-separated
+ * statements, so each is tested (a `;` inside a string literal only splits
+ * more finely, which can make a read look like a write, never the reverse).
+ */
+function writes(sql: string): boolean {
+  return sql
+    .replace(COMMENTS, ' ')
+    .split(';')
+    .some((statement) => WRITING_STATEMENT.test(statement))
+}
 
 /** Per tracked connection: the tables someone asked about, and how many writes each has seen. */
 export class WriteCounter {
@@ -44,7 +58,7 @@ export class WriteCounter {
 
   /** Counts a statement as a write to every tracked table it names, if it can write at all. */
   statementRan(sql: unknown): void {
-    if (typeof sql !== 'string' || !WRITING_STATEMENT.test(sql.replace(/^(?:\s*--[^\n]*\n)+/, ''))) return
+    if (typeof sql !== 'string' || !writes(sql)) return
     for (const table of this.counts.keys()) {
       if (new RegExp(`\\b${table}\\b`).test(sql)) this.counts.set(table, this.counts.get(table)! + 1)
     }
@@ -92,8 +106,11 @@ export function noteTableWrite(client: ClickHouseClient, table: string): void {
 /**
  * A number that changes whenever this process writes `table` through
  * `client`, or undefined when writes cannot all be seen (a server). Rows a
- * materialized view adds to its target are not seen: ask only about tables
- * that no view writes (nhi_inventory, for one).
+ * materialized view adds to its target are not seen, nor rows an
+ * asynchronous mutation (`ALTER TABLE … UPDATE/DELETE` without
+ * `mutations_sync`) changes after its statement returns: ask only about
+ * tables that no view writes and nothing mutates (nhi_inventory, for one:
+ * it is only ever inserted into).
  */
 export function tableWriteVersion(client: ClickHouseClient, table: string): number | undefined {
   return counters.get(client)?.version(table)
