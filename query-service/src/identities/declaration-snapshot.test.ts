@@ -47,18 +47,43 @@ describe('declaration snapshot (embedded storage)', () => {
   })
 
   it('serves a read that overlapped a write to no later request', async () => {
+    // A write first, so the read below really goes to storage rather than returning the held snapshot.
+    await declare([{ id: 'e0', business_unit: 'hr' }])
+    const held = await declarationSnapshot(client)
+    await declare([{ id: 'e1', business_unit: 'hr' }])
     const version = tableWriteVersion(client, 'nhi_inventory')
     const reading = declarationSnapshot(client)
-    const writing = declare([{ id: 'e', business_unit: 'hr' }])
-    const [overlapped] = await Promise.all([reading, writing])
+    // Counted as a write the moment it is called, while the read above is still running.
+    const writing = client.insert({
+      table: 'nhi_inventory',
+      values: [{ id: 'e2', type: 'bot', owner: '', business_unit: 'hr', tier: '', approved_activities: [], updated_at: '2026-11-01 00:00:00.000' }],
+      format: 'JSONEachRow',
+    })
     expect(tableWriteVersion(client, 'nhi_inventory')).not.toBe(version)
+    const [overlapped] = await Promise.all([reading, writing])
+    expect(overlapped).not.toBe(held)
+    expect(overlapped?.has('e1')).toBe(true)
     const next = await declarationSnapshot(client)
     expect(next).not.toBe(overlapped)
-    expect(next?.get('e')?.business_unit).toBe('hr')
+    expect(next?.get('e2')?.business_unit).toBe('hr')
   })
 
   it('answers undefined for an inventory over the limit, and for storage other processes may write', async () => {
     expect(await declarationSnapshot(client, 1)).toBeUndefined()
+    // Found too large: after a write, callers read for themselves for a while instead of counting again.
+    await declare([{ id: 'f', business_unit: 'hr' }])
+    const query = client.query.bind(client)
+    let reads = 0
+    client.query = ((params: Parameters<typeof query>[0]) => {
+      reads++
+      return query(params)
+    }) as typeof client.query
+    try {
+      expect(await declarationSnapshot(client, 1)).toBeUndefined()
+      expect(reads).toBe(0)
+    } finally {
+      client.query = query
+    }
     // A server client: never read, because its writes cannot all be seen.
     const server = createClient({ url: 'http://127.0.0.1:1' })
     expect(await declarationSnapshot(server)).toBeUndefined()

@@ -11,7 +11,9 @@
  * that overlapped a write answers only the request it was made for. On a ClickHouse
  * server (other writers exist) and for inventories over
  * {@link MAX_SNAPSHOT_DECLARATIONS}, {@link declarationSnapshot} answers
- * undefined and the caller reads the declaration with its query.
+ * undefined and the caller reads the declaration with its query; an
+ * oversized inventory is counted again at most every
+ * {@link OVERSIZED_RECHECK_MS}.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { tableWriteVersion } from '../storage/write-tracking.js'
@@ -25,11 +27,16 @@ export interface DeclarationFacts {
 /** Largest inventory held in memory (about 200 bytes per declaration). */
 export const MAX_SNAPSHOT_DECLARATIONS = 100_000
 
+/** After finding the inventory too large, how long callers read declarations themselves before it is counted again. */
+export const OVERSIZED_RECHECK_MS = 60_000
+
 interface Snapshot {
   version: number
   limit: number
   /** undefined: the inventory is too large to hold. */
   declarations: ReadonlyMap<string, DeclarationFacts> | undefined
+  /** When it was read (performance.now()). */
+  readAt: number
 }
 
 const snapshots = new WeakMap<ClickHouseClient, Snapshot>()
@@ -74,7 +81,11 @@ export async function declarationSnapshot(
   const version = tableWriteVersion(client, 'nhi_inventory')
   if (version === undefined) return undefined
   const held = snapshots.get(client)
-  if (held?.version === version && held.limit === limit) return held.declarations
+  if (held?.limit === limit) {
+    if (held.version === version) return held.declarations
+    // Too large when last read: reading 100,000 rows again after every write would cost more than it saves.
+    if (held.declarations === undefined && performance.now() - held.readAt < OVERSIZED_RECHECK_MS) return undefined
+  }
   const pending = loading.get(client)
   if (pending?.version === version && pending.limit === limit) return pending.promise
   const promise = readDeclarations(client, limit)
@@ -82,8 +93,10 @@ export async function declarationSnapshot(
   try {
     const declarations = await promise
     // Kept under the version it started at: a write moves the version when it
-    // starts and when it ends, so a read that overlapped one is never served again.
-    snapshots.set(client, { version, limit, declarations })
+    // starts and when it ends, so a read that overlapped one is never served
+    // again. A slower, older read never replaces a newer one.
+    const current = snapshots.get(client)
+    if (current === undefined || current.version <= version) snapshots.set(client, { version, limit, declarations, readAt: performance.now() })
     return declarations
   } finally {
     if (loading.get(client)?.promise === promise) loading.delete(client)
