@@ -6,7 +6,7 @@
  * faithfully are rejected one by one and reported as partial success.
  */
 import { isSecretKey, looksLikeSecret, REDACTED_VALUE } from '@nhi-meter/instrumentation/redaction'
-import type { Attribute, AttributeValue, Span, TraceExport } from './model.js'
+import type { Attribute, AttributeValue, ScopeSpans, Span, TraceExport } from './model.js'
 
 /** One row of otel_traces, keyed by column name as JSONEachRow expects. */
 export interface OtelTraceRow {
@@ -249,52 +249,71 @@ function rejectionReason(span: Span): string | undefined {
   return undefined
 }
 
-/** Converts a decoded export to otel_traces rows, redacting secrets and rejecting spans that cannot be stored. */
-export function toOtelTraceRows(request: TraceExport): ConvertedExport {
-  const rows: OtelTraceRow[] = []
+/** A resource as every row of its spans stores it. */
+interface StoredResource {
+  attributes: Record<string, string>
+  serviceName: string
+}
+
+/**
+ * Visits each span of an export that can be stored, with its resource as
+ * stored (secrets rule applied) and its scope; counts the others and says
+ * why they were refused. The one traversal of both row paths below.
+ */
+function eachStorableSpan(
+  request: TraceExport,
+  visit: (span: Span, scope: ScopeSpans, resource: StoredResource) => void,
+): Pick<ConvertedExport, 'rejectedSpans' | 'rejectionReasons'> {
   const reasons = new Set<string>()
   let rejectedSpans = 0
   for (const resourceSpans of request.resourceSpans) {
     const serviceAttribute = resourceSpans.resourceAttributes.findLast((a) => a.key === 'service.name')
-    const resourceAttributes = redactedMap(resourceSpans.resourceAttributes)
+    const attributes = redactedMap(resourceSpans.resourceAttributes)
     // The service name comes from the redacted map so a secret-looking service.name never leaks through it.
-    const serviceName = serviceAttribute ? (resourceAttributes['service.name'] ?? '') : ''
+    const resource = { attributes, serviceName: serviceAttribute ? (attributes['service.name'] ?? '') : '' }
     for (const scope of resourceSpans.scopeSpans) {
       for (const span of scope.spans) {
         const reason = rejectionReason(span)
         if (reason) {
           rejectedSpans++
           reasons.add(reason)
-          continue
-        }
-        rows.push({
-          Timestamp: formatUnixNano(span.startTimeUnixNano),
-          TraceId: hex(span.traceId),
-          SpanId: hex(span.spanId),
-          ParentSpanId: idHex(span.parentSpanId),
-          TraceState: span.traceState,
-          SpanName: redactedText(span.name),
-          SpanKind: SPAN_KIND_NAMES[span.kind] ?? '',
-          ServiceName: serviceName,
-          ResourceAttributes: resourceAttributes,
-          ScopeName: scope.scopeName,
-          ScopeVersion: scope.scopeVersion,
-          SpanAttributes: redactedMap(span.attributes),
-          Duration: (span.endTimeUnixNano - span.startTimeUnixNano).toString(),
-          StatusCode: STATUS_CODE_NAMES[span.statusCode] ?? '',
-          StatusMessage: redactedText(span.statusMessage),
-          'Events.Timestamp': span.events.map((e) => formatUnixNano(e.timeUnixNano)),
-          'Events.Name': span.events.map((e) => redactedText(e.name)),
-          'Events.Attributes': span.events.map((e) => redactedMap(e.attributes)),
-          'Links.TraceId': span.links.map((l) => idHex(l.traceId)),
-          'Links.SpanId': span.links.map((l) => idHex(l.spanId)),
-          'Links.TraceState': span.links.map((l) => l.traceState),
-          'Links.Attributes': span.links.map((l) => redactedMap(l.attributes)),
-        })
+        } else visit(span, scope, resource)
       }
     }
   }
-  return { rows, rejectedSpans, rejectionReasons: [...reasons] }
+  return { rejectedSpans, rejectionReasons: [...reasons] }
+}
+
+/** Converts a decoded export to otel_traces rows, redacting secrets and rejecting spans that cannot be stored. */
+export function toOtelTraceRows(request: TraceExport): ConvertedExport {
+  const rows: OtelTraceRow[] = []
+  const rejected = eachStorableSpan(request, (span, scope, resource) => {
+    rows.push({
+      Timestamp: formatUnixNano(span.startTimeUnixNano),
+      TraceId: hex(span.traceId),
+      SpanId: hex(span.spanId),
+      ParentSpanId: idHex(span.parentSpanId),
+      TraceState: span.traceState,
+      SpanName: redactedText(span.name),
+      SpanKind: SPAN_KIND_NAMES[span.kind] ?? '',
+      ServiceName: resource.serviceName,
+      ResourceAttributes: resource.attributes,
+      ScopeName: scope.scopeName,
+      ScopeVersion: scope.scopeVersion,
+      SpanAttributes: redactedMap(span.attributes),
+      Duration: (span.endTimeUnixNano - span.startTimeUnixNano).toString(),
+      StatusCode: STATUS_CODE_NAMES[span.statusCode] ?? '',
+      StatusMessage: redactedText(span.statusMessage),
+      'Events.Timestamp': span.events.map((e) => formatUnixNano(e.timeUnixNano)),
+      'Events.Name': span.events.map((e) => redactedText(e.name)),
+      'Events.Attributes': span.events.map((e) => redactedMap(e.attributes)),
+      'Links.TraceId': span.links.map((l) => idHex(l.traceId)),
+      'Links.SpanId': span.links.map((l) => idHex(l.spanId)),
+      'Links.TraceState': span.links.map((l) => l.traceState),
+      'Links.Attributes': span.links.map((l) => redactedMap(l.attributes)),
+    })
+  })
+  return { rows, ...rejected }
 }
 
 /** A decoded export encoded for otel_traces, and what was refused. */
@@ -380,40 +399,36 @@ function valueJson(stored: string): string {
  */
 export function encodeExport(request: TraceExport): EncodedExport {
   const lines: string[] = []
-  const reasons = new Set<string>()
-  let rejectedSpans = 0
-  for (const resourceSpans of request.resourceSpans) {
-    const serviceAttribute = resourceSpans.resourceAttributes.findLast((a) => a.key === 'service.name')
-    const resourceAttributes = redactedMap(resourceSpans.resourceAttributes)
-    const serviceName = json(serviceAttribute ? (resourceAttributes['service.name'] ?? '') : '')
-    const resource = json(resourceAttributes)
-    for (const scope of resourceSpans.scopeSpans) {
-      const scopeColumns = `${json(scope.scopeName)},${json(scope.scopeVersion)}`
-      for (const span of scope.spans) {
-        const reason = rejectionReason(span)
-        if (reason) {
-          rejectedSpans++
-          reasons.add(reason)
-          continue
-        }
-        const { events, links } = span
-        const eventColumns =
-          events.length === 0
-            ? '[],[],[]'
-            : `${json(events.map((e) => formatUnixNano(e.timeUnixNano)))},${json(events.map((e) => redactedText(e.name)))},${json(events.map((e) => redactedMap(e.attributes)))}`
-        const linkColumns =
-          links.length === 0
-            ? '[],[],[],[]'
-            : `${json(links.map((l) => idHex(l.traceId)))},${json(links.map((l) => idHex(l.spanId)))},${json(links.map((l) => l.traceState))},${json(links.map((l) => redactedMap(l.attributes)))}`
-        lines.push(
-          `["${formatUnixNano(span.startTimeUnixNano)}","${hex(span.traceId)}","${hex(span.spanId)}","${idHex(span.parentSpanId)}",${json(span.traceState)},` +
-            `${json(redactedText(span.name))},${QUOTED_SPAN_KINDS[span.kind] ?? '""'},${serviceName},${resource},${scopeColumns},${redactedMapJson(span.attributes)},` +
-            `"${span.endTimeUnixNano - span.startTimeUnixNano}",${QUOTED_STATUS_CODES[span.statusCode] ?? '""'},${json(redactedText(span.statusMessage))},${eventColumns},${linkColumns}]`,
-        )
-      }
+  // The resource and scope columns, serialized once for all their spans.
+  let lastResource: StoredResource | undefined
+  let resourceColumns = ''
+  let lastScope: ScopeSpans | undefined
+  let scopeColumns = ''
+  const rejected = eachStorableSpan(request, (span, scope, resource) => {
+    if (resource !== lastResource) {
+      lastResource = resource
+      resourceColumns = `${json(resource.serviceName)},${json(resource.attributes)}`
     }
-  }
-  return { body: Buffer.from(lines.join('\n')), rows: lines.length, rejectedSpans, rejectionReasons: [...reasons] }
+    if (scope !== lastScope) {
+      lastScope = scope
+      scopeColumns = `${json(scope.scopeName)},${json(scope.scopeVersion)}`
+    }
+    const { events, links } = span
+    const eventColumns =
+      events.length === 0
+        ? '[],[],[]'
+        : `${json(events.map((e) => formatUnixNano(e.timeUnixNano)))},${json(events.map((e) => redactedText(e.name)))},${json(events.map((e) => redactedMap(e.attributes)))}`
+    const linkColumns =
+      links.length === 0
+        ? '[],[],[],[]'
+        : `${json(links.map((l) => idHex(l.traceId)))},${json(links.map((l) => idHex(l.spanId)))},${json(links.map((l) => l.traceState))},${json(links.map((l) => redactedMap(l.attributes)))}`
+    lines.push(
+      `["${formatUnixNano(span.startTimeUnixNano)}","${hex(span.traceId)}","${hex(span.spanId)}","${idHex(span.parentSpanId)}",${json(span.traceState)},` +
+        `${json(redactedText(span.name))},${QUOTED_SPAN_KINDS[span.kind] ?? '""'},${resourceColumns},${scopeColumns},${redactedMapJson(span.attributes)},` +
+        `"${span.endTimeUnixNano - span.startTimeUnixNano}",${QUOTED_STATUS_CODES[span.statusCode] ?? '""'},${json(redactedText(span.statusMessage))},${eventColumns},${linkColumns}]`,
+    )
+  })
+  return { body: Buffer.from(lines.join('\n')), rows: lines.length, ...rejected }
 }
 
 /** Counts the spans in a decoded export. */
