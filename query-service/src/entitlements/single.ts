@@ -7,8 +7,9 @@
  * identity's events in the windows (deduplicated by FINAL), gathered per
  * activity type, name, status and span business unit; its declaration
  * comes from identities/declaration-snapshot.ts on the embedded engine and
- * from the same query on a server. TypeScript then applies the same definitions through their
- * TypeScript twins: the policy's `activityRuleMatches` for the rule, and
+ * from the same query on a server. TypeScript then applies the same
+ * definitions through their TypeScript twins: the policy's
+ * `activityRuleMatches` for the rule, and
  * identities/effective.ts's `activityApproved` and `effectiveBusinessUnit`
  * for approval and scoping. Tests hold this to the grouped query's answers.
  * An identity with more events than {@link SINGLE_DECISION_ROW_LIMIT} in
@@ -105,6 +106,7 @@ export async function singleIdentityFigures(
     query: `
       SELECT 'events', activity_type, activity_name, status, business_unit, count(),
         -- Parallel arrays of plain numbers and strings: the cheapest JSON to read back.
+        -- Aggregates of one group see its rows in the same order, so the arrays stay aligned.
         groupArray({cap:UInt32})(toFloat64(toUnixTimestamp64Milli(event_time))),
         groupArray({cap:UInt32})(toUInt32(toUnixTimestamp64Nano(event_time) % 1000000)),
         groupArray({cap:UInt32})(trace_id),
