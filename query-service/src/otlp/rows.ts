@@ -362,7 +362,8 @@ const MAX_DIRECT_ATTRIBUTES = 64
 
 const SECRET_KEY = 0
 const REORDERED = 1
-// The JSON text of attribute keys and values as stored (secrets rule applied),
+// The JSON text of attribute keys, and of attribute values and free text
+// (span names, status messages) as stored (secrets rule applied),
 // memoised with the same bounds as the verdict caches above: keys and values
 // repeat across spans, and each lookup saves a verdict lookup and a JSON.stringify.
 const keyTexts = new Map<string, string | typeof SECRET_KEY | typeof REORDERED>()
@@ -424,8 +425,8 @@ export function encodeExport(request: TraceExport): EncodedExport {
         : `${json(links.map((l) => idHex(l.traceId)))},${json(links.map((l) => idHex(l.spanId)))},${json(links.map((l) => l.traceState))},${json(links.map((l) => redactedMap(l.attributes)))}`
     lines.push(
       `["${formatUnixNano(span.startTimeUnixNano)}","${hex(span.traceId)}","${hex(span.spanId)}","${idHex(span.parentSpanId)}",${json(span.traceState)},` +
-        `${json(redactedText(span.name))},${QUOTED_SPAN_KINDS[span.kind] ?? '""'},${resourceColumns},${scopeColumns},${redactedMapJson(span.attributes)},` +
-        `"${span.endTimeUnixNano - span.startTimeUnixNano}",${QUOTED_STATUS_CODES[span.statusCode] ?? '""'},${json(redactedText(span.statusMessage))},${eventColumns},${linkColumns}]`,
+        `${valueJson(span.name)},${QUOTED_SPAN_KINDS[span.kind] ?? '""'},${resourceColumns},${scopeColumns},${redactedMapJson(span.attributes)},` +
+        `"${span.endTimeUnixNano - span.startTimeUnixNano}",${QUOTED_STATUS_CODES[span.statusCode] ?? '""'},${valueJson(span.statusMessage)},${eventColumns},${linkColumns}]`,
     )
   })
   return { body: Buffer.from(lines.join('\n')), rows: lines.length, ...rejected }
