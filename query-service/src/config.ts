@@ -60,6 +60,16 @@ const envSchema = z
       .regex(/^\d{1,6}$/, 'NHI_METER_ROLLUP_INTERVAL_SECONDS must be a whole number of seconds (0 disables the job)')
       .transform(Number)
       .default(60),
+    NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS: z
+      .string()
+      .regex(/^\d{1,6}$/, 'NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS must be a whole number of seconds (0 disables the job)')
+      .transform(Number)
+      .default(5),
+    NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS: z
+      .string()
+      .regex(/^\d{1,6}$/, 'NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS must be a whole number of seconds')
+      .transform(Number)
+      .default(300),
     NHI_METER_OTLP_MAX_BODY_BYTES: z
       .string()
       .regex(/^\d{1,12}$/, 'NHI_METER_OTLP_MAX_BODY_BYTES must be a byte count')

@@ -10,6 +10,7 @@ import { KeyStore, loadGeneratedKeys } from './auth/keys.js'
 import { createApp, failedAuthBuckets } from './app.js'
 import { answerClientErrors } from './http/client-error.js'
 import { scheduleRollup } from './billing/rollup.js'
+import { placeholderRule, scheduleTraceResolution } from './traces/job.js'
 import { backfillIdentityActivity } from './identities/backfill.js'
 import { importInventoryFile } from './identities/inventory-file.js'
 import { backfillFindingsDigest } from './findings/digest.js'
@@ -104,11 +105,23 @@ export async function startService(config: Config, policy: () => Policy, log: Se
         ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, (error, failedRuns) => log.error(`usage rollup failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error))
         : undefined
 
+    const resolution =
+      config.NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS > 0
+        ? scheduleTraceResolution(
+            client,
+            () => placeholderRule(policy().identity),
+            config.NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS * 1000,
+            { waitSeconds: config.NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS },
+            (error) => log.error('trace resolution failed; the events it decides stay pending (counted in completeness) until a run succeeds', error),
+          )
+        : undefined
+
     return {
       apiPort,
       otlpPort,
       generatedKey,
       close: async () => {
+        await resolution?.stop()
         await rollup?.stop()
         await receiver?.close()
         await writer.close()

@@ -54,6 +54,8 @@ export function spanRow(options: {
   status?: 'Unset' | 'Ok' | 'Error'
   traceId?: string
   spanId?: string
+  parentSpanId?: string
+  name?: string
 }): OtelTraceRow {
   spanCounter++
   const startNs = BigInt(new Date(options.start).getTime()) * 1_000_000n
@@ -61,9 +63,9 @@ export function spanRow(options: {
     Timestamp: formatUnixNano(startNs),
     TraceId: options.traceId ?? spanCounter.toString(16).padStart(32, 'a'),
     SpanId: options.spanId ?? spanCounter.toString(16).padStart(16, 'b'),
-    ParentSpanId: '',
+    ParentSpanId: options.parentSpanId ?? '',
     TraceState: '',
-    SpanName: 'op',
+    SpanName: options.name ?? 'op',
     SpanKind: options.kind ?? 'Internal',
     ServiceName: options.service ?? 'svc',
     ResourceAttributes: { 'service.name': options.service ?? 'svc', ...options.resource },

@@ -106,6 +106,14 @@ export interface DetectionSettings {
   readonly telemetry_gap_silence: Duration
 }
 
+/** How spans name identities (README, "Agent frameworks"). */
+export interface IdentitySettings {
+  /** `gen_ai.agent.id` / `gen_ai.agent.name` values that frameworks stamp by default: not identities (compared case-insensitively). */
+  readonly placeholder_agent_ids: readonly string[]
+  /** UUID-shaped agent ids are per-run ids, not identities. */
+  readonly uuid_agent_ids_are_placeholders: boolean
+}
+
 /** A validated policy with every default filled in. Loaded policies are deeply frozen. */
 export interface Policy {
   /** Price lists over time; at least one, all in one currency. */
@@ -116,10 +124,18 @@ export interface Policy {
   readonly billing: BillingSettings
   /** Finding thresholds, defaults filled in. */
   readonly detection: DetectionSettings
+  /** Which span values are not identities, defaults filled in. */
+  readonly identity: IdentitySettings
 }
 
 /** Billing defaults, as they would be written in a policy file. */
 export const BILLING_DEFAULTS = { completeness_threshold: 0.99 } as const
+
+/** Identity defaults, as they would be written in a policy file. */
+export const IDENTITY_DEFAULTS = {
+  placeholder_agent_ids: ['agent', 'default', 'unknown', 'assistant'],
+  uuid_agent_ids_are_placeholders: true,
+} as const
 
 /** Detection defaults, as they would be written in a policy file; POLICY.md and default-policy.yaml are tested against these. */
 export const DETECTION_DEFAULTS = {
@@ -324,6 +340,20 @@ const billingSchema = z.strictObject(
   { error: objectError('a mapping of billing settings') },
 )
 
+const placeholderValue = z
+  .string({ error: expecting('an agent id or name such as "agent"') })
+  .min(1, { error: 'must not be empty' })
+  .max(256, { error: 'must be at most 256 characters' })
+const identitySchema = z.strictObject(
+  {
+    placeholder_agent_ids: list(placeholderValue, 'placeholder agent ids', 1000).prefault([...IDENTITY_DEFAULTS.placeholder_agent_ids]),
+    uuid_agent_ids_are_placeholders: z
+      .boolean({ error: expecting('true or false') })
+      .prefault(IDENTITY_DEFAULTS.uuid_agent_ids_are_placeholders),
+  },
+  { error: objectError('a mapping of identity settings') },
+)
+
 const d = DETECTION_DEFAULTS
 const detectionSchema = z.strictObject(
   {
@@ -359,8 +389,9 @@ export const policySchema: z.ZodType<Policy> = z.strictObject(
     entitlements: list(entitlementSchema, 'entitlements', POLICY_LIMITS.entitlements).default([]),
     billing: billingSchema.prefault({}),
     detection: detectionSchema.prefault({}),
+    identity: identitySchema.prefault({}),
   },
-  { error: objectError('a mapping with rate_cards, and optionally entitlements, billing and detection') },
+  { error: objectError('a mapping with rate_cards, and optionally entitlements, billing, detection and identity') },
 )
 
 /**
@@ -368,12 +399,13 @@ export const policySchema: z.ZodType<Policy> = z.strictObject(
  * index): the source of did-you-mean hints and of the docs test.
  */
 export const POLICY_KEYS: Readonly<Record<string, readonly string[]>> = {
-  '': ['rate_cards', 'entitlements', 'billing', 'detection'],
+  '': ['rate_cards', 'entitlements', 'billing', 'detection', 'identity'],
   'rate_cards[]': Object.keys(rateCardSchema.shape),
   'rate_cards[].meters[]': Object.keys(meterSchema.shape),
   'entitlements[]': Object.keys(entitlementSchema.shape),
   billing: Object.keys(billingSchema.shape),
   detection: Object.keys(detectionSchema.shape),
+  identity: Object.keys(identitySchema.shape),
 }
 
 /** A problem found by {@link crossCheckPolicy}, located by key path segments. */

@@ -83,6 +83,10 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
   if (table) {
     const name = table[1]!
     const local = `${name}_local`
+    // A Null table stores nothing: each node keeps its own, and views on it
+    // run where the insert lands, so it needs neither replication nor a
+    // Distributed table.
+    if (/ENGINE = Null\b/.test(statement)) return [statement.replace(CREATE_TABLE, `CREATE TABLE IF NOT EXISTS ${local} ${onCluster} (`)]
     const engine = ENGINE.exec(statement)
     if (!engine) throw new Error(`table ${name} has no MergeTree engine to replicate`)
     const [whole, family = '', args] = engine
@@ -102,6 +106,9 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
       .replace(CREATE_VIEW, `CREATE MATERIALIZED VIEW IF NOT EXISTS ${name} ${onCluster} TO ${target}_local AS`)
       .replace(/\bFROM (\w+)\b/g, (_m, source: string) => `FROM ${source}_local`)
     return [rewritten]
+  }
+  if (/^DROP VIEW IF EXISTS (\w+)$/.test(statement)) {
+    return [`${statement} ${onCluster}`]
   }
   if (/^ALTER TABLE (\w+)/.test(statement)) {
     return [statement.replace(/^ALTER TABLE (\w+)/, `ALTER TABLE $1_local ${onCluster}`)]

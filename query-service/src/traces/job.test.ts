@@ -1,0 +1,219 @@
+import type { ClickHouseClient } from '@clickhouse/client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { IDENTITY_DEFAULTS } from '../policy/index.js'
+import { freshStorage, insertSpans, spanRow } from '../test-support.js'
+import { pendingSpanCount, placeholderRule, runTraceResolution } from './job.js'
+
+const rule = placeholderRule({ placeholder_agent_ids: [...IDENTITY_DEFAULTS.placeholder_agent_ids], uuid_agent_ids_are_placeholders: true })
+let client: ClickHouseClient
+let traceCounter = 0
+
+beforeAll(async () => {
+  client = await freshStorage()
+}, 60_000)
+afterAll(async () => {
+  await client.close()
+})
+
+/** A fresh trace id and a span-id maker within it. */
+function trace() {
+  traceCounter++
+  const traceId = `${traceCounter.toString(16).padStart(8, '0')}${'c'.repeat(24)}`
+  return { traceId, id: (n: number) => `${traceCounter.toString(16).padStart(4, '0')}${n.toString(16).padStart(12, '0')}` }
+}
+
+interface LedgerRow {
+  span_id: string
+  nhi_id: string
+  identity_source: string
+  activity_type: string
+  activity_name: string
+  on_behalf_of: string
+  nhi_type: string
+}
+
+async function ledger(traceId: string): Promise<LedgerRow[]> {
+  const result = await client.query({
+    query: `SELECT span_id, nhi_id, identity_source, activity_type, activity_name, on_behalf_of, nhi_type FROM nhi_activity FINAL
+            WHERE trace_id = {t:String} ORDER BY span_id`,
+    query_params: { t: traceId },
+    format: 'JSONEachRow',
+  })
+  return result.json<LedgerRow>()
+}
+
+const at = '2026-11-10T10:00:00Z'
+
+describe('trace resolution', () => {
+  it('bills a tool call exported before its agent span to the agent named on the ancestor, once the ancestor arrives', async () => {
+    const { traceId, id } = trace()
+    // Children are exported first: the tool span alone waits.
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', name: 'execute_tool lookup', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'lookup' } }),
+    ])
+    const first = await runTraceResolution(client, rule)
+    expect(first.waiting).toBeGreaterThanOrEqual(1)
+    expect(await ledger(traceId)).toEqual([])
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', name: 'invoke_agent planner', attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'planner', 'user.id': 'alice' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect(await ledger(traceId)).toEqual([
+      { span_id: id(2), nhi_id: 'agent:agents/planner', identity_source: 'ancestor:span:gen_ai.agent.name', activity_type: 'tool_invocation', activity_name: 'lookup', on_behalf_of: 'alice', nhi_type: 'ai_agent' },
+    ])
+  })
+
+  it('walks several hops and keeps two agents of one trace apart (a handoff)', async () => {
+    const { traceId, id } = trace()
+    const tool = (n: number, parent: number, name: string) =>
+      spanRow({ start: at, traceId, spanId: id(n), parentSpanId: id(parent), service: 'agents', name: `execute_tool ${name}`, attributes: { 'openinference.span.kind': 'TOOL', 'tool.name': name } })
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', name: 'workflow' }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.id': 'triage-7' } }),
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(2), service: 'agents', name: 'step' }),
+      tool(4, 3, 'classify'),
+      spanRow({ start: at, traceId, spanId: id(5), parentSpanId: id(2), service: 'agents', attributes: { 'gen_ai.agent.name': 'billing' } }),
+      tool(6, 5, 'refund'),
+      tool(7, 5, 'refund'),
+    ])
+    await runTraceResolution(client, rule)
+    const rows = await ledger(traceId)
+    expect(rows.map((r) => [r.span_id, r.nhi_id, r.activity_name])).toEqual([
+      [id(4), 'triage-7', 'classify'],
+      [id(6), 'agent:agents/billing', 'refund'],
+      [id(7), 'agent:agents/billing', 'refund'],
+    ])
+  })
+
+  it('bills one MCP tool call seen as a framework span, an MCP client span and an MCP server span once, to the calling agent', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'planner' } }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'get_weather', 'gen_ai.tool.call.id': 'call_1' } }),
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(2), service: 'agents', kind: 'Client', attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'get_weather', 'jsonrpc.request.id': '4' } }),
+      spanRow({
+        start: at, traceId, spanId: id(4), parentSpanId: id(3), service: 'mcp-tools', kind: 'Server',
+        resource: { 'nhi.id': 'mcp-tools-server' },
+        attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'get_weather', 'jsonrpc.request.id': '4', 'nhi.id': 'oauth-client-1' },
+      }),
+    ])
+    const run = await runTraceResolution(client, rule)
+    expect(run.sameToolCall).toBeGreaterThanOrEqual(2)
+    expect((await ledger(traceId)).map((r) => [r.span_id, r.nhi_id, r.activity_type])).toEqual([[id(2), 'agent:agents/planner', 'tool_invocation']])
+  })
+
+  it('makes an MCP server span wait for its client span, so the call is not billed to the server span first', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(4), parentSpanId: id(3), service: 'mcp-tools', kind: 'Server', resource: { 'nhi.id': 'mcp-tools-server' }, attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'x', 'nhi.id': 'oauth-client-1' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect(await ledger(traceId)).toEqual([])
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'planner' } }),
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(1), service: 'agents', kind: 'Client', attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'x' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.span_id, r.nhi_id])).toEqual([[id(3), 'agent:agents/planner']])
+  })
+
+  it('bills an MCP server span that has no client span in its trace to the caller it names, never to the server', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'mcp-tools', kind: 'Server', resource: { 'nhi.id': 'mcp-tools-server' }, attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'x', 'nhi.id': 'oauth-client-9' } }),
+      spanRow({ start: at, traceId: `${traceId.slice(0, 31)}f`, spanId: id(2), service: 'mcp-tools', kind: 'Server', resource: { 'nhi.id': 'mcp-tools-server' }, attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'x' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.nhi_id, r.identity_source])).toEqual([['oauth-client-9', 'span:nhi.id']])
+    expect((await ledger(`${traceId.slice(0, 31)}f`)).map((r) => [r.nhi_id, r.identity_source])).toEqual([['', 'unresolved:mcp_caller_unknown']])
+  })
+
+  it('does not take framework placeholders or per-run UUIDs for identities, and says so', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.id': 'agent' } }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't', 'gen_ai.agent.id': '3f2b1c9e-8a7d-4e6f-9b0a-1c2d3e4f5a6b' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.nhi_id, r.identity_source])).toEqual([['', 'unresolved:placeholder_identity']])
+  })
+
+  it('settles a use event whose parent never comes after the wait: on its own resource identity if it has one, else unidentified with the reason', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }),
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(1), service: 'agents', resource: { 'nhi.id': 'svc-account' }, attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect(await ledger(traceId)).toEqual([])
+    expect(await pendingSpanCount(client, '2026-11-10 00:00:00.000', '2026-11-11 00:00:00.000', null)).toBeGreaterThanOrEqual(2)
+    await runTraceResolution(client, rule, { waitSeconds: 0 })
+    expect((await ledger(traceId)).map((r) => [r.span_id, r.nhi_id, r.identity_source])).toEqual([
+      [id(2), '', 'unresolved:ancestor_missing'],
+      [id(3), 'svc-account', 'resource:nhi.id'],
+    ])
+    expect(await pendingSpanCount(client, '2026-11-10 00:00:00.000', '2026-11-11 00:00:00.000', null)).toBe(0)
+  })
+
+  it('counts a parent cycle once, without looping', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), parentSpanId: id(2), service: 'agents' }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => r.identity_source)).toEqual(['unresolved:parent_cycle'])
+  })
+
+  it('resolves a tool call at the bottom of a 10,000-deep chain of spans', async () => {
+    const { traceId, id } = trace()
+    const depth = 10_000
+    const rows = [spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'deep' } })]
+    for (let n = 2; n < depth; n++) rows.push(spanRow({ start: at, traceId, spanId: id(n), parentSpanId: id(n - 1), service: 'agents' }))
+    rows.push(spanRow({ start: at, traceId, spanId: id(depth), parentSpanId: id(depth - 1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'bottom' } }))
+    await insertSpans(client, rows)
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.nhi_id, r.activity_name])).toEqual([['agent:agents/deep', 'bottom']])
+  }, 60_000)
+
+  it('cuts off a trace larger than the per-trace limit and counts its unreachable events as trace_too_large', async () => {
+    const { traceId, id } = trace()
+    const rows = [spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'big' } })]
+    for (let n = 2; n <= 50; n++) rows.push(spanRow({ start: at, traceId, spanId: id(n), parentSpanId: id(n - 1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }))
+    await insertSpans(client, rows)
+    const run = await runTraceResolution(client, rule, { maxTraceSpans: 10 })
+    expect(run.spansRead).toBeLessThanOrEqual(11 + 100)
+    const result = await ledger(traceId)
+    expect(result).toHaveLength(49)
+    const reasons = new Set(result.map((r) => (r.nhi_id === '' ? r.identity_source : 'resolved')))
+    expect(reasons).toContain('unresolved:trace_too_large')
+  })
+
+  it('leaves spans that name their own identity to the ledger view, without waiting for the job', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'gw', kind: 'Server', attributes: { 'nhi.id': 'key-1', 'http.route': '/orders' } }),
+    ])
+    expect((await ledger(traceId)).map((r) => [r.nhi_id, r.activity_type, r.activity_name])).toEqual([['key-1', 'api_call', '/orders']])
+  })
+
+  it('decides each pending event once, however often the job runs and the span is delivered', async () => {
+    const { traceId, id } = trace()
+    const rows = [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'a' } }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }),
+    ]
+    await insertSpans(client, rows)
+    await insertSpans(client, rows)
+    await Promise.all([runTraceResolution(client, rule), runTraceResolution(client, rule)])
+    await runTraceResolution(client, rule)
+    const result = await client.query({
+      query: `SELECT count() AS n, uniqExact(span_id) AS spans FROM nhi_activity WHERE trace_id = {t:String}`,
+      query_params: { t: traceId },
+      format: 'JSONEachRow',
+    })
+    const [row] = await result.json<{ n: string; spans: string }>()
+    expect(Number(row!.spans)).toBe(1)
+    expect((await ledger(traceId)).map((r) => r.nhi_id)).toEqual(['agent:agents/a'])
+  })
+})

@@ -1,0 +1,397 @@
+/**
+ * Trace-aware identity: given the spans of one trace, decides for each
+ * pending use event who acted (its own identity, or its nearest ancestor's)
+ * and which spans record the same tool call. Pure: no I/O, bounded work
+ * (every span is visited a constant number of times however deep or cyclic
+ * the parent links are). The rules are the README's "Identity precedence"
+ * and "Agent frameworks"; the job (./job.ts) feeds this from ClickHouse.
+ */
+
+/** Identity attributes found at one level (span or resource) of a span. */
+export interface IdentityAttributes {
+  /** `nhi.id` */
+  nhiId: string
+  /** `gen_ai.agent.id` */
+  agentId: string
+  /** `gen_ai.agent.name` */
+  agentName: string
+  /** `nhi.type` */
+  type: string
+  /** `nhi.owner` */
+  owner: string
+  /** `nhi.business_unit` */
+  businessUnit: string
+  /** The principal: `nhi.on_behalf_of`, `user.id`, ... (see the migration 0022 precedence) */
+  principal: string
+}
+
+/** What the resolution needs to know about one span of a trace. */
+export interface TraceSpan {
+  spanId: string
+  parentSpanId: string
+  service: string
+  kind: string
+  /** Start, for ordering spans that record the same tool call. */
+  startNs: bigint
+  span: IdentityAttributes
+  resource: IdentityAttributes
+  /** The span is a tool call (any of the tool markers). */
+  isTool: boolean
+  /** The span is an agent activity: a tool call, a model call or a workflow. */
+  isAgentActivity: boolean
+  /** `mcp.method.name` is `tools/call`. */
+  isMcpToolCall: boolean
+  /** `gen_ai.tool.call.id` */
+  toolCallId: string
+  /** `jsonrpc.request.id` */
+  jsonrpcRequestId: string
+  /** The tool's name, for pairing MCP client and server spans. */
+  toolName: string
+}
+
+/** Which `gen_ai.agent.*` values are not identities (from the policy's `identity` section). */
+export interface PlaceholderRule {
+  /** Values compared case-insensitively. */
+  agentIds: ReadonlySet<string>
+  /** UUID-shaped agent ids are per-run ids, not identities. */
+  uuidAgentIds: boolean
+}
+
+/** A resolved identity, with the attributes that came with it. */
+export interface ResolvedIdentity {
+  nhiId: string
+  type: string
+  owner: string
+  businessUnit: string
+  /** Where it came from, e.g. `span:gen_ai.agent.name` or `ancestor:resource:nhi.id`. */
+  source: string
+}
+
+/** Why a use event has no identity. */
+export type UnresolvedReason =
+  | 'no_identity'
+  | 'placeholder_identity'
+  | 'ancestor_missing'
+  | 'parent_cycle'
+  | 'trace_too_large'
+  | 'mcp_caller_unknown'
+
+/** The decision for one pending use event. */
+export type Resolution =
+  | { outcome: 'resolved'; identity: ResolvedIdentity; onBehalfOf: string }
+  | { outcome: 'unresolved'; reason: UnresolvedReason; onBehalfOf: string }
+  | { outcome: 'same_tool_call'; primarySpanId: string }
+  /** An ancestor has not arrived yet; ask again later (the job settles it after its wait). */
+  | { outcome: 'waiting'; reason: 'ancestor_missing' }
+
+const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i
+
+/** Whether a `gen_ai.agent.id` / `gen_ai.agent.name` value is a placeholder rather than an identity. */
+export function isPlaceholder(value: string, rule: PlaceholderRule): boolean {
+  return rule.agentIds.has(value.toLowerCase()) || (rule.uuidAgentIds && UUID.test(value))
+}
+
+/** The identity id an agent known only by name gets: names are unique only within a service. */
+export function agentNameIdentity(service: string, agentName: string): string {
+  return `agent:${service}/${agentName}`
+}
+
+type Own = { identity: ResolvedIdentity } | { placeholder: true } | null
+
+/** The identity one level of a span names, if any. */
+function levelIdentity(level: 'span' | 'resource', a: IdentityAttributes, service: string, rule: PlaceholderRule): Own {
+  const base = { owner: a.owner, businessUnit: a.businessUnit }
+  if (a.nhiId !== '') return { identity: { nhiId: a.nhiId, type: a.type || 'other', ...base, source: `${level}:nhi.id` } }
+  let placeholder = false
+  if (a.agentId !== '') {
+    if (!isPlaceholder(a.agentId, rule)) return { identity: { nhiId: a.agentId, type: a.type || 'ai_agent', ...base, source: `${level}:gen_ai.agent.id` } }
+    placeholder = true
+  }
+  if (a.agentName !== '') {
+    if (!isPlaceholder(a.agentName, rule)) {
+      return { identity: { nhiId: agentNameIdentity(service, a.agentName), type: a.type || 'ai_agent', ...base, source: `${level}:gen_ai.agent.name` } }
+    }
+    placeholder = true
+  }
+  return placeholder ? { placeholder: true } : null
+}
+
+/** Owner and business unit fall back to the resource when the span level names the identity without them. */
+function withResourceDefaults(identity: ResolvedIdentity, resource: IdentityAttributes): ResolvedIdentity {
+  return { ...identity, owner: identity.owner || resource.owner, businessUnit: identity.businessUnit || resource.businessUnit }
+}
+
+const isServer = (s: TraceSpan) => s.kind === 'Server' || s.kind === 'SPAN_KIND_SERVER'
+const isClient = (s: TraceSpan) => s.kind === 'Client' || s.kind === 'SPAN_KIND_CLIENT'
+
+/** The outcome of walking up from a span: an answer, the root, a gap or a loop. */
+type Walk<T> = { found: T } | { end: 'root' | 'missing' | 'cycle' }
+
+/**
+ * One trace, indexed, with memoised walks up the parent links. Each walk
+ * records its answer on every span it passed, so a chain of any depth is
+ * walked once in total; a span met twice within one walk is a cycle.
+ */
+export class TraceGraph {
+  private readonly byId = new Map<string, TraceSpan>()
+  private readonly memo = new Map<string, Map<string, Walk<unknown>>>()
+
+  constructor(
+    spans: Iterable<TraceSpan>,
+    private readonly rule: PlaceholderRule,
+    /** The trace had more spans than were read: a parent not found may exist. */
+    readonly truncated = false,
+  ) {
+    for (const span of spans) if (!this.byId.has(span.spanId)) this.byId.set(span.spanId, span)
+  }
+
+  /** The span with this id, if it arrived. */
+  get(spanId: string): TraceSpan | undefined {
+    return this.byId.get(spanId)
+  }
+
+  /**
+   * Walks from `start`'s parent upwards and returns the first `pick` answer.
+   * `stop` ends the walk at a span without looking at it (as the root would).
+   */
+  private walkUp<T>(name: string, start: TraceSpan, pick: (s: TraceSpan) => T | undefined, stop?: (s: TraceSpan) => boolean): Walk<T> {
+    let memo = this.memo.get(name)
+    if (!memo) this.memo.set(name, (memo = new Map()))
+    const path: string[] = []
+    const onPath = new Set<string>([start.spanId])
+    let parentId = start.parentSpanId
+    let result: Walk<T>
+    for (;;) {
+      if (parentId === '') {
+        result = { end: 'root' }
+        break
+      }
+      const known = memo.get(parentId) as Walk<T> | undefined
+      if (known) {
+        result = known
+        break
+      }
+      if (onPath.has(parentId)) {
+        result = { end: 'cycle' }
+        break
+      }
+      const parent = this.byId.get(parentId)
+      if (!parent) {
+        result = { end: 'missing' }
+        break
+      }
+      if (stop?.(parent)) {
+        result = { end: 'root' }
+        break
+      }
+      const answer = pick(parent)
+      if (answer !== undefined) {
+        result = { found: answer }
+        // The parent's own answer is itself, for walks that start below it.
+        break
+      }
+      onPath.add(parentId)
+      path.push(parentId)
+      parentId = parent.parentSpanId
+    }
+    // Every span passed on the way has the same answer above it, except in a
+    // cycle, whose members each see the cycle too.
+    for (const id of path) memo.set(id, result)
+    return result
+  }
+
+  /** The nearest ancestor's identity: its span level, else (unless it is an MCP server's span) its resource. */
+  nearestAncestorIdentity(span: TraceSpan): Walk<ResolvedIdentity> {
+    return this.walkUp('any', span, (a) => {
+      const own = this.ownIdentity(a, { resource: !(a.isMcpToolCall && isServer(a)) })
+      return own && 'identity' in own ? { ...own.identity, source: `ancestor:${own.identity.source}` } : undefined
+    })
+  }
+
+  /** The nearest ancestor in the same service whose span itself names an identity (the agent over its tools). */
+  nearestAgentInService(span: TraceSpan): Walk<ResolvedIdentity> {
+    return this.walkUp(
+      `service:${span.service}`,
+      span,
+      (a) => {
+        const own = levelIdentity('span', a.span, a.service, this.rule)
+        return own && 'identity' in own ? withResourceDefaults({ ...own.identity, source: `ancestor:${own.identity.source}` }, a.resource) : undefined
+      },
+      (a) => a.service !== span.service,
+    )
+  }
+
+  /** Whether every ancestor of the span has arrived (the walk reaches the root, a loop, or a cut-off trace). */
+  ancestryComplete(span: TraceSpan): boolean {
+    const walk = this.walkUp('complete', span, () => undefined)
+    return !('end' in walk) || walk.end !== 'missing' || this.truncated
+  }
+
+  /** The nearest principal: the span's own, else its nearest ancestor's. */
+  principal(span: TraceSpan): string {
+    const own = span.span.principal || span.resource.principal
+    if (own !== '') return own
+    const walk = this.walkUp('principal', span, (a) => (a.span.principal || a.resource.principal) || undefined)
+    return 'found' in walk ? walk.found : ''
+  }
+
+  /** The identity a span names itself (span level, then its resource unless told not to). */
+  ownIdentity(span: TraceSpan, options: { resource: boolean }): Own {
+    const fromSpan = levelIdentity('span', span.span, span.service, this.rule)
+    if (fromSpan && 'identity' in fromSpan) return { identity: withResourceDefaults(fromSpan.identity, span.resource) }
+    if (options.resource) {
+      const fromResource = levelIdentity('resource', span.resource, span.service, this.rule)
+      if (fromResource) return fromResource
+    }
+    return fromSpan
+  }
+
+  /**
+   * Who performed a use event:
+   * 1. the span's own span-level identity;
+   * 2. for an agent activity, the nearest ancestor in the same service whose
+   *    span names an identity (the agent a framework put on `invoke_agent`);
+   * 3. the span's resource identity, except on an MCP server's tool span
+   *    (the server's identity is not the caller's);
+   * 4. the nearest ancestor's identity, across services;
+   * else none, with the reason. With `settle`, a parent that has not
+   * arrived ends the walk (the job's wait is over) instead of answering
+   * `waiting`.
+   */
+  identityOf(span: TraceSpan, options: { settle?: boolean } = {}): Resolution {
+    const settle = options.settle ? { missing: false } : undefined
+    const onBehalfOf = this.principal(span)
+    const own = levelIdentity('span', span.span, span.service, this.rule)
+    if (own && 'identity' in own) return { outcome: 'resolved', identity: withResourceDefaults(own.identity, span.resource), onBehalfOf }
+    let placeholder = own !== null
+    if (span.isAgentActivity) {
+      const agent = this.nearestAgentInService(span)
+      if ('found' in agent) return { outcome: 'resolved', identity: agent.found, onBehalfOf }
+      const gap = this.gap(agent, settle)
+      if (gap) return gap
+    }
+    const mcpServer = span.isMcpToolCall && isServer(span)
+    if (!mcpServer) {
+      const fromResource = levelIdentity('resource', span.resource, span.service, this.rule)
+      if (fromResource && 'identity' in fromResource) return { outcome: 'resolved', identity: fromResource.identity, onBehalfOf }
+      placeholder ||= fromResource !== null
+    }
+    const ancestor = this.nearestAncestorIdentity(span)
+    if ('found' in ancestor) return { outcome: 'resolved', identity: ancestor.found, onBehalfOf }
+    const gap = this.gap(ancestor, settle)
+    if (gap) return gap
+    const reason = settle?.missing ? 'ancestor_missing' : mcpServer ? 'mcp_caller_unknown' : placeholder ? 'placeholder_identity' : 'no_identity'
+    return { outcome: 'unresolved', reason, onBehalfOf }
+  }
+
+  /**
+   * What a walk that ended without an answer means: nothing at the root; a
+   * loop or a cut-off trace is final; a missing parent means waiting, unless
+   * the wait is over (`settle`), when the walk counts as ended there and the
+   * reason is remembered.
+   */
+  private gap(walk: Walk<unknown>, settle: { missing: boolean } | undefined): Resolution | undefined {
+    if (!('end' in walk) || walk.end === 'root') return undefined
+    if (walk.end === 'cycle') return { outcome: 'unresolved', reason: 'parent_cycle', onBehalfOf: '' }
+    if (this.truncated) return { outcome: 'unresolved', reason: 'trace_too_large', onBehalfOf: '' }
+    if (settle) {
+      settle.missing = true
+      return undefined
+    }
+    return { outcome: 'waiting', reason: 'ancestor_missing' }
+  }
+
+  private readonly depths = new Map<string, number>()
+
+  /** Distance from the trace's root (or from the nearest gap or loop), for choosing the outermost of several spans. */
+  private depth(span: TraceSpan): number {
+    const path: TraceSpan[] = []
+    const onPath = new Set<string>()
+    let cursor: TraceSpan | undefined = span
+    let base = -1
+    while (cursor && !onPath.has(cursor.spanId)) {
+      const known = this.depths.get(cursor.spanId)
+      if (known !== undefined) {
+        base = known
+        break
+      }
+      onPath.add(cursor.spanId)
+      path.push(cursor)
+      cursor = this.byId.get(cursor.parentSpanId)
+    }
+    for (let i = path.length - 1; i >= 0; i--) this.depths.set(path[i]!.spanId, ++base)
+    return this.depths.get(span.spanId)!
+  }
+
+  /**
+   * Groups the spans that record one tool call, and returns, for every span
+   * that is not the one billed, the span that is. One tool call means:
+   * - the same `gen_ai.tool.call.id`;
+   * - an MCP server's `tools/call` span and the MCP client span it answers
+   *   (its parent, or the only client span of the trace with the same
+   *   `jsonrpc.request.id` and tool name);
+   * - an MCP client span directly under a framework's tool span.
+   * The billed span is the outermost (nearest the root), then the earliest.
+   */
+  sameToolCalls(): Map<string, string> {
+    const parentOf = new Map<string, string>()
+    const find = (id: string): string => {
+      let root = id
+      while (parentOf.has(root)) root = parentOf.get(root)!
+      // Path compression keeps later finds short.
+      let cursor = id
+      while (cursor !== root) {
+        const next = parentOf.get(cursor)!
+        parentOf.set(cursor, root)
+        cursor = next
+      }
+      return root
+    }
+    const union = (a: string, b: string) => {
+      const [ra, rb] = [find(a), find(b)]
+      if (ra !== rb) parentOf.set(ra, rb)
+    }
+    const tools = [...this.byId.values()].filter((s) => s.isTool)
+    if (tools.length < 2) return new Map()
+    const byCallId = new Map<string, string>()
+    const clientsByRequest = new Map<string, string[]>()
+    for (const s of tools) {
+      if (s.toolCallId !== '') {
+        const first = byCallId.get(s.toolCallId)
+        if (first) union(first, s.spanId)
+        else byCallId.set(s.toolCallId, s.spanId)
+      }
+      if (s.isMcpToolCall && isClient(s) && s.jsonrpcRequestId !== '') {
+        const key = `${s.jsonrpcRequestId}\u0000${s.toolName}`
+        clientsByRequest.set(key, [...(clientsByRequest.get(key) ?? []), s.spanId])
+      }
+    }
+    for (const s of tools) {
+      const parent = this.byId.get(s.parentSpanId)
+      if (s.isMcpToolCall && isServer(s)) {
+        if (parent && parent.isMcpToolCall && isClient(parent)) union(s.spanId, parent.spanId)
+        else if (s.jsonrpcRequestId !== '') {
+          const clients = clientsByRequest.get(`${s.jsonrpcRequestId}\u0000${s.toolName}`)
+          if (clients?.length === 1) union(s.spanId, clients[0]!)
+        }
+      } else if (s.isMcpToolCall && isClient(s) && parent?.isTool && !parent.isMcpToolCall) {
+        union(s.spanId, parent.spanId)
+      }
+    }
+    const groups = new Map<string, TraceSpan[]>()
+    for (const s of tools) {
+      const root = find(s.spanId)
+      groups.set(root, [...(groups.get(root) ?? []), s])
+    }
+    const secondary = new Map<string, string>()
+    for (const members of groups.values()) {
+      if (members.length < 2) continue
+      const ranked = members
+        .map((s) => ({ s, depth: this.depth(s) }))
+        .sort((a, b) => a.depth - b.depth || (a.s.startNs < b.s.startNs ? -1 : a.s.startNs > b.s.startNs ? 1 : 0) || (a.s.spanId < b.s.spanId ? -1 : 1))
+      const primary = ranked[0]!.s.spanId
+      for (const { s } of ranked.slice(1)) secondary.set(s.spanId, primary)
+    }
+    return secondary
+  }
+}
