@@ -329,7 +329,17 @@ describe('GET /v1/telemetry/completeness', () => {
   it('states spans, identified spans, ratio and attribute problems per service, and their total', async () => {
     const body = await completeness()
     const dark = body.services.find((s) => s.service === 'svc-dark')
-    expect(dark).toEqual({ service: 'svc-dark', spans: 277, identified_spans: 217, identified_ratio: 0.783393, status: 'incomplete', attribute_problems: [] })
+    expect(dark).toEqual({
+      service: 'svc-dark',
+      spans: 277,
+      identified_spans: 217,
+      identified_ratio: 0.783393,
+      status: 'incomplete',
+      pending_spans: 0,
+      unidentified_reasons: { no_identity: 60 },
+      attribute_problems: [],
+    })
+    expect(body.pending_spans).toBe(0)
     const typo = body.services.find((s) => s.service === 'svc-typo')
     expect(typo).toMatchObject({ spans: 251, identified_spans: 251, status: 'complete', attribute_problems: [{ attribute: 'nhi.activity.type', value: 'Tool Call', spans: 31 }, { attribute: 'nhi.type', value: 'Robot', spans: 3 }] })
     expect(body.total.spans).toBe(body.services.reduce((sum, s) => sum + s.spans, 0))

@@ -144,6 +144,7 @@ export const findingsOpenApi: OpenApiFragment = {
       from: time,
       to: time,
       threshold: { ...ratio, description: 'billing.completeness_threshold, which decides each status.' },
+      pending_spans: { ...count, description: 'Use events still waiting for the trace resolution job (their identity may sit on an ancestor span not yet arrived); in no bill yet, decided within NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS.' },
       services: {
         type: 'array',
         items: object({
@@ -152,10 +153,16 @@ export const findingsOpenApi: OpenApiFragment = {
           identified_spans: count,
           identified_ratio: ratio,
           status: { type: 'string', enum: ['complete', 'incomplete'] },
+          pending_spans: { ...count, description: 'Use events of the service still waiting for the trace resolution job.' },
+          unidentified_reasons: {
+            type: 'object',
+            additionalProperties: count,
+            description: 'Unidentified spans by reason: no_identity, placeholder_identity, ancestor_missing, parent_cycle, trace_too_large, mcp_caller_unknown (README, "Agent frameworks").',
+          },
           attribute_problems: { type: 'array', items: { $ref: '#/components/schemas/AttributeProblem' } },
         }),
       },
-      total: object({ spans: count, identified_spans: count, identified_ratio: ratio, status: { type: 'string', enum: ['complete', 'incomplete'] } }),
+      total: object({ spans: count, identified_spans: count, identified_ratio: ratio, status: { type: 'string', enum: ['complete', 'incomplete'] }, pending_spans: count }),
     }),
   },
   paths: {

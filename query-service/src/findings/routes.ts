@@ -17,7 +17,7 @@ import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseList, parseRange, parseTime, rejectUnknown } from '../http/params.js'
 import { completenessStatus, type Policy } from '../policy/index.js'
-import { attributeProblems, serviceCounts, type AttributeProblem } from '../telemetry/queries.js'
+import { attributeProblems, pendingSpans, serviceCounts, unidentifiedReasons, type AttributeProblem } from '../telemetry/queries.js'
 import { computeFindings } from './evaluate.js'
 import { FINDING_KINDS } from './kinds.js'
 
@@ -85,20 +85,34 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
     const range = parseRange(query, now())
     const scope = c.get('principal').businessUnits
     const threshold = deps.policy().billing.completeness_threshold
-    const [counts, problems] = await Promise.all([serviceCounts(deps.client, range, scope, deps.rollupGraceSeconds), attributeProblems(deps.client, range, scope)])
+    const [counts, problems, reasons, pending] = await Promise.all([
+      serviceCounts(deps.client, range, scope, deps.rollupGraceSeconds),
+      attributeProblems(deps.client, range, scope),
+      unidentifiedReasons(deps.client, range, scope),
+      pendingSpans(deps.client, range, scope),
+    ])
     const problemsOf = new Map<string, AttributeProblem[]>()
     for (const p of problems) problemsOf.set(p.service, [...(problemsOf.get(p.service) ?? []), p])
+    const reasonsOf = new Map<string, Record<string, number>>()
+    for (const r of reasons) reasonsOf.set(r.service, { ...reasonsOf.get(r.service), [r.reason]: r.spans })
+    // A service whose only events are still waiting for their trace is listed too.
+    const listed = [...counts, ...[...pending.keys()].filter((service) => !counts.some((s) => s.service === service)).map((service) => ({ service, spans: 0, identifiedSpans: 0 }))]
+    listed.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0))
     let spans = 0
     let identified = 0
-    const services = counts.map((s) => {
+    let waiting = 0
+    const services = listed.map((s) => {
       spans += s.spans
       identified += s.identifiedSpans
+      waiting += pending.get(s.service) ?? 0
       return {
         service: s.service,
         spans: s.spans,
         identified_spans: s.identifiedSpans,
         identified_ratio: ratioOf(s.spans, s.identifiedSpans),
         status: completenessStatus(s.spans, s.identifiedSpans, threshold),
+        pending_spans: pending.get(s.service) ?? 0,
+        unidentified_reasons: reasonsOf.get(s.service) ?? {},
         attribute_problems: (problemsOf.get(s.service) ?? []).map((p) => ({ attribute: p.attribute, value: p.value, spans: p.spans, sample_trace_ids: p.sampleTraceIds })),
       }
     })
@@ -106,8 +120,9 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
       from: range.from.toISOString(),
       to: range.to.toISOString(),
       threshold,
+      pending_spans: waiting,
       services,
-      total: { spans, identified_spans: identified, identified_ratio: ratioOf(spans, identified), status: completenessStatus(spans, identified, threshold) },
+      total: { spans, identified_spans: identified, identified_ratio: ratioOf(spans, identified), status: completenessStatus(spans, identified, threshold), pending_spans: waiting },
     })
   })
   return app

@@ -9,6 +9,8 @@ import { openStorage } from '../storage/client.js'
 import { migrate } from '../storage/migrations.js'
 import { createReceiver, type Receiver } from './receiver.js'
 import { SpanWriter } from './span-writer.js'
+import { placeholderRule, runTraceResolution } from '../traces/job.js'
+import { IDENTITY_DEFAULTS } from '../policy/index.js'
 
 let client: ClickHouseClient
 let receiver: Receiver
@@ -101,6 +103,8 @@ describe('the built-in OTLP/HTTP receiver', () => {
       tracer.startSpan('internal step', { startTime: at('2026-11-03T01:02:00Z') }).end(at('2026-11-03T01:02:01Z'))
     })
     for (let i = 0; i < 2; i++) expect(exported(await sendSpans(spans, { url, protocol: i === 0 ? 'protobuf' : 'json', headers }))).toBe(true)
+    // gen_ai.agent.id may be a framework's placeholder: the trace resolution job decides.
+    await runTraceResolution(client, placeholderRule({ ...IDENTITY_DEFAULTS, placeholder_agent_ids: [...IDENTITY_DEFAULTS.placeholder_agent_ids] }))
     const ledger = await rows<Record<string, string>>(
       `SELECT nhi_id, nhi_type, identity_source, owner, activity_type, activity_name FROM nhi_activity FINAL WHERE service = 'etl' ORDER BY activity_type`,
     )

@@ -4,7 +4,7 @@ import { parse } from 'yaml'
 import { formatMoney } from '../money/decimal.js'
 import { DEFAULT_POLICY_PATH, loadDefaultPolicy } from './load.js'
 import { cardInForce, matchMeter } from './rate-card.js'
-import { BILLING_DEFAULTS, DETECTION_DEFAULTS, POLICY_KEYS } from './schema.js'
+import { BILLING_DEFAULTS, DETECTION_DEFAULTS, IDENTITY_DEFAULTS, POLICY_KEYS } from './schema.js'
 
 const POLICY_DOC = new URL('./POLICY.md', import.meta.url)
 
@@ -34,9 +34,10 @@ describe('the shipped default policy', () => {
   })
 
   it('writes out every detection and billing key with exactly its default', () => {
-    const raw = parse(readFileSync(DEFAULT_POLICY_PATH, 'utf8')) as { detection: unknown; billing: unknown }
+    const raw = parse(readFileSync(DEFAULT_POLICY_PATH, 'utf8')) as { detection: unknown; billing: unknown; identity: unknown }
     expect(raw.detection).toEqual(DETECTION_DEFAULTS)
     expect(raw.billing).toEqual(BILLING_DEFAULTS)
+    expect(raw.identity).toEqual(IDENTITY_DEFAULTS)
   })
 })
 
@@ -51,8 +52,8 @@ describe('POLICY.md', () => {
   )
 
   it('has a row for every key the loader accepts, and none for keys it does not', () => {
-    // The billing and detection sections are described in prose; their keys each have a row.
-    const expected = documentedKeys.filter((key) => key !== 'billing' && key !== 'detection')
+    // The billing, detection and identity sections are described in prose; their keys each have a row.
+    const expected = documentedKeys.filter((key) => key !== 'billing' && key !== 'detection' && key !== 'identity')
     expect([...rows.keys()].sort()).toEqual(expected.sort())
   })
 

@@ -11,7 +11,9 @@ describe('migrations', () => {
       expect(first).toEqual(loadMigrations().map((m) => m.version))
       expect(await migrate(client)).toEqual([])
       const tables = await (await client.query({ query: 'SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name', format: 'JSONEachRow' })).json<{ name: string }>()
-      expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['otel_traces', 'nhi_activity', 'nhi_activity_mv', 'nhi_api_keys', 'nhi_schema_migrations']))
+      // Migration 0022 replaced the first derivation view.
+      expect(tables.map((t) => t.name)).not.toContain('nhi_activity_mv')
+      expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['otel_traces', 'nhi_activity', 'nhi_span_derivation_mv', 'nhi_ledger_settled_mv', 'nhi_trace_pending_mv', 'nhi_api_keys', 'nhi_schema_migrations']))
     } finally {
       await client.close()
     }
@@ -96,7 +98,18 @@ describe('the cluster form of the schema', () => {
     expect(view).toContain('ON CLUSTER nhi TO nhi_activity_local AS')
     expect(view).toContain('FROM otel_traces_local')
     expect(view).not.toMatch(/FROM otel_traces\s/)
+    const settled = statements.find((s) => s.startsWith('CREATE MATERIALIZED VIEW IF NOT EXISTS nhi_ledger_settled_mv'))!
+    expect(settled).toContain('ON CLUSTER nhi TO nhi_activity_local AS')
+    expect(settled).toContain('FROM nhi_span_derivation_local')
     for (const s of statements) expect(s).not.toContain('_local_local')
+  })
+
+  it('keeps a Null table on each node without a Distributed table over it, and drops views on every node', () => {
+    const nulls = statements.filter((s) => /nhi_span_derivation(_local)? /.test(s) && s.startsWith('CREATE TABLE'))
+    expect(nulls).toHaveLength(1)
+    expect(nulls[0]).toMatch(/^CREATE TABLE IF NOT EXISTS nhi_span_derivation_local ON CLUSTER nhi \(/)
+    expect(nulls[0]).toContain('ENGINE = Null')
+    expect(statements).toContain('DROP VIEW IF EXISTS nhi_activity_mv ON CLUSTER nhi')
   })
 
   it('runs every statement ON CLUSTER and refuses an unsafe cluster name', () => {

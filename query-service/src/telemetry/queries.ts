@@ -130,6 +130,66 @@ export async function attributeProblems(client: ClickHouseClient, range: TimeRan
   })
 }
 
+/** Why use events of one service have no identity, with how many (each span once). */
+export interface UnidentifiedReason {
+  service: string
+  /** `no_identity`, or a trace resolution reason (README, "Agent frameworks"). */
+  reason: string
+  spans: number
+}
+
+const reasonRow = z.object({ service: z.string(), reason: z.string(), spans: count64 })
+
+/**
+ * Unidentified use events per service and reason in the range. The reason
+ * is what the trace resolution job wrote (`identity_source` =
+ * `unresolved:<reason>`); events the ledger view settled without an
+ * identity have `no_identity`.
+ */
+export async function unidentifiedReasons(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<UnidentifiedReason[]> {
+  const result = await client.query({
+    query: `
+      SELECT service, if(startsWith(identity_source, 'unresolved:'), substring(identity_source, 12), 'no_identity') AS reason, count() AS spans
+      FROM nhi_activity FINAL
+      ${scope ? INVENTORY_JOIN : ''}
+      PREWHERE nhi_id = ''
+      WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${businessUnitCondition(scope)}
+      GROUP BY service, reason
+      ORDER BY service, reason`,
+    format: 'JSONEachRow',
+    query_params: { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), ...(scope ? { business_units: scope } : {}) },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  return (await result.json<Record<string, unknown>>()).map((raw) => reasonRow.parse(raw))
+}
+
+const pendingRow = z.object({ service: z.string(), spans: count64 })
+
+/**
+ * Use events still waiting for the trace resolution job, per service, whose
+ * span started in the range (each span once). They are in no bill yet; the
+ * job decides each within NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS of its
+ * arrival. A key limited to business units counts those whose span names
+ * one of its units.
+ */
+export async function pendingSpans(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope, graceSeconds = 120): Promise<Map<string, number>> {
+  const result = await client.query({
+    query: `
+      WITH (SELECT if(count() = 0, toDateTime64('1970-01-01 00:00:00', 3), max(settled_before) - toIntervalSecond({grace:UInt32}))
+            FROM nhi_trace_resolution_runs) AS since
+      SELECT service, count() AS spans FROM (
+        SELECT trace_id, span_id, any(service) AS service FROM nhi_trace_pending
+        WHERE ingested_at >= since AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+          ${scope ? 'AND business_unit IN {business_units:Array(String)}' : ''}
+        GROUP BY trace_id, span_id)
+      WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM nhi_trace_resolutions WHERE resolved_at >= since)
+      GROUP BY service`,
+    format: 'JSONEachRow',
+    query_params: { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), grace: graceSeconds, ...(scope ? { business_units: scope } : {}) },
+  })
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => pendingRow.parse(raw)).map((r) => [r.service, r.spans]))
+}
+
 /** The first `n` distinct values, in order. */
 export function distinctFirst(values: readonly string[], n: number): string[] {
   return [...new Set(values)].slice(0, n)

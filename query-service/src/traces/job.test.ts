@@ -2,7 +2,8 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IDENTITY_DEFAULTS } from '../policy/index.js'
 import { freshStorage, insertSpans, spanRow } from '../test-support.js'
-import { pendingSpanCount, placeholderRule, runTraceResolution } from './job.js'
+import { pendingSpans } from '../telemetry/queries.js'
+import { placeholderRule, runTraceResolution } from './job.js'
 
 const rule = placeholderRule({ placeholder_agent_ids: [...IDENTITY_DEFAULTS.placeholder_agent_ids], uuid_agent_ids_are_placeholders: true })
 let client: ClickHouseClient
@@ -43,6 +44,7 @@ async function ledger(traceId: string): Promise<LedgerRow[]> {
 }
 
 const at = '2026-11-10T10:00:00Z'
+const november10 = { from: new Date('2026-11-10T00:00:00Z'), to: new Date('2026-11-11T00:00:00Z') }
 
 describe('trace resolution', () => {
   it('bills a tool call exported before its agent span to the agent named on the ancestor, once the ancestor arrives', async () => {
@@ -146,13 +148,13 @@ describe('trace resolution', () => {
     ])
     await runTraceResolution(client, rule)
     expect(await ledger(traceId)).toEqual([])
-    expect(await pendingSpanCount(client, '2026-11-10 00:00:00.000', '2026-11-11 00:00:00.000', null)).toBeGreaterThanOrEqual(2)
+    expect((await pendingSpans(client, november10, null)).get('agents')).toBeGreaterThanOrEqual(2)
     await runTraceResolution(client, rule, { waitSeconds: 0 })
     expect((await ledger(traceId)).map((r) => [r.span_id, r.nhi_id, r.identity_source])).toEqual([
       [id(2), '', 'unresolved:ancestor_missing'],
       [id(3), 'svc-account', 'resource:nhi.id'],
     ])
-    expect(await pendingSpanCount(client, '2026-11-10 00:00:00.000', '2026-11-11 00:00:00.000', null)).toBe(0)
+    expect((await pendingSpans(client, november10, null)).get('agents') ?? 0).toBe(0)
   })
 
   it('counts a parent cycle once, without looping', async () => {

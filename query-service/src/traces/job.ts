@@ -345,20 +345,3 @@ export function scheduleTraceResolution(
     },
   }
 }
-
-/** Undecided pending events whose span started in `[from, to)`, for completeness; `businessUnits` limits them to spans naming those units. */
-export async function pendingSpanCount(client: ClickHouseClient, from: string, to: string, businessUnits: readonly string[] | null): Promise<number> {
-  const [row] = await queryRows(
-    client,
-    `WITH (SELECT if(count() = 0, toDateTime64('1970-01-01 00:00:00', 3), max(settled_before) - toIntervalSecond({grace:UInt32})) FROM nhi_trace_resolution_runs) AS since
-     SELECT count() AS n FROM (
-       SELECT trace_id, span_id FROM nhi_trace_pending
-       WHERE ingested_at >= since AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
-         ${businessUnits ? 'AND business_unit IN {business_units:Array(String)}' : ''}
-       GROUP BY trace_id, span_id)
-     WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM nhi_trace_resolutions WHERE resolved_at >= since)`,
-    { from, to, grace: RESOLUTION_DEFAULTS.graceSeconds, ...(businessUnits ? { business_units: businessUnits } : {}) },
-    z.object({ n: z.union([z.string(), z.number()]) }),
-  )
-  return toCount(row!.n)
-}
