@@ -51,7 +51,7 @@ describe('GET /v1/billable', () => {
       to: '2026-12-01T00:00:00.000Z',
       currency: 'USD',
       rate_card_versions: ['2026-11'],
-      completeness: { spans: 7, identified_spans: 6, identified_ratio: 0.857142, status: 'incomplete', threshold: 0.99 },
+      completeness: { spans: 7, identified_spans: 6, identified_ratio: 0.857142, status: 'incomplete', threshold: 0.99, pending_spans: 0 },
       rows: [
         { 'nhi.id': 'agent-a', meter: 'tool_calls', quantity: 3, amount: '0.006' },
         { 'nhi.id': 'agent-b', meter: 'tool_calls', quantity: 1, amount: '0.002' },

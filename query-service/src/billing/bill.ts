@@ -7,6 +7,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import type { TimeRange } from '../http/params.js'
 import { addMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
 import { completenessStatus } from '../policy/index.js'
+import { pendingSpans } from '../telemetry/queries.js'
 import { loadPlanFacts, planUsage } from './plan.js'
 import type { Pricing } from './pricing.js'
 import { billableAggregates, type BillableAggregate, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
@@ -19,6 +20,8 @@ export interface Completeness {
   identified_ratio: number
   status: 'complete' | 'incomplete'
   threshold: number
+  /** Use events still waiting for trace resolution: counted in `spans`, not (yet) identified or billed. */
+  pending_spans: number
 }
 
 /** One row of a bill: the group keys, the count and the exact amount. */
@@ -51,11 +54,17 @@ export interface BillRequest {
 export async function computeBill(client: ClickHouseClient, request: BillRequest): Promise<Bill> {
   const { range, groupBy, granularity, businessUnits } = request
   const { cards, completenessThreshold } = request.pricing
-  const facts = await loadPlanFacts(client, range, request.rollupGraceSeconds)
-  const plan = planUsage(range, facts, cards, groupBy.includes('period') ? granularity : 'month')
+  // The rollup does not keep on_behalf_of: grouping by it reads the ledger.
+  const plan = groupBy.includes('on_behalf_of')
+    ? { rollup: [], ledger: [[range.from.getTime(), range.to.getTime()] as [number, number]] }
+    : planUsage(range, await loadPlanFacts(client, range, request.rollupGraceSeconds), cards, groupBy.includes('period') ? granularity : 'month')
   const aggregates = await billableAggregates(client, { groupBy, granularity, cards, businessUnits, plan })
+  const pending = [...(await pendingSpans(client, range, businessUnits)).values()].reduce((a, b) => a + b, 0)
 
-  const { rows: sorted, totalQuantity, totalAmount, rateCardVersions, counts } = foldAggregates(aggregates, groupBy, cards)
+  const folded = foldAggregates(aggregates, groupBy, cards)
+  const { rows: sorted, totalQuantity, totalAmount, rateCardVersions } = folded
+  // Events waiting for their trace are in no row yet; they count as not identified until decided.
+  const counts = { spans: folded.counts.spans + pending, identifiedSpans: folded.counts.identifiedSpans }
   const ratio = counts.spans === 0 ? 1 : counts.identifiedSpans / counts.spans
   return {
     rows: sorted,
@@ -68,6 +77,7 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
       identified_ratio: Math.floor(ratio * 1e6) / 1e6,
       status: completenessStatus(counts.spans, counts.identifiedSpans, completenessThreshold),
       threshold: completenessThreshold,
+      pending_spans: pending,
     },
   }
 }

@@ -54,6 +54,11 @@ export const billingOpenApi: OpenApiFragment = {
             identified_ratio: { type: 'number', minimum: 0, maximum: 1 },
             status: { type: 'string', enum: ['complete', 'incomplete'] },
             threshold: { type: 'number', minimum: 0, maximum: 1, description: 'Ratio at or above which the evidence counts as complete.' },
+            pending_spans: {
+              type: 'integer',
+              minimum: 0,
+              description: 'Use events still waiting for trace resolution (their identity may be on an ancestor span not yet arrived): counted in spans, not identified or billed until decided. Absent from statements closed before it existed.',
+            },
           },
         },
         Billable: {

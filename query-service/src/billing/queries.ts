@@ -17,7 +17,7 @@ import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '
 import { meterIndexSql, meterSqlParams, type RateCard } from '../policy/index.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
-export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period'] as const
+export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
 /** One group-by key. */
 export type GroupByKey = (typeof GROUP_BY_KEYS)[number]
 /** Period sizes for `period`. */
@@ -35,6 +35,7 @@ export const COLUMN_OF: Record<Exclude<GroupByKey, 'meter' | 'period'>, string> 
   'activity.type': 'activity_type',
   'activity.name': 'activity_name',
   service: 'service',
+  on_behalf_of: 'on_behalf_of',
 }
 /** SQL for the period of an event at each granularity. */
 export const PERIOD_OF: Record<Granularity, string> = {
@@ -79,8 +80,9 @@ export function meterNameSql(cards: readonly RateCard[]): string {
 
 /**
  * The use events of a plan as one row source with the columns event_time,
- * nhi_id, business_unit, service, activity_type, activity_name, status and
- * `n` (events the row stands for): each rollup level and the ledger read
+ * nhi_id, business_unit, service, activity_type, activity_name, status,
+ * on_behalf_of (empty in rollup rows: a plan grouped by it reads only the
+ * ledger) and `n` (events the row stands for): each rollup level and the ledger read
  * only their own intervals, so the primary keys prune what the others cover.
  * A rollup row's event_time is its period start (no rate card starts inside
  * a period the plan reads from the rollup).
@@ -98,13 +100,13 @@ export function usageSource(plan: UsagePlan): { sql: string; params: Record<stri
           })
           .join(' OR ')
   const sides = plan.rollup.map(
-    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, activity_type, activity_name, status, events AS n
+    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, activity_type, activity_name, status, '' AS on_behalf_of, events AS n
       FROM nhi_usage_rollup FINAL
       WHERE level = {${level}_level:String} AND (${condition(intervals, 'period', level)})`,
   )
   for (const { level } of plan.rollup) params[`${level}_level`] = level
   if (plan.ledger.length > 0 || sides.length === 0) {
-    sides.push(`SELECT event_time, nhi_id, business_unit, service, activity_type, activity_name, status, toUInt64(1) AS n
+    sides.push(`SELECT event_time, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, toUInt64(1) AS n
       FROM nhi_activity FINAL
       WHERE ${condition(plan.ledger, 'event_time', 'ledger')}`)
   }

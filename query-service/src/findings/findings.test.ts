@@ -321,6 +321,7 @@ describe('parameters', () => {
 describe('GET /v1/telemetry/completeness', () => {
   type Completeness = {
     threshold: number
+    pending_spans: number
     services: Array<{ service: string; spans: number; identified_spans: number; identified_ratio: number; status: string; attribute_problems: unknown[] }>
     total: { spans: number; identified_spans: number; identified_ratio: number; status: string }
   }

@@ -102,16 +102,19 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
     let identified = 0
     let waiting = 0
     const services = listed.map((s) => {
-      spans += s.spans
+      // As in billing: events waiting for their trace count as not (yet) identified.
+      const waitingHere = pending.get(s.service) ?? 0
+      const all = s.spans + waitingHere
+      spans += all
       identified += s.identifiedSpans
-      waiting += pending.get(s.service) ?? 0
+      waiting += waitingHere
       return {
         service: s.service,
-        spans: s.spans,
+        spans: all,
         identified_spans: s.identifiedSpans,
-        identified_ratio: ratioOf(s.spans, s.identifiedSpans),
-        status: completenessStatus(s.spans, s.identifiedSpans, threshold),
-        pending_spans: pending.get(s.service) ?? 0,
+        identified_ratio: ratioOf(all, s.identifiedSpans),
+        status: completenessStatus(all, s.identifiedSpans, threshold),
+        pending_spans: waitingHere,
         unidentified_reasons: reasonsOf.get(s.service) ?? {},
         attribute_problems: (problemsOf.get(s.service) ?? []).map((p) => ({ attribute: p.attribute, value: p.value, spans: p.spans, sample_trace_ids: p.sampleTraceIds })),
       }
