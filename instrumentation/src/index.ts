@@ -51,6 +51,16 @@ export {
 } from './activities.js'
 export { nhiHttpRequestHook } from './http-request-hook.js'
 export {
+  MCP_TOOL_CALL_ID_META_KEYS,
+  MCP_TOOLS_CALL_METHOD,
+  instrumentMcpServer,
+  type McpAuthInfo,
+  type McpIdentityFromAuth,
+  type McpRequestHeaders,
+  type McpServerInstrumentationOptions,
+  type McpToolCallInfo,
+} from './mcp-server.js'
+export {
   AUTO_INSTRUMENTATIONS_PACKAGE,
   loadAutoInstrumentations,
   reportAutoInstrumentations,

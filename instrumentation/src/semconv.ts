@@ -27,6 +27,29 @@ export const ATTR_GEN_AI_AGENT_ID = 'gen_ai.agent.id'
 export const ATTR_GEN_AI_OPERATION_NAME = 'gen_ai.operation.name'
 /** GenAI tool name, present on `execute_tool` spans. */
 export const ATTR_GEN_AI_TOOL_NAME = 'gen_ai.tool.name'
+/** GenAI tool call id: the id the model gave the call, when the caller passes it on. */
+export const ATTR_GEN_AI_TOOL_CALL_ID = 'gen_ai.tool.call.id'
+/** GenAI tool call arguments, as JSON (opt-in: arguments may hold personal data). */
+export const ATTR_GEN_AI_TOOL_CALL_ARGUMENTS = 'gen_ai.tool.call.arguments'
+
+/** OpenTelemetry MCP conventions: the JSON-RPC method of the request, e.g. `tools/call`. */
+export const ATTR_MCP_METHOD_NAME = 'mcp.method.name'
+/** MCP session id, when the transport has sessions. */
+export const ATTR_MCP_SESSION_ID = 'mcp.session.id'
+/** MCP protocol version the client announced. */
+export const ATTR_MCP_PROTOCOL_VERSION = 'mcp.protocol.version'
+/** JSON-RPC request id, as a string. */
+export const ATTR_JSONRPC_REQUEST_ID = 'jsonrpc.request.id'
+/** JSON-RPC error code of a failed request, as a string. */
+export const ATTR_RPC_RESPONSE_STATUS_CODE = 'rpc.response.status_code'
+/** The authenticated caller, as the general OpenTelemetry conventions name it. */
+export const ATTR_ENDUSER_ID = 'enduser.id'
+/** The class of error an operation ended with. */
+export const ATTR_ERROR_TYPE = 'error.type'
+/** Transport protocol (`tcp` under HTTP, `pipe` under stdio). */
+export const ATTR_NETWORK_TRANSPORT = 'network.transport'
+/** Application protocol, e.g. `http`. */
+export const ATTR_NETWORK_PROTOCOL_NAME = 'network.protocol.name'
 
 /** The identity types SPEC section 2 allows for `nhi.type`. */
 export const NHI_TYPES = ['service_account', 'api_key', 'ai_agent', 'workload', 'integration', 'bot', 'other'] as const

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IDENTITY_DEFAULTS } from '../policy/index.js'
 import { freshStorage, insertSpans, spanRow } from '../test-support.js'
 import { pendingSpans } from '../telemetry/queries.js'
-import { placeholderRule, runTraceResolution } from './job.js'
+import { placeholderRule, readTraceSpans, runTraceResolution } from './job.js'
 
 const rule = placeholderRule({ placeholder_agent_ids: [...IDENTITY_DEFAULTS.placeholder_agent_ids], uuid_agent_ids_are_placeholders: true })
 let client: ClickHouseClient
@@ -217,5 +217,33 @@ describe('trace resolution', () => {
     const [row] = await result.json<{ n: string; spans: string }>()
     expect(Number(row!.spans)).toBe(1)
     expect((await ledger(traceId)).map((r) => r.nhi_id)).toEqual(['agent:agents/a'])
+  })
+})
+
+describe('the tool markers', () => {
+  it('are read the same by the ledger view and by the resolution job', async () => {
+    const { traceId, id } = trace()
+    const markers: Array<{ name?: string; kind?: string; attributes: Record<string, string> }> = [
+      { attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'a' } },
+      { attributes: { 'openinference.span.kind': 'TOOL', 'tool.name': 'b' } },
+      { attributes: { 'traceloop.span.kind': 'tool', 'traceloop.entity.name': 'c' } },
+      { name: 'ai.toolCall', attributes: { 'ai.toolCall.name': 'd' } },
+      { kind: 'Client', attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'e' } },
+      { attributes: { 'gen_ai.operation.name': 'execute_tool', 'nhi.activity.type': 'api_call' } },
+      { attributes: { 'openinference.span.kind': 'LLM' } },
+      { attributes: { 'traceloop.span.kind': 'workflow' } },
+      { attributes: { 'mcp.method.name': 'tools/list' } },
+      { name: 'ai.generateText', attributes: {} },
+    ]
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'marker-agent' } }),
+      ...markers.map((m, i) => spanRow({ start: at, traceId, spanId: id(i + 2), parentSpanId: id(1), service: 'agents', name: m.name, kind: m.kind, attributes: m.attributes })),
+    ])
+    await runTraceResolution(client, rule)
+    const spans = await readTraceSpans(client, [traceId], '2026-11-10 00:00:00', '2026-11-11 00:00:00', 100)
+    const jobSaysTool = new Set(spans.filter((s) => Boolean(s.is_tool)).map((s) => s.span_id))
+    const viewSaysTool = new Set((await ledger(traceId)).filter((r) => r.activity_type === 'tool_invocation').map((r) => r.span_id))
+    expect(viewSaysTool).toEqual(new Set([2, 3, 4, 5, 6].map(id)))
+    expect(jobSaysTool).toEqual(viewSaysTool)
   })
 })

@@ -122,9 +122,17 @@ const traceSpanRow = z.object({
   tool_name: z.string(),
 })
 
+/** The spans of the given traces that started in `[lo, hi)`, each once, at most `perTrace` per trace. */
+export function readTraceSpans(client: ClickHouseClient, traces: string[], lo: string, hi: string, perTrace: number): Promise<TraceSpanRow[]> {
+  return queryRows(client, TRACE_SPANS_SQL, { traces, lo, hi, per_trace: perTrace }, traceSpanRow)
+}
+
+/** One span as {@link readTraceSpans} reads it. */
+export type TraceSpanRow = z.infer<typeof traceSpanRow>
+
 const AGENT_ACTIVITIES = new Set(['tool_invocation', 'model_call', 'workflow_execution'])
 
-function toTraceSpan(raw: z.infer<typeof traceSpanRow>, pendingType: string | undefined): TraceSpan {
+function toTraceSpan(raw: TraceSpanRow, pendingType: string | undefined): TraceSpan {
   const level = (a: string[]) => ({ nhiId: a[0]!, agentId: a[1]!, agentName: a[2]!, type: a[3]!, owner: a[4]!, businessUnit: a[5]!, principal: a[6]! })
   return {
     spanId: raw.span_id,
@@ -211,14 +219,9 @@ async function decidePage(client: ClickHouseClient, page: PendingRow[], rule: Pl
     if (row.event_time < lo) lo = row.event_time
     if (row.event_time > hi) hi = row.event_time
   }
-  const spans = await queryRows(
-    client,
-    TRACE_SPANS_SQL,
-    { traces: [...byTrace.keys()], lo: shiftSeconds(lo, -o.lookbackSeconds), hi: shiftSeconds(hi, o.lookbackSeconds), per_trace: o.maxTraceSpans + 1 },
-    traceSpanRow,
-  )
+  const spans = await readTraceSpans(client, [...byTrace.keys()], shiftSeconds(lo, -o.lookbackSeconds), shiftSeconds(hi, o.lookbackSeconds), o.maxTraceSpans + 1)
   run.spansRead += spans.length
-  const spansOf = new Map<string, z.infer<typeof traceSpanRow>[]>()
+  const spansOf = new Map<string, TraceSpanRow[]>()
   for (const s of spans) spansOf.set(s.trace_id, [...(spansOf.get(s.trace_id) ?? []), s])
 
   const ledger: Record<string, unknown>[] = []

@@ -259,6 +259,13 @@ export class TraceGraph {
    * `waiting`.
    */
   identityOf(span: TraceSpan, options: { settle?: boolean } = {}): Resolution {
+    const decided = this.decide(span, options)
+    // An identity is not its own principal (an MCP server names its caller as both nhi.id and enduser.id).
+    if (decided.outcome === 'resolved' && decided.onBehalfOf === decided.identity.nhiId) return { ...decided, onBehalfOf: '' }
+    return decided
+  }
+
+  private decide(span: TraceSpan, options: { settle?: boolean }): Resolution {
     const settle = options.settle ? { missing: false } : undefined
     const onBehalfOf = this.principal(span)
     const own = levelIdentity('span', span.span, span.service, this.rule)

@@ -135,18 +135,20 @@ SELECT
     if(SpanAttributes['nhi.owner'] != '', SpanAttributes['nhi.owner'], ResourceAttributes['nhi.owner']) AS owner,
     if(SpanAttributes['nhi.business_unit'] != '', SpanAttributes['nhi.business_unit'], ResourceAttributes['nhi.business_unit']) AS business_unit,
     if(SpanAttributes['nhi.credential.id'] != '', SpanAttributes['nhi.credential.id'], ResourceAttributes['nhi.credential.id']) AS credential_id,
-    multiIf(
+    -- An identity is not its own principal.
+    if(principal = settles_with, '', principal) AS on_behalf_of,
+    activity_type, activity_name, status, duration_ns,
+    needs_trace
+FROM (
+    SELECT
+        multiIf(
         SpanAttributes['nhi.on_behalf_of'] != '', SpanAttributes['nhi.on_behalf_of'],
         SpanAttributes['user.id'] != '', SpanAttributes['user.id'],
         SpanAttributes['enduser.id'] != '', SpanAttributes['enduser.id'],
         SpanAttributes['traceloop.association.properties.user_id'] != '', SpanAttributes['traceloop.association.properties.user_id'],
         SpanAttributes['ai.telemetry.metadata.userId'] != '', SpanAttributes['ai.telemetry.metadata.userId'],
         SpanAttributes['ai.telemetry.metadata.user_id'] != '', SpanAttributes['ai.telemetry.metadata.user_id'],
-        ResourceAttributes['nhi.on_behalf_of']) AS on_behalf_of,
-    activity_type, activity_name, status, duration_ns,
-    needs_trace
-FROM (
-    SELECT
+        ResourceAttributes['nhi.on_behalf_of']) AS principal,
         TraceId AS trace_id,
         SpanId AS span_id,
         ParentSpanId AS parent_span_id,
