@@ -133,7 +133,7 @@ export const BILLING_DEFAULTS = { completeness_threshold: 0.99 } as const
 
 /** Identity defaults, as they would be written in a policy file. */
 export const IDENTITY_DEFAULTS = {
-  placeholder_agent_ids: ['agent', 'default', 'unknown', 'assistant'],
+  placeholder_agent_ids: ['agent', 'default', 'unknown', 'assistant', 'OpenAI Agent'],
   uuid_agent_ids_are_placeholders: true,
 } as const
 

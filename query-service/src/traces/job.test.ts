@@ -247,3 +247,85 @@ describe('the tool markers', () => {
     expect(jobSaysTool).toEqual(viewSaysTool)
   })
 })
+
+describe('the agent frameworks as they emit', () => {
+  const toolAt = (ms: number) => new Date(Date.parse(at) + ms).toISOString()
+
+  it('reads the Vercel AI SDK: the functionId names the agent, ai.toolCall is the tool, metadata userId the principal', async () => {
+    const { traceId, id } = trace()
+    const ai = (extra: Record<string, string>) => ({ 'ai.telemetry.functionId': 'planner', 'ai.telemetry.metadata.userId': 'u-7', ...extra })
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'vercel-app', name: 'ai.streamText', attributes: ai({}) }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'vercel-app', name: 'ai.toolCall', attributes: ai({ 'ai.toolCall.name': 'get_weather', 'ai.toolCall.id': 'call_1' }) }),
+      // The MCP server's span sits directly under the tool call: the same call.
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(2), service: 'mcp-tools', kind: 'Server', resource: { 'nhi.id': 'mcp-tools-server' }, attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'get_weather', 'nhi.id': 'client-1' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect(await ledger(traceId)).toEqual([
+      { span_id: id(2), nhi_id: 'agent:vercel-app/planner', identity_source: 'span:ai.telemetry.functionId', activity_type: 'tool_invocation', activity_name: 'get_weather', on_behalf_of: 'u-7', nhi_type: 'ai_agent' },
+    ])
+  })
+
+  it('reads OpenInference: AGENT spans name the agent, TOOL spans with a tool.name are tools, handoffs and tool listings are not', async () => {
+    const { traceId, id } = trace()
+    const oi = (kind: string, extra: Record<string, string> = {}) => ({ 'openinference.span.kind': kind, 'user.id': 'u-8', ...extra })
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'oi-app', name: 'Agent workflow', attributes: oi('AGENT') }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'oi-app', name: 'triage_agent', attributes: oi('AGENT', { 'graph.node.id': 'triage_agent' }) }),
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(2), service: 'oi-app', name: 'turn', attributes: oi('CHAIN') }),
+      spanRow({ start: at, traceId, spanId: id(4), parentSpanId: id(3), service: 'oi-app', name: 'lookup_order', attributes: oi('TOOL', { 'tool.name': 'lookup_order' }) }),
+      spanRow({ start: at, traceId, spanId: id(5), parentSpanId: id(3), service: 'oi-app', name: 'handoff to refunds_agent', attributes: oi('TOOL', { 'tool.name': 'handoff_to_refunds_agent' }) }),
+      spanRow({ start: at, traceId, spanId: id(6), parentSpanId: id(2), service: 'oi-app', name: 'mcp_tools', attributes: oi('TOOL') }),
+      spanRow({ start: at, traceId, spanId: id(7), parentSpanId: id(1), service: 'oi-app', name: 'refunds_agent', attributes: oi('AGENT', { 'agent.name': 'refunds_agent', 'graph.node.id': 'refunds_agent' }) }),
+      spanRow({ start: at, traceId, spanId: id(8), parentSpanId: id(7), service: 'oi-app', name: 'issue_refund', attributes: oi('TOOL', { 'tool.name': 'issue_refund' }) }),
+    ])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.span_id, r.nhi_id, r.identity_source, r.activity_name, r.on_behalf_of])).toEqual([
+      [id(4), 'agent:oi-app/triage_agent', 'ancestor:span:graph.node.id', 'lookup_order', 'u-8'],
+      [id(8), 'agent:oi-app/refunds_agent', 'ancestor:span:agent.name', 'issue_refund', 'u-8'],
+    ])
+  })
+
+  it('reads the OpenTelemetry instrumentation of the OpenAI Agents SDK: its default agent name and id on every span are placeholders, the invoke_agent span names the agent', async () => {
+    const { traceId, id } = trace()
+    const defaults = { 'gen_ai.agent.name': 'OpenAI Agent', 'gen_ai.agent.id': 'agent' }
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'py-agents', kind: 'Server', name: 'Agent workflow', attributes: { 'gen_ai.operation.name': 'invoke_agent' } }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'py-agents', kind: 'Client', name: 'invoke_agent triage_agent', attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'triage_agent', 'gen_ai.agent.id': 'agent' } }),
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(2), service: 'py-agents', name: 'unknown', attributes: { 'gen_ai.operation.name': 'unknown', ...defaults } }),
+      spanRow({ start: at, traceId, spanId: id(4), parentSpanId: id(3), service: 'py-agents', name: 'execute_tool lookup_customer', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'lookup_customer', ...defaults } }),
+      spanRow({ start: at, traceId, spanId: id(5), parentSpanId: id(3), service: 'py-agents', kind: 'Client', name: 'chat stub-model', attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'stub-model', ...defaults } }),
+      // The Python MCP client's span has no gen_ai.tool.name; the tool is in its name.
+      spanRow({ start: at, traceId, spanId: id(6), parentSpanId: id(3), service: 'py-agents', name: 'execute_tool get_weather', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'get_weather', ...defaults } }),
+      spanRow({ start: at, traceId, spanId: id(7), parentSpanId: id(6), service: 'py-agents', kind: 'Client', name: 'MCP send tools/call get_weather', attributes: { 'mcp.method.name': 'tools/call', 'jsonrpc.request.id': '3' } }),
+      spanRow({ start: at, traceId, spanId: id(8), parentSpanId: id(7), service: 'mcp-tools', kind: 'Server', resource: { 'nhi.id': 'mcp-tools-server' }, attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'get_weather', 'jsonrpc.request.id': '3', 'nhi.id': 'client-1' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.span_id, r.nhi_id, r.activity_type, r.activity_name])).toEqual([
+      [id(4), 'agent:py-agents/triage_agent', 'tool_invocation', 'lookup_customer'],
+      [id(5), 'agent:py-agents/triage_agent', 'model_call', 'stub-model'],
+      [id(6), 'agent:py-agents/triage_agent', 'tool_invocation', 'get_weather'],
+    ])
+  })
+
+  it('pairs an MCP server span with the framework tool span that was running when it started, when nothing else links them', async () => {
+    const { traceId, id } = trace()
+    const rows = [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'oi-js', name: 'handle request', attributes: { 'user.id': 'u-9' } }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'oi-js', name: 'triage_agent', attributes: { 'openinference.span.kind': 'AGENT', 'graph.node.id': 'triage_agent' } }),
+      spanRow({ start: toolAt(100), traceId, spanId: id(3), parentSpanId: id(2), service: 'oi-js', name: 'get_weather', attributes: { 'openinference.span.kind': 'TOOL', 'tool.name': 'get_weather' } }),
+      spanRow({ start: toolAt(5_000), traceId, spanId: id(4), parentSpanId: id(2), service: 'oi-js', name: 'get_weather', attributes: { 'openinference.span.kind': 'TOOL', 'tool.name': 'get_weather' } }),
+      // OpenInference never makes its span current: the server's parent is the app span.
+      spanRow({ start: toolAt(100.5), traceId, spanId: id(5), parentSpanId: id(1), service: 'mcp-tools', kind: 'Server', resource: { 'nhi.id': 'mcp-tools-server' }, attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'get_weather', 'nhi.id': 'client-1' } }),
+    ]
+    // spanRow's spans last 1 µs; the tool calls last a second here.
+    rows[2]!.Duration = '1000000000'
+    rows[3]!.Duration = '1000000000'
+    await insertSpans(client, rows)
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.span_id, r.nhi_id])).toEqual([
+      [id(3), 'agent:oi-js/triage_agent'],
+      [id(4), 'agent:oi-js/triage_agent'],
+    ])
+  })
+})

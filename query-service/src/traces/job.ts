@@ -12,8 +12,8 @@
  *
  * Idempotent: a decision made twice (two processes, a crash between the two
  * writes) writes the same ledger row twice, which the ledger's key counts
- * once. Bounded: pages of `pageSize` events, at most `maxTraceSpans` spans
- * read per trace.
+ * once. Bounded: pages of about `pageSize` events from one hour of span
+ * starts, at most `maxTraceSpans` spans read per trace.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
@@ -25,7 +25,7 @@ import { TraceGraph, type PlaceholderRule, type Resolution, type TraceSpan } fro
 export interface ResolutionOptions {
   /** How long an event waits for missing ancestors before it is settled on what has arrived. */
   waitSeconds: number
-  /** Pending events decided per page. */
+  /** Pending events decided per page (a page is one hour of span starts, split by trace into pages of about this many). */
   pageSize: number
   /** Spans read per trace; a larger trace is cut off and its events whose ancestors were not read are `trace_too_large`. */
   maxTraceSpans: number
@@ -57,7 +57,7 @@ export function placeholderRule(settings: IdentitySettings): PlaceholderRule {
 const pendingRow = z.object({
   trace_id: z.string(),
   span_id: z.string(),
-  event_time: z.string(),
+  event_start: z.string(),
   service: z.string(),
   span_name: z.string(),
   span_kind: z.string(),
@@ -79,27 +79,39 @@ const TRACE_SPANS_SQL = `
     SELECT
       TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id, ServiceName AS service, SpanKind AS kind,
       toString(toUnixTimestamp64Nano(Timestamp)) AS start_ns,
-      [SpanAttributes['nhi.id'], SpanAttributes['gen_ai.agent.id'], SpanAttributes['gen_ai.agent.name'], SpanAttributes['nhi.type'],
+      [SpanAttributes['nhi.id'], SpanAttributes['gen_ai.agent.id'],
+       multiIf(SpanAttributes['gen_ai.agent.name'] != '', SpanAttributes['gen_ai.agent.name'],
+               SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['agent.name'] != '', SpanAttributes['agent.name'],
+               SpanAttributes['openinference.span.kind'] = 'AGENT', SpanAttributes['graph.node.id'],
+               SpanAttributes['ai.telemetry.functionId']),
+       SpanAttributes['nhi.type'],
        SpanAttributes['nhi.owner'], SpanAttributes['nhi.business_unit'],
        multiIf(SpanAttributes['nhi.on_behalf_of'] != '', SpanAttributes['nhi.on_behalf_of'],
                SpanAttributes['user.id'] != '', SpanAttributes['user.id'],
                SpanAttributes['enduser.id'] != '', SpanAttributes['enduser.id'],
                SpanAttributes['traceloop.association.properties.user_id'] != '', SpanAttributes['traceloop.association.properties.user_id'],
                SpanAttributes['ai.telemetry.metadata.userId'] != '', SpanAttributes['ai.telemetry.metadata.userId'],
-               SpanAttributes['ai.telemetry.metadata.user_id'])] AS s,
+               SpanAttributes['ai.telemetry.metadata.user_id']),
+       multiIf(SpanAttributes['gen_ai.agent.name'] != '', 'gen_ai.agent.name',
+               SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['agent.name'] != '', 'agent.name',
+               SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['graph.node.id'] != '', 'graph.node.id',
+               SpanAttributes['ai.telemetry.functionId'] != '', 'ai.telemetry.functionId', '')] AS s,
       [ResourceAttributes['nhi.id'], ResourceAttributes['gen_ai.agent.id'], ResourceAttributes['gen_ai.agent.name'], ResourceAttributes['nhi.type'],
-       ResourceAttributes['nhi.owner'], ResourceAttributes['nhi.business_unit'], ResourceAttributes['nhi.on_behalf_of']] AS r,
+       ResourceAttributes['nhi.owner'], ResourceAttributes['nhi.business_unit'], ResourceAttributes['nhi.on_behalf_of'], 'gen_ai.agent.name'] AS r,
       SpanAttributes['mcp.method.name'] = 'tools/call' AS is_mcp_tool_call,
       SpanAttributes['nhi.activity.type'] IN ('', 'tool_invocation') AND (
         is_mcp_tool_call
         OR SpanAttributes['gen_ai.operation.name'] = 'execute_tool'
-        OR SpanAttributes['openinference.span.kind'] = 'TOOL'
+        OR (SpanAttributes['openinference.span.kind'] = 'TOOL' AND SpanAttributes['tool.name'] != '' AND NOT startsWith(SpanName, 'handoff'))
         OR SpanAttributes['traceloop.span.kind'] = 'tool'
         OR SpanName = 'ai.toolCall') AS is_tool,
       SpanAttributes['gen_ai.tool.call.id'] AS tool_call_id,
       SpanAttributes['jsonrpc.request.id'] AS jsonrpc_request_id,
       multiIf(SpanAttributes['gen_ai.tool.name'] != '', SpanAttributes['gen_ai.tool.name'], SpanAttributes['tool.name'] != '', SpanAttributes['tool.name'],
-              SpanAttributes['ai.toolCall.name']) AS tool_name
+              SpanAttributes['ai.toolCall.name'] != '', SpanAttributes['ai.toolCall.name'],
+              SpanAttributes['traceloop.span.kind'] = 'tool', SpanAttributes['traceloop.entity.name'],
+              position(SpanName, 'tools/call ') > 0, substring(SpanName, position(SpanName, 'tools/call ') + 11), '') AS tool_name,
+      toString(Duration) AS duration_ns
     FROM otel_traces
     WHERE TraceId IN {traces:Array(String)} AND Timestamp >= {lo:DateTime64(9)} AND Timestamp < {hi:DateTime64(9)}
     LIMIT 1 BY TraceId, SpanId
@@ -113,13 +125,14 @@ const traceSpanRow = z.object({
   service: z.string(),
   kind: z.string(),
   start_ns: z.string(),
-  s: z.array(z.string()).length(7),
-  r: z.array(z.string()).length(7),
+  s: z.array(z.string()).length(8),
+  r: z.array(z.string()).length(8),
   is_mcp_tool_call: z.union([z.number(), z.boolean()]),
   is_tool: z.union([z.number(), z.boolean()]),
   tool_call_id: z.string(),
   jsonrpc_request_id: z.string(),
   tool_name: z.string(),
+  duration_ns: z.string(),
 })
 
 /** The spans of the given traces that started in `[lo, hi)`, each once, at most `perTrace` per trace. */
@@ -133,13 +146,14 @@ export type TraceSpanRow = z.infer<typeof traceSpanRow>
 const AGENT_ACTIVITIES = new Set(['tool_invocation', 'model_call', 'workflow_execution'])
 
 function toTraceSpan(raw: TraceSpanRow, pendingType: string | undefined): TraceSpan {
-  const level = (a: string[]) => ({ nhiId: a[0]!, agentId: a[1]!, agentName: a[2]!, type: a[3]!, owner: a[4]!, businessUnit: a[5]!, principal: a[6]! })
+  const level = (a: string[]) => ({ nhiId: a[0]!, agentId: a[1]!, agentName: a[2]!, type: a[3]!, owner: a[4]!, businessUnit: a[5]!, principal: a[6]!, agentNameKey: a[7]! })
   return {
     spanId: raw.span_id,
     parentSpanId: raw.parent_span_id,
     service: raw.service,
     kind: raw.kind,
     startNs: BigInt(raw.start_ns),
+    endNs: BigInt(raw.start_ns) + BigInt(raw.duration_ns),
     span: level(raw.s),
     resource: level(raw.r),
     isTool: Boolean(raw.is_tool),
@@ -177,31 +191,49 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
   )
   const { now, settle_before: settleBefore, since } = clock!
   const run: ResolutionRun = { resolved: 0, unresolved: 0, sameToolCall: 0, waiting: 0, spansRead: 0 }
-  let after = { trace: '', span: '' }
-  for (;;) {
-    // Undecided events, in key order from where the last page ended; a span
-    // delivered twice is one event.
-    const page = await queryRows(
-      client,
-      `SELECT trace_id, span_id, any(toString(event_time)) AS event_time, any(service) AS service, any(span_name) AS span_name,
-              any(span_kind) AS span_kind, any(business_unit) AS business_unit, any(credential_id) AS credential_id,
-              any(activity_type) AS activity_type, any(activity_name) AS activity_name, any(status) AS status,
-              any(duration_ns) AS duration_ns, toString(min(ingested_at)) AS arrived_at
-       FROM nhi_trace_pending
-       WHERE ingested_at >= {since:DateTime64(3)} AND (trace_id, span_id) > ({after_trace:String}, {after_span:String})
-         AND (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM nhi_trace_resolutions WHERE resolved_at >= {since:DateTime64(3)})
-       GROUP BY trace_id, span_id
-       ORDER BY trace_id, span_id
-       LIMIT {page:UInt32}`,
-      { since, after_trace: after.trace, after_span: after.span, page: o.pageSize },
-      pendingRow,
-    )
-    if (page.length === 0) break
-    await decidePage(client, page, rule, o, settleBefore, run)
-    const last = page[page.length - 1]!
-    after = { trace: last.trace_id, span: last.span_id }
-    if (page.length < o.pageSize) break
+  // Pages are an hour of span starts (the pending table's first key), split
+  // into as many trace-hash buckets as keep each near pageSize events: a
+  // page's reads stay inside its hour, and a trace's events share a page.
+  const hours = await queryRows(
+    client,
+    `SELECT toString(toStartOfHour(event_time)) AS hour, count() AS n FROM nhi_trace_pending
+     WHERE ingested_at >= {since:DateTime64(3)} GROUP BY hour ORDER BY hour`,
+    { since },
+    z.object({ hour: z.string(), n: z.union([z.string(), z.number()]) }),
+  )
+  for (const { hour, n } of hours) {
+    const buckets = Math.max(1, Math.ceil(toCount(n) / o.pageSize))
+    for (let bucket = 0; bucket < buckets; bucket++) {
+      const candidates = await queryRows(
+        client,
+        `SELECT trace_id, span_id, toString(any(event_time)) AS event_start, any(service) AS service, any(span_name) AS span_name,
+                any(span_kind) AS span_kind, any(business_unit) AS business_unit, any(credential_id) AS credential_id,
+                any(activity_type) AS activity_type, any(activity_name) AS activity_name, any(status) AS status,
+                any(duration_ns) AS duration_ns, toString(min(ingested_at)) AS arrived_at
+         FROM nhi_trace_pending
+         WHERE toStartOfHour(event_time) = {hour:DateTime} AND ingested_at >= {since:DateTime64(3)}
+           AND cityHash64(trace_id) % {buckets:UInt32} = {bucket:UInt32}
+         GROUP BY trace_id, span_id`,
+        { hour, since, buckets, bucket },
+        pendingRow,
+      )
+      if (candidates.length === 0) continue
+      // Events an earlier run decided (their decision is newer than `since`) are skipped.
+      const decided = await queryRows(
+        client,
+        `SELECT trace_id, span_id FROM nhi_trace_resolutions
+         WHERE trace_id IN {traces:Array(String)} AND resolved_at >= {since:DateTime64(3)}`,
+        { traces: [...new Set(candidates.map((c) => c.trace_id))], since },
+        z.object({ trace_id: z.string(), span_id: z.string() }),
+      )
+      const done = new Set(decided.map((d) => `${d.trace_id}/${d.span_id}`))
+      const page = candidates.filter((c) => !done.has(`${c.trace_id}/${c.span_id}`))
+      if (page.length > 0) await decidePage(client, page, rule, o, settleBefore, run)
+    }
   }
+  // A run that found nothing to decide writes nothing (an idle service
+  // changes no stored byte); the next run starts from the same place.
+  if (run.resolved + run.unresolved + run.sameToolCall + run.waiting === 0) return run
   await client.insert({
     table: 'nhi_trace_resolution_runs',
     values: [{ run_at: now, settled_before: settleBefore, resolved: run.resolved, unresolved: run.unresolved, same_tool_call: run.sameToolCall, waiting: run.waiting }],
@@ -212,12 +244,12 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
 
 async function decidePage(client: ClickHouseClient, page: PendingRow[], rule: PlaceholderRule, o: ResolutionOptions, settleBefore: string, run: ResolutionRun): Promise<void> {
   const byTrace = new Map<string, PendingRow[]>()
-  let lo = page[0]!.event_time
+  let lo = page[0]!.event_start
   let hi = lo
   for (const row of page) {
     byTrace.set(row.trace_id, [...(byTrace.get(row.trace_id) ?? []), row])
-    if (row.event_time < lo) lo = row.event_time
-    if (row.event_time > hi) hi = row.event_time
+    if (row.event_start < lo) lo = row.event_start
+    if (row.event_start > hi) hi = row.event_start
   }
   const spans = await readTraceSpans(client, [...byTrace.keys()], shiftSeconds(lo, -o.lookbackSeconds), shiftSeconds(hi, o.lookbackSeconds), o.maxTraceSpans + 1)
   run.spansRead += spans.length
@@ -267,7 +299,7 @@ async function decidePage(client: ClickHouseClient, page: PendingRow[], rule: Pl
       ledger.push({
         trace_id: traceId,
         span_id: row.span_id,
-        event_time: row.event_time,
+        event_time: row.event_start,
         service: row.service,
         span_name: row.span_name,
         span_kind: row.span_kind,

@@ -23,6 +23,8 @@ export interface IdentityAttributes {
   businessUnit: string
   /** The principal: `nhi.on_behalf_of`, `user.id`, ... (see the migration 0022 precedence) */
   principal: string
+  /** Which attribute gave `agentName` (`gen_ai.agent.name`, `agent.name`, `graph.node.id`, `ai.telemetry.functionId`). */
+  agentNameKey: string
 }
 
 /** What the resolution needs to know about one span of a trace. */
@@ -33,6 +35,8 @@ export interface TraceSpan {
   kind: string
   /** Start, for ordering spans that record the same tool call. */
   startNs: bigint
+  /** End, for finding the tool span an MCP server's span ran within. */
+  endNs: bigint
   span: IdentityAttributes
   resource: IdentityAttributes
   /** The span is a tool call (any of the tool markers). */
@@ -109,7 +113,7 @@ function levelIdentity(level: 'span' | 'resource', a: IdentityAttributes, servic
   }
   if (a.agentName !== '') {
     if (!isPlaceholder(a.agentName, rule)) {
-      return { identity: { nhiId: agentNameIdentity(service, a.agentName), type: a.type || 'ai_agent', ...base, source: `${level}:gen_ai.agent.name` } }
+      return { identity: { nhiId: agentNameIdentity(service, a.agentName), type: a.type || 'ai_agent', ...base, source: `${level}:${a.agentNameKey || 'gen_ai.agent.name'}` } }
     }
     placeholder = true
   }
@@ -337,8 +341,16 @@ export class TraceGraph {
    * - an MCP server's `tools/call` span and the MCP client span it answers
    *   (its parent, or the only client span of the trace with the same
    *   `jsonrpc.request.id` and tool name);
-   * - an MCP client span directly under a framework's tool span.
-   * The billed span is the outermost (nearest the root), then the earliest.
+   * - an MCP span (client or server) directly under a framework's tool
+   *   span for the same tool (or one whose tool is not named);
+   * - an MCP server's span paired with nothing above, and the only
+   *   framework tool span of the trace for the same tool that was running
+   *   when it started (instrumentations that never make their tool span
+   *   current, such as OpenInference's for the OpenAI Agents SDK in JS,
+   *   leave no other evidence).
+   * The billed span is the caller's: a framework's span before an MCP
+   * client's before an MCP server's; then the outermost (nearest the root),
+   * then the earliest.
    */
   sameToolCalls(): Map<string, string> {
     const parentOf = new Map<string, string>()
@@ -373,17 +385,27 @@ export class TraceGraph {
         clientsByRequest.set(key, [...(clientsByRequest.get(key) ?? []), s.spanId])
       }
     }
+    const sameTool = (a: TraceSpan, b: TraceSpan) => a.toolName === '' || b.toolName === '' || a.toolName === b.toolName
+    const frameworkTools = tools.filter((t) => !t.isMcpToolCall)
     for (const s of tools) {
+      if (!s.isMcpToolCall) continue
       const parent = this.byId.get(s.parentSpanId)
-      if (s.isMcpToolCall && isServer(s)) {
-        if (parent && parent.isMcpToolCall && isClient(parent)) union(s.spanId, parent.spanId)
-        else if (s.jsonrpcRequestId !== '') {
-          const clients = clientsByRequest.get(`${s.jsonrpcRequestId}\u0000${s.toolName}`)
-          if (clients?.length === 1) union(s.spanId, clients[0]!)
-        }
-      } else if (s.isMcpToolCall && isClient(s) && parent?.isTool && !parent.isMcpToolCall) {
+      if (parent?.isTool && !parent.isMcpToolCall && sameTool(s, parent)) {
         union(s.spanId, parent.spanId)
+        continue
       }
+      if (!isServer(s)) continue
+      if (parent && parent.isMcpToolCall && isClient(parent)) {
+        union(s.spanId, parent.spanId)
+        continue
+      }
+      const clients = s.jsonrpcRequestId !== '' ? clientsByRequest.get(`${s.jsonrpcRequestId}\u0000${s.toolName}`) : undefined
+      if (clients?.length === 1) {
+        union(s.spanId, clients[0]!)
+        continue
+      }
+      const running = frameworkTools.filter((t) => t.toolName === s.toolName && t.toolName !== '' && t.startNs <= s.startNs && s.startNs <= t.endNs)
+      if (running.length === 1) union(s.spanId, running[0]!.spanId)
     }
     const groups = new Map<string, TraceSpan[]>()
     for (const s of tools) {
@@ -393,9 +415,14 @@ export class TraceGraph {
     const secondary = new Map<string, string>()
     for (const members of groups.values()) {
       if (members.length < 2) continue
+      // The caller's side first: a framework's span, then an MCP client's, an MCP server's last.
+      const side = (s: TraceSpan) => (!s.isMcpToolCall ? 0 : isClient(s) ? 1 : 2)
       const ranked = members
-        .map((s) => ({ s, depth: this.depth(s) }))
-        .sort((a, b) => a.depth - b.depth || (a.s.startNs < b.s.startNs ? -1 : a.s.startNs > b.s.startNs ? 1 : 0) || (a.s.spanId < b.s.spanId ? -1 : 1))
+        .map((s) => ({ s, side: side(s), depth: this.depth(s) }))
+        .sort(
+          (a, b) =>
+            a.side - b.side || a.depth - b.depth || (a.s.startNs < b.s.startNs ? -1 : a.s.startNs > b.s.startNs ? 1 : 0) || (a.s.spanId < b.s.spanId ? -1 : 1),
+        )
       const primary = ranked[0]!.s.spanId
       for (const { s } of ranked.slice(1)) secondary.set(s.spanId, primary)
     }

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS nhi_span_derivation (
 -- The use events waiting for their trace. Kept a week (TTL): the job
 -- settles every row within NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS of its
 -- arrival, and its record in nhi_trace_resolutions says what became of it.
+-- Ordered by the hour the span started, so the job reads a backlog an hour
+-- of spans at a time (and a trace's other spans from the same hours).
 CREATE TABLE IF NOT EXISTS nhi_trace_pending (
     trace_id String,
     span_id String,
@@ -68,7 +70,7 @@ CREATE TABLE IF NOT EXISTS nhi_trace_pending (
     INDEX idx_ingested_at ingested_at TYPE minmax GRANULARITY 1
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ingested_at)
-ORDER BY (trace_id, span_id)
+ORDER BY (toStartOfHour(event_time), trace_id, span_id)
 TTL toDateTime(ingested_at) + INTERVAL 7 DAY
 SETTINGS ttl_only_drop_parts = 1;
 
@@ -109,15 +111,20 @@ ORDER BY run_at;
 --     is not an agent activity or has no parent; everything involving
 --     gen_ai.agent.* or an ancestor is the job's
 --   activity type: span nhi.activity.type > a tool marker (tool_invocation):
---     gen_ai.operation.name execute_tool, openinference.span.kind TOOL,
---     traceloop.span.kind tool, the Vercel AI SDK's ai.toolCall span, MCP
---     mcp.method.name tools/call > gen_ai.operation.name invoke_workflow
---     (workflow_execution) > a model request, gen_ai.operation.name chat,
---     text_completion, generate_content or embeddings (model_call) > a
---     SERVER span (api_call); other spans are not use events
+--     gen_ai.operation.name execute_tool, openinference.span.kind TOOL with
+--     a tool.name (not a handoff), traceloop.span.kind tool, the Vercel AI
+--     SDK's ai.toolCall span, MCP mcp.method.name tools/call >
+--     gen_ai.operation.name invoke_workflow (workflow_execution) > a model
+--     request, gen_ai.operation.name chat, text_completion, generate_content
+--     or embeddings (model_call) > a SERVER span without a
+--     gen_ai.operation.name (api_call; an agent framework's invoke_agent root
+--     is not one); other spans are not use events
 --   activity name: span nhi.activity.name > for tools gen_ai.tool.name,
---     tool.name, traceloop.entity.name, ai.toolCall.name > for model calls
+--     tool.name, traceloop.entity.name, ai.toolCall.name, the tool in an MCP
+--     span name ("... tools/call <tool>") > for model calls
 --     gen_ai.response.model, gen_ai.request.model > http.route > span name
+--   agent names (for the job): gen_ai.agent.name, OpenInference AGENT spans'
+--     agent.name or graph.node.id, the Vercel AI SDK's ai.telemetry.functionId
 --   on-behalf-of: span nhi.on_behalf_of > user.id > enduser.id >
 --     traceloop.association.properties.user_id > ai.telemetry.metadata.userId
 --     > ai.telemetry.metadata.user_id > resource nhi.on_behalf_of
@@ -164,7 +171,7 @@ FROM (
         SpanAttributes['mcp.method.name'] = 'tools/call' AS is_mcp_tool_call,
         is_mcp_tool_call
             OR gen_ai_op = 'execute_tool'
-            OR SpanAttributes['openinference.span.kind'] = 'TOOL'
+            OR (SpanAttributes['openinference.span.kind'] = 'TOOL' AND SpanAttributes['tool.name'] != '' AND NOT startsWith(SpanName, 'handoff'))
             OR SpanAttributes['traceloop.span.kind'] = 'tool'
             OR SpanName = 'ai.toolCall' AS is_tool,
         gen_ai_op IN ('chat', 'text_completion', 'generate_content', 'embeddings') AS is_model_call,
@@ -173,7 +180,7 @@ FROM (
             is_tool, 'tool_invocation',
             gen_ai_op = 'invoke_workflow', 'workflow_execution',
             is_model_call, 'model_call',
-            SpanKind IN ('Server', 'SPAN_KIND_SERVER'), 'api_call',
+            SpanKind IN ('Server', 'SPAN_KIND_SERVER') AND gen_ai_op = '', 'api_call',
             '') AS activity_type,
         multiIf(
             SpanAttributes['nhi.activity.name'] != '', SpanAttributes['nhi.activity.name'],
@@ -181,13 +188,16 @@ FROM (
             activity_type = 'tool_invocation' AND SpanAttributes['tool.name'] != '', SpanAttributes['tool.name'],
             activity_type = 'tool_invocation' AND SpanAttributes['traceloop.span.kind'] = 'tool' AND SpanAttributes['traceloop.entity.name'] != '', SpanAttributes['traceloop.entity.name'],
             activity_type = 'tool_invocation' AND SpanAttributes['ai.toolCall.name'] != '', SpanAttributes['ai.toolCall.name'],
+            activity_type = 'tool_invocation' AND is_mcp_tool_call AND position(SpanName, 'tools/call ') > 0, substring(SpanName, position(SpanName, 'tools/call ') + 11),
             activity_type = 'model_call' AND SpanAttributes['gen_ai.response.model'] != '', SpanAttributes['gen_ai.response.model'],
             activity_type = 'model_call' AND SpanAttributes['gen_ai.request.model'] != '', SpanAttributes['gen_ai.request.model'],
             SpanAttributes['http.route'] != '', SpanAttributes['http.route'],
             SpanName) AS activity_name,
         if(StatusCode IN ('Error', 'STATUS_CODE_ERROR'), 'error', 'ok') AS status,
         Duration AS duration_ns,
-        SpanAttributes['gen_ai.agent.id'] != '' OR SpanAttributes['gen_ai.agent.name'] != '' AS s_agent,
+        SpanAttributes['gen_ai.agent.id'] != '' OR SpanAttributes['gen_ai.agent.name'] != ''
+            OR (SpanAttributes['openinference.span.kind'] = 'AGENT' AND (SpanAttributes['agent.name'] != '' OR SpanAttributes['graph.node.id'] != ''))
+            OR SpanAttributes['ai.telemetry.functionId'] != '' AS s_agent,
         ResourceAttributes['gen_ai.agent.id'] != '' OR ResourceAttributes['gen_ai.agent.name'] != '' AS r_agent,
         activity_type IN ('tool_invocation', 'model_call', 'workflow_execution') AS is_agent_activity,
         ParentSpanId != '' AS has_parent,
