@@ -26,7 +26,8 @@ export const SECRET_VALUE_PATTERNS: readonly string[] = [
   // JSON Web Tokens: two base64url JSON segments and a signature.
   'eyJ[A-Za-z0-9_-]{8,}\\.eyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]*',
   // Well-known API key formats (OpenAI/Anthropic/Stripe-style, GitHub, GitLab, Slack, AWS, Google, nhi-meter's own).
-  '(sk|rk|pk)[-_](live[-_]|test[-_]|proj[-_]|ant[-_])?[A-Za-z0-9_-]{16,}',
+  // The prefix starts a word, so names such as "support-desk-<16 more>" or "task-..." are not taken for keys.
+  '\\b(sk|rk|pk)[-_](live[-_]|test[-_]|proj[-_]|ant[-_])?[A-Za-z0-9_-]{16,}',
   '(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}',
   'github_pat_[A-Za-z0-9_]{30,}',
   'glpat-[A-Za-z0-9_-]{20,}',

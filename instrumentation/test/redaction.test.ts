@@ -64,6 +64,9 @@ const ORDINARY: Attributes = {
   'db.query.text': 'SELECT * FROM secrets_inventory WHERE owner = $1',
   'http.request.header.accept': 'application/json',
   'tags': ['alpha', 'beta'],
+  // Names that merely contain "sk-"/"pk_" inside a word are not API keys.
+  'enduser.id': 'support-desk-genai-oauth-client',
+  'task.name': 'nightly-task-reconciliation-batch',
 }
 
 let tracing: TestTracing
