@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isSecretKey, REDACTED_VALUE } from '@nhi-meter/instrumentation/redaction'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { at, exported, makeSpans, sendSpans, SpanKind, SpanStatusCode } from '../helpers/otel.js'
-import { freePort, REPO_ROOT, startService, type ServiceUnderTest } from '../helpers/service.js'
+import { freePort, REPO_ROOT, startService, waitForTraceResolution, type ServiceUnderTest } from '../helpers/service.js'
 import { collectorBinary, collectorMetric, OTELCOL_CONFIG, startCollector, TEST_OVERLAY, type RunningCollector } from './collector.js'
 
 const collector = collectorBinary()
@@ -219,9 +219,11 @@ describe.skipIf(!collector.path)('the shipped Collector config on a real Collect
 
   beforeAll(async () => {
     sent = await corpus()
-    const fedByCollector: ServiceUnderTest = await startService({ env: { NHI_METER_OTLP_AUTH: 'none' } })
+    // Trace resolution runs every second and settles a span whose parent never comes after 2 s.
+    const resolution = { NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS: '1', NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS: '2' }
+    const fedByCollector: ServiceUnderTest = await startService({ env: { NHI_METER_OTLP_AUTH: 'none', ...resolution } })
     running.push(fedByCollector)
-    const fedDirectly: ServiceUnderTest = await startService({ env: { NHI_METER_OTLP_AUTH: 'none' } })
+    const fedDirectly: ServiceUnderTest = await startService({ env: { NHI_METER_OTLP_AUTH: 'none', ...resolution } })
     running.push(fedDirectly)
     const emittedFile = join(mkdtempSync(join(tmpdir(), 'nhi-otelcol-out-')), 'emitted.json')
     const otelcol: RunningCollector = await startCollector(collector.path!, [OTELCOL_CONFIG, TEST_OVERLAY], {
@@ -243,6 +245,10 @@ describe.skipIf(!collector.path)('the shipped Collector config on a real Collect
     // Stopping drains the Collector's pipeline and flushes the file exporter;
     // stopping the services releases their data directories.
     expect(await otelcol.stop(), otelcol.output()).toBe(0)
+    // Both services decide the use events whose identity is on an ancestor before their rows are compared.
+    const starts = sent.map((s) => s.startTime[0] * 1000)
+    const window = { from: new Date(Math.min(...starts) - 3_600_000).toISOString(), to: new Date(Math.max(...starts) + 3_600_000).toISOString() }
+    for (const service of [fedByCollector, fedDirectly]) await waitForTraceResolution(service.apiUrl, service.adminKey!, window)
     expect(await fedByCollector.stop(), fedByCollector.output()).toBe(0)
     expect(await fedDirectly.stop(), fedDirectly.output()).toBe(0)
     emittedText = readFileSync(emittedFile, 'utf8')

@@ -50,7 +50,14 @@ async function main(): Promise<void> {
   if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) return remoteOnly(process.env.OTEL_EXPORTER_OTLP_ENDPOINT)
 
   const dataDir = mkdtempSync(join(tmpdir(), 'nhi-meter-demo-'))
-  const config = parseConfig({ ...process.env, NHI_METER_DATA_DIR: dataDir, NHI_METER_API_KEYS_FILE: '' })
+  // A throw-away instance decides spans that wait for their trace within seconds, not minutes (unless told otherwise).
+  const config = parseConfig({
+    NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS: '1',
+    NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS: '3',
+    ...process.env,
+    NHI_METER_DATA_DIR: dataDir,
+    NHI_METER_API_KEYS_FILE: '',
+  })
   const { policy } = await loadDefaultPolicy()
   const quiet = { info: () => undefined, error: (message: string, error?: unknown) => console.error(`nhi-meter: ${message}`, error) }
   const service = await startService(config, () => policy, quiet)
@@ -79,6 +86,7 @@ async function main(): Promise<void> {
     ]
     const posted = await fetch(`${api}/v1/inventory`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(declared) })
     if (!posted.ok) throw new Error(`POST /v1/inventory answered ${posted.status}: ${await posted.text()}`)
+    await settleTraces(api, key)
     const response = await fetch(`${api}/v1/billable?group_by=nhi.id,meter`, { headers: { Authorization: `Bearer ${key}` } })
     const bill = (await response.json()) as Billable
     console.log('')
@@ -127,3 +135,21 @@ main().catch((error: unknown) => {
   console.error('demo failed:', error instanceof Error ? error.message : error)
   process.exit(1)
 })
+
+/**
+ * Waits (at most a minute) until the trace resolution job has decided every
+ * use event that needed its trace, so the bill printed is settled.
+ */
+async function settleTraces(api: string, key: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const response = await fetch(`${api}/v1/telemetry/completeness`, { headers: { Authorization: `Bearer ${key}` } })
+    const report = (await response.json()) as { pending_spans: number }
+    if (report.pending_spans === 0) return
+    if (Date.now() > deadline) {
+      console.log(`  (${report.pending_spans} use events still wait for their trace; the bill below leaves them out and says so)`)
+      return
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}

@@ -13,7 +13,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
-import { startService, tempDataDir, type ServiceUnderTest } from '../helpers/service.js'
+import { startService, tempDataDir, waitForTraceResolution as waitForSettled, type ServiceUnderTest } from '../helpers/service.js'
 
 /** The rate card of every scenario: each successful tool call, whatever its name, is one billable event. */
 export const TOOL_CALL_POLICY = `rate_cards:
@@ -185,24 +185,9 @@ export function windowSince(startedAt: Date): Window {
   return { from: new Date(startedAt.getTime() - minute).toISOString(), to: new Date(Date.now() + minute).toISOString() }
 }
 
-/**
- * Waits until no event in the window waits for trace resolution (the
- * completeness report's top-level `pending_spans` is 0). A report without
- * the field fails at once: the service does not resolve identities through
- * traces yet, and waiting would only hide that.
- */
-export async function waitForTraceResolution(metered: MeteredService, window: Window, deadlineMs = 30_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs
-  const path = `/v1/telemetry/completeness?from=${encodeURIComponent(window.from)}&to=${encodeURIComponent(window.to)}`
-  for (;;) {
-    const report = await getJson<{ pending_spans?: unknown }>(metered, path)
-    if (!('pending_spans' in report)) {
-      throw new Error(`GET /v1/telemetry/completeness has no top-level pending_spans: trace-aware identity resolution is not implemented in this build (report: ${JSON.stringify(report)})`)
-    }
-    if (report.pending_spans === 0) return
-    if (Date.now() > deadline) throw new Error(`pending_spans is still ${JSON.stringify(report.pending_spans)}; trace resolution did not finish (report: ${JSON.stringify(report)})`)
-    await new Promise((resolve) => setTimeout(resolve, 250))
-  }
+/** Waits until no event in the window waits for trace resolution (see test/helpers/service.ts). */
+export function waitForTraceResolution(metered: MeteredService, window: Window, deadlineMs = 30_000): Promise<void> {
+  return waitForSettled(metered.service.apiUrl, metered.key, window, deadlineMs)
 }
 
 /** The grouping every scenario bills by: who, what, and for whom. */

@@ -105,3 +105,23 @@ export async function startService(options: { env?: Record<string, string>; data
     },
   }
 }
+
+/**
+ * Waits until no use event between `from` and `to` waits for trace
+ * resolution (GET /v1/telemetry/completeness reports `pending_spans: 0`),
+ * so a test reads settled bills. A report without the field fails at once.
+ */
+export async function waitForTraceResolution(apiUrl: string, key: string, window: { from: string; to: string }, deadlineMs = 30_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs
+  const path = `/v1/telemetry/completeness?from=${encodeURIComponent(window.from)}&to=${encodeURIComponent(window.to)}`
+  for (;;) {
+    const response = await fetch(`${apiUrl}${path}`, { headers: { Authorization: `Bearer ${key}` } })
+    const text = await response.text()
+    if (response.status !== 200) throw new Error(`GET ${path} answered ${response.status}: ${text}`)
+    const report = JSON.parse(text) as { pending_spans?: unknown }
+    if (!('pending_spans' in report)) throw new Error(`GET /v1/telemetry/completeness has no top-level pending_spans (report: ${text})`)
+    if (report.pending_spans === 0) return
+    if (Date.now() > deadline) throw new Error(`pending_spans is still ${JSON.stringify(report.pending_spans)} after ${deadlineMs} ms (report: ${text})`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
