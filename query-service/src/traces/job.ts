@@ -1,8 +1,8 @@
 /**
  * The trace resolution job. Use events that need their trace to know who
  * acted (migration 0022 puts them in `nhi_trace_pending`) are decided here:
- * each run reads the undecided ones, reads their traces from `otel_traces`,
- * resolves them (./resolve.ts) and writes
+ * each run reads the undecided ones, reads their traces from
+ * `nhi_trace_spans` (every span's place in its trace), resolves them (./resolve.ts) and writes
  * - the final ledger row to `nhi_activity` (with the identity, or without one
  *   and `identity_source = unresolved:<reason>`), unless another span of the
  *   trace records the same tool call;
@@ -18,7 +18,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import type { IdentitySettings } from '../policy/index.js'
-import { toCount } from '../storage/client.js'
+import { insertFormatted, toCount } from '../storage/client.js'
 import { TraceGraph, type PlaceholderRule, type Resolution, type TraceSpan } from './resolve.js'
 
 /** Job settings; every one has a default. */
@@ -29,14 +29,12 @@ export interface ResolutionOptions {
   pageSize: number
   /** Spans read per trace; a larger trace is cut off and its events whose ancestors were not read are `trace_too_large`. */
   maxTraceSpans: number
-  /** How far before (and after) its use events a trace's other spans are looked for. */
-  lookbackSeconds: number
   /** Inserts in flight during a run may carry an earlier ingested_at than the run's clock. */
   graceSeconds: number
 }
 
 /** Defaults, documented in the README ("Agent frameworks"). */
-export const RESOLUTION_DEFAULTS: ResolutionOptions = { waitSeconds: 300, pageSize: 20_000, maxTraceSpans: 100_000, lookbackSeconds: 6 * 3600, graceSeconds: 120 }
+export const RESOLUTION_DEFAULTS: ResolutionOptions = { waitSeconds: 300, pageSize: 20_000, maxTraceSpans: 100_000, graceSeconds: 120 }
 
 /** What one run did. */
 export interface ResolutionRun {
@@ -45,7 +43,7 @@ export interface ResolutionRun {
   sameToolCall: number
   /** Events still waiting for an ancestor. */
   waiting: number
-  /** Spans read from otel_traces. */
+  /** Spans read from nhi_trace_spans. */
   spansRead: number
 }
 
@@ -54,121 +52,100 @@ export function placeholderRule(settings: IdentitySettings): PlaceholderRule {
   return { agentIds: new Set(settings.placeholder_agent_ids.map((v) => v.toLowerCase())), uuidAgentIds: settings.uuid_agent_ids_are_placeholders }
 }
 
-const pendingRow = z.object({
-  trace_id: z.string(),
-  span_id: z.string(),
-  event_start: z.string(),
-  service: z.string(),
-  span_name: z.string(),
-  span_kind: z.string(),
-  business_unit: z.string(),
-  credential_id: z.string(),
-  activity_type: z.string(),
-  activity_name: z.string(),
-  status: z.string(),
-  duration_ns: z.union([z.string(), z.number()]),
-  arrived_at: z.string(),
-})
-type PendingRow = z.infer<typeof pendingRow>
+/** A pending use event as the job reads it (the ledger row derived from the span alone). */
+interface PendingRow {
+  trace_id: string
+  span_id: string
+  event_start: string
+  service: string
+  span_name: string
+  span_kind: string
+  business_unit: string
+  credential_id: string
+  activity_type: string
+  activity_name: string
+  status: string
+  duration_ns: string
+  arrived_at: string
+}
+const PENDING_FIELDS = [
+  'trace_id', 'span_id', 'event_start', 'service', 'span_name', 'span_kind', 'business_unit', 'credential_id',
+  'activity_type', 'activity_name', 'status', 'duration_ns', 'arrived_at',
+] as const satisfies ReadonlyArray<keyof PendingRow>
 
-// Spans of a trace as the resolution reads them. The tool markers are the
-// ones migration 0022 derives tool_invocation from (a test holds the two
-// to the same answers).
+
+// Spans of the given traces as migration 0022's view recorded them (the
+// same derivation that decided which events are tool calls), each span once.
 const TRACE_SPANS_SQL = `
   SELECT * FROM (
-    SELECT
-      TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id, ServiceName AS service, SpanKind AS kind,
-      toString(toUnixTimestamp64Nano(Timestamp)) AS start_ns,
-      [SpanAttributes['nhi.id'], SpanAttributes['gen_ai.agent.id'],
-       multiIf(SpanAttributes['gen_ai.agent.name'] != '', SpanAttributes['gen_ai.agent.name'],
-               SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['agent.name'] != '', SpanAttributes['agent.name'],
-               SpanAttributes['openinference.span.kind'] = 'AGENT', SpanAttributes['graph.node.id'],
-               SpanAttributes['ai.telemetry.functionId']),
-       SpanAttributes['nhi.type'],
-       SpanAttributes['nhi.owner'], SpanAttributes['nhi.business_unit'],
-       multiIf(SpanAttributes['nhi.on_behalf_of'] != '', SpanAttributes['nhi.on_behalf_of'],
-               SpanAttributes['user.id'] != '', SpanAttributes['user.id'],
-               SpanAttributes['enduser.id'] != '', SpanAttributes['enduser.id'],
-               SpanAttributes['traceloop.association.properties.user_id'] != '', SpanAttributes['traceloop.association.properties.user_id'],
-               SpanAttributes['ai.telemetry.metadata.userId'] != '', SpanAttributes['ai.telemetry.metadata.userId'],
-               SpanAttributes['ai.telemetry.metadata.user_id']),
-       multiIf(SpanAttributes['gen_ai.agent.name'] != '', 'gen_ai.agent.name',
-               SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['agent.name'] != '', 'agent.name',
-               SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['graph.node.id'] != '', 'graph.node.id',
-               SpanAttributes['ai.telemetry.functionId'] != '', 'ai.telemetry.functionId', '')] AS s,
-      [ResourceAttributes['nhi.id'], ResourceAttributes['gen_ai.agent.id'], ResourceAttributes['gen_ai.agent.name'], ResourceAttributes['nhi.type'],
-       ResourceAttributes['nhi.owner'], ResourceAttributes['nhi.business_unit'], ResourceAttributes['nhi.on_behalf_of'], 'gen_ai.agent.name'] AS r,
-      SpanAttributes['mcp.method.name'] = 'tools/call' AS is_mcp_tool_call,
-      SpanAttributes['nhi.activity.type'] IN ('', 'tool_invocation') AND (
-        is_mcp_tool_call
-        OR SpanAttributes['gen_ai.operation.name'] = 'execute_tool'
-        OR (SpanAttributes['openinference.span.kind'] = 'TOOL' AND SpanAttributes['tool.name'] != '' AND NOT startsWith(SpanName, 'handoff'))
-        OR SpanAttributes['traceloop.span.kind'] = 'tool'
-        OR SpanName = 'ai.toolCall') AS is_tool,
-      SpanAttributes['gen_ai.tool.call.id'] AS tool_call_id,
-      SpanAttributes['jsonrpc.request.id'] AS jsonrpc_request_id,
-      multiIf(SpanAttributes['gen_ai.tool.name'] != '', SpanAttributes['gen_ai.tool.name'], SpanAttributes['tool.name'] != '', SpanAttributes['tool.name'],
-              SpanAttributes['ai.toolCall.name'] != '', SpanAttributes['ai.toolCall.name'],
-              SpanAttributes['traceloop.span.kind'] = 'tool', SpanAttributes['traceloop.entity.name'],
-              position(SpanName, 'tools/call ') > 0, substring(SpanName, position(SpanName, 'tools/call ') + 11), '') AS tool_name,
-      toString(Duration) AS duration_ns
-    FROM otel_traces
-    WHERE TraceId IN {traces:Array(String)} AND Timestamp >= {lo:DateTime64(9)} AND Timestamp < {hi:DateTime64(9)}
-    LIMIT 1 BY TraceId, SpanId
+    SELECT trace_id, span_id, parent_span_id, service, span_kind AS kind,
+           toString(toUnixTimestamp64Nano(start_time)) AS start_ns, toString(duration_ns) AS duration_ns,
+           span_identity AS s, resource_identity AS r, is_mcp_tool_call, is_tool, tool_call_id, jsonrpc_request_id, tool_name
+    FROM nhi_trace_spans
+    WHERE trace_id IN {traces:Array(String)}
+    LIMIT 1 BY trace_id, span_id
   )
   LIMIT {per_trace:UInt32} BY trace_id`
 
-const traceSpanRow = z.object({
-  trace_id: z.string(),
-  span_id: z.string(),
-  parent_span_id: z.string(),
-  service: z.string(),
-  kind: z.string(),
-  start_ns: z.string(),
-  s: z.array(z.string()).length(8),
-  r: z.array(z.string()).length(8),
-  is_mcp_tool_call: z.union([z.number(), z.boolean()]),
-  is_tool: z.union([z.number(), z.boolean()]),
-  tool_call_id: z.string(),
-  jsonrpc_request_id: z.string(),
-  tool_name: z.string(),
-  duration_ns: z.string(),
-})
+/** A span of a trace as {@link readTraceSpans} reads it, in TRACE_SPANS_SQL's column order. */
+export type TraceSpanRow = [
+  traceId: string, spanId: string, parentSpanId: string, service: string, kind: string, startNs: string, durationNs: string,
+  span: string[], resource: string[], isMcpToolCall: number, isTool: number, toolCallId: string, jsonrpcRequestId: string, toolName: string,
+]
+const TRACE_SPAN_CELLS: readonly Cell[] = ['s', 's', 's', 's', 's', 's', 's', 'a8', 'a7', 'n', 'n', 's', 's', 's']
 
-/** The spans of the given traces that started in `[lo, hi)`, each once, at most `perTrace` per trace. */
-export function readTraceSpans(client: ClickHouseClient, traces: string[], lo: string, hi: string, perTrace: number): Promise<TraceSpanRow[]> {
-  return queryRows(client, TRACE_SPANS_SQL, { traces, lo, hi, per_trace: perTrace }, traceSpanRow)
+/** The spans of the given traces, each once, at most `perTrace` per trace. */
+export async function readTraceSpans(client: ClickHouseClient, traces: string[], perTrace: number): Promise<TraceSpanRow[]> {
+  return (await compactRows(client, TRACE_SPANS_SQL, { traces, per_trace: perTrace }, TRACE_SPAN_CELLS)) as TraceSpanRow[]
 }
 
-/** One span as {@link readTraceSpans} reads it. */
-export type TraceSpanRow = z.infer<typeof traceSpanRow>
+/** What a cell of a compact row must be: a string, a whole number, or an array of exactly 7 or 8 strings. */
+type Cell = 's' | 'n' | 'a7' | 'a8'
+
+/**
+ * Runs a query whose rows come back as JSON arrays and checks every cell
+ * by hand: tens of thousands of rows a page, where a schema parse per row
+ * costs more than the query (bench/trace-resolution).
+ */
+async function compactRows(client: ClickHouseClient, query: string, params: Record<string, unknown>, cells: readonly Cell[]): Promise<unknown[][]> {
+  const result = await client.query({ query, format: 'JSONCompactEachRow', query_params: params })
+  const rows = await result.json<unknown[]>()
+  for (const row of rows) {
+    if (!Array.isArray(row) || row.length !== cells.length) throw new Error(`trace resolution: unexpected row ${JSON.stringify(row).slice(0, 200)}`)
+    for (let i = 0; i < cells.length; i++) {
+      const cell = cells[i]
+      const value = row[i]
+      const ok =
+        cell === 's'
+          ? typeof value === 'string'
+          : cell === 'n'
+            ? typeof value === 'number' && Number.isInteger(value)
+            : Array.isArray(value) && value.length === (cell === 'a7' ? 7 : 8) && value.every((v) => typeof v === 'string')
+      if (!ok) throw new Error(`trace resolution: column ${i} of a row is not ${cell}: ${JSON.stringify(value).slice(0, 100)}`)
+    }
+  }
+  return rows
+}
 
 const AGENT_ACTIVITIES = new Set(['tool_invocation', 'model_call', 'workflow_execution'])
 
-function toTraceSpan(raw: TraceSpanRow, pendingType: string | undefined): TraceSpan {
-  const level = (a: string[]) => ({ nhiId: a[0]!, agentId: a[1]!, agentName: a[2]!, type: a[3]!, owner: a[4]!, businessUnit: a[5]!, principal: a[6]!, agentNameKey: a[7]! })
+function toTraceSpan(raw: TraceSpanRow): TraceSpan {
+  const [, spanId, parentSpanId, service, kind, startNs, durationNs, span, resource, isMcpToolCall, isTool, toolCallId, jsonrpcRequestId, toolName] = raw
   return {
-    spanId: raw.span_id,
-    parentSpanId: raw.parent_span_id,
-    service: raw.service,
-    kind: raw.kind,
-    startNs: BigInt(raw.start_ns),
-    endNs: BigInt(raw.start_ns) + BigInt(raw.duration_ns),
-    span: level(raw.s),
-    resource: level(raw.r),
-    isTool: Boolean(raw.is_tool),
-    isAgentActivity: pendingType !== undefined && AGENT_ACTIVITIES.has(pendingType),
-    isMcpToolCall: Boolean(raw.is_mcp_tool_call),
-    toolCallId: raw.tool_call_id,
-    jsonrpcRequestId: raw.jsonrpc_request_id,
-    toolName: raw.tool_name,
+    spanId,
+    parentSpanId,
+    service,
+    kind,
+    startNs: BigInt(startNs),
+    endNs: BigInt(startNs) + BigInt(durationNs),
+    span: { nhiId: span[0]!, agentId: span[1]!, agentName: span[2]!, agentNameKey: span[3]!, type: span[4]!, owner: span[5]!, businessUnit: span[6]!, principal: span[7]! },
+    resource: { nhiId: resource[0]!, agentId: resource[1]!, agentName: resource[2]!, agentNameKey: 'gen_ai.agent.name', type: resource[3]!, owner: resource[4]!, businessUnit: resource[5]!, principal: resource[6]! },
+    isTool: isTool === 1,
+    isMcpToolCall: isMcpToolCall === 1,
+    toolCallId,
+    jsonrpcRequestId,
+    toolName,
   }
-}
-
-/** A ClickHouse DateTime64 text shifted by whole seconds. */
-function shiftSeconds(time: string, seconds: number): string {
-  const ms = Date.parse(`${time.slice(0, 19).replace(' ', 'T')}Z`) + seconds * 1000
-  return new Date(ms).toISOString().replace('T', ' ').replace('Z', '')
 }
 
 async function queryRows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>, schema: z.ZodType<T>): Promise<T[]> {
@@ -191,45 +168,47 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
   )
   const { now, settle_before: settleBefore, since } = clock!
   const run: ResolutionRun = { resolved: 0, unresolved: 0, sameToolCall: 0, waiting: 0, spansRead: 0 }
-  // Pages are an hour of span starts (the pending table's first key), split
-  // into as many trace-hash buckets as keep each near pageSize events: a
-  // page's reads stay inside its hour, and a trace's events share a page.
+  // A page is a set of whole hours of span starts (the pending table's
+  // first key) holding about pageSize events; an hour holding more is split
+  // into trace-hash buckets. Every read stays inside its hours, and a
+  // trace's events in one hour share a page.
   const hours = await queryRows(
     client,
-    `SELECT toString(toStartOfHour(event_time)) AS hour, count() AS n FROM nhi_trace_pending
-     WHERE ingested_at >= {since:DateTime64(3)} GROUP BY hour ORDER BY hour`,
+    `SELECT toString(hour) AS hour, sum(n) AS events, max(n) AS largest_trace FROM (
+       SELECT toStartOfHour(event_time) AS hour, trace_id, count() AS n FROM nhi_trace_pending
+       WHERE ingested_at >= {since:DateTime64(3)} GROUP BY hour, trace_id)
+     GROUP BY hour ORDER BY hour`,
     { since },
-    z.object({ hour: z.string(), n: z.union([z.string(), z.number()]) }),
+    z.object({ hour: z.string(), events: z.union([z.string(), z.number()]), largest_trace: z.union([z.string(), z.number()]) }),
   )
-  for (const { hour, n } of hours) {
-    const buckets = Math.max(1, Math.ceil(toCount(n) / o.pageSize))
-    for (let bucket = 0; bucket < buckets; bucket++) {
-      const candidates = await queryRows(
+  const graphs = new GraphCache(2 * o.maxTraceSpans)
+  for (const page of pagesOf(hours.map((h) => ({ hour: h.hour, events: toCount(h.events), largestTrace: toCount(h.largest_trace) })), o.pageSize)) {
+    // A span delivered twice is one event (either copy; they differ only in when they arrived).
+    const candidates = (
+      await compactRows(
         client,
-        `SELECT trace_id, span_id, toString(any(event_time)) AS event_start, any(service) AS service, any(span_name) AS span_name,
-                any(span_kind) AS span_kind, any(business_unit) AS business_unit, any(credential_id) AS credential_id,
-                any(activity_type) AS activity_type, any(activity_name) AS activity_name, any(status) AS status,
-                any(duration_ns) AS duration_ns, toString(min(ingested_at)) AS arrived_at
+        `SELECT trace_id, span_id, toString(event_time), service, span_name, span_kind, business_unit, credential_id,
+                activity_type, activity_name, status, toString(duration_ns), toString(ingested_at)
          FROM nhi_trace_pending
-         WHERE toStartOfHour(event_time) = {hour:DateTime} AND ingested_at >= {since:DateTime64(3)}
-           AND cityHash64(trace_id) % {buckets:UInt32} = {bucket:UInt32}
-         GROUP BY trace_id, span_id`,
-        { hour, since, buckets, bucket },
-        pendingRow,
+         WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)} AND ingested_at >= {since:DateTime64(3)}
+           AND cityHash64(trace_id, if({by_span:Bool}, span_id, '')) % {buckets:UInt32} = {bucket:UInt32}
+         LIMIT 1 BY trace_id, span_id`,
+        { hours: page.hours, since, buckets: page.buckets, bucket: page.bucket, by_span: page.bySpan },
+        PENDING_FIELDS.map(() => 's'),
       )
-      if (candidates.length === 0) continue
-      // Events an earlier run decided (their decision is newer than `since`) are skipped.
-      const decided = await queryRows(
-        client,
-        `SELECT trace_id, span_id FROM nhi_trace_resolutions
-         WHERE trace_id IN {traces:Array(String)} AND resolved_at >= {since:DateTime64(3)}`,
-        { traces: [...new Set(candidates.map((c) => c.trace_id))], since },
-        z.object({ trace_id: z.string(), span_id: z.string() }),
-      )
-      const done = new Set(decided.map((d) => `${d.trace_id}/${d.span_id}`))
-      const page = candidates.filter((c) => !done.has(`${c.trace_id}/${c.span_id}`))
-      if (page.length > 0) await decidePage(client, page, rule, o, settleBefore, run)
-    }
+    ).map((row) => Object.fromEntries(PENDING_FIELDS.map((field, i) => [field, row[i]])) as unknown as PendingRow)
+    if (candidates.length === 0) continue
+    // Events an earlier run decided (their decision is newer than `since`) are skipped.
+    const decided = await queryRows(
+      client,
+      `SELECT trace_id, span_id FROM nhi_trace_resolutions
+       WHERE trace_id IN {traces:Array(String)} AND span_id IN {spans:Array(String)} AND resolved_at >= {since:DateTime64(3)}`,
+      { traces: [...new Set(candidates.map((c) => c.trace_id))], spans: candidates.map((c) => c.span_id), since },
+      z.object({ trace_id: z.string(), span_id: z.string() }),
+    )
+    const done = new Set(decided.map((d) => `${d.trace_id}/${d.span_id}`))
+    const undecided = candidates.filter((c) => !done.has(`${c.trace_id}/${c.span_id}`))
+    if (undecided.length > 0) await decidePage(client, undecided, rule, o, settleBefore, run, graphs)
   }
   // A run that found nothing to decide writes nothing (an idle service
   // changes no stored byte); the next run starts from the same place.
@@ -242,39 +221,128 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
   return run
 }
 
-async function decidePage(client: ClickHouseClient, page: PendingRow[], rule: PlaceholderRule, o: ResolutionOptions, settleBefore: string, run: ResolutionRun): Promise<void> {
-  const byTrace = new Map<string, PendingRow[]>()
-  let lo = page[0]!.event_start
-  let hi = lo
-  for (const row of page) {
-    byTrace.set(row.trace_id, [...(byTrace.get(row.trace_id) ?? []), row])
-    if (row.event_start < lo) lo = row.event_start
-    if (row.event_start > hi) hi = row.event_start
+/** One page of pending events: whole hours, or one bucket of a large hour. */
+export interface PendingPage {
+  hours: string[]
+  buckets: number
+  bucket: number
+  /** Buckets by span instead of by trace: one trace of the hour alone holds more than a page. */
+  bySpan: boolean
+}
+
+/**
+ * Groups consecutive hours into pages of about `pageSize` events. An hour
+ * with more is split into buckets by trace, so a trace's events stay
+ * together; if a single trace of the hour has more than a page, by span,
+ * so no page holds much more than `pageSize` (each page then reads that
+ * trace again, at most maxTraceSpans spans).
+ */
+export function pagesOf(hours: ReadonlyArray<{ hour: string; events: number; largestTrace: number }>, pageSize: number): PendingPage[] {
+  const pages: PendingPage[] = []
+  let current: string[] = []
+  let events = 0
+  const flush = () => {
+    if (current.length > 0) pages.push({ hours: current, buckets: 1, bucket: 0, bySpan: false })
+    current = []
+    events = 0
   }
-  const spans = await readTraceSpans(client, [...byTrace.keys()], shiftSeconds(lo, -o.lookbackSeconds), shiftSeconds(hi, o.lookbackSeconds), o.maxTraceSpans + 1)
+  for (const h of hours) {
+    if (h.events > pageSize) {
+      flush()
+      const buckets = Math.ceil(h.events / pageSize)
+      for (let bucket = 0; bucket < buckets; bucket++) pages.push({ hours: [h.hour], buckets, bucket, bySpan: h.largestTrace > pageSize })
+      continue
+    }
+    if (events + h.events > pageSize) flush()
+    current.push(h.hour)
+    events += h.events
+  }
+  flush()
+  return pages
+}
+
+/**
+ * The traces one run has built, kept while they are large enough to be
+ * worth it and fit in twice the per-trace limit: a trace with more events
+ * than a page is decided over several pages, and reading and indexing its
+ * spans once instead of once a page is most of the work.
+ */
+class GraphCache {
+  private readonly entries = new Map<string, CachedGraph>()
+  private spans = 0
+
+  constructor(private readonly maxSpans: number) {}
+
+  has(traceId: string): boolean {
+    return this.entries.has(traceId)
+  }
+
+  get(traceId: string): CachedGraph | undefined {
+    return this.entries.get(traceId)
+  }
+
+  remember(traceId: string, graph: CachedGraph): void {
+    if (graph.spans < 1000 || graph.spans > this.maxSpans) return
+    this.entries.set(traceId, graph)
+    this.spans += graph.spans
+    for (const [id, old] of this.entries) {
+      if (this.spans <= this.maxSpans) break
+      this.entries.delete(id)
+      this.spans -= old.spans
+    }
+  }
+}
+
+interface CachedGraph {
+  graph: TraceGraph
+  secondary: Map<string, string>
+  spans: number
+}
+
+async function decidePage(
+  client: ClickHouseClient,
+  page: PendingRow[],
+  rule: PlaceholderRule,
+  o: ResolutionOptions,
+  settleBefore: string,
+  run: ResolutionRun,
+  graphs: GraphCache,
+): Promise<void> {
+  const byTrace = new Map<string, PendingRow[]>()
+  for (const row of page) {
+    const list = byTrace.get(row.trace_id)
+    if (list) list.push(row)
+    else byTrace.set(row.trace_id, [row])
+  }
+  const toRead = [...byTrace.keys()].filter((traceId) => !graphs.has(traceId))
+  const spans = toRead.length > 0 ? await readTraceSpans(client, toRead, o.maxTraceSpans + 1) : []
   run.spansRead += spans.length
   const spansOf = new Map<string, TraceSpanRow[]>()
-  for (const s of spans) spansOf.set(s.trace_id, [...(spansOf.get(s.trace_id) ?? []), s])
+  for (const s of spans) {
+    const list = spansOf.get(s[0])
+    if (list) list.push(s)
+    else spansOf.set(s[0], [s])
+  }
 
   const ledger: Record<string, unknown>[] = []
   const decisions: Record<string, unknown>[] = []
   const decidedAt = new Date().toISOString().replace('T', ' ').replace('Z', '')
   for (const [traceId, pending] of byTrace) {
-    const raw = spansOf.get(traceId) ?? []
-    const truncated = raw.length > o.maxTraceSpans
-    const pendingType = new Map(pending.map((p) => [p.span_id, p.activity_type]))
-    const graph = new TraceGraph(
-      raw.slice(0, o.maxTraceSpans).map((s) => toTraceSpan(s, pendingType.get(s.span_id))),
-      rule,
-      truncated,
-    )
-    const secondary = graph.sameToolCalls()
+    let known = graphs.get(traceId)
+    if (!known) {
+      const raw = spansOf.get(traceId) ?? []
+      const graph = new TraceGraph(raw.slice(0, o.maxTraceSpans).map(toTraceSpan), rule, raw.length > o.maxTraceSpans)
+      known = { graph, secondary: graph.sameToolCalls(), spans: Math.min(raw.length, o.maxTraceSpans) }
+      graphs.remember(traceId, known)
+    }
+    const { graph, secondary } = known
+    const truncated = graph.truncated
     for (const row of pending) {
       const settle = row.arrived_at < settleBefore
       const span = graph.get(row.span_id)
       let decision: Resolution
       if (!span) {
-        // Its own raw row was not read: cut off, or outside the time window.
+        // Its own span was not read: the trace was cut off, or its row expired.
         decision = truncated || settle ? { outcome: 'unresolved', reason: truncated ? 'trace_too_large' : 'ancestor_missing', onBehalfOf: '' } : { outcome: 'waiting', reason: 'ancestor_missing' }
       } else if (secondary.has(row.span_id)) {
         decision = { outcome: 'same_tool_call', primarySpanId: secondary.get(row.span_id)! }
@@ -282,7 +350,7 @@ async function decidePage(client: ClickHouseClient, page: PendingRow[], rule: Pl
         // The span that is billed for this call may be an ancestor still on its way.
         decision = { outcome: 'waiting', reason: 'ancestor_missing' }
       } else {
-        decision = graph.identityOf(span, { settle })
+        decision = graph.identityOf(span, { settle, agentActivity: AGENT_ACTIVITIES.has(row.activity_type) })
       }
       if (decision.outcome === 'waiting') {
         run.waiting++
@@ -313,7 +381,7 @@ async function decidePage(client: ClickHouseClient, page: PendingRow[], rule: Pl
         activity_type: row.activity_type,
         activity_name: row.activity_name,
         status: row.status,
-        duration_ns: toCount(row.duration_ns),
+        duration_ns: row.duration_ns,
       })
       decisions.push({
         trace_id: traceId,
@@ -327,8 +395,21 @@ async function decidePage(client: ClickHouseClient, page: PendingRow[], rule: Pl
   }
   // The ledger first: a crash between the two writes leaves the events
   // undecided, and the next run writes the same rows again.
-  if (ledger.length > 0) await client.insert({ table: 'nhi_activity', values: ledger, format: 'JSONEachRow' })
-  if (decisions.length > 0) await client.insert({ table: 'nhi_trace_resolutions', values: decisions, format: 'JSONEachRow' })
+  await insertRows(client, 'nhi_activity', LEDGER_COLUMNS, ledger)
+  await insertRows(client, 'nhi_trace_resolutions', DECISION_COLUMNS, decisions)
+}
+
+const LEDGER_COLUMNS = [
+  'trace_id', 'span_id', 'event_time', 'service', 'span_name', 'span_kind', 'nhi_id', 'nhi_type', 'identity_source', 'owner',
+  'business_unit', 'credential_id', 'on_behalf_of', 'activity_type', 'activity_name', 'status', 'duration_ns',
+] as const
+const DECISION_COLUMNS = ['trace_id', 'span_id', 'outcome', 'nhi_id', 'reason', 'resolved_at'] as const
+
+/** Inserts rows given as objects, in the columns' order, through the bulk path. */
+async function insertRows(client: ClickHouseClient, table: string, columns: readonly string[], rows: Record<string, unknown>[]): Promise<void> {
+  if (rows.length === 0) return
+  const body = rows.map((row) => JSON.stringify(columns.map((c) => row[c]))).join('\n')
+  await insertFormatted(client, table, columns, 'JSONCompactEachRow', Buffer.from(`${body}\n`))
 }
 
 /**

@@ -41,8 +41,6 @@ export interface TraceSpan {
   resource: IdentityAttributes
   /** The span is a tool call (any of the tool markers). */
   isTool: boolean
-  /** The span is an agent activity: a tool call, a model call or a workflow. */
-  isAgentActivity: boolean
   /** `mcp.method.name` is `tools/call`. */
   isMcpToolCall: boolean
   /** `gen_ai.tool.call.id` */
@@ -253,7 +251,8 @@ export class TraceGraph {
   /**
    * Who performed a use event:
    * 1. the span's own span-level identity;
-   * 2. for an agent activity, the nearest ancestor in the same service whose
+   * 2. for an agent activity (`agentActivity`: a tool call, a model call or
+   *    a workflow), the nearest ancestor in the same service whose
    *    span names an identity (the agent a framework put on `invoke_agent`);
    * 3. the span's resource identity, except on an MCP server's tool span
    *    (the server's identity is not the caller's);
@@ -262,20 +261,20 @@ export class TraceGraph {
    * arrived ends the walk (the job's wait is over) instead of answering
    * `waiting`.
    */
-  identityOf(span: TraceSpan, options: { settle?: boolean } = {}): Resolution {
+  identityOf(span: TraceSpan, options: { settle?: boolean; agentActivity?: boolean } = {}): Resolution {
     const decided = this.decide(span, options)
     // An identity is not its own principal (an MCP server names its caller as both nhi.id and enduser.id).
     if (decided.outcome === 'resolved' && decided.onBehalfOf === decided.identity.nhiId) return { ...decided, onBehalfOf: '' }
     return decided
   }
 
-  private decide(span: TraceSpan, options: { settle?: boolean }): Resolution {
+  private decide(span: TraceSpan, options: { settle?: boolean; agentActivity?: boolean }): Resolution {
     const settle = options.settle ? { missing: false } : undefined
     const onBehalfOf = this.principal(span)
     const own = levelIdentity('span', span.span, span.service, this.rule)
     if (own && 'identity' in own) return { outcome: 'resolved', identity: withResourceDefaults(own.identity, span.resource), onBehalfOf }
     let placeholder = own !== null
-    if (span.isAgentActivity) {
+    if (options.agentActivity) {
       const agent = this.nearestAgentInService(span)
       if ('found' in agent) return { outcome: 'resolved', identity: agent.found, onBehalfOf }
       const gap = this.gap(agent, settle)

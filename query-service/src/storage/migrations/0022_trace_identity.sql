@@ -7,9 +7,14 @@
 -- - settled rows, whose identity the span itself decides, go to the ledger
 --   (nhi_activity) as before;
 -- - rows that need the rest of their trace go to nhi_trace_pending, where
---   the trace resolution job (src/traces/resolve.ts) reads them, walks
---   their ancestors in otel_traces, and writes the final ledger row: the
---   identity it resolved, or none with the reason.
+--   the trace resolution job (src/traces/job.ts) reads them, walks their
+--   ancestors in nhi_trace_spans, and writes the final ledger row: the
+--   identity it resolved, or none with the reason;
+-- and a third keeps every span's place in its trace (parent, service, the
+-- identity attributes it names, whether it is a tool call) in
+-- nhi_trace_spans, ordered by trace, so the job reads a trace in one short
+-- range instead of searching otel_traces, whose rows are ordered by service
+-- and span name.
 -- Both ingest paths (Collector and built-in receiver) insert into
 -- otel_traces, so both pass through the same views and the same job.
 --
@@ -44,14 +49,50 @@ CREATE TABLE IF NOT EXISTS nhi_span_derivation (
     activity_name String,
     status LowCardinality(String),
     duration_ns UInt64,
-    needs_trace UInt8
+    needs_trace UInt8,
+    span_identity Array(String),
+    resource_identity Array(String),
+    is_tool UInt8,
+    is_mcp_tool_call UInt8,
+    tool_name String,
+    tool_call_id String,
+    jsonrpc_request_id String
 ) ENGINE = Null;
+
+-- Every span's place in its trace, for the job: kept 8 days (a day longer
+-- than a pending event, whose ancestors it holds). span_identity is
+-- [nhi.id, gen_ai.agent.id, agent name, the attribute that gave the agent
+-- name, nhi.type, nhi.owner, nhi.business_unit, principal];
+-- resource_identity is [nhi.id, gen_ai.agent.id, gen_ai.agent.name,
+-- nhi.type, nhi.owner, nhi.business_unit, nhi.on_behalf_of]. A span
+-- delivered twice is one row once merged; the job reads each span once.
+CREATE TABLE IF NOT EXISTS nhi_trace_spans (
+    trace_id String CODEC(ZSTD(1)),
+    span_id String CODEC(ZSTD(1)),
+    parent_span_id String CODEC(ZSTD(1)),
+    start_time DateTime64(9) CODEC(Delta, ZSTD(1)),
+    duration_ns UInt64 CODEC(ZSTD(1)),
+    service LowCardinality(String),
+    span_kind LowCardinality(String),
+    span_identity Array(String) CODEC(ZSTD(1)),
+    resource_identity Array(String) CODEC(ZSTD(1)),
+    is_tool UInt8,
+    is_mcp_tool_call UInt8,
+    tool_name String CODEC(ZSTD(1)),
+    tool_call_id String CODEC(ZSTD(1)),
+    jsonrpc_request_id String CODEC(ZSTD(1)),
+    ingested_at DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMMDD(ingested_at)
+ORDER BY (trace_id, span_id)
+TTL ingested_at + INTERVAL 8 DAY
+SETTINGS ttl_only_drop_parts = 1;
 
 -- The use events waiting for their trace. Kept a week (TTL): the job
 -- settles every row within NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS of its
 -- arrival, and its record in nhi_trace_resolutions says what became of it.
 -- Ordered by the hour the span started, so the job reads a backlog an hour
--- of spans at a time (and a trace's other spans from the same hours).
+-- of spans at a time.
 CREATE TABLE IF NOT EXISTS nhi_trace_pending (
     trace_id String,
     span_id String,
@@ -145,7 +186,16 @@ SELECT
     -- An identity is not its own principal.
     if(principal = settles_with, '', principal) AS on_behalf_of,
     activity_type, activity_name, status, duration_ns,
-    needs_trace
+    needs_trace,
+    [s_id, SpanAttributes['gen_ai.agent.id'], s_agent_name, s_agent_name_key, SpanAttributes['nhi.type'],
+     SpanAttributes['nhi.owner'], SpanAttributes['nhi.business_unit'], s_principal] AS span_identity,
+    [r_id, ResourceAttributes['gen_ai.agent.id'], ResourceAttributes['gen_ai.agent.name'], ResourceAttributes['nhi.type'],
+     ResourceAttributes['nhi.owner'], ResourceAttributes['nhi.business_unit'], ResourceAttributes['nhi.on_behalf_of']] AS resource_identity,
+    activity_type = 'tool_invocation' AS is_tool,
+    is_mcp_tool_call,
+    tool_name,
+    SpanAttributes['gen_ai.tool.call.id'] AS tool_call_id,
+    SpanAttributes['jsonrpc.request.id'] AS jsonrpc_request_id
 FROM (
     SELECT
         multiIf(
@@ -154,8 +204,18 @@ FROM (
         SpanAttributes['enduser.id'] != '', SpanAttributes['enduser.id'],
         SpanAttributes['traceloop.association.properties.user_id'] != '', SpanAttributes['traceloop.association.properties.user_id'],
         SpanAttributes['ai.telemetry.metadata.userId'] != '', SpanAttributes['ai.telemetry.metadata.userId'],
-        SpanAttributes['ai.telemetry.metadata.user_id'] != '', SpanAttributes['ai.telemetry.metadata.user_id'],
-        ResourceAttributes['nhi.on_behalf_of']) AS principal,
+        SpanAttributes['ai.telemetry.metadata.user_id']) AS s_principal,
+        if(s_principal != '', s_principal, ResourceAttributes['nhi.on_behalf_of']) AS principal,
+        multiIf(
+            SpanAttributes['gen_ai.agent.name'] != '', SpanAttributes['gen_ai.agent.name'],
+            SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['agent.name'] != '', SpanAttributes['agent.name'],
+            SpanAttributes['openinference.span.kind'] = 'AGENT', SpanAttributes['graph.node.id'],
+            SpanAttributes['ai.telemetry.functionId']) AS s_agent_name,
+        multiIf(
+            SpanAttributes['gen_ai.agent.name'] != '', 'gen_ai.agent.name',
+            SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['agent.name'] != '', 'agent.name',
+            SpanAttributes['openinference.span.kind'] = 'AGENT' AND SpanAttributes['graph.node.id'] != '', 'graph.node.id',
+            SpanAttributes['ai.telemetry.functionId'] != '', 'ai.telemetry.functionId', '') AS s_agent_name_key,
         TraceId AS trace_id,
         SpanId AS span_id,
         ParentSpanId AS parent_span_id,
@@ -173,31 +233,32 @@ FROM (
             OR gen_ai_op = 'execute_tool'
             OR (SpanAttributes['openinference.span.kind'] = 'TOOL' AND SpanAttributes['tool.name'] != '' AND NOT startsWith(SpanName, 'handoff'))
             OR SpanAttributes['traceloop.span.kind'] = 'tool'
-            OR SpanName = 'ai.toolCall' AS is_tool,
+            OR SpanName = 'ai.toolCall' AS has_tool_marker,
+        multiIf(
+            SpanAttributes['gen_ai.tool.name'] != '', SpanAttributes['gen_ai.tool.name'],
+            SpanAttributes['tool.name'] != '', SpanAttributes['tool.name'],
+            SpanAttributes['ai.toolCall.name'] != '', SpanAttributes['ai.toolCall.name'],
+            SpanAttributes['traceloop.span.kind'] = 'tool', SpanAttributes['traceloop.entity.name'],
+            is_mcp_tool_call AND position(SpanName, 'tools/call ') > 0, substring(SpanName, position(SpanName, 'tools/call ') + 11),
+            '') AS tool_name,
         gen_ai_op IN ('chat', 'text_completion', 'generate_content', 'embeddings') AS is_model_call,
         multiIf(
             SpanAttributes['nhi.activity.type'] != '', SpanAttributes['nhi.activity.type'],
-            is_tool, 'tool_invocation',
+            has_tool_marker, 'tool_invocation',
             gen_ai_op = 'invoke_workflow', 'workflow_execution',
             is_model_call, 'model_call',
             SpanKind IN ('Server', 'SPAN_KIND_SERVER') AND gen_ai_op = '', 'api_call',
             '') AS activity_type,
         multiIf(
             SpanAttributes['nhi.activity.name'] != '', SpanAttributes['nhi.activity.name'],
-            activity_type = 'tool_invocation' AND SpanAttributes['gen_ai.tool.name'] != '', SpanAttributes['gen_ai.tool.name'],
-            activity_type = 'tool_invocation' AND SpanAttributes['tool.name'] != '', SpanAttributes['tool.name'],
-            activity_type = 'tool_invocation' AND SpanAttributes['traceloop.span.kind'] = 'tool' AND SpanAttributes['traceloop.entity.name'] != '', SpanAttributes['traceloop.entity.name'],
-            activity_type = 'tool_invocation' AND SpanAttributes['ai.toolCall.name'] != '', SpanAttributes['ai.toolCall.name'],
-            activity_type = 'tool_invocation' AND is_mcp_tool_call AND position(SpanName, 'tools/call ') > 0, substring(SpanName, position(SpanName, 'tools/call ') + 11),
+            activity_type = 'tool_invocation' AND tool_name != '', tool_name,
             activity_type = 'model_call' AND SpanAttributes['gen_ai.response.model'] != '', SpanAttributes['gen_ai.response.model'],
             activity_type = 'model_call' AND SpanAttributes['gen_ai.request.model'] != '', SpanAttributes['gen_ai.request.model'],
             SpanAttributes['http.route'] != '', SpanAttributes['http.route'],
             SpanName) AS activity_name,
         if(StatusCode IN ('Error', 'STATUS_CODE_ERROR'), 'error', 'ok') AS status,
         Duration AS duration_ns,
-        SpanAttributes['gen_ai.agent.id'] != '' OR SpanAttributes['gen_ai.agent.name'] != ''
-            OR (SpanAttributes['openinference.span.kind'] = 'AGENT' AND (SpanAttributes['agent.name'] != '' OR SpanAttributes['graph.node.id'] != ''))
-            OR SpanAttributes['ai.telemetry.functionId'] != '' AS s_agent,
+        SpanAttributes['gen_ai.agent.id'] != '' OR s_agent_name != '' AS s_agent,
         ResourceAttributes['gen_ai.agent.id'] != '' OR ResourceAttributes['gen_ai.agent.name'] != '' AS r_agent,
         activity_type IN ('tool_invocation', 'model_call', 'workflow_execution') AS is_agent_activity,
         ParentSpanId != '' AS has_parent,
@@ -211,10 +272,9 @@ FROM (
             r_id != '', r_id,
             '') AS settles_with,
         multiIf(settles_with = '', '', settles_with = s_id, 'span:nhi.id', 'resource:nhi.id') AS identity_source,
-        settles_with = '' AND (may_repeat OR s_agent OR r_agent OR has_parent) AS needs_trace
+        activity_type != '' AND settles_with = '' AND (may_repeat OR s_agent OR r_agent OR has_parent) AS needs_trace
     FROM otel_traces
-)
-WHERE activity_type != '';
+);
 
 -- Settled rows: the ledger, as before.
 CREATE MATERIALIZED VIEW IF NOT EXISTS nhi_ledger_settled_mv TO nhi_activity AS
@@ -223,7 +283,7 @@ SELECT
     nhi_id, nhi_type, identity_source, owner, business_unit, credential_id, on_behalf_of,
     activity_type, activity_name, status, duration_ns
 FROM nhi_span_derivation
-WHERE needs_trace = 0;
+WHERE activity_type != '' AND needs_trace = 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS nhi_trace_pending_mv TO nhi_trace_pending AS
 SELECT
@@ -231,6 +291,12 @@ SELECT
     business_unit, credential_id, activity_type, activity_name, status, duration_ns
 FROM nhi_span_derivation
 WHERE needs_trace = 1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS nhi_trace_spans_mv TO nhi_trace_spans AS
+SELECT
+    trace_id, span_id, parent_span_id, event_time AS start_time, duration_ns, service, span_kind,
+    span_identity, resource_identity, is_tool, is_mcp_tool_call, tool_name, tool_call_id, jsonrpc_request_id
+FROM nhi_span_derivation;
 
 -- The derivation of migration 0002 is replaced by the views above (created
 -- first, so no insert in between goes underived; one that lands in both is
