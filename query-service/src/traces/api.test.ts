@@ -74,6 +74,19 @@ describe('events waiting for their trace, seen through the API', () => {
     expect(completeness.services.map((s) => s.service)).toEqual(['support-bot'])
   })
 
+  it('take the owner and business unit of an inventory entry that claims the agent by its derived id', async () => {
+    const response = await app.request('/v1/inventory', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${key('admin')}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify([{ id: 'agent:support-bot/triage', type: 'ai_agent', owner: 'cx-team', business_unit: 'customer-care' }]),
+    })
+    expect(response.status, await response.clone().text()).toBe(200)
+    const bill = await get<Billable>(`/v1/billable?${RANGE}&group_by=nhi.id,business_unit`)
+    expect(bill.rows).toEqual([expect.objectContaining({ 'nhi.id': 'agent:support-bot/triage', business_unit: 'customer-care', quantity: 2 })])
+    const identities = await get<{ identities: Array<{ id: string; declared: boolean; owner: string }> }>('/v1/identities')
+    expect(identities.identities.find((i) => i.id === 'agent:support-bot/triage')).toMatchObject({ declared: true, owner: 'cx-team' })
+  })
+
   it('name the reason an event stays unidentified', async () => {
     await runTraceResolution(client, rule, { waitSeconds: 0 })
     const completeness = await get<Completeness>(`/v1/telemetry/completeness?${RANGE}`)

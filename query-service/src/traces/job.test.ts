@@ -241,7 +241,7 @@ describe('the tool markers', () => {
     ])
     await runTraceResolution(client, rule)
     const spans = await readTraceSpans(client, [traceId], 100)
-    const jobSaysTool = new Set(spans.filter((s) => s[10] === 1).map((s) => s[1]))
+    const jobSaysTool = new Set(spans.filter((s) => s[7].split('\x1f')[15] === '1').map((s) => s[1]))
     const viewSaysTool = new Set((await ledger(traceId)).filter((r) => r.activity_type === 'tool_invocation').map((r) => r.span_id))
     expect(viewSaysTool).toEqual(new Set([2, 3, 4, 5, 6].map(id)))
     expect(jobSaysTool).toEqual(viewSaysTool)

@@ -78,9 +78,8 @@ const PENDING_FIELDS = [
 // same derivation that decided which events are tool calls), each span once.
 const TRACE_SPANS_SQL = `
   SELECT * FROM (
-    SELECT trace_id, span_id, parent_span_id, service, span_kind AS kind,
-           toString(toUnixTimestamp64Nano(start_time)) AS start_ns, toString(duration_ns) AS duration_ns,
-           span_identity AS s, resource_identity AS r, is_mcp_tool_call, is_tool, tool_call_id, jsonrpc_request_id, tool_name
+    SELECT trace_id, span_id, parent_span_id, service, span_kind,
+           toString(toUnixTimestamp64Nano(start_time)), toString(duration_ns), facts
     FROM nhi_trace_spans
     WHERE trace_id IN {traces:Array(String)}
     LIMIT 1 BY trace_id, span_id
@@ -88,49 +87,40 @@ const TRACE_SPANS_SQL = `
   LIMIT {per_trace:UInt32} BY trace_id`
 
 /** A span of a trace as {@link readTraceSpans} reads it, in TRACE_SPANS_SQL's column order. */
-export type TraceSpanRow = [
-  traceId: string, spanId: string, parentSpanId: string, service: string, kind: string, startNs: string, durationNs: string,
-  span: string[], resource: string[], isMcpToolCall: number, isTool: number, toolCallId: string, jsonrpcRequestId: string, toolName: string,
-]
-const TRACE_SPAN_CELLS: readonly Cell[] = ['s', 's', 's', 's', 's', 's', 's', 'a8', 'a7', 'n', 'n', 's', 's', 's']
+export type TraceSpanRow = [traceId: string, spanId: string, parentSpanId: string, service: string, kind: string, startNs: string, durationNs: string, facts: string]
+/** Fields in a span's `facts` (migration 0022). */
+const FACTS = 20
 
 /** The spans of the given traces, each once, at most `perTrace` per trace. */
 export async function readTraceSpans(client: ClickHouseClient, traces: string[], perTrace: number): Promise<TraceSpanRow[]> {
-  return (await compactRows(client, TRACE_SPANS_SQL, { traces, per_trace: perTrace }, TRACE_SPAN_CELLS)) as TraceSpanRow[]
+  return (await stringRows(client, TRACE_SPANS_SQL, { traces, per_trace: perTrace }, 8)) as TraceSpanRow[]
 }
 
-/** What a cell of a compact row must be: a string, a whole number, or an array of exactly 7 or 8 strings. */
-type Cell = 's' | 'n' | 'a7' | 'a8'
-
 /**
- * Runs a query whose rows come back as JSON arrays and checks every cell
- * by hand: tens of thousands of rows a page, where a schema parse per row
- * costs more than the query (bench/trace-resolution).
+ * Runs a query whose rows come back as JSON arrays of `columns` strings and
+ * checks them by hand: tens of thousands of rows a page, where a schema
+ * parse per row costs more than the query (bench/trace-resolution).
  */
-async function compactRows(client: ClickHouseClient, query: string, params: Record<string, unknown>, cells: readonly Cell[]): Promise<unknown[][]> {
+async function stringRows(client: ClickHouseClient, query: string, params: Record<string, unknown>, columns: number): Promise<string[][]> {
   const result = await client.query({ query, format: 'JSONCompactEachRow', query_params: params })
   const rows = await result.json<unknown[]>()
   for (const row of rows) {
-    if (!Array.isArray(row) || row.length !== cells.length) throw new Error(`trace resolution: unexpected row ${JSON.stringify(row).slice(0, 200)}`)
-    for (let i = 0; i < cells.length; i++) {
-      const cell = cells[i]
-      const value = row[i]
-      const ok =
-        cell === 's'
-          ? typeof value === 'string'
-          : cell === 'n'
-            ? typeof value === 'number' && Number.isInteger(value)
-            : Array.isArray(value) && value.length === (cell === 'a7' ? 7 : 8) && value.every((v) => typeof v === 'string')
-      if (!ok) throw new Error(`trace resolution: column ${i} of a row is not ${cell}: ${JSON.stringify(value).slice(0, 100)}`)
+    if (!Array.isArray(row) || row.length !== columns || !row.every((value) => typeof value === 'string')) {
+      throw new Error(`trace resolution: expected ${columns} strings, got ${JSON.stringify(row).slice(0, 200)}`)
     }
   }
-  return rows
+  return rows as string[][]
 }
 
 const AGENT_ACTIVITIES = new Set(['tool_invocation', 'model_call', 'workflow_execution'])
 
 function toTraceSpan(raw: TraceSpanRow): TraceSpan {
-  const [, spanId, parentSpanId, service, kind, startNs, durationNs, span, resource, isMcpToolCall, isTool, toolCallId, jsonrpcRequestId, toolName] = raw
+  const [, spanId, parentSpanId, service, kind, startNs, durationNs, facts] = raw
+  const f = facts.split('\x1f')
+  if (f.length !== FACTS) throw new Error(`trace resolution: span ${spanId} has ${f.length} facts, not ${FACTS}`)
+  const span = f.slice(0, 8)
+  const resource = f.slice(8, 15)
+  const [isTool, isMcpToolCall, toolName, toolCallId, jsonrpcRequestId] = f.slice(15) as [string, string, string, string, string]
   return {
     spanId,
     parentSpanId,
@@ -140,8 +130,8 @@ function toTraceSpan(raw: TraceSpanRow): TraceSpan {
     endNs: BigInt(startNs) + BigInt(durationNs),
     span: { nhiId: span[0]!, agentId: span[1]!, agentName: span[2]!, agentNameKey: span[3]!, type: span[4]!, owner: span[5]!, businessUnit: span[6]!, principal: span[7]! },
     resource: { nhiId: resource[0]!, agentId: resource[1]!, agentName: resource[2]!, agentNameKey: 'gen_ai.agent.name', type: resource[3]!, owner: resource[4]!, businessUnit: resource[5]!, principal: resource[6]! },
-    isTool: isTool === 1,
-    isMcpToolCall: isMcpToolCall === 1,
+    isTool: isTool === '1',
+    isMcpToolCall: isMcpToolCall === '1',
     toolCallId,
     jsonrpcRequestId,
     toolName,
@@ -185,7 +175,7 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
   for (const page of pagesOf(hours.map((h) => ({ hour: h.hour, events: toCount(h.events), largestTrace: toCount(h.largest_trace) })), o.pageSize)) {
     // A span delivered twice is one event (either copy; they differ only in when they arrived).
     const candidates = (
-      await compactRows(
+      await stringRows(
         client,
         `SELECT trace_id, span_id, toString(event_time), service, span_name, span_kind, business_unit, credential_id,
                 activity_type, activity_name, status, toString(duration_ns), toString(ingested_at)
@@ -194,7 +184,7 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
            AND cityHash64(trace_id, if({by_span:Bool}, span_id, '')) % {buckets:UInt32} = {bucket:UInt32}
          LIMIT 1 BY trace_id, span_id`,
         { hours: page.hours, since, buckets: page.buckets, bucket: page.bucket, by_span: page.bySpan },
-        PENDING_FIELDS.map(() => 's'),
+        PENDING_FIELDS.length,
       )
     ).map((row) => Object.fromEntries(PENDING_FIELDS.map((field, i) => [field, row[i]])) as unknown as PendingRow)
     if (candidates.length === 0) continue

@@ -60,12 +60,17 @@ CREATE TABLE IF NOT EXISTS nhi_span_derivation (
 ) ENGINE = Null;
 
 -- Every span's place in its trace, for the job: kept 8 days (a day longer
--- than a pending event, whose ancestors it holds). span_identity is
--- [nhi.id, gen_ai.agent.id, agent name, the attribute that gave the agent
--- name, nhi.type, nhi.owner, nhi.business_unit, principal];
--- resource_identity is [nhi.id, gen_ai.agent.id, gen_ai.agent.name,
--- nhi.type, nhi.owner, nhi.business_unit, nhi.on_behalf_of]. A span
--- delivered twice is one row once merged; the job reads each span once.
+-- than a pending event, whose ancestors it holds). `facts` packs, joined by
+-- the unit separator (0x1F), what the job reads of the span:
+--   span level: nhi.id, gen_ai.agent.id, agent name, the attribute that
+--     gave the agent name, nhi.type, nhi.owner, nhi.business_unit, principal;
+--   resource level: nhi.id, gen_ai.agent.id, gen_ai.agent.name, nhi.type,
+--     nhi.owner, nhi.business_unit, nhi.on_behalf_of;
+--   is a tool call (0/1), is an MCP tools/call (0/1), tool name,
+--     gen_ai.tool.call.id, jsonrpc.request.id.
+-- One string instead of twenty columns: most are empty on most spans, and
+-- every span of every trace is written here, so its cost is ingest's cost
+-- (bench/ingest). A span delivered twice is two rows; the job reads one.
 CREATE TABLE IF NOT EXISTS nhi_trace_spans (
     trace_id String CODEC(ZSTD(1)),
     span_id String CODEC(ZSTD(1)),
@@ -74,15 +79,9 @@ CREATE TABLE IF NOT EXISTS nhi_trace_spans (
     duration_ns UInt64 CODEC(ZSTD(1)),
     service LowCardinality(String),
     span_kind LowCardinality(String),
-    span_identity Array(String) CODEC(ZSTD(1)),
-    resource_identity Array(String) CODEC(ZSTD(1)),
-    is_tool UInt8,
-    is_mcp_tool_call UInt8,
-    tool_name String CODEC(ZSTD(1)),
-    tool_call_id String CODEC(ZSTD(1)),
-    jsonrpc_request_id String CODEC(ZSTD(1)),
+    facts String CODEC(ZSTD(1)),
     ingested_at DateTime DEFAULT now()
-) ENGINE = ReplacingMergeTree
+) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ingested_at)
 ORDER BY (trace_id, span_id)
 TTL ingested_at + INTERVAL 8 DAY
@@ -295,7 +294,8 @@ WHERE needs_trace = 1;
 CREATE MATERIALIZED VIEW IF NOT EXISTS nhi_trace_spans_mv TO nhi_trace_spans AS
 SELECT
     trace_id, span_id, parent_span_id, event_time AS start_time, duration_ns, service, span_kind,
-    span_identity, resource_identity, is_tool, is_mcp_tool_call, tool_name, tool_call_id, jsonrpc_request_id
+    arrayStringConcat(arrayConcat(span_identity, resource_identity,
+        [toString(is_tool), toString(is_mcp_tool_call), tool_name, tool_call_id, jsonrpc_request_id]), '\x1f') AS facts
 FROM nhi_span_derivation;
 
 -- The derivation of migration 0002 is replaced by the views above (created
