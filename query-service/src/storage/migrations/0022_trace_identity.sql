@@ -50,13 +50,7 @@ CREATE TABLE IF NOT EXISTS nhi_span_derivation (
     status LowCardinality(String),
     duration_ns UInt64,
     needs_trace UInt8,
-    span_identity Array(String),
-    resource_identity Array(String),
-    is_tool UInt8,
-    is_mcp_tool_call UInt8,
-    tool_name String,
-    tool_call_id String,
-    jsonrpc_request_id String
+    facts String
 ) ENGINE = Null;
 
 -- Every span's place in its trace, for the job: kept 8 days (a day longer
@@ -68,18 +62,19 @@ CREATE TABLE IF NOT EXISTS nhi_span_derivation (
 --     nhi.owner, nhi.business_unit, nhi.on_behalf_of;
 --   is a tool call (0/1), is an MCP tools/call (0/1), tool name,
 --     gen_ai.tool.call.id, jsonrpc.request.id.
--- One string instead of twenty columns: most are empty on most spans, and
+-- One string instead of twenty columns, and the default (LZ4) compression:
 -- every span of every trace is written here, so its cost is ingest's cost
--- (bench/ingest). A span delivered twice is two rows; the job reads one.
+-- (bench/ingest), and its ids are random hex that ZSTD would spend CPU on
+-- without gain. A span delivered twice is two rows; the job reads one.
 CREATE TABLE IF NOT EXISTS nhi_trace_spans (
-    trace_id String CODEC(ZSTD(1)),
-    span_id String CODEC(ZSTD(1)),
-    parent_span_id String CODEC(ZSTD(1)),
-    start_time DateTime64(9) CODEC(Delta, ZSTD(1)),
-    duration_ns UInt64 CODEC(ZSTD(1)),
+    trace_id String,
+    span_id String,
+    parent_span_id String,
+    start_time DateTime64(9),
+    duration_ns UInt64,
     service LowCardinality(String),
     span_kind LowCardinality(String),
-    facts String CODEC(ZSTD(1)),
+    facts String,
     ingested_at DateTime DEFAULT now()
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(ingested_at)
@@ -186,15 +181,14 @@ SELECT
     if(principal = settles_with, '', principal) AS on_behalf_of,
     activity_type, activity_name, status, duration_ns,
     needs_trace,
-    [s_id, SpanAttributes['gen_ai.agent.id'], s_agent_name, s_agent_name_key, SpanAttributes['nhi.type'],
-     SpanAttributes['nhi.owner'], SpanAttributes['nhi.business_unit'], s_principal] AS span_identity,
-    [r_id, ResourceAttributes['gen_ai.agent.id'], ResourceAttributes['gen_ai.agent.name'], ResourceAttributes['nhi.type'],
-     ResourceAttributes['nhi.owner'], ResourceAttributes['nhi.business_unit'], ResourceAttributes['nhi.on_behalf_of']] AS resource_identity,
-    activity_type = 'tool_invocation' AS is_tool,
-    is_mcp_tool_call,
-    tool_name,
-    SpanAttributes['gen_ai.tool.call.id'] AS tool_call_id,
-    SpanAttributes['jsonrpc.request.id'] AS jsonrpc_request_id
+    -- nhi_trace_spans.facts, in the order documented there.
+    arrayStringConcat([
+        s_id, SpanAttributes['gen_ai.agent.id'], s_agent_name, s_agent_name_key, SpanAttributes['nhi.type'],
+        SpanAttributes['nhi.owner'], SpanAttributes['nhi.business_unit'], s_principal,
+        r_id, ResourceAttributes['gen_ai.agent.id'], ResourceAttributes['gen_ai.agent.name'], ResourceAttributes['nhi.type'],
+        ResourceAttributes['nhi.owner'], ResourceAttributes['nhi.business_unit'], ResourceAttributes['nhi.on_behalf_of'],
+        if(activity_type = 'tool_invocation', '1', '0'), if(is_mcp_tool_call, '1', '0'), tool_name,
+        SpanAttributes['gen_ai.tool.call.id'], SpanAttributes['jsonrpc.request.id']], '\x1f') AS facts
 FROM (
     SELECT
         multiIf(
@@ -293,9 +287,7 @@ WHERE needs_trace = 1;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS nhi_trace_spans_mv TO nhi_trace_spans AS
 SELECT
-    trace_id, span_id, parent_span_id, event_time AS start_time, duration_ns, service, span_kind,
-    arrayStringConcat(arrayConcat(span_identity, resource_identity,
-        [toString(is_tool), toString(is_mcp_tool_call), tool_name, tool_call_id, jsonrpc_request_id]), '\x1f') AS facts
+    trace_id, span_id, parent_span_id, event_time AS start_time, duration_ns, service, span_kind, facts
 FROM nhi_span_derivation;
 
 -- The derivation of migration 0002 is replaced by the views above (created
