@@ -16,7 +16,7 @@ import { toCount } from '../storage/client.js'
 import type { Pricing } from './pricing.js'
 import { COLUMN_OF, GRANULARITIES, meterMatchSql, meterNameSql, PERIOD_OF } from './queries.js'
 
-const FILTERS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period'] as const
+const FILTERS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
 const PARAMS = ['from', 'to', 'granularity', 'limit', ...FILTERS] as const
 const evidenceRow = z.object({ matched: z.union([z.string(), z.number()]), trace_ids: z.array(z.string()) })
 

@@ -168,7 +168,7 @@ export const billingOpenApi: OpenApiFragment = {
         parameters: [
           timeParam('from', 'Start of the range, inclusive (RFC 3339 UTC). Default: start of the current UTC month.'),
           timeParam('to', 'End of the range, exclusive (RFC 3339 UTC). Default: now.'),
-          ...['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service'].map((name) => textParam(name, `Only spans whose ${name} is this value.`)),
+          ...['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'on_behalf_of'].map((name) => textParam(name, `Only spans whose ${name} is this value.`)),
           { name: 'period', in: 'query', required: false, description: 'Only spans in the period starting here (with granularity).', schema: utcTimeInput },
           { name: 'granularity', in: 'query', required: false, description: 'Period size for period (default day).', schema: { type: 'string', enum: [...GRANULARITIES] } },
           { name: 'limit', in: 'query', required: false, description: 'Most trace ids returned (1-1000, default 20).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },

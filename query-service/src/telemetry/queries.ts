@@ -16,6 +16,7 @@ import { usageSource } from '../billing/queries.js'
 import { toClickHouseTime, type TimeRange } from '../http/params.js'
 import { businessUnitCondition, INVENTORY_JOIN } from '../identities/effective.js'
 import { toCount } from '../storage/client.js'
+import { UNDECIDED_SINCE_SQL } from '../traces/job.js'
 
 /** Which rows a caller may see: null for every business unit. */
 export type BusinessUnitScope = readonly string[] | null
@@ -173,16 +174,18 @@ const pendingRow = z.object({ service: z.string(), spans: count64 })
  * one of its units.
  */
 export async function pendingSpans(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope, graceSeconds = 120): Promise<Map<string, number>> {
+  // A decision made at any time counts: a late copy of a span decided long ago is not pending.
   const result = await client.query({
     query: `
-      WITH (SELECT if(count() = 0, toDateTime64('1970-01-01 00:00:00', 3), max(settled_before) - toIntervalSecond({grace:UInt32}))
-            FROM nhi_trace_resolution_runs) AS since
+      WITH ${UNDECIDED_SINCE_SQL} AS since
       SELECT service, count() AS spans FROM (
         SELECT trace_id, span_id, any(service) AS service FROM nhi_trace_pending
         WHERE ingested_at >= since AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
           ${scope ? 'AND business_unit IN {business_units:Array(String)}' : ''}
         GROUP BY trace_id, span_id)
-      WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM nhi_trace_resolutions WHERE resolved_at >= since)
+      WHERE (trace_id, span_id) NOT IN (
+        SELECT trace_id, span_id FROM nhi_trace_resolutions
+        WHERE trace_id IN (SELECT trace_id FROM nhi_trace_pending WHERE ingested_at >= since AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}))
       GROUP BY service`,
     format: 'JSONEachRow',
     query_params: { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), grace: graceSeconds, ...(scope ? { business_units: scope } : {}) },

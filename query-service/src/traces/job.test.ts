@@ -372,3 +372,59 @@ describe('hostile traces', () => {
     expect(counts['unresolved:trace_too_large']).toBeGreaterThan(0)
   }, 240_000)
 })
+
+describe('decisions that hold', () => {
+  it('keeps the job running when an attribute value holds the separator the trace graph packs facts with', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'sep\u001fagent', 'user.id': 'u\u001f1' } }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't', 'jsonrpc.request.id': '1\u001f2' } }),
+    ])
+    const other = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId: other.traceId, spanId: other.id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'fine' } }),
+      spanRow({ start: at, traceId: other.traceId, spanId: other.id(2), parentSpanId: other.id(1), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }),
+    ])
+    await runTraceResolution(client, rule, { waitSeconds: 0 })
+    expect((await ledger(traceId)).map((r) => [r.nhi_id, r.identity_source])).toEqual([['', 'unresolved:no_identity']])
+    expect((await ledger(other.traceId)).map((r) => r.nhi_id)).toEqual(['agent:agents/fine'])
+  })
+
+  it('never decides again a late copy of a span already settled, even when its ancestor has arrived since', async () => {
+    const { traceId, id } = trace()
+    const tool = spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', resource: { 'nhi.id': 'svc-account' }, attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } })
+    await insertSpans(client, [tool])
+    await runTraceResolution(client, rule, { waitSeconds: 0 })
+    expect((await ledger(traceId)).map((r) => r.nhi_id)).toEqual(['svc-account'])
+    await insertSpans(client, [spanRow({ start: at, traceId, spanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'late' } })])
+    await insertSpans(client, [tool])
+    await runTraceResolution(client, rule, { waitSeconds: 0 })
+    const result = await client.query({ query: 'SELECT DISTINCT nhi_id FROM nhi_identity_activity WHERE trace_id = {t:String}', query_params: { t: traceId }, format: 'JSONEachRow' })
+    expect((await result.json<{ nhi_id: string }>()).map((r) => r.nhi_id)).toEqual(['svc-account'])
+    expect((await ledger(traceId)).map((r) => r.nhi_id)).toEqual(['svc-account'])
+    expect((await pendingSpans(client, november10, null)).get('agents') ?? 0).toBe(0)
+  })
+
+  it('waits for the root span that names the principal, exported after the agent span', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', attributes: { 'gen_ai.agent.name': 'a' } }),
+      spanRow({ start: at, traceId, spanId: id(3), parentSpanId: id(2), service: 'agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }),
+    ])
+    const first = await runTraceResolution(client, rule)
+    expect(first.waiting).toBeGreaterThanOrEqual(1)
+    await insertSpans(client, [spanRow({ start: at, traceId, spanId: id(1), service: 'app', attributes: { 'user.id': 'alice' } })])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.nhi_id, r.on_behalf_of])).toEqual([['agent:agents/a', 'alice']])
+  })
+
+  it('still takes the resource identity of a tool call whose parents loop', async () => {
+    const { traceId, id } = trace()
+    await insertSpans(client, [
+      spanRow({ start: at, traceId, spanId: id(1), parentSpanId: id(2), service: 'agents', resource: { 'gen_ai.agent.id': 'agent-r' } }),
+      spanRow({ start: at, traceId, spanId: id(2), parentSpanId: id(1), service: 'agents', resource: { 'gen_ai.agent.id': 'agent-r' }, attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect((await ledger(traceId)).map((r) => [r.nhi_id, r.identity_source])).toEqual([['agent-r', 'resource:gen_ai.agent.id']])
+  })
+})

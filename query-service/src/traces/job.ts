@@ -47,6 +47,13 @@ export interface ResolutionRun {
   spansRead: number
 }
 
+/**
+ * SQL for the earliest ingest time an undecided pending event can have: the
+ * latest run's settled_before less {grace:UInt32} seconds (the epoch before
+ * any run).
+ */
+export const UNDECIDED_SINCE_SQL = `ifNull((SELECT settled_before - toIntervalSecond({grace:UInt32}) FROM nhi_trace_resolution_runs ORDER BY run_at DESC LIMIT 1), toDateTime64('1970-01-01 00:00:00', 3))`
+
 /** The placeholder rule of a policy's `identity` section. */
 export function placeholderRule(settings: IdentitySettings): PlaceholderRule {
   return { agentIds: new Set(settings.placeholder_agent_ids.map((v) => v.toLowerCase())), uuidAgentIds: settings.uuid_agent_ids_are_placeholders }
@@ -90,6 +97,7 @@ const TRACE_SPANS_SQL = `
 export type TraceSpanRow = [traceId: string, spanId: string, parentSpanId: string, service: string, kind: string, startNs: string, durationNs: string, facts: string]
 /** Fields in a span's `facts` (migration 0022). */
 const FACTS = 20
+const NO_FACTS: readonly string[] = [...Array<string>(15).fill(''), '0', '0', '', '', '']
 
 /** The spans of the given traces, each once, at most `perTrace` per trace. */
 export async function readTraceSpans(client: ClickHouseClient, traces: string[], perTrace: number): Promise<TraceSpanRow[]> {
@@ -116,8 +124,11 @@ const AGENT_ACTIVITIES = new Set(['tool_invocation', 'model_call', 'workflow_exe
 
 function toTraceSpan(raw: TraceSpanRow): TraceSpan {
   const [, spanId, parentSpanId, service, kind, startNs, durationNs, facts] = raw
-  const f = facts.split('\x1f')
-  if (f.length !== FACTS) throw new Error(`trace resolution: span ${spanId} has ${f.length} facts, not ${FACTS}`)
+  let f = facts.split('\x1f')
+  // A value that itself holds the separator (any attribute can) makes the
+  // facts unreadable: the span then counts as naming nothing, rather than
+  // stopping the job for every trace.
+  if (f.length !== FACTS) f = [...NO_FACTS]
   const span = f.slice(0, 8)
   const resource = f.slice(8, 15)
   const [isTool, isMcpToolCall, toolName, toolCallId, jsonrpcRequestId] = f.slice(15) as [string, string, string, string, string]
@@ -150,9 +161,7 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
   const o = { ...RESOLUTION_DEFAULTS, ...options }
   const [clock] = await queryRows(
     client,
-    `SELECT toString(now64(3)) AS now, toString(now64(3) - toIntervalSecond({wait:UInt32})) AS settle_before,
-            toString(if(count() = 0, toDateTime64('1970-01-01 00:00:00', 3), max(settled_before) - toIntervalSecond({grace:UInt32}))) AS since
-     FROM nhi_trace_resolution_runs`,
+    `SELECT toString(now64(3)) AS now, toString(now64(3) - toIntervalSecond({wait:UInt32})) AS settle_before, toString(${UNDECIDED_SINCE_SQL}) AS since`,
     { wait: o.waitSeconds, grace: o.graceSeconds },
     clockRow,
   )
@@ -188,12 +197,14 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
       )
     ).map((row) => Object.fromEntries(PENDING_FIELDS.map((field, i) => [field, row[i]])) as unknown as PendingRow)
     if (candidates.length === 0) continue
-    // Events an earlier run decided (their decision is newer than `since`) are skipped.
+    // Events decided before are skipped, however long ago: a late copy of a
+    // span must not be decided again (nhi_trace_resolutions is ordered by
+    // trace and span, so this is a point lookup).
     const decided = await queryRows(
       client,
       `SELECT trace_id, span_id FROM nhi_trace_resolutions
-       WHERE trace_id IN {traces:Array(String)} AND span_id IN {spans:Array(String)} AND resolved_at >= {since:DateTime64(3)}`,
-      { traces: [...new Set(candidates.map((c) => c.trace_id))], spans: candidates.map((c) => c.span_id), since },
+       WHERE trace_id IN {traces:Array(String)} AND span_id IN {spans:Array(String)}`,
+      { traces: [...new Set(candidates.map((c) => c.trace_id))], spans: candidates.map((c) => c.span_id) },
       z.object({ trace_id: z.string(), span_id: z.string() }),
     )
     const done = new Set(decided.map((d) => `${d.trace_id}/${d.span_id}`))
@@ -304,89 +315,126 @@ async function decidePage(
     if (list) list.push(row)
     else byTrace.set(row.trace_id, [row])
   }
-  const toRead = [...byTrace.keys()].filter((traceId) => !graphs.has(traceId))
-  const spans = toRead.length > 0 ? await readTraceSpans(client, toRead, o.maxTraceSpans + 1) : []
-  run.spansRead += spans.length
-  const spansOf = new Map<string, TraceSpanRow[]>()
-  for (const s of spans) {
-    const list = spansOf.get(s[0])
-    if (list) list.push(s)
-    else spansOf.set(s[0], [s])
+  // Traces this run has indexed already (a large one spans pages), held for
+  // the whole page; the others are read in batches of at most twice the
+  // per-trace limit of spans, so a page of huge traces stays bounded too.
+  const pinned = new Map<string, CachedGraph>()
+  for (const traceId of byTrace.keys()) {
+    const cached = graphs.get(traceId)
+    if (cached) pinned.set(traceId, cached)
+  }
+  const toRead = [...byTrace.keys()].filter((traceId) => !pinned.has(traceId))
+  const sizes = toRead.length === 0 ? [] : await stringRows(
+    client,
+    'SELECT trace_id, toString(count()) FROM nhi_trace_spans WHERE trace_id IN {traces:Array(String)} GROUP BY trace_id',
+    { traces: toRead },
+    2,
+  )
+  const sizeOf = new Map(sizes.map(([traceId, n]) => [traceId!, Math.min(Number(n), o.maxTraceSpans + 1)]))
+  const batches: string[][] = [[...pinned.keys()]]
+  let batchSpans = 0
+  for (const traceId of toRead) {
+    const size = sizeOf.get(traceId) ?? 0
+    if (batches.length === 1 || batchSpans + size > 2 * o.maxTraceSpans) {
+      batches.push([])
+      batchSpans = 0
+    }
+    batches[batches.length - 1]!.push(traceId)
+    batchSpans += size
   }
 
   const ledger: Record<string, unknown>[] = []
   const decisions: Record<string, unknown>[] = []
   const decidedAt = new Date().toISOString().replace('T', ' ').replace('Z', '')
-  for (const [traceId, pending] of byTrace) {
-    let known = graphs.get(traceId)
-    if (!known) {
-      const raw = spansOf.get(traceId) ?? []
-      const graph = new TraceGraph(raw.slice(0, o.maxTraceSpans).map(toTraceSpan), rule, raw.length > o.maxTraceSpans)
-      known = { graph, secondary: graph.sameToolCalls(), spans: Math.min(raw.length, o.maxTraceSpans) }
-      graphs.remember(traceId, known)
+  for (const [index, batch] of batches.entries()) {
+    if (batch.length === 0) continue
+    const spans = index === 0 ? [] : await readTraceSpans(client, batch, o.maxTraceSpans + 1)
+    run.spansRead += spans.length
+    const spansOf = new Map<string, TraceSpanRow[]>()
+    for (const s of spans) {
+      const list = spansOf.get(s[0])
+      if (list) list.push(s)
+      else spansOf.set(s[0], [s])
     }
-    const { graph, secondary } = known
-    const truncated = graph.truncated
-    for (const row of pending) {
-      const settle = row.arrived_at < settleBefore
-      const span = graph.get(row.span_id)
-      let decision: Resolution
-      if (!span) {
-        // Its own span was not read: the trace was cut off, or its row expired.
-        decision = truncated || settle ? { outcome: 'unresolved', reason: truncated ? 'trace_too_large' : 'ancestor_missing', onBehalfOf: '' } : { outcome: 'waiting', reason: 'ancestor_missing' }
-      } else if (secondary.has(row.span_id)) {
-        decision = { outcome: 'same_tool_call', primarySpanId: secondary.get(row.span_id)! }
-      } else if (!settle && (span.isMcpToolCall || span.toolCallId !== '') && !graph.ancestryComplete(span)) {
-        // The span that is billed for this call may be an ancestor still on its way.
-        decision = { outcome: 'waiting', reason: 'ancestor_missing' }
-      } else {
-        decision = graph.identityOf(span, { settle, agentActivity: AGENT_ACTIVITIES.has(row.activity_type) })
+    for (const traceId of batch) {
+      let known = pinned.get(traceId)
+      if (!known) {
+        const raw = spansOf.get(traceId) ?? []
+        const graph = new TraceGraph(raw.slice(0, o.maxTraceSpans).map(toTraceSpan), rule, raw.length > o.maxTraceSpans)
+        known = { graph, secondary: graph.sameToolCalls(), spans: Math.min(raw.length, o.maxTraceSpans) }
+        graphs.remember(traceId, known)
       }
-      if (decision.outcome === 'waiting') {
-        run.waiting++
-        continue
-      }
-      if (decision.outcome === 'same_tool_call') {
-        run.sameToolCall++
-        decisions.push({ trace_id: traceId, span_id: row.span_id, outcome: 'same_tool_call', nhi_id: '', reason: `billed as span ${decision.primarySpanId}`, resolved_at: decidedAt })
-        continue
-      }
-      const identity = decision.outcome === 'resolved' ? decision.identity : undefined
-      if (identity) run.resolved++
-      else run.unresolved++
-      ledger.push({
-        trace_id: traceId,
-        span_id: row.span_id,
-        event_time: row.event_start,
-        service: row.service,
-        span_name: row.span_name,
-        span_kind: row.span_kind,
-        nhi_id: identity?.nhiId ?? '',
-        nhi_type: identity?.type ?? '',
-        identity_source: identity ? identity.source : `unresolved:${decision.outcome === 'unresolved' ? decision.reason : ''}`,
-        owner: identity?.owner ?? (span ? span.span.owner || span.resource.owner : ''),
-        business_unit: identity?.businessUnit ?? row.business_unit,
-        credential_id: row.credential_id,
-        on_behalf_of: decision.onBehalfOf,
-        activity_type: row.activity_type,
-        activity_name: row.activity_name,
-        status: row.status,
-        duration_ns: row.duration_ns,
-      })
-      decisions.push({
-        trace_id: traceId,
-        span_id: row.span_id,
-        outcome: decision.outcome,
-        nhi_id: identity?.nhiId ?? '',
-        reason: decision.outcome === 'unresolved' ? decision.reason : identity!.source,
-        resolved_at: decidedAt,
-      })
+      decideTrace(traceId, byTrace.get(traceId)!, known, { settleBefore, decidedAt, ledger, decisions, run })
     }
   }
   // The ledger first: a crash between the two writes leaves the events
   // undecided, and the next run writes the same rows again.
   await insertRows(client, 'nhi_activity', LEDGER_COLUMNS, ledger)
   await insertRows(client, 'nhi_trace_resolutions', DECISION_COLUMNS, decisions)
+}
+
+/** Decides the pending events of one trace, appending ledger rows and decisions. */
+function decideTrace(
+  traceId: string,
+  pending: PendingRow[],
+  known: CachedGraph,
+  out: { settleBefore: string; decidedAt: string; ledger: Record<string, unknown>[]; decisions: Record<string, unknown>[]; run: ResolutionRun },
+): void {
+  const { settleBefore, decidedAt, ledger, decisions, run } = out
+  const { graph, secondary } = known
+  const truncated = graph.truncated
+  for (const row of pending) {
+    const settle = row.arrived_at < settleBefore
+    const span = graph.get(row.span_id)
+    let decision: Resolution
+    if (!span) {
+      // Its own span was not read: the trace was cut off, or its row expired.
+      decision = truncated || settle ? { outcome: 'unresolved', reason: truncated ? 'trace_too_large' : 'ancestor_missing', onBehalfOf: '' } : { outcome: 'waiting', reason: 'ancestor_missing' }
+    } else if (secondary.has(row.span_id)) {
+      decision = { outcome: 'same_tool_call', primarySpanId: secondary.get(row.span_id)! }
+    } else {
+      decision = graph.identityOf(span, { settle, agentActivity: AGENT_ACTIVITIES.has(row.activity_type) })
+    }
+    if (decision.outcome === 'waiting') {
+      run.waiting++
+      continue
+    }
+    if (decision.outcome === 'same_tool_call') {
+      run.sameToolCall++
+      decisions.push({ trace_id: traceId, span_id: row.span_id, outcome: 'same_tool_call', nhi_id: '', reason: `billed as span ${decision.primarySpanId}`, resolved_at: decidedAt })
+      continue
+    }
+    const identity = decision.outcome === 'resolved' ? decision.identity : undefined
+    if (identity) run.resolved++
+    else run.unresolved++
+    ledger.push({
+      trace_id: traceId,
+      span_id: row.span_id,
+      event_time: row.event_start,
+      service: row.service,
+      span_name: row.span_name,
+      span_kind: row.span_kind,
+      nhi_id: identity?.nhiId ?? '',
+      nhi_type: identity?.type ?? '',
+      identity_source: identity ? identity.source : `unresolved:${decision.outcome === 'unresolved' ? decision.reason : ''}`,
+      owner: identity?.owner ?? (span ? span.span.owner || span.resource.owner : ''),
+      business_unit: identity?.businessUnit ?? row.business_unit,
+      credential_id: row.credential_id,
+      on_behalf_of: decision.onBehalfOf,
+      activity_type: row.activity_type,
+      activity_name: row.activity_name,
+      status: row.status,
+      duration_ns: row.duration_ns,
+    })
+    decisions.push({
+      trace_id: traceId,
+      span_id: row.span_id,
+      outcome: decision.outcome,
+      nhi_id: identity?.nhiId ?? '',
+      reason: decision.outcome === 'unresolved' ? decision.reason : identity!.source,
+      resolved_at: decidedAt,
+    })
+  }
 }
 
 const LEDGER_COLUMNS = [

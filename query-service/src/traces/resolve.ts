@@ -86,6 +86,9 @@ export type Resolution =
   /** An ancestor has not arrived yet; ask again later (the job settles it after its wait). */
   | { outcome: 'waiting'; reason: 'ancestor_missing' }
 
+/** Framework tool spans of one name an unpaired MCP server span is compared with by running time, at most. */
+const MAX_RUNNING_CANDIDATES = 1000
+
 const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i
 
 /** Whether a `gen_ai.agent.id` / `gen_ai.agent.name` value is a placeholder rather than an identity. */
@@ -257,9 +260,9 @@ export class TraceGraph {
    * 3. the span's resource identity, except on an MCP server's tool span
    *    (the server's identity is not the caller's);
    * 4. the nearest ancestor's identity, across services;
-   * else none, with the reason. With `settle`, a parent that has not
-   * arrived ends the walk (the job's wait is over) instead of answering
-   * `waiting`.
+   * else none, with the reason. Without `settle` it answers `waiting`
+   * until every ancestor has arrived; with it (the job's wait is over) a
+   * parent that has not arrived ends the walks.
    */
   identityOf(span: TraceSpan, options: { settle?: boolean; agentActivity?: boolean } = {}): Resolution {
     const decided = this.decide(span, options)
@@ -269,46 +272,43 @@ export class TraceGraph {
   }
 
   private decide(span: TraceSpan, options: { settle?: boolean; agentActivity?: boolean }): Resolution {
-    const settle = options.settle ? { missing: false } : undefined
+    // Decided only once every ancestor has arrived (the principal, too, may
+    // sit on one), unless the wait is over.
+    if (!options.settle && !this.ancestryComplete(span)) return { outcome: 'waiting', reason: 'ancestor_missing' }
     const onBehalfOf = this.principal(span)
     const own = levelIdentity('span', span.span, span.service, this.rule)
     if (own && 'identity' in own) return { outcome: 'resolved', identity: withResourceDefaults(own.identity, span.resource), onBehalfOf }
     let placeholder = own !== null
     if (options.agentActivity) {
+      // A loop, a cut-off trace or a gap ends this walk; the rules below still apply.
       const agent = this.nearestAgentInService(span)
       if ('found' in agent) return { outcome: 'resolved', identity: agent.found, onBehalfOf }
-      const gap = this.gap(agent, settle)
-      if (gap) return gap
     }
     const mcpServer = span.isMcpToolCall && isServer(span)
     if (!mcpServer) {
       const fromResource = levelIdentity('resource', span.resource, span.service, this.rule)
-      if (fromResource && 'identity' in fromResource) return { outcome: 'resolved', identity: fromResource.identity, onBehalfOf }
+      // The span's own owner and business unit win over its resource's, as for every other attribute.
+      if (fromResource && 'identity' in fromResource) {
+        const identity = { ...fromResource.identity, owner: span.span.owner || fromResource.identity.owner, businessUnit: span.span.businessUnit || fromResource.identity.businessUnit }
+        return { outcome: 'resolved', identity, onBehalfOf }
+      }
       placeholder ||= fromResource !== null
     }
     const ancestor = this.nearestAncestorIdentity(span)
     if ('found' in ancestor) return { outcome: 'resolved', identity: ancestor.found, onBehalfOf }
-    const gap = this.gap(ancestor, settle)
-    if (gap) return gap
-    const reason = settle?.missing ? 'ancestor_missing' : mcpServer ? 'mcp_caller_unknown' : placeholder ? 'placeholder_identity' : 'no_identity'
+    const reason =
+      ancestor.end === 'cycle'
+        ? 'parent_cycle'
+        : ancestor.end === 'missing'
+          ? this.truncated
+            ? 'trace_too_large'
+            : 'ancestor_missing'
+          : mcpServer
+            ? 'mcp_caller_unknown'
+            : placeholder
+              ? 'placeholder_identity'
+              : 'no_identity'
     return { outcome: 'unresolved', reason, onBehalfOf }
-  }
-
-  /**
-   * What a walk that ended without an answer means: nothing at the root; a
-   * loop or a cut-off trace is final; a missing parent means waiting, unless
-   * the wait is over (`settle`), when the walk counts as ended there and the
-   * reason is remembered.
-   */
-  private gap(walk: Walk<unknown>, settle: { missing: boolean } | undefined): Resolution | undefined {
-    if (!('end' in walk) || walk.end === 'root') return undefined
-    if (walk.end === 'cycle') return { outcome: 'unresolved', reason: 'parent_cycle', onBehalfOf: '' }
-    if (this.truncated) return { outcome: 'unresolved', reason: 'trace_too_large', onBehalfOf: '' }
-    if (settle) {
-      settle.missing = true
-      return undefined
-    }
-    return { outcome: 'waiting', reason: 'ancestor_missing' }
   }
 
   private readonly depths = new Map<string, number>()
@@ -381,11 +381,20 @@ export class TraceGraph {
       }
       if (s.isMcpToolCall && isClient(s) && s.jsonrpcRequestId !== '') {
         const key = `${s.jsonrpcRequestId}\u0000${s.toolName}`
-        clientsByRequest.set(key, [...(clientsByRequest.get(key) ?? []), s.spanId])
+        const list = clientsByRequest.get(key)
+        if (list) list.push(s.spanId)
+        else clientsByRequest.set(key, [s.spanId])
       }
     }
     const sameTool = (a: TraceSpan, b: TraceSpan) => a.toolName === '' || b.toolName === '' || a.toolName === b.toolName
-    const frameworkTools = tools.filter((t) => !t.isMcpToolCall)
+    // Framework tool spans by tool name, for the running-time pairing below.
+    const frameworkToolsByName = new Map<string, TraceSpan[]>()
+    for (const t of tools) {
+      if (t.isMcpToolCall || t.toolName === '') continue
+      const list = frameworkToolsByName.get(t.toolName)
+      if (list) list.push(t)
+      else frameworkToolsByName.set(t.toolName, [t])
+    }
     for (const s of tools) {
       if (!s.isMcpToolCall) continue
       const parent = this.byId.get(s.parentSpanId)
@@ -403,13 +412,18 @@ export class TraceGraph {
         union(s.spanId, clients[0]!)
         continue
       }
-      const running = frameworkTools.filter((t) => t.toolName === s.toolName && t.toolName !== '' && t.startNs <= s.startNs && s.startNs <= t.endNs)
+      // Bounded: with more candidates than this the pairing could not be unique anyway in practice.
+      const sameName = frameworkToolsByName.get(s.toolName) ?? []
+      if (sameName.length > MAX_RUNNING_CANDIDATES) continue
+      const running = sameName.filter((t) => t.startNs <= s.startNs && s.startNs <= t.endNs)
       if (running.length === 1) union(s.spanId, running[0]!.spanId)
     }
     const groups = new Map<string, TraceSpan[]>()
     for (const s of tools) {
       const root = find(s.spanId)
-      groups.set(root, [...(groups.get(root) ?? []), s])
+      const members = groups.get(root)
+      if (members) members.push(s)
+      else groups.set(root, [s])
     }
     const secondary = new Map<string, string>()
     for (const members of groups.values()) {

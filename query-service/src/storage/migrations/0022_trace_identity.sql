@@ -128,9 +128,10 @@ ORDER BY (trace_id, span_id)
 TTL toDateTime(resolved_at) + INTERVAL 8 DAY
 SETTINGS ttl_only_drop_parts = 1;
 
--- One row per job run: every pending row ingested before `settled_before`
--- has its decision (readers and the next run start from there, less a grace
--- period for inserts that were in flight).
+-- One row per job run that decided or saw something: every pending row
+-- ingested before `settled_before` has its decision (readers and the next
+-- run start from the latest run's, less a grace period for inserts that
+-- were in flight). Kept 8 days, like the rows it speaks of.
 CREATE TABLE IF NOT EXISTS nhi_trace_resolution_runs (
     run_at DateTime64(3),
     settled_before DateTime64(3),
@@ -139,7 +140,8 @@ CREATE TABLE IF NOT EXISTS nhi_trace_resolution_runs (
     same_tool_call UInt32,
     waiting UInt32
 ) ENGINE = MergeTree
-ORDER BY run_at;
+ORDER BY run_at
+TTL toDateTime(run_at) + INTERVAL 8 DAY;
 
 -- Derivation from one span. Precedence (README, "Identity precedence"):
 --   identity settled here: span nhi.id; else resource nhi.id for a span that
