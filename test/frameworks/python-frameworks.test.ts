@@ -265,11 +265,8 @@ afterAll(async () => {
   await metered?.stop()
 })
 
-if (tools.skipReason) {
-  describe('Python agent frameworks', () => {
-    it.skip(`need Python: ${tools.skipReason}`, () => {})
-  })
-}
+// Without Python (never under CI=true, where hardeningTools() throws) the suites below skip; say why once.
+if (tools.skipReason) console.warn(`test/frameworks/python-frameworks.test.ts: skipped, ${tools.skipReason}`)
 
 for (const framework of FRAMEWORKS) {
   describe.skipIf(tools.skipReason !== undefined)(`${framework.title}, run offline`, () => {
