@@ -29,12 +29,12 @@ export interface ResolutionOptions {
   pageSize: number
   /** Spans read per trace; a larger trace is cut off and its events whose ancestors were not read are `trace_too_large`. */
   maxTraceSpans: number
-  /** Inserts in flight during a run may carry an earlier ingested_at than the run's clock. */
+  /** Inserts in flight during a run may carry an earlier ingested_at than the run's clock: each run reads again what arrived this long before it. */
   graceSeconds: number
 }
 
 /** Defaults, documented in the README ("Agent frameworks"). */
-export const RESOLUTION_DEFAULTS: ResolutionOptions = { waitSeconds: 300, pageSize: 20_000, maxTraceSpans: 100_000, graceSeconds: 120 }
+export const RESOLUTION_DEFAULTS: ResolutionOptions = { waitSeconds: 300, pageSize: 20_000, maxTraceSpans: 100_000, graceSeconds: 30 }
 
 /** What one run did. */
 export interface ResolutionRun {
@@ -45,14 +45,17 @@ export interface ResolutionRun {
   waiting: number
   /** Spans read from nhi_trace_spans. */
   spansRead: number
+  /** Undecided events read. */
+  seen: number
+  /** When the oldest event still waiting arrived. */
+  oldestWaiting: string | undefined
 }
 
 /**
  * SQL for the earliest ingest time an undecided pending event can have: the
- * latest run's settled_before less {grace:UInt32} seconds (the epoch before
- * any run).
+ * latest run's settled_before (the epoch before any run).
  */
-export const UNDECIDED_SINCE_SQL = `ifNull((SELECT settled_before - toIntervalSecond({grace:UInt32}) FROM nhi_trace_resolution_runs ORDER BY run_at DESC LIMIT 1), toDateTime64('1970-01-01 00:00:00', 3))`
+export const UNDECIDED_SINCE_SQL = `ifNull((SELECT settled_before FROM nhi_trace_resolution_runs ORDER BY run_at DESC LIMIT 1), toDateTime64('1970-01-01 00:00:00', 3))`
 
 /** The placeholder rule of a policy's `identity` section. */
 export function placeholderRule(settings: IdentitySettings): PlaceholderRule {
@@ -154,19 +157,20 @@ async function queryRows<T>(client: ClickHouseClient, query: string, params: Rec
   return (await result.json<Record<string, unknown>>()).map((raw) => schema.parse(raw))
 }
 
-const clockRow = z.object({ now: z.string(), settle_before: z.string(), since: z.string() })
+const clockRow = z.object({ now: z.string(), settle_before: z.string(), seen_before: z.string(), since: z.string() })
 
 /** Runs the job once over every undecided pending event. */
 export async function runTraceResolution(client: ClickHouseClient, rule: PlaceholderRule, options: Partial<ResolutionOptions> = {}): Promise<ResolutionRun> {
   const o = { ...RESOLUTION_DEFAULTS, ...options }
   const [clock] = await queryRows(
     client,
-    `SELECT toString(now64(3)) AS now, toString(now64(3) - toIntervalSecond({wait:UInt32})) AS settle_before, toString(${UNDECIDED_SINCE_SQL}) AS since`,
+    `SELECT toString(now64(3)) AS now, toString(now64(3) - toIntervalSecond({wait:UInt32})) AS settle_before,
+            toString(now64(3) - toIntervalSecond({grace:UInt32})) AS seen_before, toString(${UNDECIDED_SINCE_SQL}) AS since`,
     { wait: o.waitSeconds, grace: o.graceSeconds },
     clockRow,
   )
-  const { now, settle_before: settleBefore, since } = clock!
-  const run: ResolutionRun = { resolved: 0, unresolved: 0, sameToolCall: 0, waiting: 0, spansRead: 0 }
+  const { now, settle_before: settleBefore, seen_before: seenBefore, since } = clock!
+  const run: ResolutionRun = { resolved: 0, unresolved: 0, sameToolCall: 0, waiting: 0, spansRead: 0, seen: 0, oldestWaiting: undefined }
   // A page is a set of whole hours of span starts (the pending table's
   // first key) holding about pageSize events; an hour holding more is split
   // into trace-hash buckets. Every read stays inside its hours, and a
@@ -182,41 +186,41 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
   )
   const graphs = new GraphCache(2 * o.maxTraceSpans)
   for (const page of pagesOf(hours.map((h) => ({ hour: h.hour, events: toCount(h.events), largestTrace: toCount(h.largest_trace) })), o.pageSize)) {
-    // A span delivered twice is one event (either copy; they differ only in when they arrived).
+    // The page's undecided events. An event decided before is skipped
+    // however long ago (a late copy of a span is never decided again):
+    // nhi_trace_resolutions is ordered by trace, so that is a lookup of the
+    // page's traces. A span delivered twice is one event (either copy).
+    const pageFilter = `toStartOfHour(event_time) IN {hours:Array(DateTime)} AND ingested_at >= {since:DateTime64(3)}
+           AND cityHash64(trace_id, if({by_span:Bool}, span_id, '')) % {buckets:UInt32} = {bucket:UInt32}`
     const candidates = (
       await stringRows(
         client,
         `SELECT trace_id, span_id, toString(event_time), service, span_name, span_kind, business_unit, credential_id,
                 activity_type, activity_name, status, toString(duration_ns), toString(ingested_at)
          FROM nhi_trace_pending
-         WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)} AND ingested_at >= {since:DateTime64(3)}
-           AND cityHash64(trace_id, if({by_span:Bool}, span_id, '')) % {buckets:UInt32} = {bucket:UInt32}
+         WHERE ${pageFilter}
+           AND (trace_id, span_id) NOT IN (
+             SELECT trace_id, span_id FROM nhi_trace_resolutions
+             WHERE trace_id IN (SELECT trace_id FROM nhi_trace_pending WHERE ${pageFilter}))
          LIMIT 1 BY trace_id, span_id`,
         { hours: page.hours, since, buckets: page.buckets, bucket: page.bucket, by_span: page.bySpan },
         PENDING_FIELDS.length,
       )
     ).map((row) => Object.fromEntries(PENDING_FIELDS.map((field, i) => [field, row[i]])) as unknown as PendingRow)
-    if (candidates.length === 0) continue
-    // Events decided before are skipped, however long ago: a late copy of a
-    // span must not be decided again (nhi_trace_resolutions is ordered by
-    // trace and span, so this is a point lookup).
-    const decided = await queryRows(
-      client,
-      `SELECT trace_id, span_id FROM nhi_trace_resolutions
-       WHERE trace_id IN {traces:Array(String)} AND span_id IN {spans:Array(String)}`,
-      { traces: [...new Set(candidates.map((c) => c.trace_id))], spans: candidates.map((c) => c.span_id) },
-      z.object({ trace_id: z.string(), span_id: z.string() }),
-    )
-    const done = new Set(decided.map((d) => `${d.trace_id}/${d.span_id}`))
-    const undecided = candidates.filter((c) => !done.has(`${c.trace_id}/${c.span_id}`))
-    if (undecided.length > 0) await decidePage(client, undecided, rule, o, settleBefore, run, graphs)
+    run.seen += candidates.length
+    if (candidates.length > 0) await decidePage(client, candidates, rule, o, settleBefore, run, graphs)
   }
-  // A run that found nothing to decide writes nothing (an idle service
-  // changes no stored byte); the next run starts from the same place.
-  if (run.resolved + run.unresolved + run.sameToolCall + run.waiting === 0) return run
+  // Nothing undecided: an idle service writes nothing, and the next run
+  // starts from the same place (a short read: nothing new is there).
+  if (run.seen === 0) return run
+  // Every event that arrived before this is decided: the run's start less
+  // the grace period, or the oldest event still waiting. The next run and
+  // the completeness counts start there instead of re-reading everything
+  // the wait could hold.
+  const settledBefore = run.oldestWaiting !== undefined && run.oldestWaiting < seenBefore ? run.oldestWaiting : seenBefore
   await client.insert({
     table: 'nhi_trace_resolution_runs',
-    values: [{ run_at: now, settled_before: settleBefore, resolved: run.resolved, unresolved: run.unresolved, same_tool_call: run.sameToolCall, waiting: run.waiting }],
+    values: [{ run_at: now, settled_before: settledBefore, resolved: run.resolved, unresolved: run.unresolved, same_tool_call: run.sameToolCall, waiting: run.waiting }],
     format: 'JSONEachRow',
   })
   return run
@@ -397,6 +401,7 @@ function decideTrace(
     }
     if (decision.outcome === 'waiting') {
       run.waiting++
+      if (run.oldestWaiting === undefined || row.arrived_at < run.oldestWaiting) run.oldestWaiting = row.arrived_at
       continue
     }
     if (decision.outcome === 'same_tool_call') {
