@@ -1,8 +1,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../app.js'
-import { IDENTITY_DEFAULTS } from '../policy/index.js'
-import { freshStorage, insertSpans, spanRow, TEST_POLICY, testKeys } from '../test-support.js'
+import { IDENTITY_DEFAULTS, validatePolicy } from '../policy/index.js'
+import { freshStorage, insertSpans, spanRow, testKeys } from '../test-support.js'
 import { placeholderRule, runTraceResolution } from './job.js'
 
 let client: ClickHouseClient
@@ -13,6 +13,10 @@ const { store, key } = testKeys([
 ])
 const rule = placeholderRule({ ...IDENTITY_DEFAULTS, placeholder_agent_ids: [...IDENTITY_DEFAULTS.placeholder_agent_ids] })
 const RANGE = 'from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z'
+/** Tool calls at 0.002 from the start of 2026, so October's statement can bill. */
+const POLICY = validatePolicy({
+  rate_cards: [{ version: '2026', effective_from: '2026-01-01T00:00:00Z', currency: 'USD', meters: [{ name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002' }] }],
+}).policy
 
 async function get<T>(path: string, keyName = 'admin'): Promise<T> {
   const response = await app.request(path, { headers: { Authorization: `Bearer ${key(keyName)}` } })
@@ -33,7 +37,7 @@ const agentRun = [
 
 beforeAll(async () => {
   client = await freshStorage()
-  app = createApp({ client, keys: () => store, policy: () => TEST_POLICY })
+  app = createApp({ client, keys: () => store, policy: () => POLICY })
   // The tools arrive first; their agent span is still on its way.
   await insertSpans(client, agentRun.slice(1))
 })
@@ -84,12 +88,35 @@ describe('events waiting for their trace, seen through the API', () => {
     const bill = await get<Billable>(`/v1/billable?${RANGE}&group_by=nhi.id,business_unit`)
     expect(bill.rows).toEqual([expect.objectContaining({ 'nhi.id': 'agent:support-bot/triage', business_unit: 'customer-care', quantity: 2 })])
     const identities = await get<{ identities: Array<{ id: string; declared: boolean; owner: string }> }>('/v1/identities')
-    expect(identities.identities.find((i) => i.id === 'agent:support-bot/triage')).toMatchObject({ declared: true, owner: 'cx-team' })
+    // The identity ledger (entitlements, identities, findings read it) holds the resolved events too.
+    expect(identities.identities.find((i) => i.id === 'agent:support-bot/triage')).toMatchObject({ declared: true, owner: 'cx-team', activity_count: 2 })
   })
 
   it('name the reason an event stays unidentified', async () => {
     await runTraceResolution(client, rule, { waitSeconds: 0 })
     const completeness = await get<Completeness>(`/v1/telemetry/completeness?${RANGE}`)
     expect(completeness.services.find((s) => s.service === 'sales-bot')).toMatchObject({ pending_spans: 0, unidentified_reasons: { ancestor_missing: 1 } })
+  })
+
+  it('shows an event decided after its month was closed as an adjustment in the next statement, never by changing the closed one', async () => {
+    const octoberTrace = 'a'.repeat(31) + 'b'
+    await insertSpans(client, [
+      spanRow({ start: '2026-10-20T09:00:01Z', traceId: octoberTrace, spanId: span(2), parentSpanId: span(1), service: 'support-bot', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'search' } }),
+    ])
+    await runTraceResolution(client, rule)
+    const post = (period: string) =>
+      app.request('/v1/statements', { method: 'POST', headers: { Authorization: `Bearer ${key('admin')}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ period }) })
+    const closed = await post('2026-10')
+    expect(closed.status, await closed.clone().text()).toBe(201)
+    const october = (await closed.json()) as { lines: unknown[]; completeness: { pending_spans: number; status: string } }
+    expect(october.lines).toEqual([])
+    expect(october.completeness).toMatchObject({ pending_spans: 1, status: 'incomplete' })
+    await insertSpans(client, [
+      spanRow({ start: '2026-10-20T09:00:00Z', traceId: octoberTrace, spanId: span(1), service: 'support-bot', attributes: { 'gen_ai.agent.name': 'triage' } }),
+    ])
+    await runTraceResolution(client, rule)
+    expect(await get('/v1/statements/2026-10')).toEqual(october)
+    const november = (await (await post('2026-11')).json()) as { adjustments: Array<Record<string, unknown>> }
+    expect(november.adjustments).toEqual([expect.objectContaining({ period: '2026-10', 'nhi.id': 'agent:support-bot/triage', quantity: 1 })])
   })
 })
