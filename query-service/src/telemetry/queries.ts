@@ -16,6 +16,7 @@ import { usageSource } from '../billing/queries.js'
 import { toClickHouseTime, type TimeRange } from '../http/params.js'
 import { businessUnitCondition, INVENTORY_JOIN } from '../identities/effective.js'
 import { toCount } from '../storage/client.js'
+import { tableWriteVersion } from '../storage/write-tracking.js'
 import { UNDECIDED_SINCE_SQL } from '../traces/job.js'
 
 /** Which rows a caller may see: null for every business unit. */
@@ -166,6 +167,10 @@ export async function unidentifiedReasons(client: ClickHouseClient, range: TimeR
 
 const pendingRow = z.object({ service: z.string(), spans: count64 })
 
+/** Ranges known to hold no pending row, per embedded client, as of a write version of otel_traces. */
+const noPendingRanges = new WeakMap<ClickHouseClient, { version: number; ranges: Set<string> }>()
+const MAX_REMEMBERED_RANGES = 1000
+
 /**
  * Use events still waiting for the trace resolution job, per service, whose
  * span started in the range (each span once). They are in no bill yet; the
@@ -177,14 +182,27 @@ export async function pendingSpans(client: ClickHouseClient, range: TimeRange, s
   const params = { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), ...(scope ? { business_units: scope } : {}) }
   // Most ranges (every closed month more than a week old) have no pending
   // row at all, decided or not: one read of the table's first key says so,
-  // and a bill pays for no more than that.
+  // and a bill pays for no more than that. On the embedded engine, where
+  // this process sees every write, that answer holds until otel_traces (the
+  // only source of pending rows) is written again.
+  const version = tableWriteVersion(client, 'otel_traces')
+  const rangeKey = `${params.from}|${params.to}|${scope?.join('\u0000') ?? ''}`
+  const known = noPendingRanges.get(client)
+  if (version !== undefined && known?.version === version && known.ranges.has(rangeKey)) return new Map()
   const any = await client.query({
     query: 'SELECT count() AS n FROM (SELECT 1 FROM nhi_trace_pending WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} LIMIT 1)',
     format: 'JSONEachRow',
     query_params: params,
   })
   const [probe] = await any.json<{ n: string | number }>()
-  if (toCount(probe?.n ?? 0) === 0) return new Map()
+  if (toCount(probe?.n ?? 0) === 0) {
+    if (version !== undefined) {
+      const held = known?.version === version && known.ranges.size < MAX_REMEMBERED_RANGES ? known : { version, ranges: new Set<string>() }
+      held.ranges.add(rangeKey)
+      noPendingRanges.set(client, held)
+    }
+    return new Map()
+  }
   // A decision made at any time counts: a late copy of a span decided long ago is not pending.
   const result = await client.query({
     query: `

@@ -428,3 +428,14 @@ describe('decisions that hold', () => {
     expect((await ledger(traceId)).map((r) => [r.nhi_id, r.identity_source])).toEqual([['agent-r', 'resource:gen_ai.agent.id']])
   })
 })
+
+describe('the pending count', () => {
+  it('sees an event that arrives after a count that found none in the same range', async () => {
+    const range = { from: new Date('2026-11-20T00:00:00Z'), to: new Date('2026-11-21T00:00:00Z') }
+    expect((await pendingSpans(client, range, null)).size).toBe(0)
+    expect((await pendingSpans(client, range, null)).size).toBe(0)
+    const { traceId, id } = trace()
+    await insertSpans(client, [spanRow({ start: '2026-11-20T10:00:00Z', traceId, spanId: id(2), parentSpanId: id(1), service: 'late-agents', attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 't' } })])
+    expect((await pendingSpans(client, range, null)).get('late-agents')).toBe(1)
+  })
+})
