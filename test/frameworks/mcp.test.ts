@@ -12,18 +12,14 @@
  * The server's spans pass through a recording relay on their way to the
  * receiver, so the test can say what the server sent.
  */
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { gunzipSync } from 'node:zlib'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
 import { SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeProtobuf } from '../../query-service/src/otlp/decode-protobuf.js'
-import type { AttributeValue as OtlpValue } from '../../query-service/src/otlp/model.js'
 import { startMcpToolServer } from './mcp-fixture.js'
+import { startRecordingRelay, type ExportedSpan, type RecordingRelay } from './otlp-relay.js'
 import {
   billedToolCalls, expectedRows, shapes, startAppTracing, startMeteredService, traceContextFetch, traceContextMeta, waitForTraceResolution,
   type AppTracing, type MeteredService, type SpanShape, type Window,
@@ -45,76 +41,6 @@ const AGENT_CALLS = [
   { name: 'convert_currency', arguments: { amount: 40, from: 'EUR', to: 'USD' } },
   { name: 'get_weather', arguments: { city: 'Porto' } },
 ]
-
-/** A span as the MCP server exported it (decoded from the OTLP/protobuf request). */
-interface ExportedSpan extends SpanShape {
-  resource: Record<string, unknown>
-  links: Array<{ traceId: string; spanId: string }>
-  statusCode: number
-}
-
-/** A relay in front of the receiver that keeps a decoded copy of every span it forwards, and the receiver's answers. */
-interface RecordingRelay {
-  url: string
-  spans: ExportedSpan[]
-  answers: number[]
-  close(): Promise<void>
-}
-
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
-
-function plain(value: OtlpValue): unknown {
-  switch (value.kind) {
-    case 'string': case 'bool': case 'double': return value.value
-    case 'int': return Number(value.value)
-    case 'array': return value.value.map(plain)
-    default: return undefined
-  }
-}
-
-function attributesOf(attributes: Array<{ key: string; value: OtlpValue }>): Record<string, unknown> {
-  return Object.fromEntries(attributes.map((a) => [a.key, plain(a.value)]))
-}
-
-async function startRecordingRelay(receiverUrl: string): Promise<RecordingRelay> {
-  const relay = { spans: [] as ExportedSpan[], answers: [] as number[] }
-  const server: Server = createServer(async (req, res) => {
-    const chunks: Buffer[] = []
-    for await (const chunk of req) chunks.push(chunk as Buffer)
-    const body = Buffer.concat(chunks)
-    const decoded = decodeProtobuf(req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body)
-    for (const rs of decoded.resourceSpans) {
-      for (const ss of rs.scopeSpans) {
-        for (const s of ss.spans) {
-          relay.spans.push({
-            name: s.name,
-            kind: s.kind - 1, // OTLP kinds count from UNSPECIFIED; the API's from INTERNAL
-            traceId: hex(s.traceId),
-            spanId: hex(s.spanId),
-            parentSpanId: s.parentSpanId.length > 0 ? hex(s.parentSpanId) : undefined,
-            attributes: attributesOf(s.attributes) as SpanShape['attributes'],
-            resource: attributesOf(rs.resourceAttributes),
-            links: s.links.map((l) => ({ traceId: hex(l.traceId), spanId: hex(l.spanId) })),
-            statusCode: s.statusCode,
-          })
-        }
-      }
-    }
-    const forward: Record<string, string> = {}
-    for (const name of ['content-type', 'content-encoding', 'authorization']) {
-      const value = req.headers[name]
-      if (typeof value === 'string') forward[name] = value
-    }
-    const answer = await fetch(receiverUrl, { method: 'POST', headers: forward, body })
-    relay.answers.push(answer.status)
-    res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/x-protobuf' }).end(Buffer.from(await answer.arrayBuffer()))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return Object.assign(relay, {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  })
-}
 
 /**
  * What an MCP client instrumentation does on the wire: each `tools/call`

@@ -12,18 +12,14 @@
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { gunzipSync } from 'node:zlib'
 import { SpanKind } from '@opentelemetry/api'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeProtobuf } from '../../query-service/src/otlp/decode-protobuf.js'
-import type { AttributeValue as OtlpValue } from '../../query-service/src/otlp/model.js'
 import { hardeningTools } from '../helpers/tools.js'
 import { startMcpToolServer } from './mcp-fixture.js'
+import { startRecordingRelay, type ExportedSpan, type RecordingRelay } from './otlp-relay.js'
 import { answer, callTools, scriptFromPlan, startOpenAiStub, type AgentPlan, type StubToolCall } from './openai-stub.js'
 import {
   ancestorsOf, billedToolCalls, expectedRows, outline, startMeteredService, waitForTraceResolution,
@@ -172,63 +168,6 @@ interface Summary {
   error?: string
 }
 
-/** A span as the MCP server exported it, decoded from its OTLP/protobuf request. */
-interface ServerSpan { name: string; kind: number; traceId: string; spanId: string; parentSpanId: string | undefined; attributes: Record<string, unknown>; resource: Record<string, unknown> }
-
-/** A relay in front of the receiver that keeps a decoded copy of every span the MCP server sends, and the receiver's answers. */
-interface RecordingRelay { url: string; spans: ServerSpan[]; answers: number[]; close(): Promise<void> }
-
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
-
-function plain(value: OtlpValue): unknown {
-  switch (value.kind) {
-    case 'string': case 'bool': case 'double': return value.value
-    case 'int': return Number(value.value)
-    case 'array': return value.value.map(plain)
-    default: return undefined
-  }
-}
-
-const attributesOf = (attributes: Array<{ key: string; value: OtlpValue }>) => Object.fromEntries(attributes.map((a) => [a.key, plain(a.value)]))
-
-async function startRecordingRelay(receiverUrl: string): Promise<RecordingRelay> {
-  const relay = { spans: [] as ServerSpan[], answers: [] as number[] }
-  const server: Server = createServer(async (req, res) => {
-    const chunks: Buffer[] = []
-    for await (const chunk of req) chunks.push(chunk as Buffer)
-    const body = Buffer.concat(chunks)
-    const decoded = decodeProtobuf(req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body)
-    for (const rs of decoded.resourceSpans) {
-      for (const ss of rs.scopeSpans) {
-        for (const s of ss.spans) {
-          relay.spans.push({
-            name: s.name,
-            kind: s.kind - 1, // OTLP kinds count from UNSPECIFIED; the API's from INTERNAL
-            traceId: hex(s.traceId),
-            spanId: hex(s.spanId),
-            parentSpanId: s.parentSpanId.length > 0 ? hex(s.parentSpanId) : undefined,
-            attributes: attributesOf(s.attributes),
-            resource: attributesOf(rs.resourceAttributes),
-          })
-        }
-      }
-    }
-    const forward: Record<string, string> = {}
-    for (const name of ['content-type', 'content-encoding', 'authorization']) {
-      const value = req.headers[name]
-      if (typeof value === 'string') forward[name] = value
-    }
-    const reply = await fetch(receiverUrl, { method: 'POST', headers: forward, body })
-    relay.answers.push(reply.status)
-    res.writeHead(reply.status, { 'content-type': reply.headers.get('content-type') ?? 'application/x-protobuf' }).end(Buffer.from(await reply.arrayBuffer()))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return Object.assign(relay, {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  })
-}
-
 /** Runs a scenario script with the venv's Python; kills it after `timeoutMs` (the script's own watchdog fires first). */
 function runPython(script: string, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1', TRACELOOP_TELEMETRY: 'false' }
@@ -276,7 +215,7 @@ for (const framework of FRAMEWORKS) {
     let run: { code: number | null; stdout: string; stderr: string }
     let summary: Summary
     let spans: PythonSpan[]
-    let serverSpans: ServerSpan[]
+    let serverSpans: ExportedSpan[]
     let stubRequests: number
     let window: Window
 
