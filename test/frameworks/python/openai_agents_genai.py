@@ -11,6 +11,7 @@ See scenario_common.py for the arguments and the summary line.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -62,38 +63,28 @@ def genai_processor(provider):
     return "opentelemetry-instrumentation-openai-agents-v2 GenAISemanticProcessor (span_processor.py)"
 
 
+def scenario(args: argparse.Namespace, summary: dict) -> None:
+    from agents.tracing import get_trace_provider
+    from opentelemetry import trace
+
+    import openai_agents_app as app
+
+    tracing = scenario_common.own_tracing(args)
+    scenario_common.instrument_http_clients(tracing.provider)
+    summary["instrumentation"] = genai_processor(tracing.provider)
+    summary["agents_trace_processors"] = [type(p).__name__ for p in get_trace_provider()._multi_processor._processors]
+    app.configure_model(args)
+    ledger = app.ToolLedger()
+    tracer = trace.get_tracer("support-desk")
+    with tracer.start_as_current_span("support_request", attributes={"user.id": args.user}):
+        summary["final_output"] = asyncio.run(app.run_support_request(args, ledger))
+    summary["tool_calls"] = ledger.tool_calls
+    summary["handoffs"] = ledger.handoffs
+    summary.update(tracing.finish(args.spans_out))
+
+
 def main() -> None:
-    args = scenario_common.parse_args(__doc__.splitlines()[0])
-    scenario_common.start_watchdog()
-    scenario_common.offline_environment(args)
-    guard = scenario_common.NetworkGuard()
-    guard.install()
-    summary: dict = {"scenario": "openai-agents + opentelemetry-instrumentation-openai-agents-v2"}
-    try:
-        from agents.tracing import get_trace_provider
-        from opentelemetry import trace
-
-        import openai_agents_app as app
-
-        tracing = scenario_common.own_tracing(args)
-        scenario_common.instrument_http_clients(tracing.provider)
-        summary["instrumentation"] = genai_processor(tracing.provider)
-        summary["agents_trace_processors"] = [type(p).__name__ for p in get_trace_provider()._multi_processor._processors]
-        app.configure_model(args)
-        ledger = app.ToolLedger()
-        tracer = trace.get_tracer("support-desk")
-        with tracer.start_as_current_span("support_request", attributes={"user.id": args.user}):
-            summary["final_output"] = asyncio.run(app.run_support_request(args, ledger))
-        summary["tool_calls"] = ledger.tool_calls
-        summary["handoffs"] = ledger.handoffs
-        summary.update(tracing.finish(args.spans_out))
-    except BaseException as error:  # noqa: BLE001 - every failure is reported, then exit 1
-        import traceback
-
-        traceback.print_exc()
-        summary["error"] = f"{type(error).__name__}: {error}"
-    scenario_common.report(summary, guard)
-
+    scenario_common.run_scenario(__doc__.splitlines()[0], "openai-agents + opentelemetry-instrumentation-openai-agents-v2", scenario)
 
 if __name__ == "__main__":
     main()

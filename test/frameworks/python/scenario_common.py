@@ -29,7 +29,7 @@ import os
 import socket
 import sys
 import threading
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 # The whole run, SDK start-up and export included, must end well within this;
@@ -245,3 +245,23 @@ def report(summary: dict[str, Any], guard: NetworkGuard) -> None:
     # os._exit: SDK shutdown hooks (atexit) already ran what matters, and a
     # stray non-daemon thread must not keep the process alive.
     os._exit(1 if failed else 0)
+
+
+def run_scenario(description: str, scenario: str, body: Callable[[argparse.Namespace, dict[str, Any]], None]) -> None:
+    """Runs one scenario offline: parses the arguments, arms the watchdog and
+    the network guard, lets `body(args, summary)` do the work and fill the
+    summary, and reports it; any failure is reported too, and exits 1."""
+    args = parse_args(description)
+    start_watchdog()
+    offline_environment(args)
+    guard = NetworkGuard()
+    guard.install()
+    summary: dict[str, Any] = {"scenario": scenario}
+    try:
+        body(args, summary)
+    except BaseException as error:  # noqa: BLE001 - every failure is reported, then exit 1
+        import traceback
+
+        traceback.print_exc()
+        summary["error"] = f"{type(error).__name__}: {error}"
+    report(summary, guard)

@@ -15,6 +15,7 @@ See scenario_common.py for the arguments and the summary line.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -159,60 +160,50 @@ def count_exports() -> scenario_common.CountingExporter:
     return counter
 
 
+def scenario(args: argparse.Namespace, summary: dict) -> None:
+    from opentelemetry import trace
+    from traceloop.sdk import Traceloop
+    from traceloop.sdk.decorators import workflow
+    from traceloop.sdk.instruments import Instruments
+
+    receiver = scenario_common.loopback_only(args.otlp_url).removesuffix("/v1/traces")
+    Traceloop.init(
+        app_name=args.service,
+        api_endpoint=receiver,  # Traceloop appends /v1/traces
+        headers={"Authorization": f"Bearer {args.key}"},
+        disable_batch=False,
+        telemetry_enabled=False,
+        should_enrich_metrics=False,
+        # This app does not use the OpenAI Agents SDK; instrumenting it would
+        # create that SDK's default trace provider, whose processor uploads to
+        # the OpenAI platform.
+        block_instruments={Instruments.OPENAI_AGENTS},
+    )
+    provider = trace.get_tracer_provider()
+    memory = scenario_common.memory_copy(provider)
+    counter = count_exports()
+    scenario_common.instrument_http_clients(provider)
+    desk = SupportDesk(args)
+
+    @workflow(name="support_request")
+    async def support_request(question: str) -> str:
+        Traceloop.set_association_properties({"user_id": args.user})
+        await desk.discover_mcp_tools()
+        return await desk.triage_agent(question)
+
+    async def run() -> str:
+        return await asyncio.wait_for(support_request("Customer c-1 was charged twice for c-2's plan; please refund it."), timeout=60)
+
+    summary["final_output"] = asyncio.run(run())
+    summary["tool_calls"] = desk.tool_calls
+    summary["handoffs"] = desk.handoffs
+    summary["mcp_tools"] = desk.mcp_tools
+    tracing = scenario_common.Tracing(provider, memory, counter)
+    summary.update(tracing.finish(args.spans_out))
+
+
 def main() -> None:
-    args = scenario_common.parse_args(__doc__.splitlines()[0])
-    scenario_common.start_watchdog()
-    scenario_common.offline_environment(args)
-    guard = scenario_common.NetworkGuard()
-    guard.install()
-    summary: dict = {"scenario": "traceloop-sdk"}
-    try:
-        from opentelemetry import trace
-        from traceloop.sdk import Traceloop
-        from traceloop.sdk.decorators import workflow
-        from traceloop.sdk.instruments import Instruments
-
-        receiver = scenario_common.loopback_only(args.otlp_url).removesuffix("/v1/traces")
-        Traceloop.init(
-            app_name=args.service,
-            api_endpoint=receiver,  # Traceloop appends /v1/traces
-            headers={"Authorization": f"Bearer {args.key}"},
-            disable_batch=False,
-            telemetry_enabled=False,
-            should_enrich_metrics=False,
-            # This app does not use the OpenAI Agents SDK; instrumenting it would
-            # create that SDK's default trace provider, whose processor uploads to
-            # the OpenAI platform.
-            block_instruments={Instruments.OPENAI_AGENTS},
-        )
-        provider = trace.get_tracer_provider()
-        memory = scenario_common.memory_copy(provider)
-        counter = count_exports()
-        scenario_common.instrument_http_clients(provider)
-        desk = SupportDesk(args)
-
-        @workflow(name="support_request")
-        async def support_request(question: str) -> str:
-            Traceloop.set_association_properties({"user_id": args.user})
-            await desk.discover_mcp_tools()
-            return await desk.triage_agent(question)
-
-        async def run() -> str:
-            return await asyncio.wait_for(support_request("Customer c-1 was charged twice for c-2's plan; please refund it."), timeout=60)
-
-        summary["final_output"] = asyncio.run(run())
-        summary["tool_calls"] = desk.tool_calls
-        summary["handoffs"] = desk.handoffs
-        summary["mcp_tools"] = desk.mcp_tools
-        tracing = scenario_common.Tracing(provider, memory, counter)
-        summary.update(tracing.finish(args.spans_out))
-    except BaseException as error:  # noqa: BLE001 - every failure is reported, then exit 1
-        import traceback
-
-        traceback.print_exc()
-        summary["error"] = f"{type(error).__name__}: {error}"
-    scenario_common.report(summary, guard)
-
+    scenario_common.run_scenario(__doc__.splitlines()[0], "traceloop-sdk", scenario)
 
 if __name__ == "__main__":
     main()
