@@ -188,8 +188,8 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
   for (const page of pagesOf(hours.map((h) => ({ hour: h.hour, events: toCount(h.events), largestTrace: toCount(h.largest_trace) })), o.pageSize)) {
     // The page's undecided events. An event decided before is skipped
     // however long ago (a late copy of a span is never decided again):
-    // nhi_trace_resolutions is ordered by trace, so that is a lookup of the
-    // page's traces. A span delivered twice is one event (either copy).
+    // nhi_trace_resolutions is ordered by trace and span, so that is a lookup
+    // of the page's own spans. A span delivered twice is one event (either copy).
     const pageFilter = `toStartOfHour(event_time) IN {hours:Array(DateTime)} AND ingested_at >= {since:DateTime64(3)}
            AND cityHash64(trace_id, if({by_span:Bool}, span_id, '')) % {buckets:UInt32} = {bucket:UInt32}`
     const candidates = (
@@ -201,7 +201,7 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
          WHERE ${pageFilter}
            AND (trace_id, span_id) NOT IN (
              SELECT trace_id, span_id FROM nhi_trace_resolutions
-             WHERE trace_id IN (SELECT trace_id FROM nhi_trace_pending WHERE ${pageFilter}))
+             WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM nhi_trace_pending WHERE ${pageFilter}))
          LIMIT 1 BY trace_id, span_id`,
         { hours: page.hours, since, buckets: page.buckets, bucket: page.bucket, by_span: page.bySpan },
         PENDING_FIELDS.length,
