@@ -189,7 +189,9 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
     // The page's undecided events. An event decided before is skipped
     // however long ago (a late copy of a span is never decided again):
     // nhi_trace_resolutions is ordered by trace and span, so that is a lookup
-    // of the page's own spans. A span delivered twice is one event (either copy).
+    // of the page's traces (cheapest), or of its own spans when the page is a
+    // slice of one huge trace whose every decision would otherwise be
+    // loaded. A span delivered twice is one event (either copy).
     const pageFilter = `toStartOfHour(event_time) IN {hours:Array(DateTime)} AND ingested_at >= {since:DateTime64(3)}
            AND cityHash64(trace_id, if({by_span:Bool}, span_id, '')) % {buckets:UInt32} = {bucket:UInt32}`
     const candidates = (
@@ -201,7 +203,7 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
          WHERE ${pageFilter}
            AND (trace_id, span_id) NOT IN (
              SELECT trace_id, span_id FROM nhi_trace_resolutions
-             WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM nhi_trace_pending WHERE ${pageFilter}))
+             WHERE ${page.bySpan ? '(trace_id, span_id)' : 'trace_id'} IN (SELECT ${page.bySpan ? 'trace_id, span_id' : 'trace_id'} FROM nhi_trace_pending WHERE ${pageFilter}))
          LIMIT 1 BY trace_id, span_id`,
         { hours: page.hours, since, buckets: page.buckets, bucket: page.bucket, by_span: page.bySpan },
         PENDING_FIELDS.length,
