@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { burstEpisodes, sustainedGrowth, thresholdEpisodes, type BurstOptions } from './detect.js'
-import { baselineOf, madWithZeros, medianWithZeros, SlidingCounts } from './stats.js'
+import { burstEpisodes, burstTestLevels, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstRule, type DenseSeries } from './detect.js'
+import { baselineOf, logPoissonUpperTail, madWithZeros, medianWithZeros, poissonUpperTail } from './stats.js'
 
 describe('robust baselines', () => {
   it('count empty windows without storing them', () => {
@@ -15,58 +15,114 @@ describe('robust baselines', () => {
     expect(baselineOf([10, 11, 9, 10, 10_000])).toEqual({ median: 10, mad: 1, size: 5 })
   })
 
-  it('follow a sliding stretch as windows enter and leave', () => {
-    const sliding = new SlidingCounts()
-    for (const c of [5, 1, 3]) sliding.add(c)
-    expect(sliding.median(3)).toBe(3)
-    sliding.remove(5)
-    expect(sliding.baseline(4)).toEqual({ median: 0.5, mad: 0.5, size: 4 })
+})
+
+describe('Poisson tails', () => {
+  // Exact sums for small cases: P(X >= k) = 1 - sum_{i<k} e^-mu mu^i / i!
+  const exact = (k: number, mu: number) => 1 - Array.from({ length: k }, (_, i) => Math.exp(-mu) * mu ** i / [...Array(i).keys()].reduce((f, j) => f * (j + 1), 1)).reduce((a, b) => a + b, 0)
+
+  it('match the exact sum where it can be computed, on both sides of the mean', () => {
+    for (const [k, mu] of [[1, 0.5], [3, 0.1], [10, 2], [10, 10], [5, 20], [30, 25]] as const) expect(poissonUpperTail(k, mu)).toBeCloseTo(exact(k, mu), 12)
+  })
+
+  it('stay in logs far below the smallest double, and are 1 for nothing observed', () => {
+    expect(logPoissonUpperTail(5000, 10) / Math.LN10).toBeLessThan(-300)
+    expect(Number.isFinite(logPoissonUpperTail(5000, 10))).toBe(true)
+    expect(poissonUpperTail(0, 3)).toBe(1)
+    expect(poissonUpperTail(1, 0)).toBe(0)
+    // A count far above a large mean: 10,500 where 10,000 are expected is about 5 standard deviations.
+    expect(poissonUpperTail(10_500, 10_000)).toBeGreaterThan(1e-7)
+    expect(poissonUpperTail(10_500, 10_000)).toBeLessThan(1e-6)
   })
 })
 
-// Hourly windows, a week of baseline, at most one day per burst.
-const HOURS: Omit<BurstOptions, 'rangeFirst' | 'rangeEnd'> = { firstIndex: 0, baselineWindows: 168, factor: 10, minEvents: 20, maxWindows: 24 }
-
-function steady(hours: number, perHour: (h: number) => number): Map<number, number> {
-  const counts = new Map<number, number>()
-  for (let h = 0; h < hours; h++) if (perHour(h) > 0) counts.set(h, perHour(h))
-  return counts
+const MINUTE = 60_000
+const HOUR = 60 * MINUTE
+const DAY = 24 * HOUR
+const STEP = 5 * MINUTE
+const WINDOWS = [5 * MINUTE, HOUR, 6 * HOUR]
+// 14 days of history, then a 14-day range; default factor, floor and budget.
+const START = Date.UTC(2026, 9, 1)
+const RULE: BurstRule = {
+  from: START + 14 * DAY,
+  to: START + 28 * DAY,
+  windows: WINDOWS,
+  levels: burstTestLevels(WINDOWS, 0.01),
+  baselineDays: 7,
+  factor: 3,
+  minEvents: 10,
+  maxEpisodeMs: DAY,
+  shiftFactor: 2,
 }
 
+/** A dense 5-minute series over the 28 days: `perSlot(ms)` events in the slot starting at ms. */
+function series(perSlot: (ms: number) => number): DenseSeries {
+  const counts = Array.from({ length: (28 * DAY) / STEP }, (_, i) => perSlot(START + i * STEP))
+  return { startMs: START, stepMs: STEP, counts, firstEventMs: START }
+}
+// A quiet identity: one event every two hours.
+const quiet = (ms: number) => (ms % (2 * HOUR) === 0 ? 1 : 0)
+const within = (ms: number, from: number, length: number) => ms >= from && ms < from + length
+
 describe('bursts', () => {
-  it('are short excursions far above the baseline that return to normal', () => {
-    const counts = steady(400, (h) => 3 + (h % 3))
-    counts.set(250, 400)
-    counts.set(251, 90)
-    const [burst, ...rest] = burstEpisodes(counts, { ...HOURS, rangeFirst: 168, rangeEnd: 400 })
+  it('are found for a quiet identity whose hour runs tens of times its usual rate', () => {
+    const at = RULE.from + 3 * DAY + 10 * HOUR
+    // 30 events in the hour instead of one every two hours.
+    const episodes = burstEpisodes(series((ms) => quiet(ms) + (within(ms, at, HOUR) ? (ms % (10 * MINUTE) === 0 ? 5 : 0) : 0)), RULE)
+    expect(episodes).toHaveLength(1)
+    const [burst] = episodes
+    // Its history expects the one event it makes at 10:00 every day.
+    expect(burst).toMatchObject({ from: at, to: at + HOUR, events: 31, ongoing: false, window: { from: at, ms: HOUR, observed: 31, expected: 1 } })
+    expect(Math.exp(burst!.window.logTail)).toBeLessThanOrEqual(RULE.levels[1]!)
+  })
+
+  it('are never 0 to 3: a window needs burst_min_events', () => {
+    const at = RULE.from + 2 * DAY
+    expect(burstEpisodes(series((ms) => (ms === at ? 3 : 0)), RULE)).toEqual([])
+    expect(burstEpisodes(series((ms) => (ms === at ? 12 : 0)), { ...RULE })).toHaveLength(1)
+  })
+
+  it('are not a daily cron, a weekly job or the busy hours of a day', () => {
+    const cron = (ms: number) => quiet(ms) + (ms % DAY === 3 * HOUR ? 40 : 0)
+    const weekly = (ms: number) => quiet(ms) + ((ms - START) % (7 * DAY) === 2 * HOUR ? 200 : 0)
+    const diurnal = (ms: number) => ((ms % DAY) / HOUR >= 9 && (ms % DAY) / HOUR < 17 ? 6 : ms % HOUR === 0 ? 1 : 0)
+    for (const shape of [cron, weekly, diurnal]) expect(burstEpisodes(series(shape), RULE)).toEqual([])
+  })
+
+  it('are not a level shift: longer than sustained_growth_period, or still elevated the day after', () => {
+    const shift = RULE.from + 4 * DAY
+    expect(burstEpisodes(series((ms) => quiet(ms) + (ms >= shift && ms % (30 * MINUTE) === 0 ? 3 : 0)), RULE)).toEqual([])
+  })
+
+  it('are reported while the range ends inside them, marked ongoing', () => {
+    const at = RULE.to - 20 * MINUTE
+    const [burst, ...rest] = burstEpisodes(series((ms) => quiet(ms) + (ms >= at ? 20 : 0)), RULE)
     expect(rest).toEqual([])
-    expect(burst).toMatchObject({ first: 250, last: 251, events: 490, peak: 400, windows: 2, ongoing: false, baseline: { median: 4, mad: 1, size: 168 } })
-    // max(burst_min_events 20, 10 × median 4, median + 10 × spread 1.4826)
-    expect(burst?.threshold).toBe(40)
+    expect(burst).toMatchObject({ from: at, to: RULE.to, ongoing: true, events: 80 })
   })
 
-  it('are not reported for a level shift that persists longer than the longest burst', () => {
-    const counts = steady(400, (h) => (h < 300 ? 4 : 200))
-    expect(burstEpisodes(counts, { ...HOURS, rangeFirst: 168, rangeEnd: 400 })).toEqual([])
+  it('need three days of history before a window is judged', () => {
+    const young = { ...series((ms) => (ms >= RULE.from - 2 * DAY ? quiet(ms) : 0) + (ms === RULE.from + 12 * HOUR ? 50 : 0)), firstEventMs: RULE.from - 2 * DAY }
+    expect(burstEpisodes(young, RULE)).toEqual([])
   })
 
-  it('are still reported while the range ends inside them, marked ongoing', () => {
-    const counts = steady(400, (h) => (h < 395 ? 4 : 200))
-    expect(burstEpisodes(counts, { ...HOURS, rangeFirst: 168, rangeEnd: 400 })).toMatchObject([{ first: 395, last: 399, ongoing: true }])
+  it('share the false-alarm budget over window lengths and the windows of 30 days', () => {
+    const [five, hour, six] = burstTestLevels(WINDOWS, 0.03)
+    expect(five).toBeCloseTo(0.01 / 8640, 15)
+    expect(hour).toBeCloseTo(0.01 / 720, 15)
+    expect(six).toBeCloseTo(0.01 / 720, 15)
   })
+})
 
-  it('need burst_min_events even when the baseline is empty', () => {
-    const counts = new Map([[200, 19]])
-    expect(burstEpisodes(counts, { ...HOURS, rangeFirst: 168, rangeEnd: 400 })).toEqual([])
-    counts.set(200, 20)
-    expect(burstEpisodes(counts, { ...HOURS, rangeFirst: 168, rangeEnd: 400 })).toHaveLength(1)
-  })
-
-  it('are judged against the spread of a noisy series, not only its median', () => {
-    // Alternating quiet and busy hours: median 10, MAD 10, so 120 is not a burst.
-    const counts = steady(400, (h) => (h % 2 === 0 ? 20 : 1))
-    counts.set(300, 120)
-    expect(burstEpisodes(counts, { ...HOURS, rangeFirst: 168, rangeEnd: 400 })).toEqual([])
+describe('the weekly shape', () => {
+  it('is taken out of daily periods, so quiet weekends are not a fall', () => {
+    // Four weeks of 100 on weekdays and 20 at weekends, starting on a Monday.
+    const monday = Date.UTC(2026, 9, 5)
+    const week = [100, 100, 100, 100, 100, 20, 20]
+    const series = [...week, ...week, ...week, ...week]
+    const adjusted = weeklyAdjusted(series, 21, monday, DAY)
+    expect(Math.max(...adjusted) / Math.min(...adjusted)).toBeLessThan(1.5)
+    expect(weeklyAdjusted(series, 10, monday, DAY)).toEqual(series)
   })
 })
 

@@ -6,7 +6,7 @@
  * numbered from the Unix epoch (`floor(ms / windowMs)`), so the same data
  * always falls into the same windows.
  */
-import { baselineOf, MAD_TO_SPREAD, SlidingCounts, type Baseline } from './stats.js'
+import { baselineOf, logPoissonUpperTail, MAD_TO_SPREAD, type Baseline } from './stats.js'
 
 /** Counts of the non-empty windows of one series, by window index. */
 export type WindowCounts = ReadonlyMap<number, number>
@@ -25,84 +25,187 @@ export interface Episode {
   windows: number
 }
 
-/** A burst: an episode measured against the baseline that preceded it. */
-export interface BurstEpisode extends Episode {
-  /** Median and MAD of the counts per window over the baseline stretch before the episode. */
-  baseline: Baseline
-  /** The count a window needed to be part of the burst. */
-  threshold: number
-  /** True when the range ends before the activity was seen to return to normal. */
+/**
+ * The counts of one (identity, activity type) series at a fine resolution,
+ * dense over the look-back: `counts[i]` is the exact number of events in
+ * `[startMs + i × stepMs, startMs + (i + 1) × stepMs)`.
+ */
+export interface DenseSeries {
+  startMs: number
+  stepMs: number
+  counts: ArrayLike<number>
+  /** The series' first event (epoch ms; at or before the look-back when it is older). */
+  firstEventMs: number
+}
+
+/** What {@link burstEpisodes} needs to know about the range and the policy. */
+export interface BurstRule {
+  /** The range judged: windows that start in [from, to). */
+  from: number
+  to: number
+  /** Window lengths (ms, multiples of the series' step): shorter than an hour they hop by their length, an hour or more they hop by an hour. */
+  windows: readonly number[]
+  /** Per window length, the false-alarm probability allowed to one window (the budget shared out; {@link burstTestLevels}). */
+  levels: readonly number[]
+  /** Days of history the expected count is learnt from (burst_baseline in whole days, at most 7 used for the daily median). */
+  baselineDays: number
+  /** burst_factor: the rate must be shown to exceed this many times the expected one. */
+  factor: number
+  /** burst_min_events: a window below this never fires (0 to 3 is never a burst). */
+  minEvents: number
+  /** Longest episode still called a burst (sustained_growth_period); longer ones are level shifts. */
+  maxEpisodeMs: number
+  /** sustained_growth_factor: when the day after an episode still runs at this many times its usual level, the episode began a level shift. */
+  shiftFactor: number
+}
+
+/** A burst: windows whose counts are improbable under the identity's own expected rate. */
+export interface BurstEpisode {
+  /** The union of the windows of the shortest length that fired (clipped to the range end). */
+  from: number
+  to: number
+  /** Exact events in [from, to). */
+  events: number
+  /** The most improbable window: its start, length, observed and expected counts and tail probability (natural log). */
+  window: { from: number; ms: number; observed: number; expected: number; logTail: number }
+  /** How many windows fired (all lengths). */
+  windowsFired: number
+  /** True when the episode reaches the end of the range. */
   ongoing: boolean
 }
 
-/** What {@link burstEpisodes} needs to know about the series and the policy. */
-export interface BurstOptions {
-  /** Index of the first window with data (the start of the look-back). */
-  firstIndex: number
-  /** First window of the range judged. */
-  rangeFirst: number
-  /** One past the last window of the range judged. */
-  rangeEnd: number
-  /** Windows in the baseline stretch (burst_baseline / burst_window). */
-  baselineWindows: number
-  /** burst_factor. */
-  factor: number
-  /** burst_min_events. */
-  minEvents: number
-  /** Longest run still called a burst (sustained_growth_period / burst_window); longer runs are level shifts. */
-  maxWindows: number
+const DAY = 86_400_000
+const HOUR = 3_600_000
+/** A series needs this many days of history before its windows are judged. */
+export const BURST_MIN_HISTORY_DAYS = 3
+/** The daily median looks back at most this many days. */
+const MAX_DAILY_REFERENCES = 7
+
+/** The hop of a burst window: its own length below an hour, one hour above. */
+export function burstHop(windowMs: number): number {
+  return Math.min(windowMs, HOUR)
 }
 
 /**
- * Finds bursts in one series. A window is bursty when its count is at least
- * `minEvents`, at least `factor` × the baseline median, and at least the
- * median plus `factor` × the robust spread (MAD × 1.4826), the baseline
- * being the counts of every window (empty ones included) in the stretch of
- * `baselineWindows` before it. Bursty windows at most one window apart form
- * a run, judged against the baseline before its first window. A run longer
- * than `maxWindows` is a level shift, not a burst, and is not reported.
+ * Shares a false-alarm budget (expected false bursts per identity, activity
+ * type and 30 days of steady behaviour) over the window lengths and the
+ * windows tested in 30 days: a Bonferroni split, conservative because
+ * overlapping windows are not independent.
  */
-export function burstEpisodes(counts: WindowCounts, options: BurstOptions): BurstEpisode[] {
-  const indices = [...counts.keys()].sort((a, b) => a - b)
-  const sliding = new SlidingCounts()
-  let added = 0
-  let removed = 0
-  // Slides the stretch [k - baselineWindows, k) forward; k only grows.
-  const stretchSize = (k: number): number => {
-    const start = Math.max(options.firstIndex, k - options.baselineWindows)
-    while (added < indices.length && (indices[added] as number) < k) sliding.add(counts.get(indices[added++] as number) as number)
-    while (removed < added && (indices[removed] as number) < start) sliding.remove(counts.get(indices[removed++] as number) as number)
-    return Math.max(0, k - start)
+export function burstTestLevels(windows: readonly number[], budget: number): number[] {
+  return windows.map((w) => budget / windows.length / ((30 * DAY) / burstHop(w)))
+}
+
+function median(values: number[]): number {
+  if (values.length === 0) return 0
+  values.sort((a, b) => a - b)
+  const mid = values.length >> 1
+  return values.length % 2 === 1 ? (values[mid] as number) : ((values[mid - 1] as number) + (values[mid] as number)) / 2
+}
+
+/**
+ * The expected count of a window of `lengthMs` starting at `t`, from the
+ * series' own history (FINDINGS.md, "burst"): the largest of
+ * - the median of the same window on each of the previous days (a daily
+ *   cron or the busy hours of the day are expected),
+ * - the same window one week earlier (a weekly job or a Monday peak),
+ * - the median UTC day of the previous days, scaled to the window (the level).
+ * Null when the series has fewer than BURST_MIN_HISTORY_DAYS days of history.
+ */
+export function expectedCount(sum: (fromMs: number, toMs: number) => number, historyStart: number, t: number, lengthMs: number, baselineDays: number): number | null {
+  const days = Math.min(baselineDays, Math.floor((t - historyStart) / DAY))
+  if (days < BURST_MIN_HISTORY_DAYS) return null
+  const today = Math.floor(t / DAY) * DAY
+  const daily: number[] = []
+  const level: number[] = []
+  for (let k = 1; k <= Math.min(days, MAX_DAILY_REFERENCES); k++) {
+    daily.push(sum(t - k * DAY, t - k * DAY + lengthMs))
+    level.push(sum(today - k * DAY, today - (k - 1) * DAY))
+  }
+  const weekly = days >= 7 ? sum(t - 7 * DAY, t - 7 * DAY + lengthMs) : 0
+  return Math.max(median(daily), weekly, (median(level) * lengthMs) / DAY)
+}
+
+/**
+ * Finds bursts in one series. Each window of each length that starts in the
+ * range is tested: it fires when it holds at least `minEvents` events and
+ * the probability of at least that many under a Poisson rate of `factor` ×
+ * its expected count ({@link expectedCount}) is at most the window's level.
+ * Fired windows that overlap or lie within the longest window of each other
+ * form one episode, reported by its most improbable window. An episode
+ * longer than `maxEpisodeMs`, or followed by a day still at `shiftFactor` ×
+ * the usual level, is a level shift (sustained growth), not a burst.
+ */
+export function burstEpisodes(series: DenseSeries, rule: BurstRule): BurstEpisode[] {
+  const { startMs, stepMs, counts } = series
+  const n = counts.length
+  const prefix = new Float64Array(n + 1)
+  for (let i = 0; i < n; i++) prefix[i + 1] = (prefix[i] as number) + (counts[i] as number)
+  const index = (ms: number) => Math.min(n, Math.max(0, Math.floor((ms - startMs) / stepMs)))
+  const sum = (fromMs: number, toMs: number) => (prefix[index(toMs)] as number) - (prefix[index(fromMs)] as number)
+  const historyStart = Math.max(startMs, Math.floor(series.firstEventMs / DAY) * DAY)
+
+  interface Fired {
+    from: number
+    to: number
+    ms: number
+    observed: number
+    expected: number
+    logTail: number
+  }
+  const fired: Fired[] = []
+  rule.windows.forEach((lengthMs, w) => {
+    const hop = burstHop(lengthMs)
+    const logLevel = Math.log(rule.levels[w] as number)
+    for (let t = Math.ceil(rule.from / hop) * hop; t < rule.to; t += hop) {
+      const observed = sum(t, Math.min(t + lengthMs, rule.to))
+      if (observed < rule.minEvents) continue
+      const expected = expectedCount(sum, historyStart, t, lengthMs, rule.baselineDays)
+      if (expected === null) continue
+      const logTail = logPoissonUpperTail(observed, rule.factor * expected)
+      if (logTail <= logLevel) fired.push({ from: t, to: Math.min(t + lengthMs, rule.to), ms: lengthMs, observed, expected, logTail })
+    }
+  })
+  if (fired.length === 0) return []
+  fired.sort((a, b) => a.from - b.from || a.to - b.to)
+
+  // Windows that overlap or lie within the longest window of each other are one episode.
+  const gap = Math.max(...rule.windows)
+  const groups: Fired[][] = []
+  let end = -Infinity
+  for (const f of fired) {
+    if (groups.length === 0 || f.from > end + gap) groups.push([])
+    groups[groups.length - 1]!.push(f)
+    end = Math.max(end, f.to)
   }
 
   const episodes: BurstEpisode[] = []
-  let open: { first: number; last: number; baseline: Baseline; threshold: number } | undefined
-  const close = () => {
-    if (!open) return
-    const windows = open.last - open.first + 1
-    if (windows <= options.maxWindows) {
-      episodes.push({ ...runTotals(counts, indices, open.first, open.last), baseline: open.baseline, threshold: open.threshold, ongoing: open.last >= options.rangeEnd - 1 })
+  for (const group of groups) {
+    const from = group[0]!.from
+    const to = Math.max(...group.map((f) => f.to))
+    if (to - from > rule.maxEpisodeMs) continue
+    if (rule.to - to >= HOUR) {
+      // A burst returns to normal: the day after it (or what the range holds of it) is not still elevated.
+      const afterEnd = Math.min(to + DAY, rule.to)
+      const usual = ((expectedCount(sum, historyStart, from, DAY, rule.baselineDays) ?? 0) * (afterEnd - to)) / DAY
+      const after = sum(to, afterEnd)
+      if (after >= rule.minEvents && after >= rule.shiftFactor * usual) continue
     }
-    open = undefined
+    const best = group.reduce((a, b) => (b.logTail < a.logTail ? b : a))
+    // The finding's window is the tightest the evidence allows: the windows of the shortest length that fired.
+    const shortest = Math.min(...group.map((f) => f.ms))
+    const core = group.filter((f) => f.ms === shortest)
+    const coreFrom = core[0]!.from
+    const coreTo = Math.max(...core.map((f) => f.to))
+    episodes.push({
+      from: coreFrom,
+      to: coreTo,
+      events: sum(coreFrom, coreTo),
+      window: { from: best.from, ms: best.ms, observed: best.observed, expected: best.expected, logTail: best.logTail },
+      windowsFired: group.length,
+      ongoing: to >= rule.to,
+    })
   }
-
-  for (const k of indices) {
-    if (k < options.rangeFirst || k >= options.rangeEnd) continue
-    const count = counts.get(k) as number
-    if (count < options.minEvents) continue
-    if (open && k <= open.last + 2 && count >= open.threshold) {
-      open.last = k
-      continue
-    }
-    close()
-    const size = stretchSize(k)
-    const median = sliding.median(size)
-    if (count < options.factor * median) continue
-    const baseline = sliding.baseline(size)
-    const threshold = Math.max(options.minEvents, options.factor * baseline.median, baseline.median + options.factor * MAD_TO_SPREAD * baseline.mad)
-    if (count >= threshold) open = { first: k, last: k, baseline, threshold }
-  }
-  close()
   return episodes
 }
 
@@ -190,4 +293,33 @@ export function sustainedGrowth(series: readonly number[], options: GrowthOption
   if (recentMedian < options.factor * m) return null
   if ((recent[recent.length - 1] as number) < options.minEvents) return null
   return { baseline, recent, factor: recentMedian / m }
+}
+
+/** Weight, in periods, of the flat shape each weekday's mean is shrunk towards. */
+const SHAPE_PRIOR = 0.25
+
+/**
+ * A series of periods with the week's shape taken out, so that quiet
+ * weekends are not read as a fall and busy Mondays as growth: each period
+ * is divided by the ratio of its weekday's mean to the overall mean in the
+ * first `baselineCount` periods (shrunk towards 1 by a quarter period's worth,
+ * so one odd week moves it less).
+ * Unchanged when a week is not a whole number of periods, or the baseline
+ * holds fewer than two weeks or no events.
+ */
+export function weeklyAdjusted(series: readonly number[], baselineCount: number, originMs: number, periodMs: number): number[] {
+  const cycle = (7 * DAY) / periodMs
+  if (!Number.isInteger(cycle) || cycle < 2 || baselineCount < 2 * cycle) return [...series]
+  const baseline = series.slice(0, baselineCount)
+  const mean = baseline.reduce((a, b) => a + b, 0) / baseline.length
+  if (mean <= 0) return [...series]
+  const position = (i: number) => (((Math.round(originMs / periodMs) + i) % cycle) + cycle) % cycle
+  const sums = new Array<number>(cycle).fill(0)
+  const seen = new Array<number>(cycle).fill(0)
+  baseline.forEach((value, i) => {
+    sums[position(i)]! += value
+    seen[position(i)]! += 1
+  })
+  const shape = sums.map((s, p) => (s + SHAPE_PRIOR * mean) / ((seen[p] as number) + SHAPE_PRIOR) / mean)
+  return series.map((value, i) => value / (shape[position(i)] as number))
 }

@@ -9,17 +9,20 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { completenessStatus, formatDuration, type DetectionSettings } from '../policy/index.js'
 import { attributeProblems, lastSpans, lastSpansBefore, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
-import { burstEpisodes, growthCandidate, sustainedGrowth, thresholdEpisodes, type Episode } from './detect.js'
+import { burstEpisodes, burstTestLevels, growthCandidate, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstEpisode, type Episode } from './detect.js'
+import { logPoissonUpperTail } from './stats.js'
 import { finding, iso, sortFindings, type Finding, type FindingKind } from './kinds.js'
 import {
   activityEvents,
   activityKey,
+  burstScreen,
   credentialUses,
   declarations,
   exactPeriods,
   historyBefore,
   identityFacts,
   lastServices,
+  longestIdentitySilences,
   latestTraces,
   newActivities,
   sampleTraces,
@@ -110,7 +113,7 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
   const credentials = scopedCredentials ?? credentialsOf(facts)
   const profiles = buildProfiles(series, facts, history, inventory)
   const findings: Finding[] = []
-  const context: Context = { client, request, profiles, from, to, baselineFrom }
+  const context: Context = { client, request, profiles, from, to, baselineFrom, lookback }
 
   if (wants('unregistered', 'orphaned')) findings.push(...(await identityGaps(context)))
   const dormancy = wants('dormant', 'telemetry_gap') ? await dormant(context) : { findings: [], unjudged: new Map<string, DormancyGap>() }
@@ -141,6 +144,8 @@ interface Context {
   from: number
   to: number
   baselineFrom: number
+  /** Start of the look-back (a whole hour). */
+  lookback: number
 }
 
 /** Who used which credential, from the digest (every unit's rows, for a caller who sees them all). */
@@ -236,7 +241,12 @@ async function dormant(ctx: Context): Promise<{ findings: Finding[]; unjudged: M
   const { profiles, to, request } = ctx
   const after = request.detection.dormant_after
   const findings: Finding[] = []
-  const silent = [...profiles.values()].filter((p) => p.lastMs > 0 && to - p.lastMs > after.ms)
+  // Silent past dormant_after, or past dormant_early_after and dormant_gap_factor × the identity's own longest earlier silence.
+  const early = request.detection.dormant_early_after
+  const maybe = [...profiles.values()].filter((p) => p.lastMs > 0 && to - p.lastMs > early.ms)
+  const gaps = await longestIdentitySilences(ctx.client, maybe.filter((p) => to - p.lastMs <= after.ms).map((p) => p.id), { lookback: ctx.lookback, before: to }, request.scope)
+  const thresholdOf = (p: Profile) => (to - p.lastMs > after.ms ? after.ms : Math.max(early.ms, request.detection.dormant_gap_factor * (gaps.get(p.id) ?? Infinity)))
+  const silent = maybe.filter((p) => to - p.lastMs > thresholdOf(p))
   for (const p of profiles.values()) {
     if (p.lastMs === 0 && p.declared && to - p.declared.updatedMs > after.ms) {
       findings.push(
@@ -246,6 +256,7 @@ async function dormant(ctx: Context): Promise<{ findings: Finding[]; unjudged: M
           inactive_days: null,
           dormant_after: after.text,
           last_service: null,
+          longest_earlier_silence_days: null,
           declaration_updated: iso(p.declared.updatedMs),
         }),
       )
@@ -260,18 +271,19 @@ async function dormant(ctx: Context): Promise<{ findings: Finding[]; unjudged: M
     const service = services.get(p.id) ?? ''
     const serviceLast = lastSpan.get(service) ?? 0
     // Dormant only if the service kept reporting past the point where the identity should have shown up again.
-    if (serviceLast < p.lastMs + after.ms) {
+    if (serviceLast < p.lastMs + thresholdOf(p)) {
       const gap = unjudged.get(service) ?? { service, ids: [], lastSpanMs: serviceLast }
       gap.ids.push(p.id)
       unjudged.set(service, gap)
       continue
     }
     findings.push(
-      finding('dormant', p.id, 'medium', { from: p.lastMs, to }, `${p.id} has had no activity for ${days(to - p.lastMs)} days while ${service} kept reporting`, {
+      finding('dormant', p.id, 'medium', { from: p.lastMs, to }, `${p.id} has had no activity for ${days(to - p.lastMs)} days while ${service} kept reporting${to - p.lastMs > after.ms ? '' : ` (its longest earlier silence: ${days(gaps.get(p.id) ?? 0)} days)`}`, {
         declared: Boolean(p.declared),
         last_seen: iso(p.lastMs),
         inactive_days: days(to - p.lastMs),
         dormant_after: after.text,
+        longest_earlier_silence_days: to - p.lastMs > after.ms ? null : days(gaps.get(p.id) ?? 0),
         last_service: service,
         declaration_updated: p.declared ? iso(p.declared.updatedMs) : null,
       }),
@@ -357,8 +369,13 @@ async function privilegeDrift(ctx: Context): Promise<Finding[]> {
     unapprovedActivities(ctx.client, restricted, { from, to }),
     newActivities(ctx.client, learned, { baselineFrom, from, to }, request.scope),
   ])
+  // Rule (b) asks a new name of an activity type the identity already used for drift_min_events events in the range
+  // (a rarely used route is not a new privilege); a new activity type needs one.
+  const freshEvents = await activityEvents(ctx.client, fresh, { from, to }, ctx.request.scope)
+  const knownTypes = (id: string) => new Set(profiles.get(id)?.series.filter((s) => s.baselineDelivered > 0).map((s) => s.activityType))
+  const material = fresh.filter((use) => !knownTypes(use.nhiId).has(use.activityType) || (freshEvents.get(activityKey(use.nhiId, use.activityType, use.activityName)) ?? 0) >= request.detection.drift_min_events)
   const byIdentity = new Map<string, { reason: 'unapproved' | 'new_activity'; uses: Activity[] }>()
-  for (const [reason, uses] of [['unapproved', unapproved], ['new_activity', fresh]] as const) {
+  for (const [reason, uses] of [['unapproved', unapproved], ['new_activity', material]] as const) {
     for (const use of uses) {
       const entry = byIdentity.get(use.nhiId) ?? { reason, uses: [] }
       entry.uses.push(use)
@@ -378,7 +395,8 @@ async function privilegeDrift(ctx: Context): Promise<Finding[]> {
     return finding(
       'privilege_drift',
       e.id,
-      e.reason === 'unapproved' ? 'high' : 'medium',
+      // A secret rotation outside the list may be healthy, but it is a write to a secrets store the list did not grant.
+      e.reason === 'unapproved' ? (e.uses.every((u) => u.activityType === 'secret_rotation') ? 'medium' : 'high') : 'medium',
       { from: first.firstMs, to },
       e.reason === 'unapproved'
         ? `${e.id} used ${plural(e.uses.length, 'activity', 'activities')} outside its approved_activities, first ${example}`
@@ -402,56 +420,101 @@ async function privilegeDrift(ctx: Context): Promise<Finding[]> {
 // ---- bursts and growth
 
 async function bursts(ctx: Context): Promise<Finding[]> {
-  const { profiles, from, to, baselineFrom, request } = ctx
+  const { profiles, from, to, request } = ctx
   const d = request.detection
-  const w = d.burst_window.ms
-  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => windowBound(s.maxHour, w) >= d.burst_min_events))
+  const windows = d.burst_windows.map((w) => w.ms)
+  const baselineDays = Math.round(d.burst_baseline.ms / DAY_MS)
+  const dayStart = Math.floor((from - d.burst_baseline.ms) / DAY_MS) * DAY_MS
+  const rangeDayStart = Math.floor(from / DAY_MS) * DAY_MS
+  // The false-alarm budget is per identity: shared among its activity types.
+  const typesOf = new Map([...profiles.values()].map((p) => [p.id, Math.max(1, p.series.length)]))
+  const levelsFor = (id: string) => burstTestLevels(windows, d.burst_false_alarms / (typesOf.get(id) ?? 1))
+
+  // Screen on delivered counts: a window can fire only if its upper bound does against a lower bound
+  // of its expected count (the level term, with a fifth of slack for re-deliveries).
+  const screen = await burstScreen(ctx.client, { dayStart, rangeDayStart, to, windows }, request.scope)
+  const candidates = screen.filter((row) => {
+    if (!profiles.has(row.nhiId)) return false
+    const levels = levelsFor(row.nhiId)
+    const firstRangeDay = Math.round((rangeDayStart - dayStart) / DAY_MS)
+    return row.maxima.some((perDay, w) =>
+      perDay.some((observed, day) => {
+        if (observed < d.burst_min_events) return false
+        const index = firstRangeDay + day
+        const previous = row.days.slice(Math.max(0, index - Math.min(7, baselineDays)), index)
+        const level = previous.length === 0 ? 0 : medianOf(previous)
+        const expected = (0.8 * level * (windows[w] as number)) / DAY_MS
+        return logPoissonUpperTail(observed, d.burst_factor * expected) <= Math.log(levels[w] as number)
+      }),
+    )
+  })
   if (candidates.length === 0) return []
-  const start = Math.floor(baselineFrom / w) * w
+
+  const step = windows.reduce((a, b) => gcd(a, b))
   const counts = await windowCounts(
     ctx.client,
-    { ids: [...new Set(candidates.map((s) => s.nhiId))], types: [...new Set(candidates.map((s) => s.activityType))], kind: 'by_type', windowMs: w, start, to },
+    { ids: [...new Set(candidates.map((s) => s.nhiId))], types: [...new Set(candidates.map((s) => s.activityType))], kind: 'by_type', windowMs: step, start: dayStart, to },
     request.scope,
   )
-  const found: Array<{ s: SeriesRow; episode: ReturnType<typeof burstEpisodes>[number] }> = []
-  for (const s of candidates) {
-    const series = counts.get(seriesKey(s.nhiId, s.activityType))
-    if (!series) continue
-    const episodes = burstEpisodes(series, {
-      firstIndex: start / w,
-      rangeFirst: Math.ceil(from / w),
-      rangeEnd: Math.ceil(to / w),
-      baselineWindows: Math.floor(d.burst_baseline.ms / w),
-      factor: d.burst_factor,
-      minEvents: d.burst_min_events,
-      maxWindows: Math.max(1, Math.floor(d.sustained_growth_period.ms / w)),
-    })
-    for (const episode of episodes) found.push({ s, episode })
+  const found: Array<{ s: SeriesRow; episode: BurstEpisode; level: number }> = []
+  for (const c of candidates) {
+    const sparse = counts.get(seriesKey(c.nhiId, c.activityType))
+    const s = profiles.get(c.nhiId)?.series.find((row) => row.activityType === c.activityType)
+    if (!sparse || !s) continue
+    const dense = new Float64Array(Math.ceil((to - dayStart) / step))
+    const offset = dayStart / step
+    for (const [k, n] of sparse) dense[k - offset] = n
+    const levels = levelsFor(c.nhiId)
+    const rule = { from, to, windows, levels, baselineDays, factor: d.burst_factor, minEvents: d.burst_min_events, maxEpisodeMs: d.sustained_growth_period.ms, shiftFactor: d.sustained_growth_factor }
+    for (const episode of burstEpisodes({ startMs: dayStart, stepMs: step, counts: dense, firstEventMs: s.firstMs }, rule)) {
+      found.push({ s, episode, level: levels[windows.indexOf(episode.window.ms)] as number })
+    }
   }
-  const windowOf = (e: Episode) => ({ from: e.first * w, to: Math.min((e.last + 1) * w, to) })
-  const samples = await sampleTraces(ctx.client, found.map(({ s, episode }) => ({ nhiId: s.nhiId, activityType: s.activityType, ...windowOf(episode) })), ctx.request.scope)
-  return found.map(({ s, episode }, i) => {
-    const usual = episode.baseline.median
-    const versus = usual > 0 ? `${round(episode.peak / usual, 1)}× its usual ${usual} per ${d.burst_window.text}` : `against a usual of none per ${d.burst_window.text}`
+  const samples = await sampleTraces(ctx.client, found.map(({ s, episode }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: episode.from, to: episode.to })), ctx.request.scope)
+  return found.map(({ s, episode, level }, i) => {
+    const w = episode.window
+    const length = formatDuration(w.ms)
+    const expected = round(w.expected, 2)
     return finding(
       'burst',
       s.nhiId,
       'medium',
-      windowOf(episode),
-      `${s.nhiId} ran ${plural(episode.events, `${s.activityType} event`)} in ${formatDuration(episode.windows * w)}, peaking at ${episode.peak} per ${d.burst_window.text}, ${versus}${episode.ongoing ? ' (still going at the end of the range)' : ''}`,
+      { from: episode.from, to: episode.to },
+      `${s.nhiId} ran ${plural(w.observed, `${s.activityType} event`)} in the ${length} from ${iso(w.from)}, where ${expected} were expected (${w.expected > 0 ? `${round(w.observed / w.expected, 1)}×, ` : ''}chance ${formatProbability(w.logTail)} at ${d.burst_factor}× the expected rate)${episode.ongoing ? ', still going at the end of the range' : ''}`,
       {
         activity_type: s.activityType,
+        window_length: length,
+        window_from: iso(w.from),
+        observed: w.observed,
+        expected,
+        tail_probability: Number(Math.exp(w.logTail).toPrecision(3)),
+        log10_tail_probability: round(w.logTail / Math.LN10, 2),
+        test_level: Number(level.toPrecision(3)),
+        factor: d.burst_factor,
         events: episode.events,
-        peak_window_events: episode.peak,
-        windows: episode.windows,
-        burst_window: d.burst_window.text,
-        baseline: { median: episode.baseline.median, mad: episode.baseline.mad, windows: episode.baseline.size },
-        threshold: round(episode.threshold),
+        windows_fired: episode.windowsFired,
         ongoing: episode.ongoing,
         sample_trace_ids: samples[i] ?? [],
       },
     )
   })
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b)
+}
+
+function medianOf(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+/** A tail probability for a summary: "1 in 3.2e+9", or "below 1e-300" when it underflows. */
+function formatProbability(logTail: number): string {
+  const log10 = logTail / Math.LN10
+  if (log10 < -300) return 'below 1e-300'
+  return `1 in ${Number((1 / Math.exp(logTail)).toPrecision(2)).toExponential(1).replace('e+', 'e')}`
 }
 
 async function growth(ctx: Context, period: { origin: number; ms: number; count: number }, recentStart: number, recentEnd: number): Promise<Finding[]> {
@@ -461,27 +524,30 @@ async function growth(ctx: Context, period: { origin: number; ms: number; count:
   // Delivered counts choose the candidates; the decision is made on exact counts.
   // Periods that are not whole hours cannot be screened from the hourly digest: every series is a candidate.
   const screened = period.ms % HOUR_MS === 0
-  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => (screened ? growthCandidate(s.periods, options) : s.delivered > 0)))
+  // The week's shape is taken out first (detect.ts, weeklyAdjusted), so quiet weekends and busy Mondays are neither growth nor its absence.
+  const adjusted = (series: readonly number[]) => weeklyAdjusted(series, series.length - options.periods, period.origin, period.ms)
+  const candidates = [...profiles.values()].flatMap((p) => p.series.filter((s) => (screened ? growthCandidate(adjusted(s.periods), options) : s.delivered > 0)))
   const exact = await exactPeriods(ctx.client, candidates, period, request.scope)
-  const found: Array<{ s: SeriesRow; g: NonNullable<ReturnType<typeof sustainedGrowth>> }> = []
+  const found: Array<{ s: SeriesRow; g: NonNullable<ReturnType<typeof sustainedGrowth>>; raw: number[] }> = []
   for (const s of candidates) {
-    const g = sustainedGrowth(exact.get(seriesKey(s.nhiId, s.activityType)) ?? [], options)
-    if (g) found.push({ s, g })
+    const raw = exact.get(seriesKey(s.nhiId, s.activityType)) ?? []
+    const g = sustainedGrowth(adjusted(raw), options)
+    if (g && (raw[raw.length - 1] ?? 0) >= options.minEvents) found.push({ s, g, raw })
   }
   const samples = await sampleTraces(ctx.client, found.map(({ s }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: recentStart, to: recentEnd })), ctx.request.scope)
   const text = d.sustained_growth_period.text
-  return found.map(({ s, g }, i) =>
+  return found.map(({ s, g, raw }, i) =>
     finding(
       'sustained_growth',
       s.nhiId,
       'low',
       { from: recentStart, to: recentEnd },
-      `${s.nhiId}'s ${s.activityType} activity has stayed at ${round(g.factor, 2)}× its usual ${g.baseline.median} per ${text} for the last ${plural(g.recent.length, 'period')}`,
+      `${s.nhiId}'s ${s.activityType} activity has stayed at ${round(g.factor, 2)}× its usual ${round(g.baseline.median, 1)} per ${text} for the last ${plural(g.recent.length, 'period')}`,
       {
         activity_type: s.activityType,
         period: text,
-        recent: g.recent.map((events, k) => ({ from: iso(recentStart + k * period.ms), events })),
-        baseline: { median: g.baseline.median, mad: g.baseline.mad, periods: g.baseline.size },
+        recent: raw.slice(-g.recent.length).map((events, k) => ({ from: iso(recentStart + k * period.ms), events })),
+        baseline: { median: round(g.baseline.median, 2), mad: round(g.baseline.mad, 2), periods: g.baseline.size, weekly_adjusted: adjusted(raw).some((v, k) => v !== raw[k]) },
         growth_factor: round(g.factor, 2),
         sample_trace_ids: samples[i] ?? [],
       },

@@ -30,8 +30,9 @@ function healthy(id: string, options: { from?: string; to?: string; service?: st
 }
 
 const at = (iso: string, minutes: number) => new Date(Date.parse(iso) + minutes * 60_000).toISOString()
-const burstOf = (id: string, hour: string, n: number, options: Parameters<typeof use>[2] = {}) =>
-  Array.from({ length: n }, (_, i) => use(id, at(hour, (i * 59) / n), { credential: `fp-${id}`, ...options }))
+/** `n` uses spread evenly over the `minutes` (default 59) from `start`. */
+const burstOf = (id: string, start: string, n: number, options: Parameters<typeof use>[2] = {}, minutes = 59) =>
+  Array.from({ length: n }, (_, i) => use(id, at(start, (i * minutes) / n), { credential: `fp-${id}`, ...options }))
 
 beforeAll(async () => {
   client = await freshStorage()
@@ -55,8 +56,13 @@ beforeAll(async () => {
     { id: 'never-1', updated_at: '2026-09-01T00:00:00.000Z' },
     { id: 'ownerless-1', owner: '' },
     { id: 'sharer-b', business_unit: 'sales' },
-    { id: 'drift-declared', approved_activities: ['api_call', 'tool_invocation:search_*'] },
-  ])
+    { id: 'drift-declared', approved_activities: ['api_call', 'secret_rotation', 'tool_invocation:search_*'] },
+    // Its list does not name secret_rotation: its daily rotations are drift, of lower severity.
+    { id: 'rotating-unlisted', approved_activities: ['api_call'] },
+    'weekly-job',
+    'daily-cron',
+    'quiet-stop',
+  ].map((d) => (typeof d === 'string' ? { id: d } : d)))
   await insertSpans(client, [
     ...healthy('dormant-1', { to: '2026-10-14T00:00:00Z' }),
     ...healthy('gap-1', { to: '2026-10-16T00:00:00Z', service: 'svc-legacy' }),
@@ -93,6 +99,14 @@ beforeAll(async () => {
     ...healthy('typo-1', { service: 'svc-typo' }),
     ...spread('typo-1', HISTORY_FROM, END, 42, { service: 'svc-typo', type: 'Tool Call', name: 'x', credential: 'fp-typo-1' }),
     ...burstOf('typo-1', '2026-10-31T23:00:00Z', 3, { service: 'svc-typo', attributes: { 'nhi.type': 'Robot' } }),
+    ...healthy('rotating-unlisted'),
+    // Near misses that must stay quiet: a quiet identity's weekly job (Mondays, 45 calls in half an hour; the policy's overactive limit is 50) and daily cron (40 calls in five minutes).
+    ...healthy('weekly-job'),
+    ...Array.from({ length: 6 }, (_, week) => burstOf('weekly-job', at('2026-09-21T02:00:00Z', week * 7 * 1440), 45, {}, 30)).flat(),
+    ...healthy('daily-cron'),
+    ...Array.from({ length: 42 }, (_, day) => burstOf('daily-cron', at('2026-09-20T03:00:00Z', day * 1440), 40, {}, 4)).flat(),
+    // Six calls a day, then none for the last eight and a half days: far longer than any silence it had before.
+    ...healthy('quiet-stop', { to: '2026-10-23T12:00:00Z' }),
   ])
 })
 
@@ -123,10 +137,12 @@ describe('GET /v1/findings with injected cases', () => {
         'credential_reuse sharer-b',
         'dormant dormant-1',
         'dormant never-1',
+        'dormant quiet-stop',
         'orphaned ownerless-1',
         'overactive busy-1',
         'privilege_drift drift-declared',
         'privilege_drift drift-learned',
+        'privilege_drift rotating-unlisted',
         'stale_credential stale-1',
         'sustained_growth growing-1',
         'sustained_growth shifted-1',
@@ -158,7 +174,11 @@ describe('GET /v1/findings with injected cases', () => {
   it('reports a burst that returned to normal with its baseline and sample traces', () => {
     const burst = only(all, 'burst', 'bursty-1')
     expect(burst.window).toEqual({ from: '2026-10-15T10:00:00.000Z', to: '2026-10-15T11:00:00.000Z' })
-    expect(burst.evidence).toMatchObject({ activity_type: 'api_call', events: 30, peak_window_events: 30, windows: 1, baseline: { median: 0, windows: 168 }, threshold: 20, ongoing: false })
+    expect(burst.evidence).toMatchObject({ activity_type: 'api_call', window_length: '1h', window_from: '2026-10-15T10:00:00.000Z', observed: 30, events: 30, factor: 3, ongoing: false })
+    // A quiet identity (six calls a day): what its history expects of that hour is well under one call.
+    expect(burst.evidence.expected).toBeLessThan(1)
+    expect(burst.evidence.tail_probability).toBeLessThanOrEqual(burst.evidence.test_level as number)
+    expect(burst.summary).toMatch(/^bursty-1 ran 30 api_call events in the 1h from 2026-10-15T10:00:00.000Z, where 0\.\d+ were expected/)
     expect((burst.evidence.sample_trace_ids as string[]).length).toBe(3)
   })
 
@@ -175,6 +195,15 @@ describe('GET /v1/findings with injected cases', () => {
     expect(only(all, 'auth_failures', 'failing-1').evidence).toMatchObject({ peak_window_failures: 8, min_count: 5, windows_over: 1 })
   })
 
+  it('stays quiet about a weekly job and a daily cron: the same window last week, or on most days, is what is expected', () => {
+    expect(all.filter((f) => f.nhi_id === 'weekly-job' || f.nhi_id === 'daily-cron')).toEqual([])
+  })
+
+  it('calls an identity dormant early when its silence is far longer than any it had before', () => {
+    expect(only(all, 'dormant', 'quiet-stop').evidence).toMatchObject({ inactive_days: 8.6, dormant_after: '10d', last_service: 'svc-main' })
+    expect(only(all, 'dormant', 'quiet-stop').evidence.longest_earlier_silence_days).toBeLessThan(1)
+  })
+
   it('tells dormancy from a service that stopped reporting', () => {
     expect(only(all, 'dormant', 'dormant-1').evidence).toMatchObject({ last_service: 'svc-main', dormant_after: '10d', declared: true })
     // gap-1 fell silent together with the only service it reported through: not dormant, a telemetry gap.
@@ -187,6 +216,10 @@ describe('GET /v1/findings with injected cases', () => {
     expect(only(all, 'privilege_drift', 'drift-declared')).toMatchObject({
       severity: 'high',
       evidence: { reason: 'unapproved', activities: [{ activity_type: 'tool_invocation', activity_name: 'delete_repo', events: 3 }], activities_total: 1 },
+    })
+    expect(only(all, 'privilege_drift', 'rotating-unlisted')).toMatchObject({
+      severity: 'medium',
+      evidence: { reason: 'unapproved', activities: [{ activity_type: 'secret_rotation', activity_name: 'rotate' }], activities_total: 1, approved_activities: ['api_call'] },
     })
     expect(only(all, 'privilege_drift', 'drift-learned')).toMatchObject({
       severity: 'medium',
@@ -223,7 +256,7 @@ describe('GET /v1/findings with injected cases', () => {
   })
 
   it('filters by kind', async () => {
-    expect(pairs(await api.findings(`${RANGE}&kind=dormant,unregistered`))).toEqual(['dormant dormant-1', 'dormant never-1', 'unregistered shadow-1'])
+    expect(pairs(await api.findings(`${RANGE}&kind=dormant,unregistered`))).toEqual(['dormant dormant-1', 'dormant never-1', 'dormant quiet-stop', 'unregistered shadow-1'])
   })
 })
 
@@ -368,7 +401,7 @@ describe('findings resolve by themselves', () => {
     await declare(client, [
       { id: 'shadow-1', updated_at: '2026-09-02T00:00:00.000Z' },
       { id: 'ownerless-1', owner: 'team-b', updated_at: '2026-09-02T00:00:00.000Z' },
-      { id: 'drift-declared', approved_activities: ['api_call', 'tool_invocation:search_*', 'tool_invocation:delete_*'], updated_at: '2026-09-02T00:00:00.000Z' },
+      { id: 'drift-declared', approved_activities: ['api_call', 'secret_rotation', 'tool_invocation:search_*', 'tool_invocation:delete_*'], updated_at: '2026-09-02T00:00:00.000Z' },
     ])
     expect(await kindsOf('shadow-1')).toEqual([])
     expect(await kindsOf('ownerless-1')).toEqual([])

@@ -364,8 +364,9 @@ export async function newActivities(client: ClickHouseClient, ids: readonly stri
 /**
  * Activities the given declared identities used in [from, to) that their
  * `approved_activities` does not cover (the inventory's own rule,
- * APPROVED_ACTIVITY), judged once per distinct (type, name); secret
- * rotations excepted, as for newActivities.
+ * APPROVED_ACTIVITY), judged once per distinct (type, name). The list is
+ * the organisation's own statement of what the identity may do, so secret
+ * rotations are judged too (FINDINGS.md, privilege_drift (a)).
  */
 export async function unapprovedActivities(client: ClickHouseClient, ids: readonly string[], window: { from: number; to: number }): Promise<Activity[]> {
   if (ids.length === 0) return []
@@ -378,7 +379,7 @@ export async function unapprovedActivities(client: ClickHouseClient, ids: readon
           SELECT nhi_id AS id, activity_type AS type, activity_name AS name, toUnixTimestamp64Milli(event_time) AS t
           FROM nhi_activity
           PREWHERE nhi_id IN {ids:Array(String)}
-          WHERE activity_type != 'secret_rotation' AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+          WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
         )
         GROUP BY cityHash64(id, type, name)
       ) AS used
@@ -637,4 +638,98 @@ export async function sharedCredentialUse(client: ClickHouseClient, credentials:
     const r = row.parse(raw)
     return { credentialId: r.credential_id, nhiId: r.nhi_id, events: r.events, firstMs: r.first_ms, lastMs: r.last_ms, sampleTraceIds: distinctFirst(r.samples, SAMPLE_TRACES) }
   })
+}
+
+/** What {@link burstScreen} returns for one (identity, activity type) series, from delivered counts. */
+export interface BurstScreenRow {
+  nhiId: string
+  activityType: string
+  /** Delivered events per UTC day of the look-back, from `dayStart`. */
+  days: number[]
+  /** Per window length asked for, per UTC day of the range (from the day `from` falls in): the most delivered events in one window starting that day. */
+  maxima: number[][]
+}
+
+/**
+ * The burst screen (FINDINGS.md, "Cost"): per series, delivered events per
+ * day of the look-back and, per window length, the most delivered events in
+ * one window starting on each day of the range; an upper bound of every
+ * window's exact count. Windows shorter than an hour are bounded by the
+ * busiest five-minute slot of the hour (migration 0023) times the slots
+ * they span, and by the hour; windows of whole hours are sums of hours.
+ */
+export async function burstScreen(
+  client: ClickHouseClient,
+  scan: { dayStart: number; rangeDayStart: number; to: number; windows: readonly number[] },
+  scope: BusinessUnitScope,
+): Promise<BurstScreenRow[]> {
+  const s = scoped(scope)
+  const hours = Math.ceil((scan.to - scan.dayStart) / HOUR_MS)
+  const days = Math.ceil(hours / 24)
+  const rangeDays = days - Math.round((scan.rangeDayStart - scan.dayStart) / DAY_MS)
+  // One array expression per window length, each an array over the range's days.
+  const maxima = scan.windows.map((w) => {
+    const perHour = w < HOUR_MS ? `arrayMap((h, m) -> least(h, m * ${Math.ceil(w / 300_000)}), H, M)` : null
+    const span = Math.max(1, Math.round(w / HOUR_MS))
+    return perHour
+      ? `arrayMap(d -> arrayMax(arraySlice(${perHour}, (first_day + d) * 24 + 1, 24)), range(${rangeDays}))`
+      : `arrayMap(d -> arrayMax(arrayMap(h -> C[least(h + ${span}, ${hours}) + 1] - C[h + 1], range((first_day + d) * 24, least((first_day + d + 1) * 24, ${hours})))), range(${rangeDays}))`
+  })
+  const result = await client.query({
+    query: `
+      SELECT series_id AS nhi_id, series_type AS activity_type,
+        arrayMap(d -> arraySum(arraySlice(H, d * 24 + 1, 24)), range(${days})) AS days,
+        [${maxima.join(', ')}] AS maxima
+      FROM (
+        SELECT any(nhi_id) AS series_id, any(activity_type) AS series_type,
+          sumResample(0, ${hours}, 1)(n, h) AS H, maxResample(0, ${hours}, 1)(m, h) AS M,
+          arrayConcat([toUInt64(0)], arrayCumSum(H)) AS C,
+          {first_day:UInt32} AS first_day
+        FROM (
+          SELECT nhi_id, activity_type, intDiv(toUnixTimestamp(hour) - {day_start_s:Int64}, 3600) AS h, sum(delivered) AS n,
+            if(empty(tupleElement(sumMap(five_minutes), 2)), n, arrayMax(tupleElement(sumMap(five_minutes), 2))) AS m
+          FROM nhi_findings_hourly AS digest ${s.join}
+          WHERE hour >= {day_start:DateTime} AND hour < {to:DateTime} ${s.where}
+          GROUP BY nhi_id, activity_type, h
+        )
+        GROUP BY cityHash64(nhi_id, activity_type)
+      )`,
+    format: 'JSONEachRow',
+    query_params: {
+      day_start: seconds(scan.dayStart),
+      day_start_s: Math.floor(scan.dayStart / 1000),
+      to: seconds(Math.ceil(scan.to / HOUR_MS) * HOUR_MS),
+      first_day: Math.round((scan.rangeDayStart - scan.dayStart) / DAY_MS),
+      ...s.params,
+    },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  const row = z.object({ nhi_id: z.string(), activity_type: z.string(), days: z.array(count64), maxima: z.array(z.array(count64)) })
+  return (await result.json<Record<string, unknown>>()).map((raw) => {
+    const r = row.parse(raw)
+    return { nhiId: r.nhi_id, activityType: r.activity_type, days: r.days, maxima: r.maxima }
+  })
+}
+
+/**
+ * The longest silence of each given identity in [lookback, before): the
+ * most whole hours between two consecutive hours with activity, from the
+ * findings digest (an identity's own cadence, for early dormancy).
+ */
+export async function longestIdentitySilences(client: ClickHouseClient, ids: readonly string[], window: { lookback: number; before: number }, scope: BusinessUnitScope): Promise<Map<string, number>> {
+  if (ids.length === 0) return new Map()
+  const s = scoped(scope)
+  const result = await client.query({
+    query: `
+      SELECT nhi_id, arrayMax(arrayPushFront(arrayDifference(arraySort(groupUniqArray(toUnixTimestamp(hour)))), 0)) AS gap_s
+      FROM nhi_findings_hourly AS digest ${s.join}
+      WHERE nhi_id IN {ids:Array(String)} AND hour >= {lookback:DateTime} AND hour < {before:DateTime} ${s.where}
+      GROUP BY nhi_id`,
+    format: 'JSONEachRow',
+    query_params: { ids, lookback: seconds(floorTo(window.lookback, HOUR_MS)), before: seconds(Math.ceil(window.before / HOUR_MS) * HOUR_MS), ...s.params },
+    clickhouse_settings: READ_SETTINGS,
+  })
+  const row = z.object({ nhi_id: z.string(), gap_s: int64 })
+  // Consecutive active hours one hour apart were not silent at all.
+  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, Math.max(0, r.gap_s - 3600) * 1000]))
 }

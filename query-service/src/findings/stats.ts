@@ -48,46 +48,67 @@ export function baselineOf(values: readonly number[]): Baseline {
   return { median, mad: madWithZeros(sorted, 0, median), size: values.length }
 }
 
+// ---- Poisson tail probabilities (FINDINGS.md, "burst")
+
+// Lanczos approximation (g = 7, n = 9) of ln Γ(x) for x > 0; relative error below 1e-13.
+const LANCZOS = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7]
+
+/** ln Γ(x) for x > 0. */
+export function logGamma(x: number): number {
+  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x)
+  const z = x - 1
+  let sum = LANCZOS[0] as number
+  for (let i = 1; i < LANCZOS.length; i++) sum += (LANCZOS[i] as number) / (z + i)
+  const t = z + 7.5
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(sum)
+}
+
 /**
- * The counts of the windows in a sliding stretch, kept sorted so the median
- * of the stretch is read in O(1) as it slides over a series. Only non-empty
- * windows are stored; `size` says how many windows the stretch covers.
+ * ln P(X >= k) for X ~ Poisson(mu): the natural log of the upper-tail
+ * probability of observing at least `k` events when `mu` are expected.
+ * P(X >= k) is the regularised lower incomplete gamma function P(k, mu),
+ * summed as a series when mu < k + 1 (the tail a burst test asks about,
+ * accurate far below 1e-300 because it stays in logs) and through the
+ * continued fraction of its complement otherwise.
  */
-export class SlidingCounts {
-  private readonly sorted: number[] = []
-
-  /** Adds one non-empty window's count. */
-  add(count: number): void {
-    this.sorted.splice(this.insertionPoint(count), 0, count)
-  }
-
-  /** Removes one previously added count. */
-  remove(count: number): void {
-    const at = this.insertionPoint(count)
-    if (this.sorted[at] === count) this.sorted.splice(at, 1)
-  }
-
-  /** Median over `size` windows, the ones not added being empty. */
-  median(size: number): number {
-    return medianWithZeros(this.sorted, Math.max(0, size - this.sorted.length))
-  }
-
-  /** Median and MAD over `size` windows. */
-  baseline(size: number): Baseline {
-    const zeros = Math.max(0, size - this.sorted.length)
-    const median = medianWithZeros(this.sorted, zeros)
-    return { median, mad: madWithZeros(this.sorted, zeros, median), size }
-  }
-
-  // First index whose value is >= count.
-  private insertionPoint(count: number): number {
-    let lo = 0
-    let hi = this.sorted.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if ((this.sorted[mid] as number) < count) lo = mid + 1
-      else hi = mid
+export function logPoissonUpperTail(k: number, mu: number): number {
+  if (k <= 0) return 0
+  if (mu <= 0) return -Infinity
+  const logPrefix = k * Math.log(mu) - mu - logGamma(k)
+  if (mu < k + 1) {
+    // P(k, mu) = mu^k e^-mu / Γ(k) × Σ_n mu^n / (k (k+1) ... (k+n))
+    let term = 1 / k
+    let sum = term
+    for (let n = 1; n < 100_000; n++) {
+      term *= mu / (k + n)
+      sum += term
+      if (term < sum * 1e-15) break
     }
-    return lo
+    return logPrefix + Math.log(sum)
   }
+  // Q(k, mu) by Lentz's continued fraction; P = 1 - Q.
+  const tiny = 1e-300
+  let b = mu + 1 - k
+  let c = 1 / tiny
+  let d = 1 / b
+  let h = d
+  for (let i = 1; i < 100_000; i++) {
+    const an = -i * (i - k)
+    b += 2
+    d = an * d + b
+    if (Math.abs(d) < tiny) d = tiny
+    c = b + an / c
+    if (Math.abs(c) < tiny) c = tiny
+    d = 1 / d
+    const delta = d * c
+    h *= delta
+    if (Math.abs(delta - 1) < 1e-15) break
+  }
+  const q = Math.exp(logPrefix) * h
+  return Math.log1p(-Math.min(q, 1))
+}
+
+/** P(X >= k) for X ~ Poisson(mu) (0 when it underflows; see {@link logPoissonUpperTail}). */
+export function poissonUpperTail(k: number, mu: number): number {
+  return Math.exp(logPoissonUpperTail(k, mu))
 }

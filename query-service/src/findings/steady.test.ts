@@ -29,7 +29,7 @@ async function loadPopulation(): Promise<void> {
       INSERT INTO nhi_inventory (id, type, owner, business_unit, tier, approved_activities, updated_at)
       SELECT concat('steady-', leftPad(toString(number), 3, '0')), 'service_account', concat('team-', toString(number % 7)),
         concat('bu-', toString(number % 5)), 'standard',
-        if(number % 2 = 0, ['api_call', 'tool_invocation:tool-*', 'workflow_execution:nightly', 'token_exchange'], []),
+        if(number % 2 = 0, ['api_call', 'tool_invocation:tool-*', 'workflow_execution:nightly', 'token_exchange', 'secret_rotation'], []),
         toDateTime64('2026-09-01 00:00:00', 3)
       FROM numbers(${IDENTITIES})`,
   })

@@ -107,10 +107,10 @@ export function findingsApp(client: ClickHouseClient, policy: () => Policy) {
  */
 export const SENSITIVE_POLICY = policyWith({
   dormant_after: '10d',
-  burst_window: '1h',
+  burst_windows: ['5m', '1h', '6h'],
   burst_baseline: '7d',
-  burst_factor: 10,
-  burst_min_events: 20,
+  burst_factor: 3,
+  burst_min_events: 10,
   sustained_growth_period: '1d',
   sustained_growth_periods: 5,
   sustained_growth_factor: 2,

@@ -59,7 +59,7 @@ describe('POLICY.md', () => {
 
   it('states the default of every detection key as the loader applies it', () => {
     for (const [key, value] of Object.entries(DETECTION_DEFAULTS)) {
-      expect(rows.get(`detection.${key}`)?.fallback, key).toBe(`\`${String(value)}\``)
+      expect(rows.get(`detection.${key}`)?.fallback, key).toBe(`\`${Array.isArray(value) ? `[${value.join(', ')}]` : String(value)}\``)
     }
     expect(rows.get('billing.completeness_threshold')?.fallback).toBe(`\`${BILLING_DEFAULTS.completeness_threshold}\``)
   })

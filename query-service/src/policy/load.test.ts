@@ -368,19 +368,27 @@ entitlements:
 detection:
   telemetry_gap_min_ratio: 0.1234567
   burst_factor: 1
-  burst_window: 1d
-  burst_baseline: 1h
+  burst_windows: [7m, 90m]
+  burst_baseline: 36h
   sustained_growth_periods: 1
+  burst_false_alarms: 0
 `
     expect(problems(text)).toEqual([
       'billing.completeness_threshold: must be a number from 0 to 1 like 0.99, got 1.5 (a number) (line 10, column 3)',
       'detection.telemetry_gap_min_ratio: must have at most 6 decimal places, got 0.1234567 (a number) (line 12, column 3)',
-      'detection.burst_factor: must be a number greater than 1 and at most 1000000 like 10, got 1 (a number) (line 13, column 3)',
-      'detection.sustained_growth_periods: must be a whole number from 2 to 1000000000000 like 7, got 1 (a number) (line 16, column 3)',
+      'detection.burst_factor: must be a number greater than 1 and at most 1000000 like 3, got 1 (a number) (line 13, column 3)',
+      'detection.sustained_growth_periods: must be a whole number from 2 to 1000000000000 like 3, got 1 (a number) (line 16, column 3)',
+      'detection.burst_false_alarms: must be a number greater than 0 and less than 1 like 0.01, got 0 (a number) (line 17, column 3)',
     ])
-    expect(problems(`${CARD}detection:\n  burst_window: 1d\n  burst_baseline: 1h\n`)).toEqual([
-      'detection.burst_baseline: must be longer than detection.burst_window (1d), got "1h"; the baseline is the normal rate a burst is compared with (line 11, column 3)',
+    expect(problems(`${CARD}detection:\n  burst_windows: [7m, 90m, 2d]\n  burst_baseline: 36h\n  dormant_early_after: 40d\n`)).toEqual([
+      'detection.burst_windows[0]: must be a whole number of minutes that divides an hour, or a whole number of hours, got "7m"; windows are aligned to the clock (line 10, column 19)',
+      'detection.burst_windows[1]: must be a whole number of minutes that divides an hour, or a whole number of hours, got "90m"; windows are aligned to the clock (line 10, column 23)',
+      'detection.burst_windows[2]: must be at most detection.sustained_growth_period (1d), got "2d"; a longer excursion is a level shift, not a burst (line 10, column 28)',
+      'detection.burst_baseline: must be a whole number of days, at least 3d, got "36h"; the expected count of a window is learnt from the same window on earlier days (line 11, column 3)',
+      'detection.dormant_early_after: must be at most detection.dormant_after (30d), got "40d" (line 12, column 3)',
     ])
+    // The key this replaced is named, with the one to use.
+    expect(problems(`${CARD}detection:\n  burst_window: 5m\n`)[0]).toMatch(/^detection\.burst_window: .*burst_windows/)
   })
 })
 

@@ -68,14 +68,22 @@ export interface BillingSettings {
 export interface DetectionSettings {
   /** `dormant`: no activity for longer than this. */
   readonly dormant_after: Duration
-  /** `burst`: the window events are counted in. */
-  readonly burst_window: Duration
-  /** `burst`: the preceding stretch that sets the identity's normal rate per window. */
+  /** `dormant`: an identity silent this long is dormant early when the silence is also unusual for it. */
+  readonly dormant_early_after: Duration
+  /** `dormant`: ... that is, longer than this many times its longest earlier silence in the look-back. */
+  readonly dormant_gap_factor: number
+  /** `burst`: the window lengths tested (below an hour: dividing an hour; otherwise whole hours). */
+  readonly burst_windows: readonly Duration[]
+  /** `burst`: the preceding stretch that sets the identity's expected count per window (whole days). */
   readonly burst_baseline: Duration
-  /** `burst`: events in a window reach this many times the normal rate. */
+  /** `burst`: the rate in a window must be shown to exceed this many times the expected rate. */
   readonly burst_factor: number
   /** `burst`: and at least this many events in the window. */
   readonly burst_min_events: number
+  /** `burst`: false bursts expected per identity and activity type in 30 days of steady behaviour. */
+  readonly burst_false_alarms: number
+  /** `privilege_drift` (b): a new name of an activity type the identity already used needs this many events in the range. */
+  readonly drift_min_events: number
   /** `sustained_growth`: length of each period compared. */
   readonly sustained_growth_period: Duration
   /** `sustained_growth`: consecutive periods in which activity never falls. */
@@ -140,14 +148,18 @@ export const IDENTITY_DEFAULTS = {
 /** Detection defaults, as they would be written in a policy file; POLICY.md and default-policy.yaml are tested against these. */
 export const DETECTION_DEFAULTS = {
   dormant_after: '30d',
-  burst_window: '5m',
+  dormant_early_after: '7d',
+  dormant_gap_factor: 2,
+  burst_windows: ['5m', '1h', '6h'],
   burst_baseline: '7d',
-  burst_factor: 10,
-  burst_min_events: 100,
+  burst_factor: 3,
+  burst_min_events: 10,
+  burst_false_alarms: 0.01,
+  drift_min_events: 10,
   sustained_growth_period: '1d',
-  sustained_growth_periods: 7,
+  sustained_growth_periods: 3,
   sustained_growth_factor: 2,
-  sustained_growth_min_events: 100,
+  sustained_growth_min_events: 20,
   overactive_window: '1h',
   overactive_max_events: 10000,
   auth_failures_window: '1h',
@@ -158,7 +170,7 @@ export const DETECTION_DEFAULTS = {
   telemetry_gap_min_ratio: 0.99,
   telemetry_gap_min_spans: 100,
   telemetry_gap_silence: '1h',
-} as const satisfies Record<keyof DetectionSettings, string | number>
+} as const satisfies Record<keyof DetectionSettings, string | number | readonly string[]>
 
 /** Limits that keep a hostile or runaway policy from exhausting memory or time. */
 export const POLICY_LIMITS = {
@@ -294,6 +306,16 @@ function ratio(example: number) {
   })
 }
 
+// A probability strictly between 0 and 1 (any precision: it only scales a test level).
+function probability(example: number) {
+  const what = `a number greater than 0 and less than 1 like ${example}`
+  return z.number({ error: expecting(what) }).transform((value, ctx): number => {
+    if (value > 0 && value < 1) return value
+    ctx.addIssue({ code: 'custom', message: `must be ${what}, got ${describeValue(value)}`, input: value })
+    return z.NEVER
+  })
+}
+
 function list<T extends z.ZodType>(element: T, noun: string, max: number) {
   return z
     .array(element, { error: expecting(`a list of ${noun}`) })
@@ -358,14 +380,18 @@ const d = DETECTION_DEFAULTS
 const detectionSchema = z.strictObject(
   {
     dormant_after: duration('30d').prefault(d.dormant_after),
-    burst_window: duration('5m').prefault(d.burst_window),
+    dormant_early_after: duration('7d').prefault(d.dormant_early_after),
+    dormant_gap_factor: factor(2).prefault(d.dormant_gap_factor),
+    burst_windows: list(duration('1h'), 'durations', 6).min(1, { error: 'must list at least one window length' }).prefault([...d.burst_windows]),
     burst_baseline: duration('7d').prefault(d.burst_baseline),
-    burst_factor: factor(10).prefault(d.burst_factor),
-    burst_min_events: count(1, 100).prefault(d.burst_min_events),
+    burst_factor: factor(3).prefault(d.burst_factor),
+    burst_min_events: count(1, 10).prefault(d.burst_min_events),
+    burst_false_alarms: probability(0.01).prefault(d.burst_false_alarms),
+    drift_min_events: count(1, 10).prefault(d.drift_min_events),
     sustained_growth_period: duration('1d').prefault(d.sustained_growth_period),
-    sustained_growth_periods: count(2, 7).prefault(d.sustained_growth_periods),
+    sustained_growth_periods: count(2, 3).prefault(d.sustained_growth_periods),
     sustained_growth_factor: factor(2).prefault(d.sustained_growth_factor),
-    sustained_growth_min_events: count(1, 100).prefault(d.sustained_growth_min_events),
+    sustained_growth_min_events: count(1, 20).prefault(d.sustained_growth_min_events),
     overactive_window: duration('1h').prefault(d.overactive_window),
     overactive_max_events: count(1, 10000).prefault(d.overactive_max_events),
     auth_failures_window: duration('1h').prefault(d.auth_failures_window),
@@ -480,11 +506,24 @@ export function crossCheckPolicy(policy: Policy): { errors: RawPolicyIssue[]; wa
   })
 
   const detection = policy.detection
-  if (detection.burst_baseline.ms <= detection.burst_window.ms) {
+  const HOUR = 3_600_000
+  const DAY = 86_400_000
+  detection.burst_windows.forEach((window, i) => {
+    const fits = window.ms < HOUR ? window.ms % 60_000 === 0 && HOUR % window.ms === 0 : window.ms % HOUR === 0
+    if (!fits) {
+      errors.push({ path: ['detection', 'burst_windows', i], message: `must be a whole number of minutes that divides an hour, or a whole number of hours, got ${quote(window.text)}; windows are aligned to the clock` })
+    } else if (window.ms > detection.sustained_growth_period.ms) {
+      errors.push({ path: ['detection', 'burst_windows', i], message: `must be at most detection.sustained_growth_period (${detection.sustained_growth_period.text}), got ${quote(window.text)}; a longer excursion is a level shift, not a burst` })
+    }
+  })
+  if (detection.burst_baseline.ms % DAY !== 0 || detection.burst_baseline.ms < 3 * DAY) {
     errors.push({
       path: ['detection', 'burst_baseline'],
-      message: `must be longer than detection.burst_window (${detection.burst_window.text}), got ${quote(detection.burst_baseline.text)}; the baseline is the normal rate a burst is compared with`,
+      message: `must be a whole number of days, at least 3d, got ${quote(detection.burst_baseline.text)}; the expected count of a window is learnt from the same window on earlier days`,
     })
+  }
+  if (detection.dormant_early_after.ms > detection.dormant_after.ms) {
+    errors.push({ path: ['detection', 'dormant_early_after'], message: `must be at most detection.dormant_after (${detection.dormant_after.text}), got ${quote(detection.dormant_early_after.text)}` })
   }
   return { errors, warnings }
 }

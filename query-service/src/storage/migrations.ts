@@ -111,7 +111,9 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
     return [`${statement} ${onCluster}`]
   }
   if (/^ALTER TABLE (\w+)/.test(statement)) {
-    return [statement.replace(/^ALTER TABLE (\w+)/, `ALTER TABLE $1_local ${onCluster}`)]
+    const local = statement.replace(/^ALTER TABLE (\w+)/, `ALTER TABLE $1_local ${onCluster}`)
+    // A new column must reach the Distributed table too, or reads through it cannot name it.
+    return /^ALTER TABLE \w+ ADD COLUMN /.test(statement) ? [local, statement.replace(/^ALTER TABLE (\w+)/, `ALTER TABLE $1 ${onCluster}`)] : [local]
   }
   throw new Error(`no cluster form for statement: ${statement.slice(0, 80)}`)
 }
