@@ -78,6 +78,8 @@ const DAY = 86_400_000
 const HOUR = 3_600_000
 /** A series needs this many days of history before its windows are judged. */
 export const BURST_MIN_HISTORY_DAYS = 3
+/** The share of its part of the median day a window is expected to hold at least. */
+const LEVEL_SHARE = 0.5
 /** The daily median looks back at most this many days. */
 const MAX_DAILY_REFERENCES = 7
 
@@ -109,7 +111,9 @@ function median(values: number[]): number {
  * - the median of the same window on each of the previous days (a daily
  *   cron or the busy hours of the day are expected),
  * - the same window one week earlier (a weekly job or a Monday peak),
- * - the median UTC day of the previous days, scaled to the window (the level).
+ * - half the window's share of the median UTC day of the previous days (a
+ *   floor for quiet series whose daily median is mostly zeros; half, so the
+ *   quiet hours of a busy day are not expected to be average).
  * Null when the series has fewer than BURST_MIN_HISTORY_DAYS days of history.
  */
 export function expectedCount(sum: (fromMs: number, toMs: number) => number, historyStart: number, t: number, lengthMs: number, baselineDays: number): number | null {
@@ -123,7 +127,20 @@ export function expectedCount(sum: (fromMs: number, toMs: number) => number, his
     level.push(sum(today - k * DAY, today - (k - 1) * DAY))
   }
   const weekly = days >= 7 ? sum(t - 7 * DAY, t - 7 * DAY + lengthMs) : 0
-  return Math.max(median(daily), weekly, (median(level) * lengthMs) / DAY)
+  return Math.max(median(daily), weekly, (LEVEL_SHARE * median(level) * lengthMs) / DAY)
+}
+
+/**
+ * The lowest plausible count of the day starting at `t`: the same 24 hours
+ * a week earlier when the history reaches that far (a quiet Saturday is
+ * compared with last Saturday), else the median of the previous days. Used
+ * to tell whether activity stayed elevated after a burst.
+ */
+function usualDay(sum: (fromMs: number, toMs: number) => number, historyStart: number, t: number, baselineDays: number): number {
+  const days = Math.min(baselineDays, Math.floor((t - historyStart) / DAY))
+  const daily: number[] = []
+  for (let k = 1; k <= Math.min(days, MAX_DAILY_REFERENCES); k++) daily.push(sum(t - k * DAY, t - (k - 1) * DAY))
+  return days >= 7 ? Math.min(median(daily), sum(t - 7 * DAY, t - 6 * DAY)) : median(daily)
 }
 
 /**
@@ -187,7 +204,7 @@ export function burstEpisodes(series: DenseSeries, rule: BurstRule): BurstEpisod
     if (rule.to - to >= HOUR) {
       // A burst returns to normal: the day after it (or what the range holds of it) is not still elevated.
       const afterEnd = Math.min(to + DAY, rule.to)
-      const usual = ((expectedCount(sum, historyStart, from, DAY, rule.baselineDays) ?? 0) * (afterEnd - to)) / DAY
+      const usual = (usualDay(sum, historyStart, to, rule.baselineDays) * (afterEnd - to)) / DAY
       const after = sum(to, afterEnd)
       if (after >= rule.minEvents && after >= rule.shiftFactor * usual) continue
     }
@@ -322,4 +339,53 @@ export function weeklyAdjusted(series: readonly number[], baselineCount: number,
   })
   const shape = sums.map((s, p) => (s + SHAPE_PRIOR * mean) / ((seen[p] as number) + SHAPE_PRIOR) / mean)
   return series.map((value, i) => value / (shape[position(i)] as number))
+}
+
+/** One series as the burst screen sees it: delivered events per day of the look-back and, per window length, per day of the range, the most in one window. */
+export interface ScreenedSeries {
+  days: readonly number[]
+  maxima: readonly (readonly number[])[]
+  /** Index in `days` of the range's first day. */
+  firstRangeDay: number
+}
+
+/**
+ * Whether a series could hold a burst, from upper bounds of its window
+ * counts (delivered events) against a lower bound of each window's expected
+ * count: the level term of {@link expectedCount} (the median day of the
+ * previous days), with a fifth of slack for re-delivered spans. Series that
+ * fail it are never read again.
+ */
+export function mayBurst(series: ScreenedSeries, rule: Pick<BurstRule, 'windows' | 'levels' | 'baselineDays' | 'factor' | 'minEvents'>): boolean {
+  return series.maxima.some((perDay, w) =>
+    perDay.some((observed, day) => {
+      if (observed < rule.minEvents) return false
+      const index = series.firstRangeDay + day
+      const previous = series.days.slice(Math.max(0, index - Math.min(MAX_DAILY_REFERENCES, rule.baselineDays)), index)
+      const expected = (0.8 * LEVEL_SHARE * median([...previous]) * (rule.windows[w] as number)) / DAY
+      return logPoissonUpperTail(observed, rule.factor * expected) <= Math.log(rule.levels[w] as number)
+    }),
+  )
+}
+
+/** The chance, at its current rate, that a name new in the range would have been missing from the whole baseline stretch. */
+export const DRIFT_ABSENCE_PROBABILITY = 0.001
+
+/**
+ * privilege_drift (b) for a new name of an activity type the identity
+ * already used: at least `minEvents` events in the range, at a rate (since
+ * the name was first seen) at which its absence from the baseline stretch
+ * would have had a chance of at most DRIFT_ABSENCE_PROBABILITY. A route
+ * used a few times a month that happened to skip the last week is not drift.
+ */
+export function newNameIsDrift(events: number, firstSeenMs: number, toMs: number, baselineMs: number, minEvents: number): boolean {
+  if (events < minEvents) return false
+  const rate = events / Math.max(DAY, toMs - firstSeenMs)
+  return Math.exp(-rate * baselineMs) <= DRIFT_ABSENCE_PROBABILITY
+}
+
+/** How long an identity must be silent to be dormant: dormant_after, or earlier when the silence is unusual for it (FINDINGS.md). */
+export function dormancyThreshold(longestEarlierSilenceMs: number | undefined, settings: { afterMs: number; earlyAfterMs: number; gapFactor: number }): number {
+  if (longestEarlierSilenceMs === undefined) return settings.afterMs
+  return Math.min(settings.afterMs, Math.max(settings.earlyAfterMs, settings.gapFactor * longestEarlierSilenceMs))
 }

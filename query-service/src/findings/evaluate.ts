@@ -9,8 +9,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { completenessStatus, formatDuration, type DetectionSettings } from '../policy/index.js'
 import { attributeProblems, lastSpans, lastSpansBefore, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
-import { burstEpisodes, burstTestLevels, growthCandidate, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstEpisode, type Episode } from './detect.js'
-import { logPoissonUpperTail } from './stats.js'
+import { burstEpisodes, burstTestLevels, dormancyThreshold, growthCandidate, mayBurst, newNameIsDrift, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstEpisode, type Episode } from './detect.js'
 import { finding, iso, sortFindings, type Finding, type FindingKind } from './kinds.js'
 import {
   activityEvents,
@@ -245,7 +244,7 @@ async function dormant(ctx: Context): Promise<{ findings: Finding[]; unjudged: M
   const early = request.detection.dormant_early_after
   const maybe = [...profiles.values()].filter((p) => p.lastMs > 0 && to - p.lastMs > early.ms)
   const gaps = await longestIdentitySilences(ctx.client, maybe.filter((p) => to - p.lastMs <= after.ms).map((p) => p.id), { lookback: ctx.lookback, before: to }, request.scope)
-  const thresholdOf = (p: Profile) => (to - p.lastMs > after.ms ? after.ms : Math.max(early.ms, request.detection.dormant_gap_factor * (gaps.get(p.id) ?? Infinity)))
+  const thresholdOf = (p: Profile) => dormancyThreshold(gaps.get(p.id), { afterMs: after.ms, earlyAfterMs: early.ms, gapFactor: request.detection.dormant_gap_factor })
   const silent = maybe.filter((p) => to - p.lastMs > thresholdOf(p))
   for (const p of profiles.values()) {
     if (p.lastMs === 0 && p.declared && to - p.declared.updatedMs > after.ms) {
@@ -369,11 +368,15 @@ async function privilegeDrift(ctx: Context): Promise<Finding[]> {
     unapprovedActivities(ctx.client, restricted, { from, to }),
     newActivities(ctx.client, learned, { baselineFrom, from, to }, request.scope),
   ])
-  // Rule (b) asks a new name of an activity type the identity already used for drift_min_events events in the range
-  // (a rarely used route is not a new privilege); a new activity type needs one.
+  // Rule (b): a new activity type needs one event; a new name of a type already used needs drift_min_events and a rate
+  // at which missing the whole baseline stretch would have been improbable (a rarely used route is not a new privilege).
   const freshEvents = await activityEvents(ctx.client, fresh, { from, to }, ctx.request.scope)
   const knownTypes = (id: string) => new Set(profiles.get(id)?.series.filter((s) => s.baselineDelivered > 0).map((s) => s.activityType))
-  const material = fresh.filter((use) => !knownTypes(use.nhiId).has(use.activityType) || (freshEvents.get(activityKey(use.nhiId, use.activityType, use.activityName)) ?? 0) >= request.detection.drift_min_events)
+  const material = fresh.filter(
+    (use) =>
+      !knownTypes(use.nhiId).has(use.activityType) ||
+      newNameIsDrift(freshEvents.get(activityKey(use.nhiId, use.activityType, use.activityName)) ?? 0, use.firstMs, to, request.detection.burst_baseline.ms, request.detection.drift_min_events),
+  )
   const byIdentity = new Map<string, { reason: 'unapproved' | 'new_activity'; uses: Activity[] }>()
   for (const [reason, uses] of [['unapproved', unapproved], ['new_activity', material]] as const) {
     for (const use of uses) {
@@ -433,21 +436,9 @@ async function bursts(ctx: Context): Promise<Finding[]> {
   // Screen on delivered counts: a window can fire only if its upper bound does against a lower bound
   // of its expected count (the level term, with a fifth of slack for re-deliveries).
   const screen = await burstScreen(ctx.client, { dayStart, rangeDayStart, to, windows }, request.scope)
-  const candidates = screen.filter((row) => {
-    if (!profiles.has(row.nhiId)) return false
-    const levels = levelsFor(row.nhiId)
-    const firstRangeDay = Math.round((rangeDayStart - dayStart) / DAY_MS)
-    return row.maxima.some((perDay, w) =>
-      perDay.some((observed, day) => {
-        if (observed < d.burst_min_events) return false
-        const index = firstRangeDay + day
-        const previous = row.days.slice(Math.max(0, index - Math.min(7, baselineDays)), index)
-        const level = previous.length === 0 ? 0 : medianOf(previous)
-        const expected = (0.8 * level * (windows[w] as number)) / DAY_MS
-        return logPoissonUpperTail(observed, d.burst_factor * expected) <= Math.log(levels[w] as number)
-      }),
-    )
-  })
+  const firstRangeDay = Math.round((rangeDayStart - dayStart) / DAY_MS)
+  const screenRule = { windows, baselineDays, factor: d.burst_factor, minEvents: d.burst_min_events }
+  const candidates = screen.filter((row) => profiles.has(row.nhiId) && mayBurst({ ...row, firstRangeDay }, { ...screenRule, levels: levelsFor(row.nhiId) }))
   if (candidates.length === 0) return []
 
   const step = windows.reduce((a, b) => gcd(a, b))
@@ -502,12 +493,6 @@ async function bursts(ctx: Context): Promise<Finding[]> {
 
 function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b)
-}
-
-function medianOf(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
 }
 
 /** A tail probability for a summary: "1 in 3.2e+9", or "below 1e-300" when it underflows. */
