@@ -24,6 +24,10 @@ describe('npm run demo', () => {
     expect(out).toMatch(/never_seen\s+sa-legacy-batch/)
     expect(out).toMatch(/unregistered\s+int-billing-export/)
     expect(out).toContain('INCOMPLETE')
+    // Every finding the demo shows is one it planted, and it says why; nothing on its normal identities.
+    expect(out).toMatch(/high\s+privilege_drift crm-sync: .*\n\s+planted: the example inventory approves crm-sync/)
+    expect(out).toMatch(/medium\s+unregistered int-billing-export: .*\n\s+planted: /)
+    expect(out).not.toContain('NOT PLANTED')
     expect(out).toContain(`http://127.0.0.1:${api}/v1/billable?group_by=nhi.id,meter`)
     expect(out).not.toContain('demo-partner-key')
   })

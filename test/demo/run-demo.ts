@@ -25,6 +25,17 @@ interface Billable {
   total: { quantity: number; amount: string }
 }
 
+/**
+ * The findings the demo sets up on purpose. The workload runs for a minute,
+ * so no identity has the days of history that bursts, growth and dormancy
+ * are judged against; those kinds cannot appear here.
+ */
+const PLANTED: Record<string, string> = {
+  'privilege_drift crm-sync':
+    'the example inventory approves crm-sync for token_exchange and secret_rotation only, and the example workload has it run the support agent (instrumentation/examples/agent-gateway/workload.ts)',
+  'unregistered int-billing-export': 'the inventory the demo posts leaves this partner integration out',
+}
+
 async function remoteOnly(endpoint: string): Promise<void> {
   const base = endpoint.replace(/\/$/, '')
   const tracesUrl = `${base}/v1/traces`
@@ -105,6 +116,14 @@ async function main(): Promise<void> {
     console.log('')
     console.log('Identities (GET /v1/identities):')
     for (const [status, ids] of [...byStatus].sort()) console.log(`  ${status.padEnd(13)} ${ids.sort().join(', ')}`)
+    const { findings } = (await (await fetch(`${api}/v1/findings`, { headers: { Authorization: `Bearer ${key}` } })).json()) as { findings: Array<{ kind: string; nhi_id: string | null; severity: string; summary: string; evidence: Record<string, unknown> }> }
+    console.log('')
+    console.log('Findings (GET /v1/findings), each one the demo planted, and why:')
+    for (const f of findings) {
+      const subject = `${f.kind} ${f.nhi_id ?? String(f.evidence.service)}`
+      console.log(`  ${f.severity.padEnd(6)} ${subject}: ${f.summary}`)
+      console.log(`         ${PLANTED[subject] ? `planted: ${PLANTED[subject]}` : 'NOT PLANTED by the demo: a finding on normal behaviour (please report it)'}`)
+    }
     console.log('')
     console.log('Try (the admin key below is for this demo instance only):')
     console.log(`  export KEY=${key}`)

@@ -16,16 +16,24 @@ import { fingerprintCredential } from '@nhi-meter/instrumentation'
 
 /** The identities the workload acts as, in the shape of `POST /v1/inventory` (SPEC section 5). */
 export const EXAMPLE_INVENTORY = [
-  { id: 'svc-agent-gateway', type: 'workload', owner: 'team-platform', business_unit: 'platform', tier: 'standard', approved_activities: ['api_call'] },
+  {
+    id: 'svc-agent-gateway',
+    type: 'workload',
+    owner: 'team-platform',
+    business_unit: 'platform',
+    tier: 'standard',
+    approved_activities: ['api_call', 'tool_invocation', 'workflow_execution', 'model_call', 'token_exchange'],
+  },
   {
     id: 'agent-support-triage',
     type: 'ai_agent',
     owner: 'team-support',
     business_unit: 'support',
     tier: 'premium',
-    approved_activities: ['workflow_execution', 'tool_invocation', 'api_call'],
+    approved_activities: ['workflow_execution', 'tool_invocation', 'api_call', 'token_exchange'],
   },
-  { id: 'partner-acme', type: 'api_key', owner: 'team-partnerships', business_unit: 'sales', tier: 'standard', approved_activities: ['workflow_execution', 'tool_invocation'] },
+  { id: 'partner-acme', type: 'api_key', owner: 'team-partnerships', business_unit: 'sales', tier: 'standard', approved_activities: ['workflow_execution', 'tool_invocation', 'api_call'] },
+  // Approved for exchanging tokens and rotating its secret only; the workload also has it run the agent: privilege drift, on purpose.
   { id: 'crm-sync', type: 'integration', owner: 'team-crm', business_unit: 'sales', tier: 'standard', approved_activities: ['token_exchange', 'secret_rotation'] },
 ] as const
 
