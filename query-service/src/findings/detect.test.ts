@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { burstEpisodes, burstTestLevels, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstRule, type DenseSeries } from './detect.js'
+import { burstEpisodes, burstTestLevels, differenceSpread, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstRule, type DenseSeries } from './detect.js'
 import { baselineOf, logPoissonUpperTail, madWithZeros, medianWithZeros, poissonUpperTail } from './stats.js'
 
 describe('robust baselines', () => {
@@ -134,6 +134,14 @@ describe('sustained growth', () => {
     const growth = sustainedGrowth([...noisy(20, 100), ...noisy(7, 260)], options)
     expect(growth).toMatchObject({ baseline: { median: 100, size: 20 }, recent: noisy(7, 260) })
     expect(growth?.factor).toBeCloseTo(2.6)
+  })
+
+  it('is found when it began inside the baseline too: the spread comes from day-to-day differences, which one shift barely moves', () => {
+    // 14 days at about 10, then 14 at about 30: the last 3 are recent, 11 of the 25 earlier ones already elevated.
+    const low = [9, 11, 10, 12, 8, 10, 11, 9, 10, 12, 10, 9, 11, 10]
+    const high = [29, 31, 30, 33, 28, 30, 32, 29, 31, 30, 28, 31, 30, 29]
+    expect(differenceSpread([...low, ...high.slice(0, 11)])).toBeLessThan(3)
+    expect(sustainedGrowth([...low, ...high], { periods: 3, factor: 2, minEvents: 20 })).toMatchObject({ recent: [31, 30, 29] })
   })
 
   it('is not a single busy period, nor a shift that fell back', () => {

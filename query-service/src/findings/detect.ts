@@ -290,21 +290,36 @@ export function growthCandidate(delivered: readonly number[], options: GrowthOpt
 export const GROWTH_BAND_SPREADS = 3
 
 /**
+ * The spread of a series' noise from its period-to-period differences:
+ * MAD of the differences × 1.4826 / √2. A level shift inside the series is
+ * one large difference among many small ones, so it barely moves this,
+ * where it would widen the MAD of the values themselves.
+ */
+export function differenceSpread(series: readonly number[]): number {
+  if (series.length < 3) return MAD_TO_SPREAD * baselineOf(series).mad
+  const differences = series.slice(1).map((v, i) => v - (series[i] as number))
+  return (MAD_TO_SPREAD * baselineOf(differences).mad) / Math.SQRT2
+}
+
+/**
  * Decides whether the last `periods` complete periods of a series are a
  * level shift that persists: the earlier periods are the baseline (median
- * m, spread s = MAD × 1.4826; m must be above zero, so a series that is new
- * is not growth); every recent period is above m and at least m + 3s; the
- * median of the recent periods is at least `factor` × m; and the latest
- * period has at least `minEvents`. A one-off burst lifts one or two periods
- * and never all of them.
+ * m, which must be above zero, so a series that is new is not growth;
+ * spread s from the period-to-period differences, {@link differenceSpread},
+ * so growth that began inside the baseline does not hide itself); every
+ * recent period is above m and at least m + 3s; the median of the recent
+ * periods is at least `factor` × m; and the latest period has at least
+ * `minEvents`. A one-off burst lifts one or two periods and never all of
+ * them.
  */
 export function sustainedGrowth(series: readonly number[], options: GrowthOptions): Growth | null {
   if (series.length < 2 * options.periods) return null
   const recent = series.slice(-options.periods)
-  const baseline = baselineOf(series.slice(0, -options.periods))
+  const earlier = series.slice(0, -options.periods)
+  const baseline = baselineOf(earlier)
   const m = baseline.median
   if (m <= 0) return null
-  const floor = m + GROWTH_BAND_SPREADS * MAD_TO_SPREAD * baseline.mad
+  const floor = m + GROWTH_BAND_SPREADS * differenceSpread(earlier)
   if (!recent.every((c) => c > m && c >= floor)) return null
   const recentMedian = baselineOf(recent).median
   if (recentMedian < options.factor * m) return null
@@ -357,15 +372,27 @@ export interface ScreenedSeries {
  * fail it are never read again.
  */
 export function mayBurst(series: ScreenedSeries, rule: Pick<BurstRule, 'windows' | 'levels' | 'baselineDays' | 'factor' | 'minEvents'>): boolean {
-  return series.maxima.some((perDay, w) =>
-    perDay.some((observed, day) => {
-      if (observed < rule.minEvents) return false
+  // As in burstEpisodes: history starts on the first day with events, and a window needs BURST_MIN_HISTORY_DAYS of it.
+  const firstDay = series.days.findIndex((n) => n > 0)
+  if (firstDay < 0) return false
+  const levels = new Map<number, number>()
+  const levelOf = (index: number) => {
+    let level = levels.get(index)
+    if (level === undefined) {
+      level = median(series.days.slice(Math.max(firstDay, index - Math.min(MAX_DAILY_REFERENCES, rule.baselineDays)), index))
+      levels.set(index, level)
+    }
+    return level
+  }
+  return series.maxima.some((perDay, w) => {
+    const logLevel = Math.log(rule.levels[w] as number)
+    const share = (0.8 * LEVEL_SHARE * (rule.windows[w] as number)) / DAY
+    return perDay.some((observed, day) => {
       const index = series.firstRangeDay + day
-      const previous = series.days.slice(Math.max(0, index - Math.min(MAX_DAILY_REFERENCES, rule.baselineDays)), index)
-      const expected = (0.8 * LEVEL_SHARE * median([...previous]) * (rule.windows[w] as number)) / DAY
-      return logPoissonUpperTail(observed, rule.factor * expected) <= Math.log(rule.levels[w] as number)
-    }),
-  )
+      if (observed < rule.minEvents || index - firstDay < BURST_MIN_HISTORY_DAYS) return false
+      return logPoissonUpperTail(observed, rule.factor * share * levelOf(index)) <= logLevel
+    })
+  })
 }
 
 /** The chance, at its current rate, that a name new in the range would have been missing from the whole baseline stretch. */

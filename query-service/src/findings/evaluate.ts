@@ -438,7 +438,11 @@ async function bursts(ctx: Context): Promise<Finding[]> {
   const screen = await burstScreen(ctx.client, { dayStart, rangeDayStart, to, windows }, request.scope)
   const firstRangeDay = Math.round((rangeDayStart - dayStart) / DAY_MS)
   const screenRule = { windows, baselineDays, factor: d.burst_factor, minEvents: d.burst_min_events }
-  const candidates = screen.filter((row) => profiles.has(row.nhiId) && mayBurst({ ...row, firstRangeDay }, { ...screenRule, levels: levelsFor(row.nhiId) }))
+  const seriesByKey = new Map([...profiles.values()].flatMap((p) => p.series.map((s) => [s.key, s] as const)))
+  const candidates = screen.flatMap((row) => {
+    const s = seriesByKey.get(row.key)
+    return s && mayBurst({ ...row, firstRangeDay }, { ...screenRule, levels: levelsFor(s.nhiId) }) ? [s] : []
+  })
   if (candidates.length === 0) return []
 
   const step = windows.reduce((a, b) => gcd(a, b))
@@ -448,14 +452,13 @@ async function bursts(ctx: Context): Promise<Finding[]> {
     request.scope,
   )
   const found: Array<{ s: SeriesRow; episode: BurstEpisode; level: number }> = []
-  for (const c of candidates) {
-    const sparse = counts.get(seriesKey(c.nhiId, c.activityType))
-    const s = profiles.get(c.nhiId)?.series.find((row) => row.activityType === c.activityType)
-    if (!sparse || !s) continue
+  for (const s of candidates) {
+    const sparse = counts.get(seriesKey(s.nhiId, s.activityType))
+    if (!sparse) continue
     const dense = new Float64Array(Math.ceil((to - dayStart) / step))
     const offset = dayStart / step
     for (const [k, n] of sparse) dense[k - offset] = n
-    const levels = levelsFor(c.nhiId)
+    const levels = levelsFor(s.nhiId)
     const rule = { from, to, windows, levels, baselineDays, factor: d.burst_factor, minEvents: d.burst_min_events, maxEpisodeMs: d.sustained_growth_period.ms, shiftFactor: d.sustained_growth_factor }
     for (const episode of burstEpisodes({ startMs: dayStart, stepMs: step, counts: dense, firstEventMs: s.firstMs }, rule)) {
       found.push({ s, episode, level: levels[windows.indexOf(episode.window.ms)] as number })

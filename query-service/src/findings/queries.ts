@@ -57,6 +57,8 @@ export interface SeriesScan {
 export interface SeriesRow {
   nhiId: string
   activityType: string
+  /** cityHash64(nhi_id, activity_type) in decimal: how other reads of the digest name this series. */
+  key: string
   /** Delivered events in [from, to) (an upper bound of distinct spans; 0 exactly when there were none). */
   delivered: number
   /** Delivered events in the hours from baselineFrom's to from (inclusive of the hour baselineFrom falls in). */
@@ -81,6 +83,7 @@ export interface SeriesRow {
 const seriesRow = z.object({
   nhi_id: z.string(),
   activity_type: z.string(),
+  series_key: z.string(),
   delivered: count64,
   baseline_delivered: count64,
   first_ms: int64,
@@ -144,9 +147,9 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
   const periodShift = Math.ceil((scan.period.origin - scan.lookback) / scan.period.ms) + 1
   const result = await client.query({
     query: `
-      SELECT series_id AS nhi_id, series_type AS activity_type, delivered, baseline_delivered, first_ms, last_ms, first_in_range_ms, last_ok_ms, active_days, periods, max_hour, max_failed_hour
+      SELECT series_id AS nhi_id, series_type AS activity_type, toString(series_key) AS series_key, delivered, baseline_delivered, first_ms, last_ms, first_in_range_ms, last_ok_ms, active_days, periods, max_hour, max_failed_hour
       FROM (
-        SELECT any(nhi_id) AS series_id, any(activity_type) AS series_type,
+        SELECT cityHash64(nhi_id, activity_type) AS series_key, any(nhi_id) AS series_id, any(activity_type) AS series_type,
           sumIf(n, in_range) AS delivered,
           sumIf(n, NOT in_range AND hour >= {baseline_hour:DateTime}) AS baseline_delivered,
           toUnixTimestamp64Milli(min(first_time)) AS first_ms,
@@ -161,7 +164,7 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
         ${s.join}
         WHERE 1 ${s.where}
         -- One 64-bit key instead of two strings: hashing beats comparing strings, and a collision is 2^-64 unlikely.
-        GROUP BY cityHash64(nhi_id, activity_type)
+        GROUP BY series_key
       )
       ORDER BY nhi_id, activity_type`,
     format: 'JSONEachRow',
@@ -182,6 +185,7 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
     return {
       nhiId: r.nhi_id,
       activityType: r.activity_type,
+      key: r.series_key,
       delivered: r.delivered,
       baselineDelivered: r.baseline_delivered,
       firstMs: r.first_ms,
@@ -642,8 +646,8 @@ export async function sharedCredentialUse(client: ClickHouseClient, credentials:
 
 /** What {@link burstScreen} returns for one (identity, activity type) series, from delivered counts. */
 export interface BurstScreenRow {
-  nhiId: string
-  activityType: string
+  /** The series, as SeriesRow.key. */
+  key: string
   /** Delivered events per UTC day of the look-back, from `dayStart`. */
   days: number[]
   /** Per window length asked for, per UTC day of the range (from the day `from` falls in): the most delivered events in one window starting that day. */
@@ -666,48 +670,65 @@ export async function burstScreen(
   const s = scoped(scope)
   const hours = Math.ceil((scan.to - scan.dayStart) / HOUR_MS)
   const days = Math.ceil(hours / 24)
-  const rangeDays = days - Math.round((scan.rangeDayStart - scan.dayStart) / DAY_MS)
-  // One array expression per window length, each an array over the range's days.
-  const maxima = scan.windows.map((w) => {
-    const perHour = w < HOUR_MS ? `arrayMap((h, m) -> least(h, m * ${Math.ceil(w / 300_000)}), H, M)` : null
-    const span = Math.max(1, Math.round(w / HOUR_MS))
-    return perHour
-      ? `arrayMap(d -> arrayMax(arraySlice(${perHour}, (first_day + d) * 24 + 1, 24)), range(${rangeDays}))`
-      : `arrayMap(d -> arrayMax(arrayMap(h -> C[least(h + ${span}, ${hours}) + 1] - C[h + 1], range((first_day + d) * 24, least((first_day + d + 1) * 24, ${hours})))), range(${rangeDays}))`
+  const firstDay = Math.round((scan.rangeDayStart - scan.dayStart) / DAY_MS)
+  const rangeDays = days - firstDay
+  // Per window length, the per-day maxima. Below an hour: the busiest slot of an hour times the slots a window spans,
+  // at most the hour. One hour: the hour. k hours: sums of k consecutive hours, from the series' cumulative sums
+  // (whole arrays sliced and zipped: indexing an array inside a lambda copies it per element).
+  const perDay = (values: string) => `CAST(arraySlice(${values}, ${firstDay + 1}, ${rangeDays}) AS Array(UInt32))`
+  // Aggregates over the series' hours (middle query) and expressions over them (outer query), per window length.
+  const aggregates: string[] = []
+  const maxima = scan.windows.map((w, i) => {
+    if (w < HOUR_MS) {
+      aggregates.push(`maxResample(0, ${days}, 1)(least(n, m * ${Math.ceil(w / 300_000)}), intDiv(h, 24)) AS X${i}`)
+      return perDay(`X${i}`)
+    }
+    const k = Math.round(w / HOUR_MS)
+    if (k === 1) {
+      aggregates.push(`maxResample(0, ${days}, 1)(n, intDiv(h, 24)) AS X${i}`)
+      return perDay(`X${i}`)
+    }
+    const sums = `arrayMap((a, b) -> a - b, arraySlice(arrayConcat(C, arrayWithConstant(${k}, C[-1])), ${k + 1}, ${hours}), arraySlice(C, 1, ${hours}))`
+    return perDay(`arrayMap(c -> arrayMax(c), arraySplit((x, cut) -> cut, ${sums}, arrayMap(j -> j > 0 AND j % 24 = 0, range(${hours}))))`)
   })
   const result = await client.query({
     query: `
-      SELECT series_id AS nhi_id, series_type AS activity_type,
-        arrayMap(d -> arraySum(arraySlice(H, d * 24 + 1, 24)), range(${days})) AS days,
-        [${maxima.join(', ')}] AS maxima
+      -- 32-bit counts: JSON prints them as numbers, not strings, and the rows parse faster.
+      SELECT toString(k) AS key, CAST(days AS Array(UInt32)) AS days, [${maxima.join(', ')}] AS maxima
       FROM (
-        SELECT any(nhi_id) AS series_id, any(activity_type) AS series_type,
-          sumResample(0, ${hours}, 1)(n, h) AS H, maxResample(0, ${hours}, 1)(m, h) AS M,
-          arrayConcat([toUInt64(0)], arrayCumSum(H)) AS C,
-          {first_day:UInt32} AS first_day
+        SELECT k,
+          sumResample(0, ${days}, 1)(n, intDiv(h, 24)) AS days,
+          ${aggregates.map((x) => `${x},`).join(' ')}
+          arrayConcat([toUInt64(0)], arrayCumSum(sumResample(0, ${hours}, 1)(n, h))) AS C
         FROM (
-          SELECT nhi_id, activity_type, intDiv(toUnixTimestamp(hour) - {day_start_s:Int64}, 3600) AS h, sum(delivered) AS n,
-            if(empty(tupleElement(sumMap(five_minutes), 2)), n, arrayMax(tupleElement(sumMap(five_minutes), 2))) AS m
+          -- Per series and hour. A row of the digest is one insert's (or merge's) share of an hour; the busiest
+          -- slot of the hour is at most the sum of each row's busiest slot, so no map needs merging.
+          SELECT cityHash64(nhi_id, activity_type) AS k,
+            intDiv(toUnixTimestamp(hour) - {day_start_s:Int64}, 3600) AS h, sum(delivered) AS n,
+            sum(if(empty(tupleElement(five_minutes, 2)), delivered, arrayMax(tupleElement(five_minutes, 2)))) AS m
           FROM nhi_findings_hourly AS digest ${s.join}
           WHERE hour >= {day_start:DateTime} AND hour < {to:DateTime} ${s.where}
-          GROUP BY nhi_id, activity_type, h
+          GROUP BY k, h
         )
-        GROUP BY cityHash64(nhi_id, activity_type)
+        GROUP BY k
       )`,
     format: 'JSONEachRow',
     query_params: {
       day_start: seconds(scan.dayStart),
       day_start_s: Math.floor(scan.dayStart / 1000),
       to: seconds(Math.ceil(scan.to / HOUR_MS) * HOUR_MS),
-      first_day: Math.round((scan.rangeDayStart - scan.dayStart) / DAY_MS),
       ...s.params,
     },
     clickhouse_settings: READ_SETTINGS,
   })
-  const row = z.object({ nhi_id: z.string(), activity_type: z.string(), days: z.array(count64), maxima: z.array(z.array(count64)) })
+  // Thousands of rows of number arrays: checked by hand, as a schema library costs more than the query here.
+  const counts = (value: unknown): number[] => {
+    if (!Array.isArray(value) || !value.every((n) => typeof n === 'number' && Number.isInteger(n) && n >= 0)) throw new Error('burst screen: expected an array of counts')
+    return value as number[]
+  }
   return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const r = row.parse(raw)
-    return { nhiId: r.nhi_id, activityType: r.activity_type, days: r.days, maxima: r.maxima }
+    if (typeof raw.key !== 'string' || !Array.isArray(raw.maxima)) throw new Error('burst screen: unexpected row')
+    return { key: raw.key, days: counts(raw.days), maxima: raw.maxima.map(counts) }
   })
 }
 
