@@ -14,6 +14,18 @@
  *   calls (SERVER spans), 15 % workflow executions, 10 % token exchanges,
  *   5 % secret rotations; 3 % of spans have status Error;
  * - 1 % of spans carry no identity at all (they count against completeness).
+ *
+ * BENCH_SHAPE=longtail selects the long-tailed dataset (issue 16), the shape
+ * real NHI populations have, in its own directory:
+ * - 10,000 identities with Zipf-like popularity (exponent 0.9: the busiest
+ *   makes about 6 % of all calls, the median one about 0.005 %), drawn by
+ *   inverting the continuous Zipf CDF;
+ * - 40 % API calls over 300 HTTP routes and 40 % tool invocations over 40
+ *   tools, each identity using its own subset (3-32 routes, 1-8 tools);
+ *   10 % workflow executions (20 pipelines), 7 % token exchanges, 3 %
+ *   secret rotations;
+ * - 200 services and 20 business units; 3 % errors, 2 % duplicates, 1 %
+ *   unidentified, as the default shape.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -48,8 +60,55 @@ export const DATASET_FROM = '2026-10-01T00:00:00Z'
 /** End of the month (exclusive). */
 export const DATASET_TO = '2026-11-01T00:00:00Z'
 
+/** Which dataset: `default` (1,000 evenly busy identities) or `longtail` (BENCH_SHAPE=longtail). */
+export const DATASET_SHAPE: 'default' | 'longtail' = process.env.BENCH_SHAPE === 'longtail' ? 'longtail' : 'default'
+
+/** The long-tailed generator (see the module note), with `n` the event number. */
+function longTailSql(where: string): string {
+  return `
+    INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
+      ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage)
+    SELECT
+      toDateTime64('2026-10-01 00:00:00', 9, 'UTC') + toIntervalNanosecond(intDiv(n * 2592000000, {spans:UInt64}) * 1000000 + n % 1000) AS Timestamp,
+      concat(leftPad(lower(hex(toUInt64(n))), 16, '0'), '6c6f6e677461696c') AS TraceId,
+      leftPad(lower(hex(toUInt64(n * 2 + 1))), 16, '0') AS SpanId,
+      '' AS ParentSpanId, '' AS TraceState,
+      multiIf(kind_pick < 40, 'execute_tool', kind_pick < 80, concat('GET ', route), kind_pick < 90, 'workflow.run', kind_pick < 97, 'token.exchange', 'secret.rotate') AS SpanName,
+      if(kind_pick >= 40 AND kind_pick < 80, 'Server', 'Internal') AS SpanKind,
+      concat('svc-', toString(identity % 200)) AS ServiceName,
+      map('service.name', concat('svc-', toString(identity % 200)), 'nhi.business_unit', concat('bu-', toString(identity % 20)), 'nhi.owner', concat('team-', toString(identity % 150))) AS ResourceAttributes,
+      'bench' AS ScopeName, '1.0.0' AS ScopeVersion,
+      mapFilter((k, v) -> v != '', map(
+        'nhi.id', if(unidentified, '', concat('lt-', leftPad(toString(identity), 5, '0'))),
+        'nhi.type', if(unidentified, '', ['ai_agent', 'service_account', 'api_key', 'integration'][identity % 4 + 1]),
+        'nhi.credential.id', if(unidentified, '', concat('fp_', lower(hex(intHash64(identity))))),
+        'gen_ai.operation.name', if(kind_pick < 40, 'execute_tool', ''),
+        'gen_ai.tool.name', if(kind_pick < 40, concat('tool-', toString((identity * 7 + pick % (1 + identity % 8)) % 40)), ''),
+        'nhi.activity.type', multiIf(kind_pick >= 80 AND kind_pick < 90, 'workflow_execution', kind_pick >= 90 AND kind_pick < 97, 'token_exchange', kind_pick >= 97, 'secret_rotation', ''),
+        'nhi.activity.name', multiIf(kind_pick >= 80 AND kind_pick < 90, concat('pipeline-', toString((identity + pick) % 20)), kind_pick >= 90 AND kind_pick < 97, 'oauth2.client_credentials', kind_pick >= 97, 'db-password', ''),
+        'http.route', if(kind_pick >= 40 AND kind_pick < 80, route, '')
+      )) AS SpanAttributes,
+      1000000 + n % 5000000 AS Duration,
+      if(intHash32(n * 7) % 100 < 3, 'Error', 'Unset') AS StatusCode,
+      '' AS StatusMessage
+    FROM (
+      SELECT n, identity, kind_pick, pick, unidentified,
+        concat('/v1/r', toString((identity * 13 + pick % (3 + identity % 30)) % 300), '/{id}') AS route
+      FROM (
+        SELECT number AS n,
+          -- Zipf(0.9) over 10,000 by the inverse of the continuous CDF: x = (1 + u (N^0.1 - 1))^10.
+          least(9999, toUInt32(floor(pow(1 + (intHash64(number) / 18446744073709551616) * (pow(10000, 0.1) - 1), 10))) - 1) AS identity,
+          intHash32(number * 5) % 100 AS kind_pick,
+          intHash32(number * 11) AS pick,
+          intHash32(number * 3) % 100 = 0 AS unidentified
+        FROM numbers({spans:UInt64})))
+    ${where}
+    SETTINGS max_insert_block_size = 1048576, max_block_size = 1048576`
+}
+
 /** The generator as SQL over `numbers(...)`, with `n` the event number. */
 function generatorSql(where: string): string {
+  if (DATASET_SHAPE === 'longtail') return longTailSql(where)
   return `
     INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
       ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage)
@@ -88,7 +147,8 @@ function generatorSql(where: string): string {
  * writes it.
  */
 export function datasetDir(spans = DATASET_SPANS): string {
-  return join(process.env.NHI_METER_CACHE_DIR ?? join(homedir(), '.cache', 'nhi-meter'), `bench-v3-${spans}`)
+  const name = DATASET_SHAPE === 'longtail' ? `bench-longtail-v1-${spans}` : `bench-v3-${spans}`
+  return join(process.env.NHI_METER_CACHE_DIR ?? join(homedir(), '.cache', 'nhi-meter'), name)
 }
 
 /**

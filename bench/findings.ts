@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const digestRows = await backfillFindingsDigest(client)
   const digestSeconds = (performance.now() - started) / 1000
   started = performance.now()
-  const rollup = await runRollup(client, 0)
+  const rollup = await runRollup(client, policy.rate_cards, 0)
   const rollupSeconds = (performance.now() - started) / 1000
 
   async function time(url: string): Promise<{ times: number[]; body: unknown }> {

@@ -7,7 +7,7 @@
  * billable match, the card in force, the effective business unit and the
  * approval rule are the query service's text; nothing here restates them.
  */
-import { meterMatchSql, meterNameSql } from '../query-service/src/billing/queries.js'
+import { meterMatchSql, meterNameSql } from '../query-service/src/billing/meters.js'
 import { EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../query-service/src/identities/effective.js'
 import type { RateCard } from '../query-service/src/policy/index.js'
 

@@ -110,7 +110,7 @@ beforeAll(async () => {
   from = new Date(second - 2 * 86_400_000)
   to = new Date(second + 3_600_000)
   // Roll up what can be rolled up, so the API reads its rollup and ledger mix while the dashboards read the ledger.
-  await runRollup(client, 0)
+  await runRollup(client, policy.rate_cards, 0)
 })
 
 afterAll(async () => {

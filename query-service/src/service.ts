@@ -102,7 +102,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     const rollup =
       config.NHI_METER_ROLLUP_INTERVAL_SECONDS > 0
-        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, (error, failedRuns) => log.error(`usage rollup failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error))
+        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error))
         : undefined
 
     const resolution =

@@ -8,7 +8,8 @@ import type { TimeRange } from '../http/params.js'
 import { addMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
 import { completenessStatus } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
-import { loadPlanFacts, planUsage } from './plan.js'
+import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
+import { policyKey } from './rollup.js'
 import type { Pricing } from './pricing.js'
 import { billableAggregates, type BillableAggregate, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
 import type { RateCard } from '../policy/index.js'
@@ -54,10 +55,11 @@ export interface BillRequest {
 export async function computeBill(client: ClickHouseClient, request: BillRequest): Promise<Bill> {
   const { range, groupBy, granularity, businessUnits } = request
   const { cards, completenessThreshold } = request.pricing
-  // The rollup does not keep on_behalf_of: grouping by it reads the ledger.
-  const plan = groupBy.includes('on_behalf_of')
-    ? { rollup: [], ledger: [[range.from.getTime(), range.to.getTime()] as [number, number]] }
-    : planUsage(range, await loadPlanFacts(client, range, request.rollupGraceSeconds), cards, groupBy.includes('period') ? granularity : 'month')
+  // The summary keeps neither activity names nor on_behalf_of: grouping by them reads the ledger.
+  const plan =
+    groupBy.includes('on_behalf_of') || groupBy.includes('activity.name')
+      ? ledgerPlan(range)
+      : planUsage(range, await loadPlanFacts(client, range, policyKey(cards), request.rollupGraceSeconds), groupBy.includes('period') ? granularity : 'month')
   const aggregates = await billableAggregates(client, { groupBy, granularity, cards, businessUnits, plan })
   const pending = [...(await pendingSpans(client, range, businessUnits)).values()].reduce((a, b) => a + b, 0)
 

@@ -14,7 +14,8 @@ import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseRange, parseTime, rejectUnknown, toClickHouseTime } from '../http/params.js'
 import { toCount } from '../storage/client.js'
 import type { Pricing } from './pricing.js'
-import { COLUMN_OF, GRANULARITIES, meterMatchSql, meterNameSql, PERIOD_OF } from './queries.js'
+import { meterMatchSql, meterNameSql } from './meters.js'
+import { COLUMN_OF, GRANULARITIES, PERIOD_OF } from './queries.js'
 
 const FILTERS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
 const PARAMS = ['from', 'to', 'granularity', 'limit', ...FILTERS] as const

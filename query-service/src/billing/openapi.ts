@@ -139,7 +139,7 @@ export const billingOpenApi: OpenApiFragment = {
           '201': { description: 'The statement', content: { 'application/json': { schema: { $ref: '#/components/schemas/Statement' } } } },
           '400': errorResponse('bad body or the month is not over'),
           ...authResponses('admin'),
-          '409': errorResponse('already closed, or a later month is closed'),
+          '409': errorResponse('already closed (codes already_closed, out_of_order), or another request closed a month at the same moment (conflict: close again)'),
           '413': errorResponse('body too large'),
           '503': errorResponse('storage unavailable'),
         },

@@ -6,15 +6,16 @@
  *
  * A span is billable when an identity was resolved for it and it matches a
  * meter of the rate card in force at its start time (first match wins).
- * Deduplication: the ledger is read with FINAL, so a span delivered several
- * times counts once.
+ * Deduplication: the ledger and the summaries are read with FINAL, so a span
+ * delivered several times counts once.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { toClickHouseTime } from '../http/params.js'
 import { toCount } from '../storage/client.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../identities/effective.js'
-import { meterIndexSql, meterSqlParams, type RateCard } from '../policy/index.js'
+import type { RateCard } from '../policy/index.js'
+import { meterMatchSql, meterNameParams, meterNameSql } from './meters.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
 export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
@@ -45,50 +46,18 @@ export const PERIOD_OF: Record<Granularity, string> = {
 }
 
 /**
- * SQL expressions that pick, for each ledger row, the index of the rate card
- * in force at its start (cards sorted by effective_from) and the 0-based
- * index of the first meter of that card it matches (-1 when none). The meter
- * match itself is the policy module's `meterIndexSql`, the one definition
- * of the billable match; every policy value is a bound parameter.
- */
-export function meterMatchSql(cards: readonly RateCard[]): { cardIndex: string; meterIndex: string; params: Record<string, unknown> } {
-  const params: Record<string, unknown> = {}
-  if (cards.length === 0) return { cardIndex: '-1', meterIndex: '-1', params }
-  const cardBranches: string[] = []
-  const meterBranches: string[] = []
-  // Latest card first: the card in force is the latest one that started at or before the event.
-  for (let i = cards.length - 1; i >= 0; i--) {
-    params[`card_from_${i}`] = toClickHouseTime(new Date(cards[i]!.effective_from.ms))
-    cardBranches.push(`event_time >= {card_from_${i}:DateTime64(9)}, ${i}`)
-  }
-  cards.forEach((card, i) => {
-    Object.assign(params, meterSqlParams(card, `card${i}`))
-    meterBranches.push(`card_idx = ${i}, ${meterIndexSql(`card${i}`)}`)
-  })
-  return {
-    cardIndex: `multiIf(${cardBranches.join(', ')}, -1)`,
-    meterIndex: `multiIf(${meterBranches.join(', ')}, 0) - 1`,
-    params,
-  }
-}
-
-/** SQL naming the meter of a row from its `card_idx` and `meter_idx` ('' when none), with meterMatchSql's params. */
-export function meterNameSql(cards: readonly RateCard[]): string {
-  if (cards.length === 0) return "''"
-  return `multiIf(meter_idx < 0, '', ${cards.map((_, i) => `card_idx = ${i}, arrayElement({card${i}_names:Array(String)}, meter_idx + 1)`).join(', ')}, '')`
-}
-
-/**
  * The use events of a plan as one row source with the columns event_time,
- * nhi_id, business_unit, service, activity_type, activity_name, status,
- * on_behalf_of (empty in rollup rows: a plan grouped by it reads only the
- * ledger) and `n` (events the row stands for): each rollup level and the ledger read
- * only their own intervals, so the primary keys prune what the others cover.
- * A rollup row's event_time is its period start (no rate card starts inside
- * a period the plan reads from the rollup).
+ * nhi_id, business_unit, service, activity_type, activity_name and
+ * on_behalf_of (empty in summary rows: a plan grouped by them reads only the
+ * ledger), card_idx and meter_idx (the card in force and the meter matched,
+ * -1 when none), and `n` (events the row stands for). Each summary level and
+ * the ledger read only their own intervals, so the primary keys prune what
+ * the others cover. A summary row's event_time is its period start; ledger
+ * rows are summed per hour and activity before the meter match, so the match
+ * runs on few rows.
  */
-export function usageSource(plan: UsagePlan): { sql: string; params: Record<string, string> } {
-  const params: Record<string, string> = {}
+export function usageSource(plan: UsagePlan, cards: readonly RateCard[]): { sql: string; params: Record<string, unknown> } {
+  const params: Record<string, unknown> = {}
   const condition = (intervals: Interval[], column: string, prefix: string) =>
     intervals.length === 0
       ? '0'
@@ -100,15 +69,21 @@ export function usageSource(plan: UsagePlan): { sql: string; params: Record<stri
           })
           .join(' OR ')
   const sides = plan.rollup.map(
-    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, activity_type, activity_name, status, '' AS on_behalf_of, events AS n
-      FROM nhi_usage_rollup FINAL
-      WHERE level = {${level}_level:String} AND (${condition(intervals, 'period', level)})`,
+    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, activity_type, '' AS activity_name, '' AS on_behalf_of, card_idx, meter_idx, events AS n
+      FROM nhi_usage_summary FINAL
+      WHERE level = {${level}_level:String} AND policy_key = {policy_key:String} AND (${condition(intervals, 'period', level)})`,
   )
   for (const { level } of plan.rollup) params[`${level}_level`] = level
+  params.policy_key = plan.policyKey
   if (plan.ledger.length > 0 || sides.length === 0) {
-    sides.push(`SELECT event_time, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, toUInt64(1) AS n
-      FROM nhi_activity FINAL
-      WHERE ${condition(plan.ledger, 'event_time', 'ledger')}`)
+    const match = meterMatchSql(cards)
+    Object.assign(params, match.params)
+    sides.push(`SELECT toDateTime64(hour, 9) AS event_time, nhi_id, business_unit, service, activity_type, activity_name, on_behalf_of, card_idx, ${match.meterIndex} AS meter_idx, c AS n
+      FROM (
+        SELECT toStartOfHour(event_time) AS hour, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, ${match.cardIndex} AS card_idx, count() AS c
+        FROM nhi_activity FINAL
+        WHERE ${condition(plan.ledger, 'event_time', 'ledger')}
+        GROUP BY hour, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, card_idx)`)
   }
   return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
 }
@@ -147,8 +122,7 @@ export async function billableAggregates(
   client: ClickHouseClient,
   options: { groupBy: GroupByKey[]; granularity: Granularity; cards: readonly RateCard[]; businessUnits: BusinessUnitScope; plan: UsagePlan },
 ): Promise<BillableAggregate[]> {
-  const match = meterMatchSql(options.cards)
-  const source = usageSource(options.plan)
+  const source = usageSource(options.plan, options.cards)
   const keyColumns = options.groupBy
     .filter((k) => k !== 'meter')
     .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
@@ -156,25 +130,19 @@ export async function billableAggregates(
   // Ordered as the bill's rows are (group-by order, the meter by name), so
   // sorting them again in TypeScript, which decides the order, is one pass.
   const order = options.groupBy.map((k) => (k === 'meter' ? meterNameSql(options.cards) : keyColumns.find((c) => c.key === k)!.alias))
+  const names = meterNameParams(options.cards)
   const query = `
-    SELECT ${[...keys, 'identified', 'card_idx', 'meter_idx', 'quantity'].join(', ')}
-    FROM (
-      SELECT ${[...keys, 'identified', 'card_idx', `${match.meterIndex} AS meter_idx`, 'sum(events) AS quantity'].join(', ')}
-      FROM (
-        SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), "nhi_id != '' AS identified", 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'sum(n) AS events'].join(',\n          ')}
-        FROM ${source.sql} AS usage
-        ${INVENTORY_JOIN}
-        WHERE 1 ${businessUnitCondition(options.businessUnits)}
-        GROUP BY ${[...keys, 'identified', 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
-      )
-      GROUP BY ${[...keys, 'identified', 'card_idx', 'meter_idx'].join(', ')}
-    )
+    SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), "nhi_id != '' AS identified", 'card_idx', 'meter_idx', 'sum(n) AS quantity'].join(', ')}
+    FROM ${source.sql} AS usage
+    ${INVENTORY_JOIN}
+    WHERE 1 ${businessUnitCondition(options.businessUnits)}
+    GROUP BY ${[...keys, 'identified', 'card_idx', 'meter_idx'].join(', ')}
     ORDER BY ${order.join(', ')}`
   const result = await client.query({
     query,
     // One JSON document (not a line per row): parsed in one call.
     format: 'JSONCompact',
-    query_params: { ...match.params, ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
+    query_params: { ...names, ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
     clickhouse_settings: FINAL_SETTINGS,
   })
   const rows = (await result.json<{ data: unknown[] }>()).data

@@ -5,7 +5,7 @@ import { validatePolicy } from '../policy/index.js'
 import { freshStorage, insertSpans, spanRow, testKeys, TEST_POLICY } from '../test-support.js'
 import { loadPlanFacts, planUsage, type UsagePlan } from './plan.js'
 import type { RateCard } from '../policy/index.js'
-import { runRollup, scheduleRollup } from './rollup.js'
+import { policyKey, runRollup, scheduleRollup } from './rollup.js'
 
 let client: ClickHouseClient
 const { store, key } = testKeys([
@@ -14,12 +14,13 @@ const { store, key } = testKeys([
 ])
 
 /** A policy whose price for tool calls changes at 01:30 on 5 November, inside an hour. */
-const REPRICED = validatePolicy({
+const REPRICED_INPUT = {
   rate_cards: [
     { version: 'v1', effective_from: '2026-11-01T00:00:00Z', currency: 'USD', meters: [{ name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002' }] },
     { version: 'v2', effective_from: '2026-11-05T01:30:00Z', currency: 'USD', meters: [{ name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.003' }] },
   ],
-}).policy
+}
+const REPRICED = validatePolicy(REPRICED_INPUT).policy
 
 const tool = (id: string, bu: string, start: string, spanId?: string) =>
   spanRow({ start, ...(spanId ? { traceId: spanId.padStart(32, 'c'), spanId } : {}), attributes: { 'nhi.id': id, 'nhi.business_unit': bu, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'search' } })
@@ -44,8 +45,10 @@ const at = (iso: string) => Date.parse(iso)
 
 /** The plan billing would use for 5 November, read per day unless `coarsest` says otherwise. */
 async function plan(cards: readonly RateCard[] = TEST_POLICY.rate_cards, coarsest: 'hour' | 'day' | 'month' = 'month'): Promise<UsagePlan> {
-  return planUsage(NOV5, await loadPlanFacts(client, NOV5, 0), cards, coarsest)
+  return planUsage(NOV5, await loadPlanFacts(client, NOV5, policyKey(cards), 0), coarsest)
 }
+const run = (cards: readonly RateCard[] = TEST_POLICY.rate_cards) => runRollup(client, cards, 0)
+const summaryDay = (key: string) => ({ rollup: [{ level: 'day', intervals: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]] }], ledger: [], policyKey: key })
 
 beforeAll(async () => {
   client = await freshStorage()
@@ -63,43 +66,46 @@ afterAll(async () => {
   await client?.close()
 })
 
-describe('the hourly usage rollup', () => {
-  it('gives the same bill as the ledger, and billing then reads the rolled-up hours', async () => {
+describe('the usage summary', () => {
+  it('gives the same bill as the ledger, and billing then reads the summarised day', async () => {
     const before = await bill(`${DAY}&group_by=nhi.id,meter,period&granularity=hour`)
-    expect(await plan()).toEqual({ rollup: [], ledger: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]] })
-    const run = await runRollup(client, 0)
-    expect(run.hoursRecomputed).toBe(5)
-    expect(await plan()).toEqual({ rollup: [{ level: 'day', intervals: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]] }], ledger: [] })
-    const hourly = await plan(TEST_POLICY.rate_cards, 'hour')
-    expect(hourly.rollup).toEqual([
-      {
-        level: 'hour',
-        intervals: [
-          [at('2026-11-05T00:00:00Z'), at('2026-11-05T04:00:00Z')],
-          [at('2026-11-05T23:00:00Z'), at('2026-11-06T00:00:00Z')],
-        ],
-      },
-    ])
+    expect(await plan()).toEqual({ rollup: [], ledger: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]], policyKey: '' })
+    const first = await run()
+    // 5 November is more than two days old: no hour is summarised, its day and month are.
+    expect(first).toMatchObject({ hoursRecomputed: 0, periodsRebuilt: 2 })
+    expect(await plan()).toEqual(summaryDay(policyKey(TEST_POLICY.rate_cards)))
+    // Hourly figures for a day this old come from the ledger.
+    expect((await plan(TEST_POLICY.rate_cards, 'hour')).rollup).toEqual([])
     expect(await bill(`${DAY}&group_by=nhi.id,meter,period&granularity=hour`)).toEqual(before)
     expect((await bill(DAY)).total).toEqual({ quantity: 5, amount: '0.01' })
-    expect((await runRollup(client, 0)).hoursRecomputed).toBe(0)
+    expect((await run()).periodsRebuilt).toBe(0)
   })
 
-  it('counts a span delivered again after its hour was rolled up once, before and after the next run', async () => {
+  it('keeps rows per meter, not per activity name: one summary row per identity, unit and meter for the day', async () => {
+    const rows = await (
+      await client.query({ query: "SELECT nhi_id, meter_idx, events FROM nhi_usage_summary FINAL WHERE level = 'day' AND nhi_id != '' ORDER BY nhi_id", format: 'JSONEachRow' })
+    ).json<{ nhi_id: string; meter_idx: number; events: string }>()
+    expect(rows).toEqual([
+      { nhi_id: 'agent-a', meter_idx: 0, events: '3' },
+      { nhi_id: 'agent-b', meter_idx: 0, events: '2' },
+    ])
+  })
+
+  it('counts a span delivered again after its day was summarised once, before and after the next run', async () => {
     await insertSpans(client, [tool('agent-a', 'finance', '2026-11-05T00:10:00Z', '00000000000000a1')])
     expect((await bill(DAY)).total.quantity).toBe(5)
     const dirty = await plan()
-    expect(dirty.rollup).toEqual([{ level: 'hour', intervals: [[at('2026-11-05T01:00:00Z'), at('2026-11-05T04:00:00Z')], [at('2026-11-05T23:00:00Z'), at('2026-11-06T00:00:00Z')]] }])
-    expect(dirty.ledger[0]).toEqual([at('2026-11-05T00:00:00Z'), at('2026-11-05T01:00:00Z')])
-    await runRollup(client, 0)
-    expect((await plan()).rollup).toEqual([{ level: 'day', intervals: [[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]] }])
+    expect(dirty.rollup).toEqual([])
+    expect(dirty.ledger).toEqual([[at('2026-11-05T00:00:00Z'), at('2026-11-06T00:00:00Z')]])
+    await run()
+    expect(await plan()).toEqual(summaryDay(policyKey(TEST_POLICY.rate_cards)))
     expect((await bill(DAY)).total.quantity).toBe(5)
   })
 
-  it('counts a late span in an hour already rolled up at once, and exactly once after the next run', async () => {
+  it('counts a late span in a day already summarised at once, and exactly once after the next run', async () => {
     await insertSpans(client, [tool('agent-b', 'sales', '2026-11-05T02:20:00Z', '00000000000000b3')])
     expect((await bill(DAY)).total).toEqual({ quantity: 6, amount: '0.012' })
-    await runRollup(client, 0)
+    await run()
     expect((await bill(DAY)).total).toEqual({ quantity: 6, amount: '0.012' })
     expect((await bill(`${DAY}&group_by=nhi.id`)).rows).toEqual([
       { 'nhi.id': 'agent-a', quantity: 3, amount: '0.006' },
@@ -107,17 +113,27 @@ describe('the hourly usage rollup', () => {
     ])
   })
 
-  it('prices each event by the card in force at its start, even when the price changes mid-hour', async () => {
-    const repriced = await bill(`${DAY}&group_by=nhi.id`, 'admin', REPRICED)
+  it('prices each event by the card in force at its start, even when the price changes mid-hour, and summarises that day too', async () => {
+    // Other rate cards: the summary of the old ones is not used, the ledger is read until the job has run for these.
+    expect(await plan(REPRICED.rate_cards)).toMatchObject({ rollup: [], policyKey: '' })
+    const fromLedger = await bill(`${DAY}&group_by=nhi.id`, 'admin', REPRICED)
     // agent-a: 00:10 and 01:10 at 0.002, 01:40 at 0.003; agent-b: all after 01:30 at 0.003.
-    expect(repriced.rows).toEqual([
+    expect(fromLedger.rows).toEqual([
       { 'nhi.id': 'agent-a', quantity: 3, amount: '0.007' },
       { 'nhi.id': 'agent-b', quantity: 3, amount: '0.009' },
     ])
-    expect(repriced.rate_card_versions).toEqual(['v1', 'v2'])
-    // Neither the day nor the hour in which the price changes is read from the rollup.
-    const split = await plan(REPRICED.rate_cards)
-    expect(split.rollup).toEqual([{ level: 'hour', intervals: [[at('2026-11-05T00:00:00Z'), at('2026-11-05T01:00:00Z')], [at('2026-11-05T02:00:00Z'), at('2026-11-05T04:00:00Z')], [at('2026-11-05T23:00:00Z'), at('2026-11-06T00:00:00Z')]] }])
+    expect(fromLedger.rate_card_versions).toEqual(['v1', 'v2'])
+    await run(REPRICED.rate_cards)
+    // The card of each event is part of its summary row, so the day with the price change is read from the summary.
+    expect(await plan(REPRICED.rate_cards)).toEqual(summaryDay(policyKey(REPRICED.rate_cards)))
+    expect(await bill(`${DAY}&group_by=nhi.id`, 'admin', REPRICED)).toEqual(fromLedger)
+    // A price alone does not change the key: the same summary serves it.
+    const pricier = validatePolicy({ ...REPRICED_INPUT, rate_cards: REPRICED_INPUT.rate_cards.map((c) => ({ ...c, meters: c.meters.map((m) => ({ ...m, unit_price: '1' })) })) }).policy
+    expect(policyKey(pricier.rate_cards)).toBe(policyKey(REPRICED.rate_cards))
+  })
+
+  it('answers group_by=activity.name from the ledger, which keeps names', async () => {
+    expect((await bill(`${DAY}&group_by=activity.name`)).rows).toEqual([{ 'activity.name': 'search', quantity: 6, amount: '0.012' }])
   })
 
   it('reads partial hours at the edges of a range from the ledger', async () => {
@@ -142,12 +158,12 @@ describe('the hourly usage rollup', () => {
   })
 })
 
-describe('scheduleRollup', () => {
+describe('scheduleRollup (the summary job on a timer)', () => {
   it('reports a lasting failure when it starts and then once per reporting period, with the count of failed runs', async () => {
     // A real client whose server refuses every connection: each run fails.
     const unreachable = createClient({ url: 'http://127.0.0.1:9', request_timeout: 1_000, log: { level: ClickHouseLogLevel.OFF } })
     const reported: number[] = []
-    const job = scheduleRollup(unreachable, 20, (_error, failedRuns) => reported.push(failedRuns), { reportEveryMs: 100 })
+    const job = scheduleRollup(unreachable, 20, () => TEST_POLICY.rate_cards, (_error, failedRuns) => reported.push(failedRuns), { reportEveryMs: 100 })
     try {
       const deadline = Date.now() + 20_000
       while (reported.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))

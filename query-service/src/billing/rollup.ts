@@ -1,31 +1,59 @@
 /**
- * The usage rollup job. Each run finds the closed hours whose ledger rows
- * changed since the previous run (new, late or duplicate spans: anything
- * ingested after the previous watermark minus a grace period), rebuilds
- * those hours from `nhi_activity FINAL`, then the closed days and months
- * that contain them from the level below, and records the new watermark.
- * Rebuilding is idempotent, so overlapping or repeated runs are harmless;
- * the grace period covers inserts still in flight when a run read the ledger.
+ * The usage summary job (migration 0024). Each run finds the periods whose
+ * ledger rows changed since the previous run of the same rate cards (new,
+ * late or duplicate spans: anything ingested after that run's watermark
+ * minus a grace period, a read of recent data only, through the minmax
+ * index on `ingested_at`), and rebuilds them exactly:
+ * - closed hours of the last two days, and closed days, from
+ *   `nhi_activity FINAL`, each event matched to its card and meter as
+ *   billing matches it;
+ * - closed months from their days.
+ * Days and months that have closed since the previous run, or were never
+ * summarised for these cards, are rebuilt too. Rebuilding is idempotent, so
+ * overlapping runs (several query services on one ClickHouse) are harmless:
+ * two runs that rebuild the same period write the same rows, and the newer
+ * replaces the older. The grace period covers inserts still in flight when
+ * a run read the ledger.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
+import { createHash } from 'node:crypto'
 import { z } from 'zod'
+import type { RateCard } from '../policy/index.js'
+import { meterMatchSql } from './meters.js'
 
 /** Ingest that was in flight during a run may carry an earlier ingested_at than the run's watermark. */
 export const ROLLUP_GRACE_SECONDS = 120
-/** Rollup levels, finest first. */
+/** Summary levels, finest first. */
 export const ROLLUP_LEVELS = ['hour', 'day', 'month'] as const
 /** One level. */
 export type RollupLevel = (typeof ROLLUP_LEVELS)[number]
+/** Hours are summarised (and read by billing) only this far back; older periods come from days. */
+export const HOUR_LEVEL_DAYS = 2
 /** Periods rebuilt per INSERT. */
-const PERIODS_PER_INSERT = 168
+const PERIODS_PER_INSERT = 48
 
-const KEY_COLUMNS = 'nhi_id, business_unit, service, activity_type, activity_name, status'
-const clockRow = z.object({ watermark: z.string(), closed_hour: z.string(), closed_day: z.string(), closed_month: z.string() })
+const KEY_COLUMNS = 'nhi_id, business_unit, service, activity_type, card_idx, meter_idx'
+const clockRow = z.object({ watermark: z.string(), closed_hour: z.string(), closed_day: z.string(), closed_month: z.string(), hours_from: z.string() })
 const periodRow = z.object({ period_text: z.string() })
 
-/** The latest watermark ('YYYY-MM-DD hh:mm:ss.mmm'), or null before the first run. */
-export async function lastWatermark(client: ClickHouseClient): Promise<string | null> {
-  const result = await client.query({ query: 'SELECT toString(max(watermark)) AS watermark, count() AS runs FROM nhi_usage_rollup_runs', format: 'JSONEachRow' })
+/**
+ * The key of a list of rate cards for the summary: what decides which card
+ * and meter an event matches (versions, start times, meters' activity type,
+ * name glob and status, in order), not prices or currency. Rows summarised
+ * under one key are valid for any policy with the same key.
+ */
+export function policyKey(cards: readonly RateCard[]): string {
+  const shape = cards.map((c) => [c.version, c.effective_from.ms, c.meters.map((m) => [m.name, m.activity_type, m.activity_name, m.status])])
+  return createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16)
+}
+
+/** The latest watermark of a policy key ('YYYY-MM-DD hh:mm:ss.mmm'), or null before its first run. */
+export async function lastWatermark(client: ClickHouseClient, key: string): Promise<string | null> {
+  const result = await client.query({
+    query: 'SELECT toString(max(watermark)) AS watermark, count() AS runs FROM nhi_usage_summary_runs WHERE policy_key = {key:String}',
+    format: 'JSONEachRow',
+    query_params: { key },
+  })
   const [row] = await result.json<{ watermark: string; runs: string }>()
   return row && Number(row.runs) > 0 ? row.watermark : null
 }
@@ -35,80 +63,107 @@ async function periods(client: ClickHouseClient, query: string, params: Record<s
   return (await result.json<Record<string, unknown>>()).map((r) => periodRow.parse(r).period_text)
 }
 
-/** Rebuilds the given periods of one level and marks them rolled at `watermark`. */
-async function rebuild(client: ClickHouseClient, level: RollupLevel, list: string[], watermark: string): Promise<void> {
+/** Rebuilds the given periods of one level for `cards` and marks them summarised at `watermark`. */
+async function rebuild(client: ClickHouseClient, level: RollupLevel, list: string[], cards: readonly RateCard[], key: string, watermark: string): Promise<void> {
+  const match = meterMatchSql(cards)
   for (let i = 0; i < list.length; i += PERIODS_PER_INSERT) {
     const chunk = list.slice(i, i + PERIODS_PER_INSERT)
+    const truncate = level === 'hour' ? 'toStartOfHour(event_time)' : 'toStartOfDay(event_time)'
+    // Events are summed per activity and card first, then matched to meters: the match runs on few rows.
     const source =
-      level === 'hour'
-        ? `SELECT toStartOfHour(event_time) AS p, ${KEY_COLUMNS}, count() AS n FROM nhi_activity FINAL
-           WHERE toStartOfHour(event_time) IN {periods:Array(DateTime)} GROUP BY p, ${KEY_COLUMNS}`
-        : `SELECT ${level === 'day' ? 'toStartOfDay(period)' : 'toStartOfMonth(period)'} AS p, ${KEY_COLUMNS}, sum(events) AS n
-           FROM nhi_usage_rollup FINAL
-           WHERE level = {below:String} AND ${level === 'day' ? 'toStartOfDay(period)' : 'toStartOfMonth(period)'} IN {periods:Array(DateTime)}
+      level === 'month'
+        ? `SELECT toStartOfMonth(period) AS p, ${KEY_COLUMNS}, sum(events) AS n
+           FROM nhi_usage_summary FINAL
+           WHERE level = 'day' AND policy_key = {key:String} AND toDateTime(toStartOfMonth(period)) IN {periods:Array(DateTime)}
+           GROUP BY p, ${KEY_COLUMNS}`
+        : `SELECT p, nhi_id, business_unit, service, activity_type, card_idx, ${match.meterIndex} AS meter_idx, sum(c) AS n
+           FROM (
+             SELECT ${truncate} AS p, nhi_id, business_unit, service, activity_type, activity_name, status, ${match.cardIndex} AS card_idx, count() AS c
+             FROM nhi_activity FINAL
+             WHERE ${truncate} IN {periods:Array(DateTime)}
+             GROUP BY p, nhi_id, business_unit, service, activity_type, activity_name, status, card_idx)
            GROUP BY p, ${KEY_COLUMNS}`
     await client.command({
-      query: `INSERT INTO nhi_usage_rollup (level, period, ${KEY_COLUMNS}, events, computed_at)
-              SELECT {level:String}, p, ${KEY_COLUMNS}, n, now64(3) FROM (${source})`,
-      query_params: { level, periods: chunk, below: level === 'day' ? 'hour' : 'day' },
+      query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, computed_at)
+              SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, n, now64(3) FROM (${source})`,
+      query_params: { ...match.params, level, key, periods: chunk },
       clickhouse_settings: { do_not_merge_across_partitions_select_final: 1 },
     })
-    await client.insert({ table: 'nhi_usage_rolled', values: chunk.map((period) => ({ level, period, rolled_at: watermark })), format: 'JSONEachRow' })
+    await client.insert({ table: 'nhi_usage_summarized', values: chunk.map((period) => ({ level, policy_key: key, period, summarized_at: watermark })), format: 'JSONEachRow' })
   }
 }
 
-/** Closed periods of `level` that contain changed periods below, or whose level below is rolled but they are not. */
-async function periodsToRebuild(client: ClickHouseClient, level: 'day' | 'month', changed: string[], closedBefore: string): Promise<string[]> {
-  const truncate = level === 'day' ? 'toStartOfDay(period)' : 'toDateTime(toStartOfMonth(period))'
-  const pending = await periods(
+/** Closed periods of `level` in [since, closedBefore) with ledger rows (days) or summarised days (months) that this key has not summarised. */
+async function unsummarised(client: ClickHouseClient, level: 'day' | 'month', key: string, since: string, closedBefore: string): Promise<string[]> {
+  const source =
+    level === 'day'
+      ? `SELECT DISTINCT toStartOfDay(event_time) AS p FROM nhi_activity WHERE event_time >= {since:DateTime} AND event_time < {closed:DateTime}`
+      : `SELECT DISTINCT toDateTime(toStartOfMonth(period)) AS p FROM nhi_usage_summarized FINAL
+         WHERE level = 'day' AND policy_key = {key:String} AND period >= {since:DateTime} AND toDateTime(toStartOfMonth(period)) < {closed:DateTime}`
+  return periods(
     client,
-    `SELECT DISTINCT toString(${truncate}) AS period_text FROM nhi_usage_rolled FINAL
-     WHERE level = {below:String} AND ${truncate} < {closed:DateTime}
-       AND ${truncate} NOT IN (SELECT period FROM nhi_usage_rolled FINAL WHERE level = {level:String})`,
-    { below: level === 'day' ? 'hour' : 'day', level, closed: closedBefore },
+    `SELECT toString(p) AS period_text FROM (${source})
+     WHERE p NOT IN (SELECT period FROM nhi_usage_summarized FINAL WHERE level = {level:String} AND policy_key = {key:String})
+     ORDER BY period_text`,
+    { since, closed: closedBefore, key, level },
   )
-  return [...new Set([...changed, ...pending])].filter((p) => p < closedBefore).sort()
 }
 
-/** Runs the rollup once; returns how many hours were rebuilt and the new watermark. */
-export async function runRollup(client: ClickHouseClient, graceSeconds = ROLLUP_GRACE_SECONDS): Promise<{ hoursRecomputed: number; watermark: string }> {
-  const previous = await lastWatermark(client)
+/** Runs the summary job once for `cards`; returns how many periods were rebuilt and the new watermark. */
+export async function runRollup(client: ClickHouseClient, cards: readonly RateCard[], graceSeconds = ROLLUP_GRACE_SECONDS): Promise<{ hoursRecomputed: number; periodsRebuilt: number; watermark: string }> {
+  const key = policyKey(cards)
+  const previous = await lastWatermark(client, key)
   // The server's clock decides the watermark and which periods are closed.
   const [clock] = await (
     await client.query({
       query: `SELECT toString(now64(3)) AS watermark, toString(toStartOfHour(now())) AS closed_hour,
-                     toString(toDateTime(toStartOfDay(now()))) AS closed_day, toString(toDateTime(toStartOfMonth(now()))) AS closed_month`,
+                     toString(toDateTime(toStartOfDay(now()))) AS closed_day, toString(toDateTime(toStartOfMonth(now()))) AS closed_month,
+                     toString(toDateTime(toStartOfDay(now())) - toIntervalDay({days:UInt32})) AS hours_from`,
       format: 'JSONEachRow',
+      query_params: { days: HOUR_LEVEL_DAYS },
     })
   ).json<Record<string, unknown>>()
-  const { watermark, closed_hour, closed_day, closed_month } = clockRow.parse(clock)
-  const hours = await periods(
+  const { watermark, closed_hour, closed_day, closed_month, hours_from } = clockRow.parse(clock)
+  // Hours whose ledger rows changed since the previous run (all hours, for a first run of these cards).
+  const changed = await periods(
     client,
     `SELECT DISTINCT toString(toStartOfHour(event_time)) AS period_text FROM nhi_activity
      WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AND event_time < {closed:DateTime}
      ORDER BY period_text`,
     { since: previous ?? '1970-01-01 00:00:00.000', grace: graceSeconds, closed: closed_hour },
   )
-  await rebuild(client, 'hour', hours, watermark)
-  // A day or month is rolled up only once it is over, so its row never
-  // misses an hour still open: those containing rebuilt hours, and those that
-  // have ended since their hours were rolled up.
-  const days = await periodsToRebuild(client, 'day', hours.map((h) => `${h.slice(0, 10)} 00:00:00`), closed_day)
-  await rebuild(client, 'day', days, watermark)
-  const months = await periodsToRebuild(client, 'month', days.map((d) => `${d.slice(0, 7)}-01 00:00:00`), closed_month)
-  await rebuild(client, 'month', months, watermark)
-  await client.insert({ table: 'nhi_usage_rollup_runs', values: [{ run_at: watermark, watermark, hours_recomputed: hours.length }], format: 'JSONEachRow' })
-  return { hoursRecomputed: hours.length, watermark }
+  const hours = changed.filter((h) => h >= hours_from)
+  await rebuild(client, 'hour', hours, cards, key, watermark)
+  // Days: those holding changed hours once closed, and those closed since the previous run (or never summarised).
+  const since = previous ? `${previous.slice(0, 10)} 00:00:00` : '1970-01-01 00:00:00'
+  const dayStart = (h: string) => `${h.slice(0, 10)} 00:00:00`
+  const days = [...new Set([...changed.map(dayStart).filter((d) => d < closed_day), ...(await unsummarised(client, 'day', key, previous ? dayBefore(since) : since, closed_day))])].sort()
+  await rebuild(client, 'day', days, cards, key, watermark)
+  const monthStart = (d: string) => `${d.slice(0, 7)}-01 00:00:00`
+  const months = [...new Set([...days.map(monthStart).filter((m) => m < closed_month), ...(await unsummarised(client, 'month', key, previous ? monthStart(dayBefore(since)) : since, closed_month))])].sort()
+  await rebuild(client, 'month', months, cards, key, watermark)
+  const periodsRebuilt = hours.length + days.length + months.length
+  await client.insert({ table: 'nhi_usage_summary_runs', values: [{ run_at: watermark, policy_key: key, watermark, periods_rebuilt: periodsRebuilt }], format: 'JSONEachRow' })
+  return { hoursRecomputed: hours.length, periodsRebuilt, watermark }
+}
+
+// The day before a 'YYYY-MM-DD 00:00:00' day: a day that closed just before the previous run is looked at again.
+function dayBefore(day: string): string {
+  const d = new Date(`${day.slice(0, 10)}T00:00:00Z`)
+  d.setUTCDate(d.getUTCDate() - 1)
+  return `${d.toISOString().slice(0, 10)} 00:00:00`
 }
 
 /**
- * Runs the rollup every `intervalMs` until stopped; a failed run is reported
- * and retried at the next tick (billing stays exact meanwhile: it reads
- * periods the rollup does not hold from the ledger).
+ * Runs the summary job every `intervalMs` for the rate cards in force until
+ * stopped; a failed run is reported and retried at the next tick (billing
+ * stays exact meanwhile: it reads periods the summary does not hold from the
+ * ledger).
  */
 export function scheduleRollup(
   client: ClickHouseClient,
   intervalMs: number,
+  cards: () => readonly RateCard[],
   onError: (error: unknown, failedRuns: number) => void,
   options: { reportEveryMs?: number } = {},
 ): { stop(): Promise<void> } {
@@ -121,7 +176,7 @@ export function scheduleRollup(
   let stopped = false
   const tick = () => {
     if (running || stopped) return
-    running = runRollup(client)
+    running = runRollup(client, cards())
       .then(() => {
         failedRuns = 0
       })

@@ -95,6 +95,26 @@ describe('period statements', () => {
     expect(list.statements.map((s) => s.period)).toEqual(['2026-09', '2026-10'])
   })
 
+  it('are closed once, and the chain never forks, when several requests close at the same moment', async () => {
+    // Same month twice, and the next month, all at once: one statement follows 2026-10; the others are refused.
+    const answers = await Promise.all([
+      call('POST', '/v1/statements', 'admin', { period: '2026-11' }),
+      call('POST', '/v1/statements', 'admin', { period: '2026-11' }),
+      call('POST', '/v1/statements', 'admin', { period: '2026-11' }),
+    ])
+    // A request that computed a byte-identical statement (same millisecond) is told 201 with the one stored; any other is refused.
+    const bodies = await Promise.all(answers.map(async (a) => ({ status: a.status, body: (await a.json()) as StatementBody & { error?: { code: string } } })))
+    expect(bodies.every((b) => b.status === 201 || (b.status === 409 && b.body.error?.code === 'already_closed'))).toBe(true)
+    const created = bodies.filter((b) => b.status === 201)
+    expect(created.length).toBeGreaterThanOrEqual(1)
+    expect(new Set(created.map((b) => b.body.content_hash)).size).toBe(1)
+    const list = (await (await call('GET', '/v1/statements', 'reader')).json()) as { statements: StatementBody[] }
+    expect(list.statements.map((s) => s.period)).toEqual(['2026-09', '2026-10', '2026-11'])
+    const [october, november] = await Promise.all(['2026-10', '2026-11'].map(async (p) => (await (await call('GET', `/v1/statements/${p}`)).json()) as StatementBody))
+    expect(november!.previous).toEqual({ period: '2026-10', content_hash: october!.content_hash })
+    expect(november!.content_hash).toBe(created[0]!.body.content_hash)
+  })
+
   it('refuse to serve a statement whose stored content was changed', async () => {
     await client.command({ query: "ALTER TABLE nhi_statements UPDATE content = replaceOne(content, '0.75', '7.50') WHERE period = '2026-09' SETTINGS mutations_sync = 1" })
     const response = await call('GET', '/v1/statements/2026-09')

@@ -146,11 +146,21 @@ export async function closePeriod(client: ClickHouseClient, pricing: Pricing, pe
   }
   const content = JSON.stringify(statement)
   const contentHash = hashContent(content)
+  // One statement per place in the chain (migration 0025): the token names the statement this one follows, so of two
+  // services closing at the same moment ClickHouse keeps the first insert and drops the other.
+  const place = `nhi-statement-after:${statement.previous?.content_hash ?? 'start'}`
   await client.insert({
     table: 'nhi_statements',
     values: [{ period, closed_at: statement.closed_at.replace('T', ' ').replace('Z', ''), content, content_hash: contentHash }],
     format: 'JSONEachRow',
+    clickhouse_settings: { insert_deduplicate: 1, insert_deduplication_token: place },
   })
+  const stored = (await loadStatements(client)).find((s) => (s.statement.previous?.content_hash ?? null) === (statement.previous?.content_hash ?? null))
+  if (stored?.contentHash !== contentHash) {
+    throw stored?.statement.period === period
+      ? new ApiError(409, 'already_closed', `${period} was closed at the same moment by another request (another query service); statements are never rewritten`)
+      : new ApiError(409, 'conflict', `${stored?.statement.period ?? 'another period'} was closed at the same moment by another request; close ${period} again`)
+  }
   return { ...statement, content_hash: contentHash }
 }
 

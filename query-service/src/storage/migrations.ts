@@ -110,6 +110,11 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
   if (/^DROP VIEW IF EXISTS (\w+)$/.test(statement)) {
     return [`${statement} ${onCluster}`]
   }
+  const dropped = /^DROP TABLE IF EXISTS (\w+)$/.exec(statement)
+  if (dropped) {
+    // The Distributed table and the local one behind it.
+    return [`${statement} ${onCluster}`, `DROP TABLE IF EXISTS ${dropped[1]}_local ${onCluster}`]
+  }
   if (/^ALTER TABLE (\w+)/.test(statement)) {
     const local = statement.replace(/^ALTER TABLE (\w+)/, `ALTER TABLE $1_local ${onCluster}`)
     // A new column must reach the Distributed table too, or reads through it cannot name it.

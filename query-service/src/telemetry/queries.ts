@@ -45,8 +45,9 @@ const serviceCountsRow = z.object({ service: z.string(), spans: count64, identif
  * last rollup run ledger rows count as possibly late).
  */
 export async function serviceCounts(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope, rollupGraceSeconds?: number): Promise<ServiceCounts[]> {
-  const plan = planUsage(range, await loadPlanFacts(client, range, rollupGraceSeconds), [], 'month')
-  const source = usageSource(plan)
+  // Any policy's summary counts spans alike: the latest one's is read.
+  const plan = planUsage(range, await loadPlanFacts(client, range, null, rollupGraceSeconds), 'month')
+  const source = usageSource(plan, [])
   const result = await client.query({
     query: `
       SELECT service, sum(n) AS spans, sumIf(n, notEmpty(nhi_id)) AS identified
