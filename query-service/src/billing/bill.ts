@@ -100,9 +100,26 @@ export interface FoldedBill {
  * group-by order.
  */
 export function foldAggregates(aggregates: readonly BillableAggregate[], groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
+  type Meter = RateCard['meters'][number]
+  interface Row {
+    values: string[]
+    quantity: number
+    /** Quantities per meter: amounts are priced once per row and meter at the end. */
+    parts: Array<{ meter: Meter; quantity: number }>
+  }
   const counts = { spans: 0, identifiedSpans: 0 }
-  const rows = new Map<string, BillRow & { values: string[] }>()
   const versions = new Set<string>()
+  const same = (a: readonly string[], b: readonly string[]) => a.every((v, i) => v === b[i])
+  const addPart = (row: Row, meter: Meter, quantity: number) => {
+    row.quantity += quantity
+    const part = row.parts.find((p) => p.meter === meter)
+    if (part) part.quantity += quantity
+    else row.parts.push({ meter, quantity })
+  }
+  // Aggregates arrive ordered by the group-by keys, so equal keys are mostly adjacent: fold runs, sort, then merge
+  // what is still adjacent and equal (whatever the input order). No per-aggregate key strings or maps: a bill of
+  // tens of thousands of rows stays cheap.
+  const runs: Row[] = []
   for (const agg of aggregates) {
     counts.spans += agg.quantity
     if (!agg.identified) continue
@@ -112,20 +129,15 @@ export function foldAggregates(aggregates: readonly BillableAggregate[], groupBy
     const meter = card.meters[agg.meterIndex]!
     versions.add(card.version)
     const values = groupBy.map((k) => (k === 'meter' ? meter.name : (agg.keys[k] ?? '')))
-    // Length-prefixed, so no two different key tuples share an id whatever their characters.
-    let id = ''
-    for (const v of values) id += `${v.length}:${v}`
-    let row = rows.get(id)
-    if (!row) {
-      const keys: Record<string, string> = {}
-      groupBy.forEach((k, i) => (keys[k] = values[i]!))
-      row = { keys, values, quantity: 0, amount: ZERO_MONEY }
-      rows.set(id, row)
+    const last = runs[runs.length - 1]
+    if (last && same(last.values, values)) addPart(last, meter, agg.quantity)
+    else {
+      const row: Row = { values, quantity: 0, parts: [] }
+      addPart(row, meter, agg.quantity)
+      runs.push(row)
     }
-    row.quantity += agg.quantity
-    row.amount = addMoney(row.amount, multiplyMoney(meter.unit_price, agg.quantity))
   }
-  const sorted = [...rows.values()].sort((a, b) => {
+  runs.sort((a, b) => {
     for (let i = 0; i < a.values.length; i++) {
       const x = a.values[i]!
       const y = b.values[i]!
@@ -133,14 +145,25 @@ export function foldAggregates(aggregates: readonly BillableAggregate[], groupBy
     }
     return 0
   })
+  const merged: Row[] = []
+  for (const row of runs) {
+    const last = merged[merged.length - 1]
+    if (last && same(last.values, row.values)) for (const p of row.parts) addPart(last, p.meter, p.quantity)
+    else merged.push(row)
+  }
   let totalQuantity = 0
   let totalAmount = ZERO_MONEY
-  for (const row of sorted) {
-    totalQuantity += row.quantity
-    totalAmount = addMoney(totalAmount, row.amount)
-  }
+  const priced = merged.map(({ values, quantity, parts }) => {
+    let amount = ZERO_MONEY
+    for (const p of parts) amount = addMoney(amount, multiplyMoney(p.meter.unit_price, p.quantity))
+    totalQuantity += quantity
+    totalAmount = addMoney(totalAmount, amount)
+    const keys: Record<string, string> = {}
+    groupBy.forEach((k, i) => (keys[k] = values[i]!))
+    return { keys, quantity, amount }
+  })
   return {
-    rows: sorted.map(({ keys, quantity, amount }) => ({ keys, quantity, amount })),
+    rows: priced,
     totalQuantity,
     totalAmount,
     rateCardVersions: [...versions].sort(),

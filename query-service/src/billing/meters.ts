@@ -35,10 +35,10 @@ export function meterMatchSql(cards: readonly RateCard[]): { cardIndex: string; 
   }
 }
 
-/** SQL naming the meter of a row from its `card_idx` and `meter_idx` ('' when none), with meterMatchSql's params. */
-export function meterNameSql(cards: readonly RateCard[]): string {
+/** SQL naming the meter of a row from its `card_idx` and its meter index column ('' when none), with meterNameParams. */
+export function meterNameSql(cards: readonly RateCard[], meterColumn = 'meter_idx'): string {
   if (cards.length === 0) return "''"
-  return `multiIf(meter_idx < 0, '', ${cards.map((_, i) => `card_idx = ${i}, arrayElement({card${i}_names:Array(String)}, meter_idx + 1)`).join(', ')}, '')`
+  return `multiIf(${meterColumn} < 0, '', ${cards.map((_, i) => `card_idx = ${i}, arrayElement({card${i}_names:Array(String)}, ${meterColumn} + 1)`).join(', ')}, '')`
 }
 
 /** The parameters meterNameSql needs (each card's meter names), without the rest of the match. */

@@ -129,14 +129,19 @@ export async function billableAggregates(
   const keys = keyColumns.map((c) => c.alias)
   // Ordered as the bill's rows are (group-by order, the meter by name), so
   // sorting them again in TypeScript, which decides the order, is one pass.
-  const order = options.groupBy.map((k) => (k === 'meter' ? meterNameSql(options.cards) : keyColumns.find((c) => c.key === k)!.alias))
+  const order = options.groupBy.map((k) => (k === 'meter' ? meterNameSql(options.cards, 'meter') : keyColumns.find((c) => c.key === k)!.alias))
   const names = meterNameParams(options.cards)
+  // The inventory decides a declared identity's business unit: joined only when a key or the caller's scope needs it.
+  const needsInventory = options.businessUnits !== null || options.groupBy.includes('business_unit')
+  // Rows that bill nothing (no identity, or no meter) only count towards completeness: their keys are blanked, so
+  // they fold into a few rows instead of one per identity.
+  const billed = "nhi_id != '' AND meter_idx >= 0"
   const query = `
-    SELECT ${[...keyColumns.map((c) => `${c.expr} AS ${c.alias}`), "nhi_id != '' AS identified", 'card_idx', 'meter_idx', 'sum(n) AS quantity'].join(', ')}
+    SELECT ${[...keyColumns.map((c) => (c.key === 'period' ? `${c.expr} AS ${c.alias}` : `if(${billed}, ${c.expr}, '') AS ${c.alias}`)), "nhi_id != '' AS identified", 'card_idx', `if(${billed}, meter_idx, -1) AS meter`, 'sum(n) AS quantity'].join(', ')}
     FROM ${source.sql} AS usage
-    ${INVENTORY_JOIN}
+    ${needsInventory ? INVENTORY_JOIN : ''}
     WHERE 1 ${businessUnitCondition(options.businessUnits)}
-    GROUP BY ${[...keys, 'identified', 'card_idx', 'meter_idx'].join(', ')}
+    GROUP BY ${[...keys, 'identified', 'card_idx', 'meter'].join(', ')}
     ORDER BY ${order.join(', ')}`
   const result = await client.query({
     query,
