@@ -25,7 +25,7 @@ const PER_DAY = 30
 const DAYS = [3, 9, 15, 22, 30]
 
 let clickhouse: ClickHouseHttp
-let services: ServiceUnderTest[] = []
+const services: ServiceUnderTest[] = []
 let direct: ClickHouseClient
 let key: string
 
