@@ -63,13 +63,17 @@ export const DATASET_TO = '2026-11-01T00:00:00Z'
 /** Which dataset: `default` (1,000 evenly busy identities) or `longtail` (BENCH_SHAPE=longtail). */
 export const DATASET_SHAPE: 'default' | 'longtail' = process.env.BENCH_SHAPE === 'longtail' ? 'longtail' : 'default'
 
-/** The long-tailed generator (see the module note), with `n` the event number. */
-function longTailSql(where: string): string {
+/**
+ * The long-tailed generator (see the module note), with `n` the event
+ * number; spans spread evenly over `{span_ms}` milliseconds from `{start}`
+ * (query parameters; bench/_dataset.ts passes October 2026).
+ */
+export function longTailSql(where: string): string {
   return `
     INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
       ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage)
     SELECT
-      toDateTime64('2026-10-01 00:00:00', 9, 'UTC') + toIntervalNanosecond(intDiv(n * 2592000000, {spans:UInt64}) * 1000000 + n % 1000) AS Timestamp,
+      toDateTime64({start:String}, 9, 'UTC') + toIntervalNanosecond(intDiv(n * {span_ms:UInt64}, {spans:UInt64}) * 1000000 + n % 1000) AS Timestamp,
       concat(leftPad(lower(hex(toUInt64(n))), 16, '0'), '6c6f6e677461696c') AS TraceId,
       leftPad(lower(hex(toUInt64(n * 2 + 1))), 16, '0') AS SpanId,
       '' AS ParentSpanId, '' AS TraceState,
@@ -169,8 +173,9 @@ export async function openDataset(spans = DATASET_SPANS): Promise<{ client: Clic
   await migrate(client)
   const started = performance.now()
   console.log(`dataset: generating ${spans.toLocaleString('en-US')} spans (+${100 / DUPLICATE_EVERY} % duplicates) into ${dir} ...`)
-  await client.command({ query: generatorSql(''), query_params: { spans }, clickhouse_settings: { wait_end_of_query: 1 } })
-  await client.command({ query: generatorSql(`WHERE n % ${DUPLICATE_EVERY} = 0`), query_params: { spans } })
+  const params = DATASET_SHAPE === 'longtail' ? { spans, start: '2026-10-01 00:00:00', span_ms: 2_592_000_000 } : { spans }
+  await client.command({ query: generatorSql(''), query_params: params, clickhouse_settings: { wait_end_of_query: 1 } })
+  await client.command({ query: generatorSql(`WHERE n % ${DUPLICATE_EVERY} = 0`), query_params: params })
   // A month-old partition of the identity ledger ends up in one part as
   // background merges run over the following hours; a fresh build is several
   // parts until they do, and every part is one more range each decision

@@ -1,0 +1,175 @@
+/**
+ * bench/billing-live: the month-to-date bill while spans keep arriving
+ * (issue 16). A fresh embedded ClickHouse holds the long-tailed shape
+ * (bench/_dataset.ts, BENCH_SHAPE=longtail: 10,000 Zipf-popular identities,
+ * hundreds of routes) for the current month so far, at the rate of 10M spans
+ * a month, summarised once by the summary job as a running service would
+ * have. Then the service runs as `npm start` runs it (a child process, its
+ * summary job every 10 s instead of 60 s so the run is short) and, once a
+ * run has happened more than the 120 s grace after the data arrived:
+ *
+ * - settled: GET /v1/billable for [start of month, now), nhi.id,meter: p50 and
+ *   p95 of 15 calls with nothing arriving;
+ * - live: the same while a sender posts 5,000 spans/s of the same shape,
+ *   stamped now (OTLP/JSON, four senders of 500-span requests, through the
+ *   built-in receiver): p50 and p95 of the calls made during 90 s of it,
+ *   after 10 s of warm-up; and the rate the receiver acknowledged.
+ *
+ * Afterwards the bill counts every span generated or acknowledged, once.
+ * Target (issue 16): live p50 <= 150 ms. Benchmarks do not assert.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { sha256 } from '../query-service/src/auth/keys.js'
+import { runRollup } from '../query-service/src/billing/rollup.js'
+import { parsePolicy } from '../query-service/src/policy/index.js'
+import { openStorage } from '../query-service/src/storage/client.js'
+import { migrate } from '../query-service/src/storage/migrations.js'
+import { startService } from '../test/helpers/service.js'
+import { DATASET_POLICY_YAML, longTailSql } from './_dataset.js'
+import { percentile } from './_stats.js'
+
+const KEY = 'nhim_bench_live_key_0123456789abcdefgh'
+const RATE = 5_000
+const LIVE_SECONDS = 90
+const WARMUP_SECONDS = 10
+
+/** Zipf(0.9) over 10,000 identities, as the generator draws them. */
+function identity(u: number): number {
+  return Math.min(9999, Math.floor((1 + u * (10000 ** 0.1 - 1)) ** 10) - 1)
+}
+
+let sent = 0
+function exportBody(count: number): string {
+  const now = BigInt(Date.now()) * 1_000_000n
+  const byIdentity = new Map<number, object[]>()
+  for (let i = 0; i < count; i++) {
+    const n = ++sent
+    const id = identity(Math.random())
+    const tool = n % 2 === 0
+    const span = {
+      traceId: `b${n.toString(16).padStart(31, '0')}`,
+      spanId: n.toString(16).padStart(16, '0'),
+      name: tool ? 'execute_tool' : 'GET /v1/r1/{id}',
+      kind: tool ? 1 : 2,
+      startTimeUnixNano: String(now - BigInt(i) * 1000n),
+      endTimeUnixNano: String(now - BigInt(i) * 1000n + 1_000_000n),
+      attributes: tool
+        ? [
+            { key: 'gen_ai.operation.name', value: { stringValue: 'execute_tool' } },
+            { key: 'gen_ai.tool.name', value: { stringValue: `tool-${(id * 7 + n) % 40}` } },
+          ]
+        : [{ key: 'http.route', value: { stringValue: `/v1/r${(id * 13 + n) % 300}/{id}` } }],
+    }
+    byIdentity.set(id, [...(byIdentity.get(id) ?? []), span])
+  }
+  const resourceSpans = [...byIdentity].map(([id, spans]) => ({
+    resource: { attributes: [{ key: 'service.name', value: { stringValue: `svc-${id % 200}` } }, { key: 'nhi.id', value: { stringValue: `lt-${String(id).padStart(5, '0')}` } }] },
+    scopeSpans: [{ spans }],
+  }))
+  return JSON.stringify({ resourceSpans })
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'nhi-meter-bench-live-'))
+  const dataDir = join(dir, 'data')
+  const { policy } = parsePolicy(DATASET_POLICY_YAML, { source: 'bench policy' })
+  const now = new Date()
+  const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1))
+  const elapsedMs = now.getTime() - monthStart.getTime() - 60_000
+  const spans = Math.floor((10_000_000 * elapsedMs) / (30 * 86_400_000))
+  try {
+    let t = performance.now()
+    const client = await openStorage({ kind: 'embedded', dataDir })
+    await migrate(client)
+    await client.command({
+      query: longTailSql(''),
+      query_params: { spans, start: monthStart.toISOString().slice(0, 19).replace('T', ' '), span_ms: elapsedMs },
+      clickhouse_settings: { wait_end_of_query: 1 },
+    })
+    const buildSeconds = (performance.now() - t) / 1000
+    const generatedAt = Date.now()
+    t = performance.now()
+    await runRollup(client, policy.rate_cards, 0)
+    const summarySeconds = (performance.now() - t) / 1000
+    await client.close()
+
+    const policyFile = join(dir, 'policy.yaml')
+    writeFileSync(policyFile, DATASET_POLICY_YAML)
+    const keysFile = join(dir, 'keys.yaml')
+    writeFileSync(keysFile, `- { name: bench, sha256: ${sha256(KEY).toString('hex')}, scopes: [admin] }\n`)
+    // The summary job every 10 s (default 60 s), so the bench need not wait minutes for it.
+    const service = await startService({ dataDir, env: { NHI_METER_POLICY: policyFile, NHI_METER_API_KEYS_FILE: keysFile, NHI_METER_ROLLUP_INTERVAL_SECONDS: '10' }, timeoutMs: 120_000 })
+    try {
+      const headers = { authorization: `Bearer ${KEY}` }
+      const bill = async () => {
+        const started = performance.now()
+        const response = await fetch(`${service.apiUrl}/v1/billable?from=${monthStart.toISOString()}&to=${new Date().toISOString()}&group_by=nhi.id,meter`, { headers })
+        const body = (await response.json()) as { rows: unknown[]; total: { quantity: number } }
+        if (response.status !== 200) throw new Error(`billable: ${response.status}`)
+        return { ms: performance.now() - started, body }
+      }
+      // Rows ingested within the grace (120 s) of the last run's watermark are read from the ledger: settled means a
+      // run has happened more than 120 s after the data arrived.
+      const settleUntil = generatedAt + 135_000
+      while (Date.now() < settleUntil) await new Promise((r) => setTimeout(r, 1000))
+      for (let i = 0; i < 2; i++) await bill()
+      const settled: number[] = []
+      let rows = 0
+      for (let i = 0; i < 15; i++) {
+        const b = await bill()
+        settled.push(b.ms)
+        rows = b.body.rows.length
+      }
+
+      // Four senders, each 500 spans every 400 ms, each request awaited before the next is due (a slow answer shows as a lower rate).
+      let acknowledged = 0
+      let refused = 0
+      let stop = false
+      const started = Date.now()
+      const senders = Array.from({ length: 4 }, async () => {
+        while (!stop) {
+          const due = Date.now() + (1000 * 500 * 4) / RATE
+          const response = await fetch(service.otlpUrl, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: exportBody(500) })
+          await response.arrayBuffer()
+          if (response.status === 200) acknowledged += 500
+          else refused += 500
+          const wait = due - Date.now()
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+        }
+      })
+      const live: number[] = []
+      while (Date.now() - started < (WARMUP_SECONDS + LIVE_SECONDS) * 1000) {
+        const b = await bill()
+        if (Date.now() - started > WARMUP_SECONDS * 1000) live.push(b.ms)
+        await new Promise((r) => setTimeout(r, 1000))
+      }
+      stop = true
+      await Promise.all(senders)
+      const seconds = (Date.now() - started) / 1000
+      // Everything sent is counted once once it settled (no trace waits: every span names its identity).
+      await new Promise((r) => setTimeout(r, 2000))
+      const final = await bill()
+
+      console.log('')
+      console.log('| figure | value |')
+      console.log('|---|---|')
+      console.log(`| month to date | ${monthStart.toISOString().slice(0, 10)} to now: ${spans.toLocaleString('en-US')} long-tailed spans generated (${buildSeconds.toFixed(0)} s), summarised in ${summarySeconds.toFixed(1)} s |`)
+      console.log(`| settled: GET /v1/billable, month to date, nhi.id,meter: p50 / p95 of ${settled.length} | ${percentile(settled, 50).toFixed(0)} ms / ${percentile(settled, 95).toFixed(0)} ms (${rows.toLocaleString('en-US')} rows) |`)
+      console.log(`| live: the same during background ingest: p50 / p95 of ${live.length} | ${percentile(live, 50).toFixed(0)} ms / ${percentile(live, 95).toFixed(0)} ms (target p50 <= 150 ms) |`)
+      console.log(`| background ingest acknowledged | ${(acknowledged / seconds).toFixed(0)} spans/s (target ${RATE}); refused ${refused} |`)
+      const billed = final.body.total.quantity
+      console.log(`| every span counted once afterwards | ${billed.toLocaleString('en-US')} billed of ${(spans + acknowledged).toLocaleString('en-US')} generated + acknowledged (the generator's 3 % errors and 1 % unidentified are not billable) |`)
+    } finally {
+      await service.stop()
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})
