@@ -24,7 +24,7 @@ import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'
 import { backfillIdentityActivity } from '../query-service/src/identities/backfill.js'
 import { retireDeclarations, upsertInventory, type DeclaredIdentity } from '../query-service/src/identities/inventory.js'
 import { parsePolicy } from '../query-service/src/policy/index.js'
-import { DATASET_POLICY_YAML, DATASET_TO, openDataset } from './_dataset.js'
+import { DATASET_POLICY_YAML, DATASET_SHAPE, DATASET_TO, openDataset } from './_dataset.js'
 import { percentile } from './_stats.js'
 
 const KEY = 'nhim_bench_entitlements_key_0123456789ab'
@@ -66,7 +66,8 @@ async function main(): Promise<void> {
   const settleSeconds = (performance.now() - settleStarted) / 1000
   const [parts] = await (await client.query({ query: "SELECT count() AS n, sum(rows) AS rows FROM system.parts WHERE active AND table = 'nhi_identity_activity'", format: 'JSONEachRow' })).json<{ n: string; rows: string }>()
 
-  const ids = Array.from({ length: 1000 }, (_, i) => `id-${String(i).padStart(4, '0')}`)
+  // The long-tailed dataset: every tenth of its 10,000 identities, from the busiest to the quietest.
+  const ids = Array.from({ length: 1000 }, (_, i) => (DATASET_SHAPE === 'longtail' ? `lt-${String(i * 10).padStart(5, '0')}` : `id-${String(i).padStart(4, '0')}`))
   const declarations: DeclaredIdentity[] = ids.map((id, i) => ({
     id,
     type: ['ai_agent', 'service_account', 'api_key', 'integration'][i % 4]!,
