@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatMoney, parseMoney } from '../money/decimal.js'
+import { formatMoney } from '../money/decimal.js'
 import { validatePolicy } from '../policy/index.js'
 import { foldAggregates } from './bill.js'
 import { pricingOf } from './pricing.js'
@@ -23,21 +23,19 @@ const { cards } = pricingOf(
   }).policy,
 )
 
-const agg = (id: string, meter: string, cardIndices: number[], quantity: number, amount: string, billed = true, identified = true): BillableAggregate => ({
-  keys: { 'nhi.id': id, meter },
+const agg = (id: string, cardIndex: number, meterIndex: number, quantity: number, identified = true): BillableAggregate => ({
+  keys: { 'nhi.id': id },
   identified,
-  billed,
-  cardIndices,
+  cardIndex,
+  meterIndex,
   quantity,
-  amount: parseMoney(amount),
 })
 
 describe('foldAggregates', () => {
-  it('sums rows with the same keys, names every card that priced them, and sorts rows by key', () => {
-    // ClickHouse prices each event by its own card (7 x 0.002 + 5 x 0.003 = 0.029); equal keys may come in several parts.
-    const bill = foldAggregates([agg('b', 'api_calls', [1], 10, '0.001'), agg('a', 'tool_calls', [0, 1], 8, '0.019'), agg('a', 'tool_calls', [1], 4, '0.01')], ['nhi.id', 'meter'], cards)
+  it('merges parts of one row across cards, pricing each part with its own card, and sorts rows by key', () => {
+    const bill = foldAggregates([agg('b', 1, 0, 10), agg('a', 1, 1, 5), agg('a', 0, 0, 7)], ['nhi.id', 'meter'], cards)
     expect(bill.rows.map((r) => [r.keys['nhi.id'], r.keys.meter, r.quantity, formatMoney(r.amount)])).toEqual([
-      ['a', 'tool_calls', 12, '0.029'],
+      ['a', 'tool_calls', 12, '0.029'], // 7 x 0.002 + 5 x 0.003
       ['b', 'api_calls', 10, '0.001'],
     ])
     expect(bill.totalQuantity).toBe(22)
@@ -46,15 +44,23 @@ describe('foldAggregates', () => {
   })
 
   it('counts unidentified and unmetered events towards completeness but bills neither', () => {
-    const bill = foldAggregates([agg('', '', [-1], 4, '0', false, false), agg('', '', [0], 3, '0', false), agg('a', 'tool_calls', [0], 2, '0.004')], ['nhi.id', 'meter'], cards)
+    const bill = foldAggregates([agg('', -1, -1, 4, false), agg('a', 0, -1, 3), agg('a', 0, 0, 2)], ['nhi.id', 'meter'], cards)
     expect(bill.counts).toEqual({ spans: 9, identifiedSpans: 5 })
     expect(bill.rows.map((r) => r.quantity)).toEqual([2])
   })
 
   it('keeps key tuples apart whatever characters the keys hold', () => {
     // Joined naively with a separator, ("a:1", "x") and ("a", "1:x") could become one row.
-    const row = (id: string, service: string): BillableAggregate => ({ keys: { 'nhi.id': id, service }, identified: true, billed: true, cardIndices: [0], quantity: 1, amount: parseMoney('0.002') })
-    const rows = foldAggregates([row('a\u00001', 'x'), row('a', '1\u0000x'), row('1:a', ''), row('', '1:a')], ['nhi.id', 'service'], cards).rows
+    const rows = foldAggregates(
+      [
+        { keys: { 'nhi.id': 'a\u00001', service: 'x' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+        { keys: { 'nhi.id': 'a', service: '1\u0000x' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+        { keys: { 'nhi.id': '1:a', service: '' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+        { keys: { 'nhi.id': '', service: '1:a' }, identified: true, cardIndex: 0, meterIndex: 0, quantity: 1 },
+      ],
+      ['nhi.id', 'service'],
+      cards,
+    ).rows
     expect(rows).toHaveLength(4)
   })
 })

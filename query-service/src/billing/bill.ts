@@ -5,7 +5,7 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import type { TimeRange } from '../http/params.js'
-import { addMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
+import { addMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
 import { completenessStatus } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
 import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
@@ -94,32 +94,50 @@ export interface FoldedBill {
 }
 
 /**
- * Folds priced aggregates into the bill's rows: billed aggregates with the
- * same keys are summed (they arrive ordered by their keys, so this is one
- * pass), every aggregate counts towards completeness, and rows come out
- * sorted by their keys in group-by order (by UTF-16 code units, as
- * TypeScript compares; ClickHouse orders bytes).
+ * Folds (keys, card, meter) aggregates into the requested rows, pricing each
+ * part exactly with the card that matched it; every aggregate, billed or
+ * not, counts towards completeness. Rows come out sorted by their keys in
+ * group-by order.
  */
 export function foldAggregates(aggregates: readonly BillableAggregate[], groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
+  type Meter = RateCard['meters'][number]
   interface Row {
     values: string[]
-    keys: Record<string, string>
     quantity: number
-    amount: Money
+    /** Quantities per meter: amounts are priced once per row and meter at the end. */
+    parts: Array<{ meter: Meter; quantity: number }>
   }
   const counts = { spans: 0, identifiedSpans: 0 }
   const versions = new Set<string>()
   const same = (a: readonly string[], b: readonly string[]) => a.every((v, i) => v === b[i])
-  const rows: Row[] = []
+  const addPart = (row: Row, meter: Meter, quantity: number) => {
+    row.quantity += quantity
+    const part = row.parts.find((p) => p.meter === meter)
+    if (part) part.quantity += quantity
+    else row.parts.push({ meter, quantity })
+  }
+  // Aggregates arrive ordered by the group-by keys, so equal keys are mostly adjacent: fold runs, sort, then merge
+  // what is still adjacent and equal (whatever the input order). No per-aggregate key strings or maps: a bill of
+  // tens of thousands of rows stays cheap.
+  const runs: Row[] = []
   for (const agg of aggregates) {
     counts.spans += agg.quantity
     if (!agg.identified) continue
     counts.identifiedSpans += agg.quantity
-    if (!agg.billed) continue
-    for (const c of agg.cardIndices) versions.add(cards[c]!.version)
-    rows.push({ values: groupBy.map((k) => agg.keys[k] ?? ''), keys: agg.keys, quantity: agg.quantity, amount: agg.amount })
+    if (agg.cardIndex < 0 || agg.meterIndex < 0) continue
+    const card = cards[agg.cardIndex]!
+    const meter = card.meters[agg.meterIndex]!
+    versions.add(card.version)
+    const values = groupBy.map((k) => (k === 'meter' ? meter.name : (agg.keys[k] ?? '')))
+    const last = runs[runs.length - 1]
+    if (last && same(last.values, values)) addPart(last, meter, agg.quantity)
+    else {
+      const row: Row = { values, quantity: 0, parts: [] }
+      addPart(row, meter, agg.quantity)
+      runs.push(row)
+    }
   }
-  rows.sort((a, b) => {
+  runs.sort((a, b) => {
     for (let i = 0; i < a.values.length; i++) {
       const x = a.values[i]!
       const y = b.values[i]!
@@ -128,21 +146,21 @@ export function foldAggregates(aggregates: readonly BillableAggregate[], groupBy
     return 0
   })
   const merged: Row[] = []
-  for (const row of rows) {
+  for (const row of runs) {
     const last = merged[merged.length - 1]
-    if (last && same(last.values, row.values)) {
-      last.quantity += row.quantity
-      last.amount = addMoney(last.amount, row.amount)
-    } else merged.push(row)
+    if (last && same(last.values, row.values)) for (const p of row.parts) addPart(last, p.meter, p.quantity)
+    else merged.push(row)
   }
   let totalQuantity = 0
   let totalAmount = ZERO_MONEY
-  const priced = merged.map(({ keys, quantity, amount }) => {
+  const priced = merged.map(({ values, quantity, parts }) => {
+    let amount = ZERO_MONEY
+    for (const p of parts) amount = addMoney(amount, multiplyMoney(p.meter.unit_price, p.quantity))
     totalQuantity += quantity
     totalAmount = addMoney(totalAmount, amount)
-    const out: Record<string, string> = {}
-    for (const k of groupBy) out[k] = keys[k] ?? ''
-    return { keys: out, quantity, amount }
+    const keys: Record<string, string> = {}
+    groupBy.forEach((k, i) => (keys[k] = values[i]!))
+    return { keys, quantity, amount }
   })
   return {
     rows: priced,

@@ -12,7 +12,6 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { toClickHouseTime } from '../http/params.js'
 import { toCount } from '../storage/client.js'
-import { formatMoney, MONEY_SCALE, parseMoney, type Money } from '../money/decimal.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'
@@ -93,20 +92,17 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[]): { sql:
 const FINAL_SETTINGS = { do_not_merge_across_partitions_select_final: 1 } as const
 
 /**
- * One aggregated usage row: the requested keys (the meter's name among
- * them), whether an identity was resolved, whether it bills (identified and
- * matching a meter), the cards that priced it, the count and its exact
- * amount. Rows that bill nothing have blank keys, so they fold into a few
- * rows that only count towards completeness.
+ * One aggregated usage row: the requested keys, whether an identity was
+ * resolved, and the card and meter that price it (-1 when none). Rows that
+ * are unidentified or match no meter are returned too, so completeness
+ * comes from the same pass; only identified rows with a meter are billed.
  */
 export interface BillableAggregate {
   keys: Record<string, string>
   identified: boolean
-  billed: boolean
-  /** Indexes (into the sorted cards) of the cards whose meters priced the row. */
-  cardIndices: number[]
+  cardIndex: number
+  meterIndex: number
   quantity: number
-  amount: Money
 }
 
 /** A small integer (a flag or an index) from a result row; anything else is a bug worth stopping on. */
@@ -117,76 +113,58 @@ function smallInt(value: unknown, column: string): number {
 }
 
 /**
- * SQL for the unit price of a row's meter from `card_idx` and `meter_idx`
- * (Decimal128 with money's scale, exact), and its parameters: each card's
- * prices as decimal strings, converted by ClickHouse.
- */
-function priceSql(cards: readonly RateCard[]): { sql: string; params: Record<string, string[]> } {
-  const zero = `toDecimal128(0, ${MONEY_SCALE})`
-  if (cards.length === 0) return { sql: zero, params: {} }
-  const params = Object.fromEntries(cards.map((card, i) => [`card${i}_prices`, card.meters.map((m) => formatMoney(m.unit_price))]))
-  const branches = cards.map((_, i) => `card_idx = ${i}, arrayElement(arrayMap(p -> toDecimal128(p, ${MONEY_SCALE}), {card${i}_prices:Array(String)}), meter_idx + 1)`)
-  return { sql: `multiIf(meter_idx < 0, ${zero}, ${branches.join(', ')}, ${zero})`, params }
-}
-
-/**
- * Counts and prices use events in the range, grouped by the requested keys
- * and the meter's name, with every event priced exactly by the card in
- * force at its start (Decimal arithmetic in ClickHouse, at money's scale,
- * overflow checked): parts of one row matched by meters of the same name on
- * different cards are summed, each at its own price. Rows come ordered by
- * the keys in group-by order; every row, billed or not, counts towards
- * completeness.
+ * Counts use events in the range, grouped by the requested keys, by whether
+ * an identity was resolved, and by the meter that matched. Rows are first
+ * summed per key, activity and card, then matched to meters, so the meter
+ * match runs on few rows.
  */
 export async function billableAggregates(
   client: ClickHouseClient,
   options: { groupBy: GroupByKey[]; granularity: Granularity; cards: readonly RateCard[]; businessUnits: BusinessUnitScope; plan: UsagePlan },
 ): Promise<BillableAggregate[]> {
   const source = usageSource(options.plan, options.cards)
-  const price = priceSql(options.cards)
-  const keyColumns = options.groupBy.map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'meter' ? meterNameSql(options.cards) : k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
+  const keyColumns = options.groupBy
+    .filter((k) => k !== 'meter')
+    .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
   const keys = keyColumns.map((c) => c.alias)
+  // Ordered as the bill's rows are (group-by order, the meter by name), so
+  // sorting them again in TypeScript, which decides the order, is one pass.
+  const order = options.groupBy.map((k) => (k === 'meter' ? meterNameSql(options.cards, 'meter') : keyColumns.find((c) => c.key === k)!.alias))
+  const names = meterNameParams(options.cards)
   // The inventory decides a declared identity's business unit: joined only when a key or the caller's scope needs it.
   const needsInventory = options.businessUnits !== null || options.groupBy.includes('business_unit')
   // Rows that bill nothing (no identity, or no meter) only count towards completeness: their keys are blanked, so
   // they fold into a few rows instead of one per identity.
   const billed = "nhi_id != '' AND meter_idx >= 0"
   const query = `
-    SELECT ${[...keys, 'identified', 'billed', 'arraySort(groupUniqArray(card_idx)) AS cards', 'sum(n) AS quantity', 'toString(sum(price * n)) AS amount'].join(', ')}
-    FROM (
-      SELECT ${[...keyColumns.map((c) => (c.key === 'period' ? `${c.expr} AS ${c.alias}` : `if(${billed}, ${c.expr}, '') AS ${c.alias}`)), "nhi_id != '' AS identified", `${billed} AS billed`, 'card_idx', `if(${billed}, ${price.sql}, toDecimal128(0, ${MONEY_SCALE})) AS price`, 'n'].join(', ')}
-      FROM ${source.sql} AS usage
-      ${needsInventory ? INVENTORY_JOIN : ''}
-      WHERE 1 ${businessUnitCondition(options.businessUnits)}
-    )
-    GROUP BY ${[...keys, 'identified', 'billed'].join(', ')}
-    ORDER BY ${keys.join(', ')}`
+    SELECT ${[...keyColumns.map((c) => (c.key === 'period' ? `${c.expr} AS ${c.alias}` : `if(${billed}, ${c.expr}, '') AS ${c.alias}`)), "nhi_id != '' AS identified", 'card_idx', `if(${billed}, meter_idx, -1) AS meter`, 'sum(n) AS quantity'].join(', ')}
+    FROM ${source.sql} AS usage
+    ${needsInventory ? INVENTORY_JOIN : ''}
+    WHERE 1 ${businessUnitCondition(options.businessUnits)}
+    GROUP BY ${[...keys, 'identified', 'card_idx', 'meter'].join(', ')}
+    ORDER BY ${order.join(', ')}`
   const result = await client.query({
     query,
     // One JSON document (not a line per row): parsed in one call.
     format: 'JSONCompact',
-    query_params: { ...meterNameParams(options.cards), ...price.params, ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
+    query_params: { ...names, ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
     clickhouse_settings: FINAL_SETTINGS,
   })
   const rows = (await result.json<{ data: unknown[] }>()).data
   const n = keyColumns.length
   return rows.map((raw) => {
-    if (!Array.isArray(raw) || raw.length !== n + 5) throw new Error(`unexpected billing row: ${JSON.stringify(raw).slice(0, 200)}`)
+    if (!Array.isArray(raw) || raw.length !== n + 4) throw new Error(`unexpected billing row: ${JSON.stringify(raw).slice(0, 200)}`)
     const keys: Record<string, string> = {}
-    for (let i = 0; i < n; i++) {
-      const c = keyColumns[i]!
+    keyColumns.forEach((c, i) => {
       const value = String(raw[i] ?? '')
       keys[c.key] = c.key === 'period' ? new Date(value).toISOString().replace('.000Z', 'Z') : value
-    }
-    const cards = raw[n + 2]
-    if (!Array.isArray(cards)) throw new Error(`billing row: cards is not a list: ${JSON.stringify(cards)}`)
+    })
     return {
       keys,
       identified: smallInt(raw[n], 'identified') === 1,
-      billed: smallInt(raw[n + 1], 'billed') === 1,
-      cardIndices: cards.map((c) => smallInt(c, 'card_idx')),
+      cardIndex: smallInt(raw[n + 1], 'card_idx'),
+      meterIndex: smallInt(raw[n + 2], 'meter_idx'),
       quantity: toCount(raw[n + 3] as string | number),
-      amount: parseMoney(String(raw[n + 4]), { maxIntegerDigits: 38 - MONEY_SCALE }),
     }
   })
 }
