@@ -132,6 +132,21 @@ describe('the usage summary', () => {
     expect(policyKey(pricier.rate_cards)).toBe(policyKey(REPRICED.rate_cards))
   })
 
+  it('finds a closed day this key has not summarised by probing the days since its last run, not by reading the ledger', async () => {
+    // Yesterday's spans, summarised; then its day marker goes (as if the day had closed after the last run).
+    const yesterday = new Date(Date.now() - 86_400_000)
+    const day = yesterday.toISOString().slice(0, 10)
+    await insertSpans(client, [tool('agent-c', 'finance', `${day}T00:30:00Z`, '00000000000000c1')])
+    await run()
+    const marker = async () => (await (await client.query({ query: `SELECT count() AS n FROM nhi_usage_summarized FINAL WHERE level = 'day' AND period = toDateTime({d:String})`, format: 'JSONEachRow', query_params: { d: `${day} 00:00:00` } })).json<{ n: string }>())[0]!.n
+    expect(await marker()).toBe('1')
+    await client.command({ query: `ALTER TABLE nhi_usage_summarized DELETE WHERE level = 'day' AND period = toDateTime({d:String}) SETTINGS mutations_sync = 1`, query_params: { d: `${day} 00:00:00` } })
+    expect(await marker()).toBe('0')
+    // Nothing new was ingested: only the probe of the days since the previous run can find it.
+    expect((await run()).periodsRebuilt).toBeGreaterThanOrEqual(1)
+    expect(await marker()).toBe('1')
+  })
+
   it('answers group_by=activity.name from the ledger, which keeps names', async () => {
     expect((await bill(`${DAY}&group_by=activity.name`)).rows).toEqual([{ 'activity.name': 'search', quantity: 6, amount: '0.012' }])
   })

@@ -93,20 +93,45 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
   }
 }
 
-/** Closed periods of `level` in [since, closedBefore) with ledger rows (days) or summarised days (months) that this key has not summarised. */
+/**
+ * Closed periods of `level` in [since, closedBefore) with ledger rows (days) or summarised days (months) that this
+ * key has not summarised. For days after a first run, `since` is a day or two back: each candidate day is probed
+ * with a LIMIT 1 read that the ledger's primary key (start hour first) confines to that day, so the check does not
+ * grow with the traffic. A first run (since the epoch) lists the ledger's days once.
+ */
 async function unsummarised(client: ClickHouseClient, level: 'day' | 'month', key: string, since: string, closedBefore: string): Promise<string[]> {
+  const candidates = level === 'day' && since > '1970-01-01 00:00:00' ? daysBetween(since, closedBefore) : null
+  // A service that was off for more than 400 days lists the ledger's days instead of probing each.
   const source =
-    level === 'day'
-      ? `SELECT DISTINCT toStartOfDay(event_time) AS p FROM nhi_activity WHERE event_time >= {since:DateTime} AND event_time < {closed:DateTime}`
-      : `SELECT DISTINCT toDateTime(toStartOfMonth(period)) AS p FROM nhi_usage_summarized FINAL
+    level === 'month'
+      ? `SELECT DISTINCT toDateTime(toStartOfMonth(period)) AS p FROM nhi_usage_summarized FINAL
          WHERE level = 'day' AND policy_key = {key:String} AND period >= {since:DateTime} AND toDateTime(toStartOfMonth(period)) < {closed:DateTime}`
+      : candidates
+        ? candidates
+            .map((_, i) => `SELECT {d${i}:DateTime} AS p FROM (SELECT 1 FROM nhi_activity WHERE event_time >= {d${i}:DateTime} AND event_time < {d${i}:DateTime} + toIntervalDay(1) LIMIT 1)`)
+            .join(' UNION ALL ') || `SELECT toDateTime(0) AS p WHERE 0`
+        : `SELECT DISTINCT toStartOfDay(event_time) AS p FROM nhi_activity WHERE event_time >= {since:DateTime} AND event_time < {closed:DateTime}`
+  const dayParams = Object.fromEntries((candidates ?? []).map((d, i) => [`d${i}`, d]))
   return periods(
     client,
     `SELECT toString(p) AS period_text FROM (${source})
      WHERE p NOT IN (SELECT period FROM nhi_usage_summarized FINAL WHERE level = {level:String} AND policy_key = {key:String})
      ORDER BY period_text`,
-    { since, closed: closedBefore, key, level },
+    { since, closed: closedBefore, key, level, ...dayParams },
   )
+}
+
+// The day starts ('YYYY-MM-DD 00:00:00') from `since` up to (not including) `before`, or null past 400 of them.
+function daysBetween(since: string, before: string): string[] | null {
+  const days: string[] = []
+  const d = new Date(`${since.slice(0, 10)}T00:00:00Z`)
+  for (;;) {
+    const text = `${d.toISOString().slice(0, 10)} 00:00:00`
+    if (text >= before) return days
+    if (days.length >= 400) return null
+    days.push(text)
+    d.setUTCDate(d.getUTCDate() + 1)
+  }
 }
 
 /** Runs the summary job once for `cards`; returns how many periods were rebuilt and the new watermark. */
