@@ -96,7 +96,7 @@ describe('three query services on one ClickHouse', () => {
       (
         await (
           await direct.query({
-            query: `SELECT level, sum(events) AS events, count() AS rows FROM nhi_usage_summary FINAL WHERE nhi_id != '' AND toYYYYMM(period) = 202610 GROUP BY level ORDER BY level`,
+            query: `SELECT level, sum(arraySum(events)) AS events, count() AS rows FROM nhi_usage_summary FINAL WHERE nhi_id != '' AND toYYYYMM(period) = 202610 GROUP BY level ORDER BY level`,
             format: 'JSONEachRow',
           })
         ).json<{ level: string; events: string }>()

@@ -11,7 +11,7 @@ import { pendingSpans } from '../telemetry/queries.js'
 import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
 import { policyKey } from './rollup.js'
 import type { Pricing } from './pricing.js'
-import { billableAggregates, type BillableAggregate, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
+import { billableAggregates, type BillableAggregates, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
 import type { RateCard } from '../policy/index.js'
 
 /** The completeness block of a billing answer. */
@@ -25,9 +25,9 @@ export interface Completeness {
   pending_spans: number
 }
 
-/** One row of a bill: the group keys, the count and the exact amount. */
+/** One row of a bill: the values of the group-by keys (in group-by order), the count and the exact amount. */
 export interface BillRow {
-  keys: Record<string, string>
+  values: string[]
   quantity: number
   amount: Money
 }
@@ -94,79 +94,101 @@ export interface FoldedBill {
 }
 
 /**
- * Folds (keys, card, meter) aggregates into the requested rows, pricing each
- * part exactly with the card that matched it; every aggregate, billed or
- * not, counts towards completeness. Rows come out sorted by their keys in
- * group-by order.
+ * Folds aggregates (keys, card, events per meter) into the requested rows,
+ * pricing each part exactly with the card that matched it; every count,
+ * billed or not, counts towards completeness. `meter` and `activity.type`
+ * come from the meter (each meter names one activity type). Rows come out
+ * sorted by their keys in group-by order.
  */
-export function foldAggregates(aggregates: readonly BillableAggregate[], groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
+export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
   type Meter = RateCard['meters'][number]
-  interface Row {
-    values: string[]
-    quantity: number
-    /** Quantities per meter: amounts are priced once per row and meter at the end. */
-    parts: Array<{ meter: Meter; quantity: number }>
-  }
   const counts = { spans: 0, identifiedSpans: 0 }
-  const versions = new Set<string>()
-  const same = (a: readonly string[], b: readonly string[]) => a.every((v, i) => v === b[i])
-  const addPart = (row: Row, meter: Meter, quantity: number) => {
-    row.quantity += quantity
-    const part = row.parts.find((p) => p.meter === meter)
-    if (part) part.quantity += quantity
-    else row.parts.push({ meter, quantity })
-  }
-  // Aggregates arrive ordered by the group-by keys, so equal keys are mostly adjacent: fold runs, sort, then merge
-  // what is still adjacent and equal (whatever the input order). No per-aggregate key strings or maps: a bill of
-  // tens of thousands of rows stays cheap.
-  const runs: Row[] = []
-  for (const agg of aggregates) {
-    counts.spans += agg.quantity
-    if (!agg.identified) continue
-    counts.identifiedSpans += agg.quantity
-    if (agg.cardIndex < 0 || agg.meterIndex < 0) continue
-    const card = cards[agg.cardIndex]!
-    const meter = card.meters[agg.meterIndex]!
-    versions.add(card.version)
-    const values = groupBy.map((k) => (k === 'meter' ? meter.name : (agg.keys[k] ?? '')))
-    const last = runs[runs.length - 1]
-    if (last && same(last.values, values)) addPart(last, meter, agg.quantity)
-    else {
-      const row: Row = { values, quantity: 0, parts: [] }
-      addPart(row, meter, agg.quantity)
-      runs.push(row)
-    }
-  }
-  runs.sort((a, b) => {
-    for (let i = 0; i < a.values.length; i++) {
-      const x = a.values[i]!
-      const y = b.values[i]!
-      if (x !== y) return x < y ? -1 : 1
-    }
-    return 0
+  const usedCards = new Set<number>()
+  const { identified, cardIndex, events } = aggregates
+  const columns = groupBy.map((k) => (k === 'meter' || k === 'activity.type' ? null : (aggregates.keys[k] ?? [])))
+  const fromMeter = groupBy.map((k) => (k === 'meter' ? (m: Meter) => m.name : (m: Meter) => m.activity_type))
+  // Per card, the rank of each meter in name order: a group's rows are made in that order, so they come out in
+  // group-by order when the meter is the last key (the common case) and need no sort.
+  const rank = cards.map((card) => {
+    const order = card.meters.map((_, m) => m).sort((a, b) => compareValues([card.meters[a]!.name], [card.meters[b]!.name]) || a - b)
+    const ranks: number[] = []
+    order.forEach((m, r) => (ranks[m] = r))
+    return ranks
   })
-  const merged: Row[] = []
-  for (const row of runs) {
-    const last = merged[merged.length - 1]
-    if (last && same(last.values, row.values)) for (const p of row.parts) addPart(last, p.meter, p.quantity)
-    else merged.push(row)
+  const rows: BillRow[] = []
+  const pending: number[] = []
+  for (let i = 0; i < cardIndex.length; i++) {
+    // Element 0 counts events that matched no meter, element m + 1 those of meter m.
+    const counted = events[i]!
+    let total = 0
+    for (const n of counted) total += n
+    counts.spans += total
+    if (!identified[i]) continue
+    counts.identifiedSpans += total
+    const c = cardIndex[i]!
+    const card = cards[c]
+    if (!card) continue
+    // This group's meters with events, in the card's name order (insertion sort: a group has a handful).
+    const ranks = rank[c]!
+    pending.length = 0
+    for (let m = 0; m + 1 < counted.length && m < card.meters.length; m++) {
+      if (counted[m + 1] === 0) continue
+      let y = pending.length - 1
+      while (y >= 0 && ranks[pending[y]!]! > ranks[m]!) pending[y + 1] = pending[y--]!
+      pending[y + 1] = m
+    }
+    if (pending.length === 0) continue
+    usedCards.add(c)
+    for (const m of pending) {
+      const meter = card.meters[m]!
+      const n = counted[m + 1]!
+      const values: string[] = new Array<string>(columns.length)
+      for (let k = 0; k < columns.length; k++) values[k] = columns[k]?.[i] ?? fromMeter[k]!(meter)
+      const amount = multiplyMoney(meter.unit_price, n)
+      const last = rows[rows.length - 1]
+      if (last && sameValues(last.values, values)) {
+        last.quantity += n
+        last.amount = addMoney(last.amount, amount)
+      } else rows.push({ values, quantity: n, amount })
+    }
   }
+  // Rows arrive mostly in order (ClickHouse orders bytes, TypeScript UTF-16 units, and a meter that is not the last
+  // key interleaves groups): sort only when needed, then merge what is adjacent and equal. No per-row key strings or
+  // maps: a bill of tens of thousands of rows stays cheap.
+  let sorted = true
+  for (let i = 1; i < rows.length && sorted; i++) sorted = compareValues(rows[i - 1]!.values, rows[i]!.values) <= 0
+  if (!sorted) rows.sort((a, b) => compareValues(a.values, b.values))
+  const merged: BillRow[] = []
   let totalQuantity = 0
   let totalAmount = ZERO_MONEY
-  const priced = merged.map(({ values, quantity, parts }) => {
-    let amount = ZERO_MONEY
-    for (const p of parts) amount = addMoney(amount, multiplyMoney(p.meter.unit_price, p.quantity))
-    totalQuantity += quantity
-    totalAmount = addMoney(totalAmount, amount)
-    const keys: Record<string, string> = {}
-    groupBy.forEach((k, i) => (keys[k] = values[i]!))
-    return { keys, quantity, amount }
-  })
+  for (const row of rows) {
+    totalQuantity += row.quantity
+    totalAmount = addMoney(totalAmount, row.amount)
+    const previous = merged[merged.length - 1]
+    if (previous && sameValues(previous.values, row.values)) {
+      previous.quantity += row.quantity
+      previous.amount = addMoney(previous.amount, row.amount)
+    } else merged.push(row)
+  }
   return {
-    rows: priced,
+    rows: merged,
     totalQuantity,
     totalAmount,
-    rateCardVersions: [...versions].sort(),
+    rateCardVersions: [...new Set([...usedCards].map((c) => cards[c]!.version))].sort(),
     counts,
   }
+}
+
+function sameValues(a: readonly string[], b: readonly string[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+function compareValues(a: readonly string[], b: readonly string[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!
+    const y = b[i]!
+    if (x !== y) return x < y ? -1 : 1
+  }
+  return 0
 }

@@ -45,3 +45,10 @@ export function meterNameSql(cards: readonly RateCard[], meterColumn = 'meter_id
 export function meterNameParams(cards: readonly RateCard[]): Record<string, string[]> {
   return Object.fromEntries(cards.map((card, i) => [`card${i}_names`, card.meters.map((m) => m.name)]))
 }
+
+/**
+ * SQL turning a count `n` of events that matched meter `meter_idx` (-1 for
+ * none) into a summary array (migration 0026): zeros, then `n` at element
+ * meter_idx + 2. Summed element-wise with sumForEach.
+ */
+export const METER_SLOT_SQL = 'arrayPushBack(arrayWithConstant(toUInt32(meter_idx + 1), toUInt64(0)), toUInt64(n))'

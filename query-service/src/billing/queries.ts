@@ -9,13 +9,13 @@
  * Deduplication: the ledger and the summaries are read with FINAL, so a span
  * delivered several times counts once.
  */
-import type { ClickHouseClient } from '@clickhouse/client'
+import type { ClickHouseClient, DataFormat } from '@clickhouse/client'
 import { toClickHouseTime } from '../http/params.js'
 import { toCount } from '../storage/client.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'
-import { meterMatchSql, meterNameParams, meterNameSql } from './meters.js'
+import { meterMatchSql, METER_SLOT_SQL } from './meters.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
 export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
@@ -47,16 +47,19 @@ export const PERIOD_OF: Record<Granularity, string> = {
 
 /**
  * The use events of a plan as one row source with the columns event_time,
- * nhi_id, business_unit, service, activity_type, activity_name and
- * on_behalf_of (empty in summary rows: a plan grouped by them reads only the
- * ledger), card_idx and meter_idx (the card in force and the meter matched,
- * -1 when none), and `n` (events the row stands for). Each summary level and
- * the ledger read only their own intervals, so the primary keys prune what
- * the others cover. A summary row's event_time is its period start; ledger
- * rows are summed per hour and activity before the meter match, so the match
- * runs on few rows.
+ * nhi_id, business_unit, service, activity_name and on_behalf_of (empty in
+ * summary rows: a plan grouped by them reads only the ledger), card_idx
+ * (the card in force), `events` (counts per meter of that card, as the
+ * summary keeps them: element 1 for events that matched no meter, element
+ * i + 2 for meter i) and `n` (all events the row stands for). Each summary
+ * level and the ledger read only their own intervals, so the primary keys
+ * prune what the others cover. A summary row's event_time is its period
+ * start. Ledger rows are summed per activity (and per `resolution`: hour,
+ * day or month; with 'none' their event_time is the earliest event's)
+ * before the meter match, so the match runs on few rows: callers that do
+ * not group by period pass 'none' and read far fewer.
  */
-export function usageSource(plan: UsagePlan, cards: readonly RateCard[]): { sql: string; params: Record<string, unknown> } {
+export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolution: Granularity | 'none' = 'hour'): { sql: string; params: Record<string, unknown> } {
   const params: Record<string, unknown> = {}
   const condition = (intervals: Interval[], column: string, prefix: string) =>
     intervals.length === 0
@@ -69,7 +72,7 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[]): { sql:
           })
           .join(' OR ')
   const sides = plan.rollup.map(
-    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, activity_type, '' AS activity_name, '' AS on_behalf_of, card_idx, meter_idx, events AS n
+    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, '' AS activity_name, '' AS on_behalf_of, card_idx, events, arraySum(events) AS n
       FROM nhi_usage_summary FINAL
       WHERE level = {${level}_level:String} AND policy_key = {policy_key:String} AND (${condition(intervals, 'period', level)})`,
   )
@@ -78,12 +81,15 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[]): { sql:
   if (plan.ledger.length > 0 || sides.length === 0) {
     const match = meterMatchSql(cards)
     Object.assign(params, match.params)
-    sides.push(`SELECT toDateTime64(hour, 9) AS event_time, nhi_id, business_unit, service, activity_type, activity_name, on_behalf_of, card_idx, ${match.meterIndex} AS meter_idx, c AS n
+    const time = resolution === 'none' ? 'min(event_time)' : PERIOD_OF[resolution]
+    sides.push(`SELECT toDateTime64(at, 9) AS event_time, nhi_id, business_unit, service, activity_name, on_behalf_of, card_idx, ${METER_SLOT_SQL} AS events, n
       FROM (
-        SELECT toStartOfHour(event_time) AS hour, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, ${match.cardIndex} AS card_idx, count() AS c
-        FROM nhi_activity FINAL
-        WHERE ${condition(plan.ledger, 'event_time', 'ledger')}
-        GROUP BY hour, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, card_idx)`)
+        SELECT at, nhi_id, business_unit, service, activity_name, on_behalf_of, card_idx, ${match.meterIndex} AS meter_idx, c AS n
+        FROM (
+          SELECT ${time} AS at, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, toInt16(${match.cardIndex}) AS card_idx, count() AS c
+          FROM nhi_activity FINAL
+          WHERE ${condition(plan.ledger, 'event_time', 'ledger')}
+          GROUP BY ${resolution === 'none' ? '' : 'at, '}nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, card_idx))`)
   }
   return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
 }
@@ -91,80 +97,97 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[]): { sql:
 /** Settings for reading ReplacingMergeTree tables with FINAL: their keys never span partitions. */
 const FINAL_SETTINGS = { do_not_merge_across_partitions_select_final: 1 } as const
 
+/** A group-by key ClickHouse groups by: `meter` and `activity.type` come from the meter, in TypeScript. */
+export type SqlGroupKey = Exclude<GroupByKey, 'meter' | 'activity.type'>
+
 /**
- * One aggregated usage row: the requested keys, whether an identity was
- * resolved, and the card and meter that price it (-1 when none). Rows that
- * are unidentified or match no meter are returned too, so completeness
- * comes from the same pass; only identified rows with a meter are billed.
+ * Aggregated usage as columns, one array per field, aligned by index: the
+ * requested keys ClickHouse groups by, whether an identity was resolved, the
+ * card in force, and the events per meter of that card (element 0 for
+ * events that matched no meter, element i + 1 for meter i). Unidentified
+ * rows come back too, with blank keys, so completeness comes from the same
+ * pass; only identified counts with a meter are billed. Columns rather than
+ * row objects: a month grouped by identity is thousands of groups, and an
+ * object per row costs more than the query.
  */
-export interface BillableAggregate {
-  keys: Record<string, string>
-  identified: boolean
-  cardIndex: number
-  meterIndex: number
-  quantity: number
+export interface BillableAggregates {
+  /** Values of each requested SQL key; a period is an ISO 8601 instant. */
+  keys: Partial<Record<SqlGroupKey, string[]>>
+  identified: boolean[]
+  cardIndex: number[]
+  events: number[][]
 }
 
-/** A small integer (a flag or an index) from a result row; anything else is a bug worth stopping on. */
-function smallInt(value: unknown, column: string): number {
-  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : Number.NaN
-  if (!Number.isSafeInteger(n)) throw new Error(`billing row: ${column} is not an integer: ${JSON.stringify(value)}`)
-  return n
+/** A column of small integers (flags, indexes) from a result; anything else is a bug worth stopping on. */
+function smallInts(values: unknown, column: string): number[] {
+  if (!Array.isArray(values)) throw new Error(`billing result: ${column} is not a column`)
+  for (const value of values) {
+    if (!Number.isSafeInteger(value)) throw new Error(`billing result: ${column} holds a non-integer: ${JSON.stringify(value)}`)
+  }
+  return values as number[]
 }
 
 /**
- * Counts use events in the range, grouped by the requested keys, by whether
- * an identity was resolved, and by the meter that matched. Rows are first
- * summed per key, activity and card, then matched to meters, so the meter
- * match runs on few rows.
+ * Counts use events in the range, grouped by the requested keys (but meter
+ * and activity type), by whether an identity was resolved and by card, with
+ * the events per meter of the card summed element-wise: a month grouped by
+ * identity is about one group per identity, however many meters each used.
  */
 export async function billableAggregates(
   client: ClickHouseClient,
   options: { groupBy: GroupByKey[]; granularity: Granularity; cards: readonly RateCard[]; businessUnits: BusinessUnitScope; plan: UsagePlan },
-): Promise<BillableAggregate[]> {
-  const source = usageSource(options.plan, options.cards)
+): Promise<BillableAggregates> {
+  const source = usageSource(options.plan, options.cards, options.groupBy.includes('period') ? options.granularity : 'none')
   const keyColumns = options.groupBy
-    .filter((k) => k !== 'meter')
+    .filter((k): k is SqlGroupKey => k !== 'meter' && k !== 'activity.type')
     .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
   const keys = keyColumns.map((c) => c.alias)
-  // Ordered as the bill's rows are (group-by order, the meter by name), so
-  // sorting them again in TypeScript, which decides the order, is one pass.
-  const order = options.groupBy.map((k) => (k === 'meter' ? meterNameSql(options.cards, 'meter') : keyColumns.find((c) => c.key === k)!.alias))
-  const names = meterNameParams(options.cards)
   // The inventory decides a declared identity's business unit: joined only when a key or the caller's scope needs it.
   const needsInventory = options.businessUnits !== null || options.groupBy.includes('business_unit')
-  // Rows that bill nothing (no identity, or no meter) only count towards completeness: their keys are blanked, so
-  // they fold into a few rows instead of one per identity.
-  const billed = "nhi_id != '' AND meter_idx >= 0"
-  const query = `
-    SELECT ${[...keyColumns.map((c) => (c.key === 'period' ? `${c.expr} AS ${c.alias}` : `if(${billed}, ${c.expr}, '') AS ${c.alias}`)), "nhi_id != '' AS identified", 'card_idx', `if(${billed}, meter_idx, -1) AS meter`, 'sum(n) AS quantity'].join(', ')}
-    FROM ${source.sql} AS usage
-    ${needsInventory ? INVENTORY_JOIN : ''}
-    WHERE 1 ${businessUnitCondition(options.businessUnits)}
-    GROUP BY ${[...keys, 'identified', 'card_idx', 'meter'].join(', ')}
-    ORDER BY ${order.join(', ')}`
+  // Unidentified rows bill nothing and only count towards completeness: their keys are blanked, so they fold into a
+  // few groups instead of one per service or hour. (A period stays: it is never blank.)
+  const select = keyColumns.map((c) => (c.key === 'period' ? `${c.expr} AS ${c.alias}` : `if(nhi_id != '', ${c.expr}, '') AS ${c.alias}`))
+  // Ordered by the keys as the bill's rows are, so that sorting again in TypeScript, which decides the order, is
+  // one pass. Periods leave ClickHouse as ISO 8601 instants, so no row needs a Date. Counts leave as doubles (JSON
+  // numbers, not quoted 64-bit integers): toCount refuses any beyond 2^53 - 1, so none is rounded unnoticed.
+  const outer = keyColumns.map((c) => (c.key === 'period' ? `formatDateTime(${c.alias}, '%Y-%m-%dT%H:%i:%SZ', 'UTC')` : c.alias))
   const result = await client.query({
-    query,
-    // One JSON document (not a line per row): parsed in one call.
-    format: 'JSONCompact',
-    query_params: { ...names, ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
+    query: `
+      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)'].join(', ')}
+      FROM (
+        SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m'].join(', ')}
+        FROM ${source.sql} AS usage
+        ${needsInventory ? INVENTORY_JOIN : ''}
+        WHERE 1 ${businessUnitCondition(options.businessUnits)}
+        GROUP BY ${[...keys, 'identified', 'card_idx'].join(', ')}
+        ${keys.length > 0 ? `ORDER BY ${keys.join(', ')}` : ''})`,
+    // One array per column, parsed in one call into a handful of arrays. The client's format list lacks this
+    // format; the client only names it in the query and hands back the text.
+    format: 'JSONCompactColumns' as DataFormat,
+    query_params: { ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
     clickhouse_settings: FINAL_SETTINGS,
   })
-  const rows = (await result.json<{ data: unknown[] }>()).data
+  const parsed: unknown = JSON.parse(await result.text())
   const n = keyColumns.length
-  return rows.map((raw) => {
-    if (!Array.isArray(raw) || raw.length !== n + 4) throw new Error(`unexpected billing row: ${JSON.stringify(raw).slice(0, 200)}`)
-    const keys: Record<string, string> = {}
-    keyColumns.forEach((c, i) => {
-      const value = String(raw[i] ?? '')
-      keys[c.key] = c.key === 'period' ? new Date(value).toISOString().replace('.000Z', 'Z') : value
-    })
-    return {
-      keys,
-      identified: smallInt(raw[n], 'identified') === 1,
-      cardIndex: smallInt(raw[n + 1], 'card_idx'),
-      meterIndex: smallInt(raw[n + 2], 'meter_idx'),
-      quantity: toCount(raw[n + 3] as string | number),
-    }
+  // No rows come back as [] rather than as empty columns.
+  const columns = Array.isArray(parsed) && parsed.length === 0 ? Array.from({ length: n + 3 }, () => []) : parsed
+  if (!Array.isArray(columns) || columns.length !== n + 3) throw new Error(`unexpected billing result: ${JSON.stringify(columns).slice(0, 200)}`)
+  const events = columns[n + 2] as unknown
+  if (!Array.isArray(events)) throw new Error('billing result: events is not a column')
+  for (const counts of events) {
+    if (!Array.isArray(counts)) throw new Error(`billing result: events holds a non-array: ${JSON.stringify(counts).slice(0, 100)}`)
+    for (const count of counts) toCount(count as number)
+  }
+  const aggregates: BillableAggregates = {
+    keys: {},
+    identified: smallInts(columns[n], 'identified').map((v) => v === 1),
+    cardIndex: smallInts(columns[n + 1], 'card_idx'),
+    events: events as number[][],
+  }
+  keyColumns.forEach((c, i) => {
+    const values = columns[i] as unknown[]
+    if (!values.every((v) => typeof v === 'string')) throw new Error(`billing result: ${c.key} holds a non-string`)
+    aggregates.keys[c.key] = values as string[]
   })
+  return aggregates
 }

@@ -81,13 +81,16 @@ describe('the usage summary', () => {
     expect((await run()).periodsRebuilt).toBe(0)
   })
 
-  it('keeps rows per meter, not per activity name: one summary row per identity, unit and meter for the day', async () => {
+  it('keeps one summary row per identity, unit and card for the day, its events counted per meter, not per activity name', async () => {
     const rows = await (
-      await client.query({ query: "SELECT nhi_id, meter_idx, events FROM nhi_usage_summary FINAL WHERE level = 'day' AND nhi_id != '' ORDER BY nhi_id", format: 'JSONEachRow' })
-    ).json<{ nhi_id: string; meter_idx: number; events: string }>()
+      await client.query({ query: "SELECT nhi_id, card_idx, events FROM nhi_usage_summary FINAL WHERE level = 'day' ORDER BY nhi_id", format: 'JSONEachRow' })
+    ).json<{ nhi_id: string; card_idx: number; events: string[] }>()
+    // events: element 1 counts events that matched no meter, element i + 2 those of the card's meter i.
     expect(rows).toEqual([
-      { nhi_id: 'agent-a', meter_idx: 0, events: '3' },
-      { nhi_id: 'agent-b', meter_idx: 0, events: '2' },
+      // The unidentified API call matches the card's third meter (api_calls) but bills nothing: it has no identity.
+      { nhi_id: '', card_idx: 0, events: ['0', '0', '0', '1'] },
+      { nhi_id: 'agent-a', card_idx: 0, events: ['0', '3'] },
+      { nhi_id: 'agent-b', card_idx: 0, events: ['0', '2'] },
     ])
   })
 

@@ -1,5 +1,5 @@
 /**
- * The usage summary job (migration 0024). Each run finds the periods whose
+ * The usage summary job (migrations 0024, 0026). Each run finds the periods whose
  * ledger rows changed since the previous run of the same rate cards (new,
  * late or duplicate spans: anything ingested after that run's watermark
  * minus a grace period, a read of recent data only, through the minmax
@@ -19,7 +19,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
 import type { RateCard } from '../policy/index.js'
-import { meterMatchSql } from './meters.js'
+import { meterMatchSql, METER_SLOT_SQL } from './meters.js'
 
 /** Ingest that was in flight during a run may carry an earlier ingested_at than the run's watermark. */
 export const ROLLUP_GRACE_SECONDS = 120
@@ -32,7 +32,8 @@ export const HOUR_LEVEL_DAYS = 2
 /** Periods rebuilt per INSERT. */
 const PERIODS_PER_INSERT = 48
 
-const KEY_COLUMNS = 'nhi_id, business_unit, service, activity_type, card_idx, meter_idx'
+const KEY_COLUMNS = 'nhi_id, business_unit, service, card_idx'
+
 const clockRow = z.object({ watermark: z.string(), closed_hour: z.string(), closed_day: z.string(), closed_month: z.string(), hours_from: z.string() })
 const periodRow = z.object({ period_text: z.string() })
 
@@ -69,23 +70,27 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
   for (let i = 0; i < list.length; i += PERIODS_PER_INSERT) {
     const chunk = list.slice(i, i + PERIODS_PER_INSERT)
     const truncate = level === 'hour' ? 'toStartOfHour(event_time)' : 'toStartOfDay(event_time)'
-    // Events are summed per activity and card first, then matched to meters: the match runs on few rows.
+    // Events are summed per activity and card first, then matched to meters (the match runs on few rows), then
+    // gathered into one array of counts per identity, period and card.
     const source =
       level === 'month'
-        ? `SELECT toStartOfMonth(period) AS p, ${KEY_COLUMNS}, sum(events) AS n
+        ? `SELECT toStartOfMonth(period) AS p, ${KEY_COLUMNS}, sumForEach(events) AS m
            FROM nhi_usage_summary FINAL
            WHERE level = 'day' AND policy_key = {key:String} AND toDateTime(toStartOfMonth(period)) IN {periods:Array(DateTime)}
            GROUP BY p, ${KEY_COLUMNS}`
-        : `SELECT p, nhi_id, business_unit, service, activity_type, card_idx, ${match.meterIndex} AS meter_idx, sum(c) AS n
+        : `SELECT p, ${KEY_COLUMNS}, sumForEach(${METER_SLOT_SQL}) AS m
            FROM (
-             SELECT ${truncate} AS p, nhi_id, business_unit, service, activity_type, activity_name, status, ${match.cardIndex} AS card_idx, count() AS c
-             FROM nhi_activity FINAL
-             WHERE ${truncate} IN {periods:Array(DateTime)}
-             GROUP BY p, nhi_id, business_unit, service, activity_type, activity_name, status, card_idx)
+             SELECT p, ${KEY_COLUMNS}, ${match.meterIndex} AS meter_idx, sum(c) AS n
+             FROM (
+               SELECT ${truncate} AS p, nhi_id, business_unit, service, activity_type, activity_name, status, ${match.cardIndex} AS card_idx, count() AS c
+               FROM nhi_activity FINAL
+               WHERE ${truncate} IN {periods:Array(DateTime)}
+               GROUP BY p, nhi_id, business_unit, service, activity_type, activity_name, status, card_idx)
+             GROUP BY p, ${KEY_COLUMNS}, meter_idx)
            GROUP BY p, ${KEY_COLUMNS}`
     await client.command({
       query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, computed_at)
-              SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, n, now64(3) FROM (${source})`,
+              SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, m, now64(3) FROM (${source})`,
       query_params: { ...match.params, level, key, periods: chunk },
       clickhouse_settings: { do_not_merge_across_partitions_select_final: 1 },
     })

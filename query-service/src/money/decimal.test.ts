@@ -115,6 +115,20 @@ describe('arithmetic on money', () => {
     expect(sumMoney([])).toBe(ZERO_MONEY)
   })
 
+  it('gives the same exact product on both sides of the largest amount a double holds', () => {
+    // 2^53 - 1 nano-units is the last amount multiplied as a double; one more and the bigint path takes over.
+    const nano = parseMoney('0.000000001')
+    for (const quantity of [Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER]) {
+      expect(multiplyMoney(nano, quantity)).toBe(BigInt(quantity))
+      expect(multiplyMoney(parseMoney('0.000000002'), quantity)).toBe(2n * BigInt(quantity))
+    }
+    // Products just past 2^53 nano-units: exact, as bigint arithmetic says.
+    expect(multiplyMoney(parseMoney('3.000000007'), 3_002_399_751_580_331)).toBe(3_000_000_007n * 3_002_399_751_580_331n)
+    expect(formatMoney(multiplyMoney(parseMoney('0.000000003'), 3_002_399_751_580_331))).toBe('9007199.254740993')
+    expect(formatMoney(BigInt(Number.MAX_SAFE_INTEGER) as Money)).toBe('9007199.254740991')
+    expect(formatMoney((BigInt(Number.MAX_SAFE_INTEGER) + 1n) as Money)).toBe('9007199.254740992')
+  })
+
   it('orders amounts for sorting', () => {
     const amounts: Money[] = ['3', '0.5', '12'].map((t) => parseMoney(t))
     expect(amounts.sort(compareMoney).map((m) => formatMoney(m))).toEqual(['0.50', '3.00', '12.00'])

@@ -85,6 +85,12 @@ export function parseMoney(text: string, options?: ParseMoneyOptions): Money {
  * would put a wrong number on a bill.
  */
 export function multiplyMoney(price: Money, quantity: bigint | number | string): Money {
+  // Most products fit a double exactly: computed as one, with a single bigint made (a bill prices tens of thousands).
+  if (typeof quantity === 'number' && Number.isSafeInteger(quantity) && quantity >= 0 && price >= 0n && price <= MAX_SAFE) {
+    const product = Number(price) * quantity
+    // A true product beyond 2^53 rounds to at least 2^53, so a result within the safe range is exact.
+    if (product <= Number.MAX_SAFE_INTEGER) return BigInt(product) as Money
+  }
   return (price * toQuantity(quantity)) as Money
 }
 
@@ -120,14 +126,29 @@ export interface FormatMoneyOptions {
  * identically, so the strings can be compared and used as keys.
  */
 export function formatMoney(amount: Money, options: FormatMoneyOptions = {}): string {
+  // Most amounts fit a double exactly: written without bigint arithmetic (a bill formats tens of thousands).
+  if (amount >= 0n && amount <= MAX_SAFE) {
+    const n = Number(amount)
+    const whole = Math.floor(n / 1e9)
+    return `${whole}.${trimFraction(String(n - whole * 1e9).padStart(MONEY_SCALE, '0'), options)}`
+  }
   // Money is never negative by construction, but a cast bigint could be;
   // render it faithfully rather than produce a wrong positive figure.
   const negative = amount < 0n
   const magnitude = negative ? -amount : amount
   const whole = magnitude / SCALE_FACTOR
-  let fraction = (magnitude % SCALE_FACTOR).toString().padStart(MONEY_SCALE, '0')
-  if (!options.fixed) fraction = fraction.replace(/0+$/, '').padEnd(2, '0')
-  return `${negative ? '-' : ''}${whole.toString()}.${fraction}`
+  const fraction = (magnitude % SCALE_FACTOR).toString().padStart(MONEY_SCALE, '0')
+  return `${negative ? '-' : ''}${whole.toString()}.${trimFraction(fraction, options)}`
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+
+// All nine fractional digits with `fixed`; else trailing zeros cut, keeping at least two.
+function trimFraction(fraction: string, options: FormatMoneyOptions): string {
+  if (options.fixed) return fraction
+  let end = fraction.length
+  while (end > 2 && fraction.charCodeAt(end - 1) === 48) end--
+  return fraction.slice(0, end)
 }
 
 function toQuantity(quantity: bigint | number | string): bigint {

@@ -47,7 +47,7 @@ const serviceCountsRow = z.object({ service: z.string(), spans: count64, identif
 export async function serviceCounts(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope, rollupGraceSeconds?: number): Promise<ServiceCounts[]> {
   // Any policy's summary counts spans alike: the latest one's is read.
   const plan = planUsage(range, await loadPlanFacts(client, range, null, rollupGraceSeconds), 'month')
-  const source = usageSource(plan, [])
+  const source = usageSource(plan, [], 'none')
   const result = await client.query({
     query: `
       SELECT service, sum(n) AS spans, sumIf(n, notEmpty(nhi_id)) AS identified
