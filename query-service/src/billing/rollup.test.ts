@@ -150,6 +150,29 @@ describe('the usage summary', () => {
     expect(await marker()).toBe('1')
   })
 
+  it('rebuilds a closed hour once its rows have settled past the grace, not at every run within it', async () => {
+    // An hour of yesterday (closed, inside the two days the hour level keeps) receives a span now.
+    const yesterday = new Date(Date.now() - 86_400_000)
+    const hour = `${yesterday.toISOString().slice(0, 10)}T05:00:00Z`
+    const marker = async () =>
+      (await (await client.query({ query: `SELECT count() AS n FROM nhi_usage_summarized FINAL WHERE level = 'hour' AND period = parseDateTimeBestEffort({h:String})`, format: 'JSONEachRow', query_params: { h: hour } })).json<{ n: string }>())[0]!.n
+    await run()
+    expect(await marker()).toBe('0')
+    await insertSpans(client, [tool('agent-d', 'finance', hour.replace('05:00:00', '05:20:00'), '00000000000000d1')])
+    // Within a 3 s grace the span has not settled: neither its hour nor its day is rebuilt yet.
+    await runRollup(client, TEST_POLICY.rate_cards, 3)
+    expect(await marker()).toBe('0')
+    // Billing reads that hour from the ledger meanwhile: the span counts at once.
+    const app = createApp({ client, keys: () => store, policy: () => TEST_POLICY, rollupGraceSeconds: 3 })
+    const range = `from=${hour}&to=${hour.replace('05:00:00', '06:00:00')}`
+    const response = await app.request(`/v1/billable?${range}`, { headers: { Authorization: `Bearer ${key('admin')}` } })
+    expect(((await response.json()) as Billable).total.quantity).toBe(1)
+    // Once settled, the next run (with the same grace, as every run has) rebuilds it.
+    await new Promise((resolve) => setTimeout(resolve, 3_500))
+    await runRollup(client, TEST_POLICY.rate_cards, 3)
+    expect(await marker()).toBe('1')
+  })
+
   it('answers group_by=activity.name from the ledger, which keeps names', async () => {
     expect((await bill(`${DAY}&group_by=activity.name`)).rows).toEqual([{ 'activity.name': 'search', quantity: 6, amount: '0.012' }])
   })
