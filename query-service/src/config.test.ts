@@ -29,3 +29,15 @@ describe('rate limit configuration', () => {
     expect(() => parseConfig({ [name]: value })).toThrow(name)
   })
 })
+
+describe('summary job configuration', () => {
+  it('defaults the grace to 120 s and takes 0 to 3600', () => {
+    expect(parseConfig({}).NHI_METER_ROLLUP_GRACE_SECONDS).toBe(120)
+    expect(parseConfig({ NHI_METER_ROLLUP_GRACE_SECONDS: '0' }).NHI_METER_ROLLUP_GRACE_SECONDS).toBe(0)
+    expect(parseConfig({ NHI_METER_ROLLUP_GRACE_SECONDS: '3600' }).NHI_METER_ROLLUP_GRACE_SECONDS).toBe(3600)
+  })
+
+  it.each(['-1', '3601', '2.5', 'two minutes', '1e2'])('refuses NHI_METER_ROLLUP_GRACE_SECONDS=%j with a message naming it', (value) => {
+    expect(() => parseConfig({ NHI_METER_ROLLUP_GRACE_SECONDS: value })).toThrow(/NHI_METER_ROLLUP_GRACE_SECONDS must be a whole number of seconds from 0 to 3600/)
+  })
+})

@@ -60,6 +60,12 @@ const envSchema = z
       .regex(/^\d{1,6}$/, 'NHI_METER_ROLLUP_INTERVAL_SECONDS must be a whole number of seconds (0 disables the job)')
       .transform(Number)
       .default(60),
+    NHI_METER_ROLLUP_GRACE_SECONDS: z
+      .string()
+      .regex(/^\d{1,4}$/, 'NHI_METER_ROLLUP_GRACE_SECONDS must be a whole number of seconds from 0 to 3600')
+      .transform(Number)
+      .refine((n) => n <= 3600, 'NHI_METER_ROLLUP_GRACE_SECONDS must be a whole number of seconds from 0 to 3600')
+      .default(120),
     NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS: z
       .string()
       .regex(/^\d{1,6}$/, 'NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS must be a whole number of seconds (0 disables the job)')

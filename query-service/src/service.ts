@@ -73,6 +73,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
       keys: () => keys,
       policy,
       logError: (requestId, error) => log.error(`request ${requestId} failed`, error),
+      rollupGraceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS,
       rateLimit: {
         perSecond: config.NHI_METER_RATE_LIMIT_PER_SECOND,
         burst: config.NHI_METER_RATE_LIMIT_BURST,
@@ -102,7 +103,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     const rollup =
       config.NHI_METER_ROLLUP_INTERVAL_SECONDS > 0
-        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error))
+        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error), { graceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS })
         : undefined
 
     const resolution =

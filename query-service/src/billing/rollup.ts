@@ -212,7 +212,7 @@ export function scheduleRollup(
   intervalMs: number,
   cards: () => readonly RateCard[],
   onError: (error: unknown, failedRuns: number) => void,
-  options: { reportEveryMs?: number } = {},
+  options: { reportEveryMs?: number; graceSeconds?: number } = {},
 ): { stop(): Promise<void> } {
   // A failure that lasts (a full disk, storage away) is reported when it
   // starts and then at most once per reportEveryMs, with the count of runs
@@ -223,7 +223,7 @@ export function scheduleRollup(
   let stopped = false
   const tick = () => {
     if (running || stopped) return
-    running = runRollup(client, cards())
+    running = runRollup(client, cards(), options.graceSeconds)
       .then(() => {
         failedRuns = 0
       })
