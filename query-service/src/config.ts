@@ -82,7 +82,9 @@ const envSchema = z
       .transform(Number)
       .refine((n) => n >= 1024, 'NHI_METER_OTLP_MAX_BODY_BYTES must be at least 1024')
       .default(20 * 1024 * 1024),
-    NHI_METER_OTLP_MAX_QUEUED_SPANS: count('NHI_METER_OTLP_MAX_QUEUED_SPANS', 200_000, 'spans waiting to be stored before the receiver answers 429'),
+    NHI_METER_OTLP_MAX_QUEUED_SPANS: count('NHI_METER_OTLP_MAX_QUEUED_SPANS', 5_000_000, 'spans in the ingest log not yet in ClickHouse before the receiver answers 429'),
+    NHI_METER_INGEST_LOG_DIR: z.string().min(1).optional(),
+    NHI_METER_INGEST_LOG_MAX_BYTES: count('NHI_METER_INGEST_LOG_MAX_BYTES', 1024 * 1024 * 1024, 'bytes of exports in the ingest log not yet in ClickHouse before the receiver answers 429'),
     NHI_METER_RATE_LIMIT_PER_SECOND: rate('NHI_METER_RATE_LIMIT_PER_SECOND', RATE_LIMIT_DEFAULTS.perSecond, 'requests per second per API key'),
     NHI_METER_RATE_LIMIT_BURST: count('NHI_METER_RATE_LIMIT_BURST', RATE_LIMIT_DEFAULTS.burst, 'the most requests one API key may make at once'),
     NHI_METER_AUTH_FAILURES_PER_MINUTE: rate('NHI_METER_AUTH_FAILURES_PER_MINUTE', RATE_LIMIT_DEFAULTS.authFailuresPerMinute, 'refused keys per minute per client address'),

@@ -17,7 +17,8 @@ import { backfillFindingsDigest } from './findings/digest.js'
 import type { Policy } from './policy/index.js'
 import type { Config } from './config.js'
 import { createReceiver, type Receiver } from './otlp/receiver.js'
-import { SpanWriter } from './otlp/span-writer.js'
+import { DurableWriter } from './otlp/durable-writer.js'
+import { join } from 'node:path'
 import { openStorage } from './storage/client.js'
 import { migrate } from './storage/migrations.js'
 
@@ -89,7 +90,16 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     let receiver: Receiver | undefined
     let otlpPort: number | undefined
-    const writer = new SpanWriter(client, { maxQueuedRows: config.NHI_METER_OTLP_MAX_QUEUED_SPANS })
+    // Exports are acknowledged once in the durable log; a background loop moves the log into ClickHouse.
+    const writer = new DurableWriter(client, {
+      dir: config.NHI_METER_INGEST_LOG_DIR ?? join(config.NHI_METER_DATA_DIR, 'ingest-log'),
+      maxBytes: config.NHI_METER_INGEST_LOG_MAX_BYTES,
+      maxRows: config.NHI_METER_OTLP_MAX_QUEUED_SPANS,
+      onStorageState: (state) =>
+        state.ok
+          ? log.info('ingest: storing the ingest log in ClickHouse again')
+          : log.error(`ingest: storing the ingest log in ClickHouse failed${state.diskFull ? ' (storage is out of disk space)' : ''}; exports are still taken until the log is full, and retried`, state.error),
+    })
     if (config.NHI_METER_OTLP_PORT !== 'off') {
       receiver = createReceiver({
         writer,

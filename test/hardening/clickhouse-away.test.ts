@@ -5,12 +5,13 @@
  * helpers/clickhouse-http-server.ts: no ClickHouse server is obtainable
  * here); a TCP proxy in front of it closes its port or swallows every byte.
  *
- * While it is away the receiver answers 503 with Retry-After within a few
- * seconds (never 500, never a hang an OTLP exporter would time out on), the
- * API answers 503 with the error envelope, and the process stays up. When it
- * returns both recover without a restart, and every span is stored exactly
- * once: those acknowledged with 200 at once, those refused with 503 after
- * their retry.
+ * While it is away the receiver keeps acknowledging exports once they are in
+ * its durable ingest log (issue 17), within a few seconds (never 500, never
+ * a hang an OTLP exporter would time out on); the API answers 503 with the
+ * error envelope, and the process stays up. When it returns both recover
+ * without a restart and the log is stored: every span exactly once. A
+ * service stopped during the outage keeps its log and stores it at its next
+ * start.
  */
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { readdirSync } from 'node:fs'
@@ -31,8 +32,9 @@ let service: ServiceUnderTest
 let direct: ClickHouseClient
 let key: string
 
-/** Every span sent, by span id, with how it ended up acknowledged. */
-const sent = new Map<string, 'acknowledged' | 'refused-then-acknowledged'>()
+/** Every span sent, by span id, with whether ClickHouse was away when it was acknowledged. */
+const sent = new Map<string, 'acknowledged' | 'acknowledged-while-away' | 'refused-then-acknowledged'>()
+let away = false
 let spanCounter = 0
 
 /** An OTLP/JSON export of `count` billable tool calls with fresh ids. */
@@ -93,7 +95,7 @@ async function exportUntilStored(count: number): Promise<Answer[]> {
     if (answer.status !== 503 || answers.length > 200) return answers
     await new Promise((resolve) => setTimeout(resolve, 300))
   }
-  for (const id of spanIds) sent.set(id, answers.length === 1 ? 'acknowledged' : 'refused-then-acknowledged')
+  for (const id of spanIds) sent.set(id, answers.length > 1 ? 'refused-then-acknowledged' : away ? 'acknowledged-while-away' : 'acknowledged')
   return answers
 }
 
@@ -135,6 +137,7 @@ async function exportThroughRecovery(): Promise<{ recoveredInMs: number; answers
   const traffic = exportersFor(4_000)
   await new Promise((resolve) => setTimeout(resolve, 1_500))
   await proxy.up()
+  away = false
   const recoveredInMs = await timeUntil(async () => (await api(`/v1/billable?${FROM_TO}`)).status === 200, 10_000)
   const answers = await traffic
   expectOnlyAcknowledgedOrRefused(answers)
@@ -180,12 +183,12 @@ describe('query-service on a ClickHouse server that goes away', () => {
     expect(bill.body).toMatchObject({ rows: [{ 'nhi.id': 'agent-away', meter: 'tool_calls', quantity: 30, amount: '0.06' }], completeness: { status: 'complete' } })
   })
 
-  it('refuses at once with 503 while the port is closed, answers the API with the envelope, stays up, and recovers by itself', async () => {
+  it('takes exports into its log at once while the port is closed, answers the API with the envelope, stays up, and recovers by itself', async () => {
     await proxy.down()
-    const refused = await exportOnce(batch(5).body)
-    expect(refused.status).toBe(503)
-    expect(Number(refused.retryAfter)).toBeGreaterThan(0)
-    expect(refused.ms).toBeLessThan(2_000)
+    away = true
+    const first = await exportUntilStored(5)
+    expect(first.map((a) => a.status)).toEqual([200])
+    expect(first[0]!.ms).toBeLessThan(2_000)
 
     const bill = await api(`/v1/billable?${FROM_TO}`)
     expect(bill.status).toBe(503)
@@ -194,45 +197,44 @@ describe('query-service on a ClickHouse server that goes away', () => {
     expect((await api('/readyz')).status).toBe(503)
     expect((await api('/healthz')).status).toBe(200)
 
-    // Exporters keep sending through the outage and past its end.
+    // Exporters keep sending through the outage and past its end: every export acknowledged, none refused.
     const { recoveredInMs, answers } = await exportThroughRecovery()
-    expect(answers.some((a) => a.status === 503)).toBe(true)
-    expect(answers.at(-1)!.status).toBe(200)
+    expect(answers.every((a) => a.status === 200)).toBe(true)
     expect((await api('/readyz')).status).toBe(200)
     // The operator is told once when it went and once when it came back.
-    expect(service.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is unavailable \(.*ECONNREFUSED.*\); the API and the receiver answer 503 until it returns/)
+    expect(service.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is unavailable \(.*ECONNREFUSED.*\); the API answers 503 until it returns, and the receiver keeps taking exports into its ingest log/)
     expect(service.output()).toMatch(/ClickHouse at http:\/\/127\.0\.0\.1:\d+ is reachable again \(after \d+\.\d s\)/)
-    console.log(`port closed: first refusal in ${refused.ms} ms; API back ${recoveredInMs} ms after the port reopened; ${answers.filter((a) => a.status === 503).length} refusals, ${answers.filter((a) => a.status === 200).length} acknowledgements`)
+    console.log(`port closed: first export acknowledged in ${first[0]!.ms} ms; API back ${recoveredInMs} ms after the port reopened; ${answers.length} exports acknowledged during and after it`)
   })
 
-  it('refuses within seconds, not the 30 s socket timeout, while the server swallows every byte, and recovers by itself', async () => {
+  it('answers within seconds, not the 30 s socket timeout, while the server swallows every byte, and recovers by itself', async () => {
     await proxy.blackhole()
+    away = true
     // Several exporters and API readers caught in flight at once.
-    const [exports, reads] = await Promise.all([Promise.all(Array.from({ length: 4 }, () => exportOnce(batch(10).body))), Promise.all([api(`/v1/billable?${FROM_TO}`), api('/v1/identities')])])
-    for (const answer of exports) {
-      expect(answer.status).toBe(503)
-      expect(Number(answer.retryAfter)).toBeGreaterThan(0)
-      expect(answer.ms).toBeLessThan(REFUSAL_BOUND_MS)
+    const [exports, reads] = await Promise.all([Promise.all(Array.from({ length: 4 }, () => exportUntilStored(10))), Promise.all([api(`/v1/billable?${FROM_TO}`), api('/v1/identities')])])
+    for (const answers of exports) {
+      expect(answers.map((a) => a.status)).toEqual([200])
+      expect(answers[0]!.ms).toBeLessThan(REFUSAL_BOUND_MS)
     }
     for (const read of reads) {
       expect(read.status).toBe(503)
       expect(read.body).toMatchObject({ error: { code: 'storage_unavailable', request_id: read.requestId } })
       expect(read.ms).toBeLessThan(REFUSAL_BOUND_MS)
     }
-    // Once the outage is known, later requests are refused without waiting.
-    const later = await exportOnce(batch(3).body)
+    // Once the outage is known, later reads are refused without waiting.
+    const later = await api(`/v1/billable?${FROM_TO}`)
     expect(later.status).toBe(503)
     expect(later.ms).toBeLessThan(500)
     expect((await api('/healthz')).status).toBe(200)
 
     const { recoveredInMs, answers } = await exportThroughRecovery()
-    expect(answers.at(-1)!.status).toBe(200)
+    expect(answers.every((a) => a.status === 200)).toBe(true)
     expect(service.output()).toMatch(/is unavailable \(no answer to \/ping within \d+ ms\)/)
-    const slowest = Math.max(...exports.map((a) => a.ms), ...reads.map((r) => r.ms))
-    console.log(`blackhole: requests in flight refused after at most ${slowest} ms, later ones in ${later.ms} ms; API back ${recoveredInMs} ms after forwarding resumed`)
+    const slowest = Math.max(...exports.map((a) => a[0]!.ms), ...reads.map((r) => r.ms))
+    console.log(`blackhole: requests in flight answered after at most ${slowest} ms, later reads refused in ${later.ms} ms; API back ${recoveredInMs} ms after forwarding resumed`)
   })
 
-  it('lets a real OTLP exporter ride out a short outage by its own retries, guided by Retry-After', async () => {
+  it('lets a real OTLP exporter export through a short outage without retrying: its spans wait in the log', async () => {
     const spans = await makeSpans({ 'service.name': 'agent', 'nhi.id': 'agent-away' }, (tracer) => {
       for (let i = 0; i < 20; i++) {
         tracer
@@ -242,21 +244,24 @@ describe('query-service on a ClickHouse server that goes away', () => {
     })
     await proxy.down()
     const started = Date.now()
-    const result = sendSpans(spans, { url: service.otlpUrl, protocol: 'protobuf', headers: { Authorization: `Bearer ${key}` } })
+    const result = await sendSpans(spans, { url: service.otlpUrl, protocol: 'protobuf', headers: { Authorization: `Bearer ${key}` } })
+    const took = Date.now() - started
     await new Promise((resolve) => setTimeout(resolve, 2_000))
     await proxy.up()
-    expect(exported(await result)).toBe(true)
-    const took = Date.now() - started
-    // At least one Retry-After (5 s) was waited out: the first attempt was refused.
-    expect(took).toBeGreaterThanOrEqual(4_500)
-    for (const span of spans) sent.set(span.spanContext().spanId, 'refused-then-acknowledged')
-    console.log(`OTLP exporter through a 2 s outage: exported after ${took} ms`)
+    expect(exported(result)).toBe(true)
+    // No Retry-After (5 s) was waited out: the first attempt was acknowledged.
+    expect(took).toBeLessThan(2_000)
+    for (const span of spans) sent.set(span.spanContext().spanId, 'acknowledged-while-away')
+    console.log(`OTLP exporter during a 2 s outage: exported after ${took} ms`)
   })
 
-  it('stores every span exactly once: acknowledged ones at once, refused ones after their retry', async () => {
+  it('stores every span exactly once, those acknowledged while it was away included', async () => {
     expect(service.process.exitCode).toBeNull()
-    const refusedThenStored = [...sent.values()].filter((v) => v === 'refused-then-acknowledged').length
-    expect(refusedThenStored).toBeGreaterThan(0)
+    const whileAway = [...sent.values()].filter((v) => v === 'acknowledged-while-away').length
+    expect(whileAway).toBeGreaterThan(0)
+    expect([...sent.values()].filter((v) => v === 'refused-then-acknowledged')).toEqual([])
+    // The log reaches ClickHouse moments after it returned.
+    await timeUntil(async () => ((await api(`/v1/billable?${FROM_TO}`)).body as { total?: { quantity: number } }).total?.quantity === sent.size, 20_000)
     const bill = await api(`/v1/billable?${FROM_TO}`)
     expect(bill.body).toMatchObject({ total: { quantity: sent.size }, completeness: { spans: sent.size } })
     const [stored] = await (
@@ -265,7 +270,7 @@ describe('query-service on a ClickHouse server that goes away', () => {
     expect(stored).toEqual({ rows: sent.size, spans: sent.size })
     const [ledger] = await (await direct.query({ query: 'SELECT count() AS n FROM nhi_activity FINAL', format: 'JSONEachRow' })).json<{ n: number }>()
     expect(ledger!.n).toBe(sent.size)
-    console.log(`${sent.size} spans sent, ${refusedThenStored} of them refused with 503 first; stored rows ${stored!.rows}, lost 0`)
+    console.log(`${sent.size} spans sent, ${whileAway} of them acknowledged while ClickHouse was away; stored rows ${stored!.rows}, lost 0`)
   })
 
   it('waits for ClickHouse at start-up, saying so, and becomes ready once it answers', async () => {
@@ -293,12 +298,18 @@ describe('query-service on a ClickHouse server that goes away', () => {
     }
   })
 
-  it('shuts down cleanly on SIGTERM while ClickHouse is away', async () => {
+  it('shuts down cleanly on SIGTERM while ClickHouse is away, and stores what its log holds at the next start', async () => {
     await proxy.blackhole()
-    const refused = await exportOnce(batch(2).body)
-    expect(refused.status).toBe(503)
+    const before = ((await (await direct.query({ query: 'SELECT count() AS n FROM nhi_activity FINAL', format: 'JSONEachRow' })).json<{ n: number }>())[0]!).n
+    const accepted = await exportOnce(batch(2).body)
+    expect(accepted.status).toBe(200)
     const started = Date.now()
     expect(await service.stop()).toBe(0)
     expect(Date.now() - started).toBeLessThan(REFUSAL_BOUND_MS)
+    await proxy.up()
+    service = await startService({ dataDir: service.dataDir, env: { CLICKHOUSE_URL: `http://127.0.0.1:${proxy.port}` } })
+    const stored = async () => ((await (await direct.query({ query: 'SELECT count() AS n FROM nhi_activity FINAL', format: 'JSONEachRow' })).json<{ n: number }>())[0]!).n
+    await timeUntil(async () => (await stored()) === before + 2, 20_000)
+    expect(await stored()).toBe(before + 2)
   })
 })

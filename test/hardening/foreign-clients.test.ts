@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startService, type ServiceUnderTest } from '../helpers/service.js'
 import { hardeningTools } from '../helpers/tools.js'
-import { billableByIdentity, rawCounts, storedSpansByService } from './load-otlp.js'
+import { billableByIdentity, rawCounts, storedSpansOnce } from './load-otlp.js'
 
 const tools = hardeningTools()
 
@@ -96,8 +96,9 @@ describe.skipIf(tools.skipReason !== undefined)('OTLP load from foreign clients'
     expect(JSON.parse(python.output.trim().split('\n').at(-1)!)).toEqual({ created: PYTHON_SPANS, exported: PYTHON_SPANS, failed: 0 })
 
     const to = new Date(Date.now() + 3_600_000)
-    const stored = await storedSpansByService(service, key, from, to)
-    expect(Object.fromEntries(stored)).toEqual({ 'tg-resource': TELEMETRYGEN_SPANS, 'tg-span': TELEMETRYGEN_SPANS, 'py-sdk': PYTHON_SPANS })
+    const expected = { 'tg-resource': TELEMETRYGEN_SPANS, 'tg-span': TELEMETRYGEN_SPANS, 'py-sdk': PYTHON_SPANS }
+    const stored = await storedSpansOnce(service, key, from, to, (m) => Object.entries(expected).every(([name, n]) => m.get(name) === n))
+    expect(Object.fromEntries(stored)).toEqual(expected)
     // Every telemetrygen span is an api_call; the Python spans are tool invocations.
     const billed = await billableByIdentity(service, key, from, to)
     expect(Object.fromEntries(billed)).toEqual({ 'tg-resource-id': TELEMETRYGEN_SPANS, 'tg-span-id': TELEMETRYGEN_SPANS, 'py-sdk-id': PYTHON_SPANS })

@@ -263,6 +263,21 @@ export async function storedSpansByService(service: ServiceUnderTest, key: strin
   return new Map(body.services.map((s) => [s.service, s.spans]))
 }
 
+/**
+ * Stored spans per service once `done` holds for them, polling: an export
+ * is acknowledged once it is in the ingest log, and reaches ClickHouse a
+ * moment later. Returns the last counts after `timeoutMs` either way (the
+ * caller's assertion then says what is missing).
+ */
+export async function storedSpansOnce(service: ServiceUnderTest, key: string, from: Date, to: Date, done: (stored: Map<string, number>) => boolean, timeoutMs = 60_000): Promise<Map<string, number>> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const stored = await storedSpansByService(service, key, from, to)
+    if (done(stored) || Date.now() > deadline) return stored
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
 /** Billable quantity per nhi.id in [from, to) (each span once). */
 export async function billableByIdentity(service: ServiceUnderTest, key: string, from: Date, to: Date): Promise<Map<string, number>> {
   const response = await fetch(`${service.apiUrl}/v1/billable?from=${from.toISOString()}&to=${to.toISOString()}&group_by=nhi.id`, { headers: { Authorization: `Bearer ${key}` } })

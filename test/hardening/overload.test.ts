@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startService, type ServiceUnderTest } from '../helpers/service.js'
-import { deliver, makeBatch, peakRssMiB, rawCounts, SendLog, storedSpansByService, wireRequest, type WireEncoding } from './load-otlp.js'
+import { deliver, makeBatch, peakRssMiB, rawCounts, SendLog, storedSpansOnce, wireRequest, type WireEncoding } from './load-otlp.js'
 
 const SENDERS = 160
 const BATCHES_PER_SENDER = 2
@@ -77,7 +77,7 @@ describe('receiver under overload', () => {
     expect(log.spansAcknowledged).toBe(sent)
     if (peakRss !== undefined) expect(peakRss).toBeLessThan(RSS_BOUND_MIB)
 
-    const stored = await storedSpansByService(service, key, new Date(DAY), new Date(DAY + 86_400_000))
+    const stored = await storedSpansOnce(service, key, new Date(DAY), new Date(DAY + 86_400_000), (m) => [...sentByService].every(([name, n]) => m.get(name) === n))
     expect(Object.fromEntries(stored)).toEqual(Object.fromEntries(sentByService))
 
     expect(await service.stop()).toBe(0)
@@ -109,7 +109,7 @@ describe('receiver under overload', () => {
     expect(log.missingRetryAfter).toBe(0)
     expect(log.count(200)).toBe(LARGE.senders)
     if (peakRss !== undefined) expect(peakRss).toBeLessThan(LARGE_RSS_BOUND_MIB)
-    const stored = await storedSpansByService(largeService, largeKey, new Date(DAY), new Date(DAY + 86_400_000))
+    const stored = await storedSpansOnce(largeService, largeKey, new Date(DAY), new Date(DAY + 86_400_000), (m) => m.get('flood-large') === sent)
     expect(Object.fromEntries(stored)).toEqual({ 'flood-large': sent })
   })
 })

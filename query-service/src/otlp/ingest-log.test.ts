@@ -92,7 +92,22 @@ describe('the ingest log', () => {
     log.commit(log.read(10, 1 << 20)!)
     await log.append(record(2), 1)
     await log.append(record(3), 1)
-    await expect(log.append(record(4, 60), 1)).rejects.toThrow(/holds 64 bytes not yet stored in ClickHouse \(at most 100\)/)
+    await expect(log.append(record(4, 60), 1)).rejects.toThrow(/holds 64 bytes \(2 spans\) not yet stored in ClickHouse \(at most 100 bytes\)/)
+    await log.close()
+  })
+
+  it('bounds the spans it holds too, when asked, and counts them again after a restart', async () => {
+    const dir = freshDir()
+    const log = IngestLog.open({ dir, maxBytes: 1 << 20, maxRows: 10 })
+    await log.append(record(0), 6)
+    await log.append(record(1), 4)
+    expect(log.full).toBe(true)
+    await expect(log.append(record(2), 1)).rejects.toThrow(/10 spans\) not yet stored in ClickHouse \(at most 1048576 bytes, 10 spans\)/)
+    const reopened = IngestLog.open({ dir, maxBytes: 1 << 20, maxRows: 10 })
+    expect(reopened.pendingRows).toBe(10)
+    reopened.commit(reopened.read(6, 1 << 20)!)
+    expect(reopened.pendingRows).toBe(4)
+    await reopened.close()
     await log.close()
   })
 

@@ -29,6 +29,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 
 /** Bytes before each record's payload. */
@@ -59,12 +60,16 @@ export interface IngestLogOptions {
   dir: string
   /** Most bytes of records (headers included) not yet committed. */
   maxBytes: number
+  /** Most rows not yet committed (default: no bound but the bytes). */
+  maxRows?: number
   /** A segment file is closed once it holds this many bytes. */
   segmentBytes?: number
 }
 
 /** Records read for insertion, and where the cursor stands after them. */
 export interface LogBatch {
+  /** Names the batch: the log's id and the batch's first and last positions (a retry of it carries the same). */
+  readonly token: string
   /** The payloads, in order. */
   payloads: Buffer[]
   rows: number
@@ -92,20 +97,26 @@ export class IngestLog {
   private cursor: { segment: number; offset: number }
   /** Bytes appended and not yet committed. */
   private uncommitted = 0
+  /** Rows appended and not yet committed. */
+  private uncommittedRows = 0
   private waiting: Waiter[] = []
   private syncing = false
   private closed = false
+  /** This log's id (random, kept in `<dir>/id`): batch tokens of two logs never collide. */
+  readonly id: string
 
   private constructor(
     private readonly options: IngestLogOptions,
     head: { segment: number; size: number },
     cursor: { segment: number; offset: number },
-    uncommitted: number,
+    uncommitted: { bytes: number; rows: number },
   ) {
     this.segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024
     this.head = head
     this.cursor = cursor
-    this.uncommitted = uncommitted
+    this.uncommitted = uncommitted.bytes
+    this.uncommittedRows = uncommitted.rows
+    this.id = logId(options.dir)
   }
 
   /**
@@ -120,12 +131,13 @@ export class IngestLog {
     for (const s of segments) if (s < cursor.segment) unlinkSync(join(options.dir, segmentName(s)))
     const kept = segments.filter((s) => s >= cursor.segment)
     // Each kept segment is scanned once: its whole records count, a torn tail is cut off.
-    let uncommitted = 0
+    const uncommitted = { bytes: 0, rows: 0 }
     for (const s of kept) {
       const path = join(options.dir, segmentName(s))
-      const valid = validLength(path)
-      if (valid < statSync(path).size) truncateSync(path, valid)
-      uncommitted += s === cursor.segment ? Math.max(0, valid - cursor.offset) : valid
+      const valid = scan(path, s === cursor.segment ? cursor.offset : 0)
+      if (valid.length < statSync(path).size) truncateSync(path, valid.length)
+      uncommitted.bytes += valid.bytes
+      uncommitted.rows += valid.rows
     }
     // No segment at or after the checkpoint (removed by hand): start afresh there.
     if (kept.length === 0) cursor = { segment: cursor.segment, offset: 0 }
@@ -142,9 +154,14 @@ export class IngestLog {
     return this.uncommitted
   }
 
+  /** Rows of records not yet committed. */
+  get pendingRows(): number {
+    return this.uncommittedRows
+  }
+
   /** True when an append of any size would be refused. */
   get full(): boolean {
-    return this.uncommitted >= this.options.maxBytes
+    return this.uncommitted >= this.options.maxBytes || this.uncommittedRows >= (this.options.maxRows ?? Infinity)
   }
 
   /**
@@ -157,14 +174,17 @@ export class IngestLog {
   append(payload: Buffer, rows: number): Promise<void> {
     if (this.closed) return Promise.reject(new LogWriteError('the log is closed', false))
     const size = RECORD_HEADER_BYTES + payload.length
-    if (this.uncommitted > 0 && this.uncommitted + size > this.options.maxBytes) {
-      return Promise.reject(new LogFullError(`the ingest log holds ${this.uncommitted} bytes not yet stored in ClickHouse (at most ${this.options.maxBytes})`))
+    if (this.uncommitted > 0 && (this.uncommitted + size > this.options.maxBytes || this.uncommittedRows + rows > (this.options.maxRows ?? Infinity))) {
+      return Promise.reject(
+        new LogFullError(`the ingest log holds ${this.uncommitted} bytes (${this.uncommittedRows} spans) not yet stored in ClickHouse (at most ${this.options.maxBytes} bytes${this.options.maxRows ? `, ${this.options.maxRows} spans` : ''})`),
+      )
     }
     const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES)
     header.writeUInt32LE(payload.length, 0)
     header.writeUInt32LE(rows, 4)
     header.writeUInt32LE(crc32(payload), 8)
     this.uncommitted += size
+    this.uncommittedRows += rows
     return new Promise((resolve, reject) => {
       this.waiting.push({ header, payload, resolve, reject })
       this.flush()
@@ -205,7 +225,10 @@ export class IngestLog {
         // The next open truncates a torn tail anyway.
       }
       this.head = before
-      for (const w of group) this.uncommitted -= RECORD_HEADER_BYTES + w.payload.length
+      for (const w of group) {
+        this.uncommitted -= RECORD_HEADER_BYTES + w.payload.length
+        this.uncommittedRows -= w.header.readUInt32LE(4)
+      }
       const code = (error as NodeJS.ErrnoException).code
       const failure = new LogWriteError(`writing the ingest log failed: ${(error as Error).message}`, code === 'ENOSPC' || code === 'EDQUOT', { cause: error })
       for (const w of group) w.reject(failure)
@@ -231,7 +254,9 @@ export class IngestLog {
     const payloads: Buffer[] = []
     let rows = 0
     let bytes = 0
+    const start = this.cursor
     let { segment, offset } = this.cursor
+    const batch = (end: { segment: number; offset: number }): LogBatch => ({ payloads, rows, bytes, end, token: `nhi-meter-log:${this.id}:${start.segment}.${start.offset}-${end.segment}.${end.offset}` })
     const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES)
     while (segment <= this.head.segment) {
       const size = segment === this.head.segment ? this.head.size : sizeOrZero(join(this.options.dir, segmentName(segment)))
@@ -247,7 +272,7 @@ export class IngestLog {
           readSync(fd, header, 0, RECORD_HEADER_BYTES, offset)
           const length = header.readUInt32LE(0)
           const recordRows = header.readUInt32LE(4)
-          if (payloads.length > 0 && (rows + recordRows > maxRows || bytes + length > maxBytes)) return { payloads, rows, bytes, end: { segment, offset } }
+          if (payloads.length > 0 && (rows + recordRows > maxRows || bytes + length > maxBytes)) return batch({ segment, offset })
           const payload = Buffer.allocUnsafe(length)
           readSync(fd, payload, 0, length, offset + RECORD_HEADER_BYTES)
           payloads.push(payload)
@@ -262,7 +287,7 @@ export class IngestLog {
       segment++
       offset = 0
     }
-    return payloads.length === 0 ? undefined : { payloads, rows, bytes, end: { segment, offset } }
+    return payloads.length === 0 ? undefined : batch({ segment, offset })
   }
 
   /** Marks a batch as stored: the checkpoint moves past it, and segments wholly behind it are deleted. */
@@ -278,6 +303,7 @@ export class IngestLog {
     }
     this.cursor = { segment, offset }
     this.uncommitted -= batch.bytes + batch.payloads.length * RECORD_HEADER_BYTES
+    this.uncommittedRows -= batch.rows
   }
 
   /** Stops taking appends once those waiting are synced; records not yet inserted stay for the next open. */
@@ -305,18 +331,41 @@ function sizeOrZero(path: string): number {
   }
 }
 
-/** The length of the segment's prefix made of whole records whose checksums match. */
-function validLength(path: string): number {
+/**
+ * The segment's prefix made of whole records whose checksums match (its
+ * length), and the bytes and rows of those from `from` on.
+ */
+function scan(path: string, from: number): { length: number; bytes: number; rows: number } {
   const data = readFileSync(path)
   let offset = 0
+  let bytes = 0
+  let rows = 0
   while (offset + RECORD_HEADER_BYTES <= data.length) {
     const length = data.readUInt32LE(offset)
     const end = offset + RECORD_HEADER_BYTES + length
     if (end > data.length) break
     if (crc32(data.subarray(offset + RECORD_HEADER_BYTES, end)) !== data.readUInt32LE(offset + 8)) break
+    if (offset >= from) {
+      bytes += end - offset
+      rows += data.readUInt32LE(offset + 4)
+    }
     offset = end
   }
-  return offset
+  return { length: offset, bytes, rows }
+}
+
+/** The log's id, made on first use. */
+function logId(dir: string): string {
+  const path = join(dir, 'id')
+  try {
+    const id = readFileSync(path, 'utf8').trim()
+    if (/^[0-9a-f-]{36}$/.test(id)) return id
+  } catch {
+    // Made below.
+  }
+  const id = randomUUID()
+  writeFileSync(path, `${id}\n`)
+  return id
 }
 
 const CHECKPOINT = /^(\d+) (\d+)\n$/

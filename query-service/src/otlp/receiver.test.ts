@@ -112,8 +112,9 @@ describe('the built-in OTLP/HTTP receiver', () => {
       { nhi_id: 'agent-x', nhi_type: 'ai_agent', identity_source: 'span:gen_ai.agent.id', owner: 'data-team', activity_type: 'tool_invocation', activity_name: 'search' },
       { nhi_id: 'svc-etl', nhi_type: 'service_account', identity_source: 'resource:nhi.id', owner: 'data-team', activity_type: 'workflow_execution', activity_name: 'nightly' },
     ])
+    // The second export's rows make the same insert block as the first's: otel_traces drops it (migration 0027).
     const [raw] = await rows<{ n: string }>(`SELECT count() AS n FROM otel_traces WHERE ServiceName = 'etl'`)
-    expect(Number(raw!.n)).toBe(6)
+    expect(Number(raw!.n)).toBe(3)
   })
 
   it('never stores a secret from span, resource or event attributes', async () => {

@@ -19,11 +19,23 @@ import { decodeJson } from './decode-json.js'
 import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './decode-protobuf.js'
 import { MalformedPayloadError } from './model.js'
 import { encodeExport, type EncodedExport } from './rows.js'
-import { QueueFullError, type SpanWriter, StorageUnavailableError, WriterClosedError } from './span-writer.js'
+import { QueueFullError, StorageUnavailableError, WriterClosedError } from './span-writer.js'
+
+/**
+ * Where the receiver puts decoded exports: the durable log (durable-writer.ts)
+ * in the service, or a SpanWriter straight into ClickHouse. `writeEncoded`
+ * resolves once the export may be acknowledged.
+ */
+export interface ExportWriter {
+  readonly saturated: boolean
+  readonly pendingRows: number
+  writeEncoded(body: Buffer, rows: number, bytes?: number): Promise<void>
+  close(): Promise<void>
+}
 
 /** Receiver settings; all optional but the writer. */
 export interface ReceiverOptions {
-  writer: SpanWriter
+  writer: ExportWriter
   /** Keys allowed to ingest (scope `ingest:write`); undefined disables auth (loopback only, checked by the caller). */
   keys?: KeyStore
   /**

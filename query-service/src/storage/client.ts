@@ -76,7 +76,7 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
         onChange: (available, detail) => {
           if (!started) return
           if (available) log?.info(`ClickHouse at ${where} is reachable again (${detail})`)
-          else log?.error(`ClickHouse at ${where} is unavailable (${detail}); the API and the receiver answer 503 until it returns`)
+          else log?.error(`ClickHouse at ${where} is unavailable (${detail}); the API answers 503 until it returns, and the receiver keeps taking exports into its ingest log until that is full`)
         },
       },
     )
@@ -117,7 +117,14 @@ export type BulkFormat = 'JSONCompactEachRow' | 'JSONEachRow'
  * into the SQL text, several times slower); on a server they are streamed
  * as the HTTP body.
  */
-export async function insertFormatted(client: ClickHouseClient, table: string, columns: readonly string[], format: BulkFormat, body: Buffer): Promise<void> {
+export async function insertFormatted(
+  client: ClickHouseClient,
+  table: string,
+  columns: readonly string[],
+  format: BulkFormat,
+  body: Buffer,
+  options: { deduplicationToken?: string } = {},
+): Promise<void> {
   const embedded = embeddedConnections.get(client)
   if (embedded) {
     noteTableWrite(client, table)
@@ -128,11 +135,15 @@ export async function insertFormatted(client: ClickHouseClient, table: string, c
     }
     return
   }
-  // table and columns are the caller's constants, never user input.
+  // table and columns are the caller's constants, never user input. On a server an insert can succeed while its
+  // answer is lost (a cut connection): a retry with the same token is then dropped by ClickHouse instead of stored
+  // twice (tables with a deduplication window). The embedded engine has no such gap, and a setting given to one of
+  // its inserts would stay set on the session for later ones, so it gets none.
   const result = await client.exec({
     query: `INSERT INTO ${table} (${columns.map((c) => `\`${c}\``).join(', ')}) FORMAT ${format}`,
     values: Readable.from([body]),
     abort_signal: AbortSignal.timeout(SERVER_INSERT_DEADLINE_MS),
+    ...(options.deduplicationToken ? { clickhouse_settings: { insert_deduplication_token: options.deduplicationToken } } : {}),
   })
   result.stream.resume()
   await finished(result.stream)

@@ -1,0 +1,71 @@
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freshStorage, spanRow } from '../test-support.js'
+import { DurableWriter } from './durable-writer.js'
+import { encodeCompactRows } from './rows.js'
+import { QueueFullError } from './span-writer.js'
+
+let client: ClickHouseClient
+const dirs: string[] = []
+const logDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nhi-durable-writer-'))
+  dirs.push(dir)
+  return dir
+}
+
+beforeAll(async () => {
+  client = await freshStorage()
+})
+afterAll(async () => {
+  await client?.close()
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+/** `count` spans of one identity with span ids from `first` on, as one encoded export. */
+function exportOf(first: number, count: number): Buffer {
+  return encodeCompactRows(
+    Array.from({ length: count }, (_, i) =>
+      spanRow({ start: '2026-11-05T10:00:00Z', traceId: (first + i).toString(16).padStart(32, 'd'), spanId: (first + i).toString(16).padStart(16, '0'), attributes: { 'nhi.id': 'agent-log', 'gen_ai.operation.name': 'execute_tool' } }),
+    ),
+  )
+}
+
+const stored = async () =>
+  Number((await (await client.query({ query: "SELECT count() AS n FROM nhi_activity FINAL WHERE nhi_id = 'agent-log'", format: 'JSONEachRow' })).json<{ n: string }>())[0]!.n)
+
+describe('the durable writer', () => {
+  it('acknowledges exports once in the log and moves them into ClickHouse in the background', async () => {
+    const writer = new DurableWriter(client, { dir: logDir() })
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writer.writeEncoded(exportOf(i * 10, 10), 10)))
+    await writer.close()
+    expect(writer.pendingRows).toBe(0)
+    expect(writer.insertedRows).toBe(200)
+    // Twenty exports, far fewer inserts: they were batched.
+    expect(writer.inserts).toBeLessThan(20)
+    expect(await stored()).toBe(200)
+  })
+
+  it('keeps taking exports while ClickHouse is away, up to its bound, and stores each once it is back', async () => {
+    const dir = logDir()
+    // A server that refuses every connection stands in for ClickHouse away.
+    const away = createClient({ url: 'http://127.0.0.1:9', request_timeout: 1_000, log: { level: ClickHouseLogLevel.OFF } })
+    const states: boolean[] = []
+    const writer = new DurableWriter(away, { dir, maxRows: 50, onStorageState: (s) => states.push(s.ok) })
+    for (let i = 0; i < 5; i++) await writer.writeEncoded(exportOf(1_000 + i * 10, 10), 10)
+    expect(writer.saturated).toBe(true)
+    await expect(writer.writeEncoded(exportOf(2_000, 10), 10)).rejects.toBeInstanceOf(QueueFullError)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(states).toEqual([false])
+    await writer.close(0)
+    await away.close()
+    // The next start, with ClickHouse back: the log is read again and stored.
+    const before = await stored()
+    const back = new DurableWriter(client, { dir })
+    expect(back.pendingRows).toBe(50)
+    await back.close()
+    expect(await stored()).toBe(before + 50)
+  })
+})
