@@ -13,9 +13,11 @@
  * - 4 x 512 and 16 x 512: a few and many such processes;
  * - 16 x 2,000: large batches (the shape this bench used before issue 17).
  *
- * Prints per shape: spans/s acknowledged, the p50 and p99 export round
- * trip, the service's CPU per span, its peak RSS (VmHWM), and whether the
- * ledger holds every acknowledged span once the ingest log is stored.
+ * Prints per shape: spans/s acknowledged (into the ingest log) and spans/s
+ * stored (from the first send until the ledger holds the last span, which
+ * is what a sustained rate can be), the p50 and p99 export round trip, the
+ * service's CPU per span until stored, its peak RSS (VmHWM), and whether
+ * the ledger holds every acknowledged span.
  *
  * Targets (issue 17): 1 x 512 >= 20,000 spans/s with p50 round trip <=
  * 10 ms; 16 x 512 >= 35,000 spans/s; peak RSS <= 1.5 GiB.
@@ -102,23 +104,25 @@ async function runShape(exporters: number, batchSize: number, tag: number): Prom
       }),
     )
     const seconds = (performance.now() - began) / 1000
-    const serviceCpu = cpuSeconds(pid) - cpuBefore
-    const rss = peakRssMiB(pid)
     await Promise.all(clients.map((c) => c.shutdown()))
 
-    // Acknowledged means in the ingest log: wait until ClickHouse has it all.
+    // Acknowledged means in the ingest log: the run ends when ClickHouse has it all. Polled every 100 ms (a read of
+    // the ledger's recent rows: it costs the service a little CPU, counted below).
     let stored = 0
-    const deadline = Date.now() + 120_000
+    const deadline = Date.now() + 300_000
     while (Date.now() < deadline) {
       const response = await fetch(`${service.apiUrl}/v1/telemetry/completeness?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z`, { headers: { Authorization: `Bearer ${service.adminKey}` } })
       const body = (await response.json()) as { services: Array<{ service: string; spans: number }> }
       stored = body.services.filter((s) => s.service.startsWith(`agent-fleet-${tag}-`)).reduce((a, s) => a + s.spans, 0)
       if (stored >= acknowledged) break
-      await new Promise((resolve) => setTimeout(resolve, 500))
+      await new Promise((resolve) => setTimeout(resolve, 100))
     }
-    const rate = acknowledged / seconds
+    const storedSeconds = (performance.now() - began) / 1000
+    const serviceCpu = cpuSeconds(pid) - cpuBefore
+    const rss = peakRssMiB(pid)
     return (
-      `| ${exporters} x ${batchSize} | ${Math.round(rate).toLocaleString('en-US')} spans/s | ${percentile(roundTrips, 50).toFixed(1)} ms / ${percentile(roundTrips, 99).toFixed(1)} ms | ` +
+      `| ${exporters} x ${batchSize} | ${Math.round(acknowledged / seconds).toLocaleString('en-US')} spans/s | ${Math.round(acknowledged / storedSeconds).toLocaleString('en-US')} spans/s | ` +
+      `${percentile(roundTrips, 50).toFixed(1)} ms / ${percentile(roundTrips, 99).toFixed(1)} ms | ` +
       `${((serviceCpu / acknowledged) * 1e6).toFixed(1)} µs | ${rss.toFixed(0)} MiB | ${stored === acknowledged ? 'yes' : `NO (${stored} of ${acknowledged})`}${failed ? `; ${failed} failed` : ''} |`
     )
   } finally {
@@ -133,8 +137,10 @@ async function main(): Promise<void> {
     lines.push(await runShape(shape.exporters, shape.batch, i))
   }
   console.log('')
-  console.log(`| exports in flight x spans per export (${TOTAL_SPANS.toLocaleString('en-US')} spans each, protobuf) | acknowledged | round trip p50 / p99 | service CPU per span | service peak RSS | every acknowledged span in the ledger |`)
-  console.log('|---|---|---|---|---|---|')
+  console.log(
+    `| exports in flight x spans per export (${TOTAL_SPANS.toLocaleString('en-US')} spans each, protobuf) | acknowledged (into the ingest log) | stored (first send to the last span in the ledger) | round trip p50 / p99 | service CPU per span (until stored) | service peak RSS | every acknowledged span in the ledger |`,
+  )
+  console.log('|---|---|---|---|---|---|---|')
   for (const line of lines) console.log(line)
   console.log('')
   console.log('Targets (issue 17): 1 x 512 >= 20,000 spans/s, p50 round trip <= 10 ms; 16 x 512 >= 35,000 spans/s; peak RSS <= 1,536 MiB.')
