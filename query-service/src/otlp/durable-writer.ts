@@ -42,6 +42,7 @@ export class DurableWriter {
   private readonly log: IngestLog
   private readonly settings: typeof DEFAULTS
   private closed = false
+  private closing: Promise<void> | undefined
   /** Ends the loop's idle wait (new rows, or closing). */
   private wake: (() => void) | undefined
   /** Ends the loop's wait after a failed insert (closing only: new rows must not hurry retries). */
@@ -100,7 +101,13 @@ export class DurableWriter {
    * Stops taking exports and waits until the log is in ClickHouse, for at
    * most `drainMs`; what is left stays in the log for the next start.
    */
-  async close(drainMs = 10_000): Promise<void> {
+  close(drainMs = 10_000): Promise<void> {
+    // The receiver and the service both close it: the second call waits for the first.
+    this.closing ??= this.shutDown(drainMs)
+    return this.closing
+  }
+
+  private async shutDown(drainMs: number): Promise<void> {
     const deadline = Date.now() + drainMs
     while (this.log.pendingRows > 0 && !this.failing && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
     this.closed = true
