@@ -6,12 +6,13 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import type { TimeRange } from '../http/params.js'
 import { addMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
-import { completenessStatus } from '../policy/index.js'
+import { completenessStatus, identifiedRatio } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
 import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
 import { policyKey } from './rollup.js'
 import type { Pricing } from './pricing.js'
-import { billableAggregates, type BillableAggregates, type BusinessUnitScope, type Granularity, type GroupByKey } from './queries.js'
+import type { BusinessUnitScope } from '../identities/effective.js'
+import { billableAggregates, type BillableAggregates, type Granularity, type GroupByKey } from './queries.js'
 import type { RateCard } from '../policy/index.js'
 
 /** The completeness block of a billing answer. */
@@ -67,7 +68,6 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
   const { rows: sorted, totalQuantity, totalAmount, rateCardVersions } = folded
   // Events waiting for their trace are in no row yet; they count as not identified until decided.
   const counts = { spans: folded.counts.spans + pending, identifiedSpans: folded.counts.identifiedSpans }
-  const ratio = counts.spans === 0 ? 1 : counts.identifiedSpans / counts.spans
   return {
     rows: sorted,
     totalQuantity,
@@ -76,7 +76,7 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     completeness: {
       spans: counts.spans,
       identified_spans: counts.identifiedSpans,
-      identified_ratio: Math.floor(ratio * 1e6) / 1e6,
+      identified_ratio: identifiedRatio(counts.spans, counts.identifiedSpans),
       status: completenessStatus(counts.spans, counts.identifiedSpans, completenessThreshold),
       threshold: completenessThreshold,
       pending_spans: pending,

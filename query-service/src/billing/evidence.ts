@@ -11,13 +11,15 @@ import { z } from 'zod'
 import { businessUnitCondition, INVENTORY_JOIN } from '../identities/effective.js'
 import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
-import { parseEnum, parseRange, parseTime, rejectUnknown, toClickHouseTime } from '../http/params.js'
+import { parseEnum, parseRange, parseTime, rejectUnknown } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { toCount } from '../storage/client.js'
 import type { Pricing } from './pricing.js'
 import { meterMatchSql, meterNameSql } from './meters.js'
-import { COLUMN_OF, GRANULARITIES, PERIOD_OF } from './queries.js'
+import { COLUMN_OF, GRANULARITIES, GROUP_BY_KEYS, PERIOD_OF } from './queries.js'
 
-const FILTERS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
+// A row of GET /v1/billable is named by its group-by keys: each is a filter here.
+const FILTERS = GROUP_BY_KEYS
 const PARAMS = ['from', 'to', 'granularity', 'limit', ...FILTERS] as const
 const evidenceRow = z.object({ matched: z.union([z.string(), z.number()]), trace_ids: z.array(z.string()) })
 

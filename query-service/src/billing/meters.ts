@@ -4,7 +4,7 @@
  * when it reads them, the summary job when it summarises them, so both
  * decide alike.
  */
-import { toClickHouseTime } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { meterIndexSql, meterSqlParams, type RateCard } from '../policy/index.js'
 
 /**

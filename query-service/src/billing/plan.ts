@@ -10,7 +10,8 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
-import { toClickHouseTime, type TimeRange } from '../http/params.js'
+import { type TimeRange } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { HOUR_LEVEL_DAYS, ROLLUP_GRACE_SECONDS, ROLLUP_LEVELS, type RollupLevel } from './rollup.js'
 
 /** A half-open interval of epoch milliseconds. */

@@ -10,10 +10,10 @@
  * delivered several times counts once.
  */
 import type { ClickHouseClient, DataFormat } from '@clickhouse/client'
-import { toClickHouseTime } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { toCount } from '../storage/client.js'
 import type { Interval, UsagePlan } from './plan.js'
-import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../identities/effective.js'
+import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'
 import { meterMatchSql, METER_SLOT_SQL } from './meters.js'
 
@@ -26,8 +26,6 @@ export const GRANULARITIES = ['hour', 'day', 'month'] as const
 /** One granularity. */
 export type Granularity = (typeof GRANULARITIES)[number]
 
-/** Which rows a caller may see: null for all business units. */
-export type BusinessUnitScope = readonly string[] | null
 
 /** SQL for each plain group-by key (given INVENTORY_JOIN). */
 export const COLUMN_OF: Record<Exclude<GroupByKey, 'meter' | 'period'>, string> = {

@@ -7,6 +7,7 @@ import { Hono } from 'hono'
 import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseList, parseRange, rejectUnknown } from '../http/params.js'
+import { formatCsv } from '../http/csv.js'
 import { formatMoney } from '../money/decimal.js'
 import { computeBill, type Bill } from './bill.js'
 import type { Pricing } from './pricing.js'
@@ -25,12 +26,6 @@ export interface BillingDeps {
 const PARAMS = ['from', 'to', 'group_by', 'granularity', 'format'] as const
 const DEFAULT_GROUP_BY: GroupByKey[] = ['nhi.id', 'meter']
 
-function csvField(value: string | number): string {
-  const s = String(value)
-  // Quote fields with separators, and neutralise leading formula characters for spreadsheet users.
-  const safe = /^[=+\-@\t\r]/.test(s) && !/^-?\d/.test(s) ? `'${s}` : s
-  return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
-}
 
 /** Builds the billing sub-app. */
 export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
@@ -53,13 +48,9 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
 
     if (format === 'csv') {
       const header = [...groupBy, 'quantity', 'amount', 'currency', 'completeness']
-      const lines = [header.join(',')]
-      for (const row of sorted) {
-        lines.push([...row.values, row.quantity, formatMoney(row.amount), currency, completeness.status].map(csvField).join(','))
-      }
       c.header('Content-Type', 'text/csv; charset=utf-8')
       c.header('Content-Disposition', 'attachment; filename="billable.csv"')
-      return c.body(`${lines.join('\n')}\n`)
+      return c.body(formatCsv(header, sorted.map((row) => [...row.values, row.quantity, formatMoney(row.amount), currency, completeness.status])))
     }
     c.header('Content-Type', 'application/json')
     return c.body(

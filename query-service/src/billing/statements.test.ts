@@ -88,6 +88,10 @@ describe('period statements', () => {
     expect((await call('POST', '/v1/statements', 'admin', { period: '2026-13' })).status).toBe(400)
     expect((await call('POST', '/v1/statements', 'admin', 'not json')).status).toBe(400)
     expect((await call('POST', '/v1/statements', 'admin', { period: '2026-11', extra: 1 })).status).toBe(400)
+    // The body is read with a cap, as on every route: a huge one is refused before it is buffered.
+    const huge = await call('POST', '/v1/statements', 'admin', { period: '2026-11', padding: 'x'.repeat(2 * 1024 * 1024) })
+    expect(huge.status).toBe(413)
+    expect(((await huge.json()) as { error: { code: string } }).error.code).toBe('payload_too_large')
     expect((await call('POST', '/v1/statements', 'reader', { period: '2026-11' })).status).toBe(403)
     expect((await call('GET', '/v1/statements', 'finance')).status).toBe(403)
     expect((await call('GET', '/v1/statements/2026-07')).status).toBe(404)

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto'
 import { z } from 'zod'
 import { ApiError, badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
+import { parseJsonBody, readBodyText } from '../http/body.js'
 import { rejectUnknown } from '../http/params.js'
 import { formatMoney, parseMoney, type Money } from '../money/decimal.js'
 import { computeBill, type Completeness } from './bill.js'
@@ -170,19 +171,15 @@ function requireAllUnits(businessUnits: readonly string[] | null): void {
 }
 
 const closeBody = z.object({ period: z.string().max(16) }).strict()
+const MAX_CLOSE_BODY_BYTES = 1024 * 1024
 
 /** Routes: POST /v1/statements (admin), GET /v1/statements, GET /v1/statements/{period}. */
 export function statementRoutes(deps: { client: ClickHouseClient; pricing: () => Pricing; now?: () => Date }): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   app.post('/statements', requireScope('admin'), async (c) => {
     rejectUnknown(c.req.query(), [])
-    let body: unknown
-    try {
-      body = await c.req.json()
-    } catch {
-      throw new ApiError(400, 'invalid_body', 'body must be JSON such as {"period": "2026-10"}')
-    }
-    const parsed = closeBody.safeParse(body)
+    // Capped like every other body (a statement request is a few bytes; hostile ones are answered 400 naming the problem up to the cap).
+    const parsed = closeBody.safeParse(parseJsonBody(await readBodyText(c.req.raw, MAX_CLOSE_BODY_BYTES)))
     if (!parsed.success) throw new ApiError(400, 'invalid_body', `body: ${parsed.error.issues[0]!.path.join('.') || '(root)'}: ${parsed.error.issues[0]!.message}; expected {"period": "YYYY-MM"}`)
     const statement = await closePeriod(deps.client, deps.pricing(), parsed.data.period, deps.now?.() ?? new Date())
     return c.json(statement, 201)

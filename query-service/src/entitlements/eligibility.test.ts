@@ -2,7 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freshStorage, insertSpans, testKeys } from '../test-support.js'
 import { declaration, identitiesApp, useEvent, ENTITLEMENT_POLICY } from '../identities/test-helpers.js'
-import { parseCsv } from '../identities/csv.js'
+import { parseCsv } from '../http/csv.js'
 import { tierFeatures } from './eligibility.js'
 
 let client: ClickHouseClient

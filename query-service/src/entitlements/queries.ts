@@ -14,7 +14,7 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
-import { toClickHouseTime } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { APPROVED_ACTIVITY, businessUnitCondition, inventoryJoinFor } from '../identities/effective.js'
 import { activityRuleSql, activityRuleSqlParams, type Entitlement } from '../policy/index.js'
 import { toCount } from '../storage/client.js'

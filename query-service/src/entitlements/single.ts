@@ -16,7 +16,7 @@
  * the windows is answered by the grouped query instead.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import { toClickHouseTime } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { declarationSnapshot } from '../identities/declaration-snapshot.js'
 import { activityApproved, effectiveBusinessUnit } from '../identities/effective.js'
 import { activityRuleMatches, type Entitlement } from '../policy/index.js'

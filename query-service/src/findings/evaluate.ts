@@ -7,8 +7,9 @@
  * evidence, so it disappears by itself when the condition ends.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import { completenessStatus, formatDuration, type DetectionSettings } from '../policy/index.js'
-import { attributeProblems, lastSpans, lastSpansBefore, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem, type BusinessUnitScope } from '../telemetry/queries.js'
+import { completenessStatus, formatDuration, identifiedRatio, type DetectionSettings } from '../policy/index.js'
+import type { BusinessUnitScope } from '../identities/effective.js'
+import { attributeProblems, lastSpans, lastSpansBefore, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem } from '../telemetry/queries.js'
 import { burstEpisodes, burstTestLevels, dormancyThreshold, growthCandidate, mayBurst, newNameIsDrift, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstEpisode, type Episode } from './detect.js'
 import { finding, iso, sortFindings, type Finding, type FindingKind } from './kinds.js'
 import {
@@ -689,7 +690,7 @@ async function telemetryGaps(ctx: Context, unjudged: Map<string, DormancyGap>): 
   const countsOf = new Map(counts.map((c) => [c.service, c]))
   for (const [service, g] of gaps) {
     const c = countsOf.get(service)
-    if (c) Object.assign(g.evidence, { spans: c.spans, identified_spans: c.identifiedSpans, identified_ratio: c.spans === 0 ? 1 : Math.floor((c.identifiedSpans / c.spans) * 1e6) / 1e6 })
+    if (c) Object.assign(g.evidence, { spans: c.spans, identified_spans: c.identifiedSpans, identified_ratio: identifiedRatio(c.spans, c.identifiedSpans) })
   }
   const ratioGaps = [...gaps].filter(([, g]) => (g.evidence.problems as string[]).includes('unidentified_spans')).map(([s]) => s)
   const unidentified = await unidentifiedSamples(client, ratioGaps, range)

@@ -18,10 +18,11 @@
  */
 import { TupleParam, type ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
-import { toClickHouseTime } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { APPROVED_ACTIVITY, businessUnitCondition, INVENTORY_JOIN, inventoryJoinFor } from '../identities/effective.js'
 import { toCount } from '../storage/client.js'
-import { distinctFirst, READ_SETTINGS, type BusinessUnitScope } from '../telemetry/queries.js'
+import type { BusinessUnitScope } from '../identities/effective.js'
+import { distinctFirst, READ_SETTINGS } from '../telemetry/queries.js'
 
 const HOUR_MS = 3_600_000
 const DAY_MS = 86_400_000

@@ -16,7 +16,7 @@ import { Hono } from 'hono'
 import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseList, parseRange, parseTime, rejectUnknown } from '../http/params.js'
-import { completenessStatus, type Policy } from '../policy/index.js'
+import { completenessStatus, identifiedRatio, type Policy } from '../policy/index.js'
 import { attributeProblems, pendingSpans, serviceCounts, unidentifiedReasons, type AttributeProblem } from '../telemetry/queries.js'
 import { computeFindings } from './evaluate.js'
 import { FINDING_KINDS } from './kinds.js'
@@ -47,7 +47,6 @@ function parseBusinessUnits(value: string | undefined): string[] | null {
   return [...new Set(units)]
 }
 
-const ratioOf = (spans: number, identified: number) => (spans === 0 ? 1 : Math.floor((identified / spans) * 1e6) / 1e6)
 
 /** Builds the sub-app serving /findings and /telemetry/completeness (mount under /v1). */
 export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
@@ -112,7 +111,7 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
         service: s.service,
         spans: all,
         identified_spans: s.identifiedSpans,
-        identified_ratio: ratioOf(all, s.identifiedSpans),
+        identified_ratio: identifiedRatio(all, s.identifiedSpans),
         status: completenessStatus(all, s.identifiedSpans, threshold),
         pending_spans: waitingHere,
         unidentified_reasons: reasonsOf.get(s.service) ?? {},
@@ -125,7 +124,7 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
       threshold,
       pending_spans: waiting,
       services,
-      total: { spans, identified_spans: identified, identified_ratio: ratioOf(spans, identified), status: completenessStatus(spans, identified, threshold), pending_spans: waiting },
+      total: { spans, identified_spans: identified, identified_ratio: identifiedRatio(spans, identified), status: completenessStatus(spans, identified, threshold), pending_spans: waiting },
     })
   })
   return app

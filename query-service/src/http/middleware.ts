@@ -87,8 +87,14 @@ export function authenticate(keys: () => KeyStore, limits: AuthLimits = {}): Mid
 
 /** Refuses the request unless the caller's key holds the scope. */
 export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
+  return requireAnyScope(scope)
+}
+
+/** Refuses the request unless the caller's key holds at least one of the scopes. */
+export function requireAnyScope(...scopes: Scope[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (!hasScope(c.get('principal'), scope)) throw new ApiError(403, 'forbidden', `this key lacks the ${scope} scope`)
+    const principal = c.get('principal')
+    if (!scopes.some((scope) => hasScope(principal, scope))) throw new ApiError(403, 'forbidden', `this key lacks the ${scopes.join(' or ')} scope`)
     await next()
   }
 }

@@ -82,8 +82,3 @@ export function parseList<T extends string>(name: string, value: string | undefi
   if (new Set(items).size !== items.length) throw badParameter(name, 'lists an item twice')
   return items as T[]
 }
-
-/** Formats a Date as a ClickHouse DateTime64 parameter value (UTC). */
-export function toClickHouseTime(date: Date): string {
-  return date.toISOString().replace('T', ' ').replace('Z', '')
-}

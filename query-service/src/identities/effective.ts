@@ -26,12 +26,15 @@ export const EFFECTIVE_OWNER = `if(inv.id != '', inv.owner, owner)`
 /** Effective identity type of a row, given INVENTORY_JOIN. */
 export const EFFECTIVE_TYPE = `if(inv.id != '', inv.type, nhi_type)`
 
+/** Which business units a caller may see: null for all of them. */
+export type BusinessUnitScope = readonly string[] | null
+
 /**
  * The business-unit restriction of a key, as a condition on the effective
  * business unit with the units bound as `{business_units:Array(String)}`;
  * empty when the key sees every unit.
  */
-export function businessUnitCondition(businessUnits: readonly string[] | null): string {
+export function businessUnitCondition(businessUnits: BusinessUnitScope): string {
   return businessUnits ? `AND ${EFFECTIVE_BUSINESS_UNIT} IN {business_units:Array(String)}` : ''
 }
 

@@ -6,7 +6,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { readFile, stat } from 'node:fs/promises'
 import { LineCounter, parseDocument } from 'yaml'
-import { CsvError, inventoryFromCsv } from './csv.js'
+import { CsvError } from '../http/csv.js'
+import { inventoryFromCsv } from './csv.js'
 import { MAX_INVENTORY_BATCH, MAX_INVENTORY_FILE_ITEMS, upsertInventory, validateInventory, type DeclaredIdentity, type InventoryUpsertResult } from './inventory.js'
 
 /** The environment variable naming the inventory file read at start. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { CsvError, formatCsv, inventoryFromCsv, parseCsv } from './csv.js'
+import { CsvError, formatCsv, parseCsv } from '../http/csv.js'
+import { inventoryFromCsv } from './csv.js'
 import { InventorySyntaxError, parseInventoryText } from './inventory-file.js'
 import { InventoryValidationError, validateInventory } from './inventory.js'
 

@@ -7,7 +7,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { NHI_TYPES } from '@nhi-meter/instrumentation/semconv'
 import { z } from 'zod'
-import { toClickHouseTime } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { checkGlob, describeValue, formatPath, quote } from '../policy/index.js'
 
 /** At most this many identities in one POST /v1/inventory. */

@@ -11,7 +11,8 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
-import { toClickHouseTime, type TimeRange } from '../http/params.js'
+import { type TimeRange } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
 import { toCount } from '../storage/client.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, EFFECTIVE_OWNER, EFFECTIVE_TYPE, INVENTORY_JOIN, inventoryJoinFor } from './effective.js'
 

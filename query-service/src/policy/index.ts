@@ -22,6 +22,7 @@ export {
   cardPeriods,
   chargeFor,
   completenessStatus,
+  identifiedRatio,
   isErrorStatus,
   matchMeter,
   meterIndexSql,

@@ -10,6 +10,7 @@ import {
   cardPeriods,
   chargeFor,
   completenessStatus,
+  identifiedRatio,
   isErrorStatus,
   matchMeter,
   meterIndexSql,
@@ -195,5 +196,14 @@ describe('the billable match in ClickHouse SQL', () => {
   it('refuses a parameter prefix that would change the SQL text', () => {
     expect(() => meterIndexSql('m:String}) OR 1=1 --')).toThrow(/parameter prefix/)
     expect(() => activityRuleSql('Rule')).toThrow(/parameter prefix/)
+  })
+})
+
+describe('identifiedRatio', () => {
+  it('rounds down to 6 decimals, so a ratio just under a threshold never reads as equal to it, and is 1 with no spans', () => {
+    expect(identifiedRatio(0, 0)).toBe(1)
+    expect(identifiedRatio(3, 2)).toBe(0.666666)
+    expect(identifiedRatio(1_000_000_000, 999_999_999)).toBe(0.999999)
+    expect(identifiedRatio(10, 10)).toBe(1)
   })
 })

@@ -178,6 +178,15 @@ export function completenessStatus(spans: bigint | number, identifiedSpans: bigi
   return BigInt(identifiedSpans) * denominator >= total * numerator ? 'complete' : 'incomplete'
 }
 
+/**
+ * The share of spans that were identified, as every answer states it:
+ * rounded down to 6 decimals (so a ratio just under the threshold never
+ * reads as equal to it), and 1 when there were no spans.
+ */
+export function identifiedRatio(spans: number, identifiedSpans: number): number {
+  return spans === 0 ? 1 : Math.floor((identifiedSpans / spans) * 1e6) / 1e6
+}
+
 // The validated threshold is a decimal of at most 6 places; its shortest
 // string is that decimal exactly, so it splits into integer parts.
 function ratioParts(threshold: number): [bigint, bigint] {

@@ -13,14 +13,12 @@ import { CUSTOM_ACTIVITY_TYPE_PATTERN, NHI_TYPES } from '@nhi-meter/instrumentat
 import { z } from 'zod'
 import { loadPlanFacts, planUsage } from '../billing/plan.js'
 import { usageSource } from '../billing/queries.js'
-import { toClickHouseTime, type TimeRange } from '../http/params.js'
-import { businessUnitCondition, INVENTORY_JOIN } from '../identities/effective.js'
+import { type TimeRange } from '../http/params.js'
+import { toClickHouseTime } from '../storage/time.js'
+import { businessUnitCondition, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import { toCount } from '../storage/client.js'
 import { tableWriteVersion } from '../storage/write-tracking.js'
 import { UNDECIDED_SINCE_SQL } from '../traces/job.js'
-
-/** Which rows a caller may see: null for every business unit. */
-export type BusinessUnitScope = readonly string[] | null
 
 /**
  * Settings for ReplacingMergeTree reads with FINAL (their keys never span a

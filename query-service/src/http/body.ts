@@ -1,12 +1,9 @@
 /**
- * Request bodies for the identities and entitlements routes: read with a
- * byte cap that holds whether or not the client sent Content-Length, so a
- * huge or endless body is refused (413) before it is buffered.
+ * Request bodies, for every route that takes one: read with a byte cap that
+ * holds whether or not the client sent Content-Length, so a huge or endless
+ * body is refused (413) before it is buffered.
  */
-import { ApiError } from '../http/errors.js'
-import { hasScope, type Scope } from '../auth/keys.js'
-import type { MiddlewareHandler } from 'hono'
-import type { AppEnv } from '../http/middleware.js'
+import { ApiError } from './errors.js'
 
 /** Reads the body as UTF-8 text, refusing more than `maxBytes` (413) and invalid UTF-8 (400). */
 export async function readBodyText(request: Request, maxBytes: number): Promise<string> {
@@ -40,14 +37,5 @@ export function parseJsonBody(text: string): unknown {
     return JSON.parse(text)
   } catch (error) {
     throw new ApiError(400, 'invalid_body', `body: not valid JSON: ${(error as Error).message.slice(0, 200)}`)
-  }
-}
-
-/** Refuses the request unless the key holds at least one of the scopes. */
-export function requireAnyScope(...scopes: Scope[]): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
-    const principal = c.get('principal')
-    if (!scopes.some((scope) => hasScope(principal, scope))) throw new ApiError(403, 'forbidden', `this key lacks the ${scopes.join(' or ')} scope`)
-    await next()
   }
 }
