@@ -14,7 +14,7 @@ import { evidenceRoutes } from './billing/evidence.js'
 import { statementRoutes } from './billing/statements.js'
 import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
-import { DISK_FULL_MESSAGE, isDiskFull } from './storage/disk-space.js'
+import { isDiskFull, storageRefusal } from './storage/disk-space.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
 import { openApiDocument } from './openapi.js'
 import { overviewRoutes } from './overview/routes.js'
@@ -117,15 +117,11 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     if (error instanceof HTTPException) {
       return c.json(errorBody('http_error', error.message || 'request refused', id), error.status)
     }
-    if (isDiskFull(error)) {
+    if (isDiskFull(error) || isStorageUnavailable(error)) {
       deps.logError?.(id, error)
-      c.header('Retry-After', '10')
-      return c.json(errorBody('storage_full', DISK_FULL_MESSAGE, id), 503)
-    }
-    if (isStorageUnavailable(error)) {
-      deps.logError?.(id, error)
-      c.header('Retry-After', '5')
-      return c.json(errorBody('storage_unavailable', 'storage is unavailable; retry later', id), 503)
+      const refusal = storageRefusal(isDiskFull(error))
+      c.header('Retry-After', String(refusal.retryAfterSeconds))
+      return c.json(errorBody(refusal.code, refusal.message, id), refusal.status)
     }
     deps.logError?.(id, error)
     return c.json(errorBody('internal', 'internal error', id), 500)

@@ -4,7 +4,8 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import type { IncomingMessage } from 'node:http'
 import { randomUUID } from 'node:crypto'
-import { bearerKey, hasScope, type KeyStore, type Principal, type Scope } from '../auth/keys.js'
+import { checkBearer } from '../auth/bearer.js'
+import { hasScope, type KeyStore, type Principal, type Scope } from '../auth/keys.js'
 import type { TokenBuckets } from '../auth/rate-limit.js'
 import { ApiError } from './errors.js'
 
@@ -64,18 +65,12 @@ export function authenticate(keys: () => KeyStore, limits: AuthLimits = {}): Mid
   const challenge = { 'WWW-Authenticate': 'Bearer realm="nhi-meter"' }
   return async (c, next) => {
     const client = limits.failedAuthPerClient ? clientAddress(c) : ''
-    if (limits.failedAuthPerClient) {
-      const blocked = limits.failedAuthPerClient.peek(client)
-      if (!blocked.allowed) throw rateLimited(blocked.retryAfterSeconds, 'too many failed authentication attempts from this address')
+    const check = checkBearer(keys(), c.req.header('authorization'), client, limits.failedAuthPerClient)
+    if (!check.ok) {
+      if (check.status === 429) throw rateLimited(check.retryAfterSeconds, check.message)
+      throw new ApiError(401, 'unauthenticated', check.message, challenge)
     }
-    const refuse = (message: string): never => {
-      limits.failedAuthPerClient?.take(client)
-      throw new ApiError(401, 'unauthenticated', message, challenge)
-    }
-    const bearer = bearerKey(c.req.header('authorization'))
-    if ('problem' in bearer) return refuse(bearer.problem)
-    const principal = keys().authenticate(bearer.key)
-    if (!principal) return refuse('unknown API key')
+    const principal = check.principal
     if (limits.perKey) {
       const decision = limits.perKey.take(principal.name)
       if (!decision.allowed) throw rateLimited(decision.retryAfterSeconds, `rate limit of key ${JSON.stringify(principal.name)} exceeded`)

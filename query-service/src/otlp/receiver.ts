@@ -12,9 +12,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createGunzip } from 'node:zlib'
-import { bearerKey, hasScope, type KeyStore } from '../auth/keys.js'
+import { checkBearer } from '../auth/bearer.js'
+import { hasScope, type KeyStore } from '../auth/keys.js'
 import type { TokenBuckets } from '../auth/rate-limit.js'
-import { DISK_FULL_MESSAGE } from '../storage/disk-space.js'
+import { DISK_FULL_MESSAGE, storageRefusal } from '../storage/disk-space.js'
 import { decodeJson } from './decode-json.js'
 import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './decode-protobuf.js'
 import { MalformedPayloadError } from './model.js'
@@ -258,19 +259,12 @@ export function createReceiver(options: ReceiverOptions): Receiver {
     if (path !== '/v1/traces') throw new ReceiverError(404, RPC_NOT_FOUND, 'not found; traces are accepted at POST /v1/traces')
     if (req.method !== 'POST') throw new ReceiverError(405, RPC_UNIMPLEMENTED, `method ${req.method} not allowed; use POST`)
     if (options.keys) {
-      const client = req.socket.remoteAddress ?? 'unknown'
-      const blocked = options.failedAuthPerClient?.peek(client)
-      if (blocked && !blocked.allowed) {
-        throw new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, 'too many failed authentication attempts from this address', blocked.retryAfterSeconds)
+      const check = checkBearer(options.keys, req.headers.authorization, req.socket.remoteAddress ?? 'unknown', options.failedAuthPerClient)
+      if (!check.ok) {
+        if (check.status === 429) throw new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, check.message, check.retryAfterSeconds)
+        throw new ReceiverError(401, RPC_UNAUTHENTICATED, check.message)
       }
-      const refuse = (message: string): never => {
-        options.failedAuthPerClient?.take(client)
-        throw new ReceiverError(401, RPC_UNAUTHENTICATED, message)
-      }
-      const bearer = bearerKey(req.headers.authorization)
-      if ('problem' in bearer) return refuse(bearer.problem)
-      const principal = options.keys.authenticate(bearer.key)
-      if (!principal) return refuse('unknown API key')
+      const principal = check.principal
       if (!hasScope(principal, 'ingest:write')) throw new ReceiverError(403, RPC_PERMISSION_DENIED, 'this key lacks the ingest:write scope')
     }
     if (!encoding) {
@@ -286,13 +280,10 @@ export function createReceiver(options: ReceiverOptions): Receiver {
       await options.writer.writeEncoded(converted.body, converted.rows, bytes)
     } catch (error) {
       if (error instanceof QueueFullError) throw queueFull(error.message)
-      if (error instanceof StorageUnavailableError && error.diskFull) {
-        reportStorageFailure(error)
-        throw new ReceiverError(503, RPC_UNAVAILABLE, DISK_FULL_MESSAGE, Math.max(retryAfter, 10))
-      }
       if (error instanceof StorageUnavailableError || error instanceof WriterClosedError) {
         reportStorageFailure(error)
-        throw new ReceiverError(503, RPC_UNAVAILABLE, 'storage is unavailable; retry later', Math.max(retryAfter, 5))
+        const refusal = storageRefusal(error instanceof StorageUnavailableError && error.diskFull)
+        throw new ReceiverError(refusal.status, RPC_UNAVAILABLE, refusal.message, Math.max(retryAfter, refusal.retryAfterSeconds))
       }
       throw error
     }

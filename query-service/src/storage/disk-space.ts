@@ -7,6 +7,17 @@
 /** What operators are told while the disk is full. */
 export const DISK_FULL_MESSAGE = 'storage is out of disk space; free space in the data directory (or on the ClickHouse server) and retry'
 
+/**
+ * How the API and the receiver answer a storage failure, so both say the
+ * same: 503 with a code, a message and how long to wait (10 s for a full
+ * disk, which takes a person to fix; 5 s otherwise).
+ */
+export function storageRefusal(diskFull: boolean): { status: 503; code: 'storage_full' | 'storage_unavailable'; message: string; retryAfterSeconds: number } {
+  return diskFull
+    ? { status: 503, code: 'storage_full', message: DISK_FULL_MESSAGE, retryAfterSeconds: 10 }
+    : { status: 503, code: 'storage_unavailable', message: 'storage is unavailable; retry later', retryAfterSeconds: 5 }
+}
+
 // ClickHouse: NOT_ENOUGH_SPACE (243) when it cannot reserve space for a part;
 // write errors carry the OS's ENOSPC text; the client's server errors carry the code and type.
 const DISK_FULL_TEXT = /NOT_ENOUGH_SPACE|not enough space|No space left on device|ENOSPC|Code: 243\b/i
