@@ -86,9 +86,9 @@ export interface DetectionSettings {
   readonly drift_min_events: number
   /** `sustained_growth`: length of each period compared. */
   readonly sustained_growth_period: Duration
-  /** `sustained_growth`: consecutive periods in which activity never falls. */
+  /** `sustained_growth`: how many of the latest complete periods must each stay above the baseline median plus 3 spreads (the baseline: the periods before them). */
   readonly sustained_growth_periods: number
-  /** `sustained_growth`: the last period has at least this many times the first's events. */
+  /** `sustained_growth`: the median of those periods is at least this many times the baseline median; also the level the day after a burst must stay under (else the burst began a level shift). */
   readonly sustained_growth_factor: number
   /** `sustained_growth`: and at least this many events. */
   readonly sustained_growth_min_events: number
