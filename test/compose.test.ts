@@ -119,6 +119,20 @@ describe('docker-compose.yml', () => {
     // The Collector writes with create_schema: false, so query-service must have migrated first.
     expect(compose.services['otel-collector']!.depends_on?.['query-service']).toEqual({ condition: 'service_healthy' })
     expect(compose.services['query-service']!.depends_on?.clickhouse).toEqual({ condition: 'service_healthy' })
+    // Grafana's dashboards read tables that query-service's migrations create.
+    expect(compose.services.grafana!.depends_on?.['query-service']).toEqual({ condition: 'service_healthy' })
+  })
+
+  it('probes ClickHouse at its network name: on first start the image serves loopback only while it initialises', () => {
+    const probe = JSON.stringify(compose.services.clickhouse!.healthcheck?.test)
+    expect(probe).toContain('http://clickhouse:8123/ping')
+    expect(probe).not.toMatch(/127\.0\.0\.1|localhost/)
+  })
+
+  it('runs Node on a supported LTS line (22 or 24; Node 20 reached end of life on 2026-04-30)', () => {
+    const nodeImages = services.map(([, service]) => service.image).filter((image): image is string => typeof image === 'string' && image.startsWith('node:'))
+    expect(nodeImages.length).toBeGreaterThan(0)
+    for (const image of nodeImages) expect(Number(/^node:(\d+)\./.exec(image)?.[1]), image).toBeOneOf([22, 24])
   })
 
   it('health-checks every long-running service whose image can run a probe', () => {
