@@ -63,8 +63,9 @@ export function nhiSpanProcessors(options: NhiSpanProcessorsOptions): SpanProces
  * The trace exporters the standard variables ask for: `OTEL_TRACES_EXPORTER`
  * (`otlp` by default, `console`, `none`) and, for `otlp`,
  * `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` / `OTEL_EXPORTER_OTLP_PROTOCOL`:
- * `http/json` (the default here, via `@opentelemetry/exporter-trace-otlp-http`)
- * or `http/protobuf`. The OTLP exporters read their endpoint, headers,
+ * `http/protobuf` (the default, as the OpenTelemetry specification sets it
+ * for SDKs; `@opentelemetry/exporter-trace-otlp-proto`) or `http/json`
+ * (`@opentelemetry/exporter-trace-otlp-http`). The OTLP exporters read their endpoint, headers,
  * timeout and compression from the `OTEL_EXPORTER_OTLP_*` variables themselves.
  */
 export function traceExportersFromEnv(env: NodeJS.ProcessEnv = process.env): SpanExporter[] {
@@ -81,11 +82,11 @@ export function traceExportersFromEnv(env: NodeJS.ProcessEnv = process.env): Spa
   const exporters: SpanExporter[] = []
   for (const name of names) {
     if (name === 'otlp') {
-      const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/json').trim()
-      if (protocol === 'http/protobuf') exporters.push(new OTLPHttpProtoTraceExporter())
+      const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf').trim()
+      if (protocol === 'http/json') exporters.push(new OTLPHttpJsonTraceExporter())
       else {
-        if (protocol !== 'http/json') diag.warn(`@nhi-meter/instrumentation: OTLP protocol "${protocol}" is not supported; exporting with http/json`)
-        exporters.push(new OTLPHttpJsonTraceExporter())
+        if (protocol !== 'http/protobuf') diag.warn(`@nhi-meter/instrumentation: OTLP protocol "${protocol}" is not supported; exporting with http/protobuf`)
+        exporters.push(new OTLPHttpProtoTraceExporter())
       }
     } else if (name === 'console') {
       exporters.push(new ConsoleSpanExporter())

@@ -9,6 +9,8 @@ const serviceOutput: string[] = []
 
 beforeAll(async () => {
   sink = await startOtlpSink()
+  // JSON bodies, which the sink reads (the default is http/protobuf); the example's service inherits the environment.
+  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/json'
   result = await runExampleWorkload({
     endpoint: sink.endpoint,
     headers: { authorization: 'Bearer example-ingest-key' },
@@ -17,7 +19,10 @@ beforeAll(async () => {
   })
   spans = sink.spans()
 }, 60_000)
-afterAll(() => sink.close())
+afterAll(() => {
+  delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL
+  return sink.close()
+})
 
 const byIdentity = (id: string | undefined) => spans.filter((s) => s.attributes['nhi.id'] === id)
 

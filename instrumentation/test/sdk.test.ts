@@ -116,24 +116,24 @@ describe('startNhiMeter', () => {
 })
 
 describe('trace exporters from OTEL_* variables', () => {
-  it('default to OTLP over HTTP with JSON', () => {
+  it('default to OTLP over HTTP with protobuf, as the specification sets it for SDKs', () => {
     const exporters = traceExportersFromEnv({})
     expect(exporters).toHaveLength(1)
-    expect(exporters[0]).toBeInstanceOf(OTLPHttpJsonTraceExporter)
+    expect(exporters[0]).toBeInstanceOf(OTLPHttpProtoTraceExporter)
   })
 
   it('honour the protocol and the exporter list', () => {
-    expect(traceExportersFromEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' })[0]).toBeInstanceOf(OTLPHttpProtoTraceExporter)
+    expect(traceExportersFromEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' })[0]).toBeInstanceOf(OTLPHttpJsonTraceExporter)
     expect(traceExportersFromEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' })[0]).toBeInstanceOf(OTLPHttpJsonTraceExporter)
     const both = traceExportersFromEnv({ OTEL_TRACES_EXPORTER: 'otlp, console' })
-    expect(both.map((e) => e.constructor)).toEqual([OTLPHttpJsonTraceExporter, ConsoleSpanExporter])
+    expect(both.map((e) => e.constructor)).toEqual([OTLPHttpProtoTraceExporter, ConsoleSpanExporter])
     expect(traceExportersFromEnv({ OTEL_TRACES_EXPORTER: 'none' })).toEqual([])
   })
 
   it('warn about values they do not support', () => {
     const diag = captureDiag()
     expect(traceExportersFromEnv({ OTEL_TRACES_EXPORTER: 'zipkin' })).toEqual([])
-    expect(traceExportersFromEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })[0]).toBeInstanceOf(OTLPHttpJsonTraceExporter)
+    expect(traceExportersFromEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })[0]).toBeInstanceOf(OTLPHttpProtoTraceExporter)
     diag.stop()
     expect(diag.warnings.join('\n')).toMatch(/zipkin[\s\S]*grpc/)
   })

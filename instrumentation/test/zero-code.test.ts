@@ -57,10 +57,10 @@ function receivedSpans(received = sink.requests) {
   return sink.spans(received)
 }
 
-/** One run with the default settings, shared by the tests that only read its outcome. */
+/** One run with the default settings but JSON bodies (readable in assertions), shared by the tests that only read its outcome. */
 let defaultRun: Promise<{ code: number | null; output: string; received: ReceivedRequest[] }> | undefined
 function runDefault() {
-  defaultRun ??= runApp({}).then((result) => ({ ...result, received: sink.requests }))
+  defaultRun ??= runApp({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).then((result) => ({ ...result, received: sink.requests }))
   return defaultRun
 }
 
@@ -95,7 +95,7 @@ describe('zero-code start (node --import @nhi-meter/instrumentation/register)', 
   })
 
   it('on SIGTERM flushes the spans and still ends the process as the signal would', async () => {
-    const { code, signal } = await runApp({ ZERO_CODE_APP_WAIT: '1' }, 'SIGTERM')
+    const { code, signal } = await runApp({ ZERO_CODE_APP_WAIT: '1', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, 'SIGTERM')
     expect(signal).toBe('SIGTERM')
     expect(code).toBeNull()
     expect(receivedSpans().map((s) => s.name)).toContain('execute_tool summarise')
@@ -107,8 +107,8 @@ describe('zero-code start (node --import @nhi-meter/instrumentation/register)', 
     expect(requests).toEqual([])
   })
 
-  it('honours OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf', async () => {
-    await runApp({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' })
+  it('exports http/protobuf when no protocol is set, as the OpenTelemetry specification sets it for SDKs', async () => {
+    await runApp({})
     const traces = requests.find((r) => r.path === '/v1/traces')
     expect(traces?.headers['content-type']).toBe('application/x-protobuf')
   })
