@@ -209,7 +209,12 @@ export class IngestLog {
     const before = { ...this.head }
     try {
       if (this.head.size >= this.segmentBytes) await this.startSegment(this.head.segment + 1)
-      const file = (this.file ??= await open(join(this.options.dir, segmentName(this.head.segment)), 'a'))
+      if (!this.file) {
+        this.file = await open(join(this.options.dir, segmentName(this.head.segment)), 'a')
+        // A segment file made here (the log's first) must have its name on disk before a record in it is acknowledged.
+        if (this.head.size === 0) syncDirectory(this.options.dir)
+      }
+      const file = this.file
       const body = Buffer.concat(group.flatMap((w) => [w.header, w.payload]))
       let written = 0
       while (written < body.length) written += (await file.write(body, written, body.length - written)).bytesWritten
