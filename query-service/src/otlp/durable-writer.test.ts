@@ -60,6 +60,12 @@ describe('the durable writer', () => {
     await new Promise((resolve) => setTimeout(resolve, 300))
     expect(states).toEqual([false])
     await writer.close(0)
+    // Bounded by bytes too: a log of 1 KiB takes the first export whole, then refuses.
+    const small = new DurableWriter(away, { dir: logDir(), maxBytes: 1024 })
+    await small.writeEncoded(exportOf(3_000, 10), 10)
+    expect(small.pendingBytes).toBeGreaterThan(1024)
+    await expect(small.writeEncoded(exportOf(3_100, 1), 1)).rejects.toThrow(/holds \d+ bytes \(10 spans\) not yet stored in ClickHouse \(at most 1024 bytes/)
+    await small.close(0)
     await away.close()
     // The next start, with ClickHouse back: the log is read again and stored.
     const before = await stored()
