@@ -48,9 +48,24 @@ export function tempDataDir(prefix = 'nhi-meter-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
 }
 
-/** Starts `query-service/src/main.ts` with the given environment; resolves once it says it is ready. */
+/**
+ * Starts `query-service/src/main.ts` with the given environment; resolves once it says it is ready. The free ports
+ * it picks can be taken by another process (a test file in parallel, an outgoing connection's ephemeral port) before
+ * the service binds them: a start that fails with EADDRINUSE is tried again on fresh ports, up to three times.
+ */
 export async function startService(options: { env?: Record<string, string>; dataDir?: string; timeoutMs?: number } = {}): Promise<ServiceUnderTest> {
   const dataDir = options.dataDir ?? tempDataDir()
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce({ ...options, dataDir })
+    } catch (error) {
+      if (attempt >= 3 || !/EADDRINUSE/.test((error as Error).message)) throw error
+    }
+  }
+}
+
+async function startOnce(options: { env?: Record<string, string>; dataDir: string; timeoutMs?: number }): Promise<ServiceUnderTest> {
+  const dataDir = options.dataDir
   const [apiPort, otlpPort] = [await freePort(), await freePort()]
   const env = {
     ...process.env,
