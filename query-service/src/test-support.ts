@@ -56,6 +56,8 @@ export function spanRow(options: {
   spanId?: string
   parentSpanId?: string
   name?: string
+  /** Span duration in nanoseconds (default 1000). */
+  durationNs?: number
 }): OtelTraceRow {
   spanCounter++
   const startNs = BigInt(new Date(options.start).getTime()) * 1_000_000n
@@ -72,7 +74,7 @@ export function spanRow(options: {
     ScopeName: 'test',
     ScopeVersion: '',
     SpanAttributes: options.attributes ?? {},
-    Duration: '1000',
+    Duration: String(options.durationNs ?? 1000),
     StatusCode: options.status ?? 'Unset',
     StatusMessage: '',
     'Events.Timestamp': [],

@@ -77,10 +77,12 @@ interface PendingRow {
   status: string
   duration_ns: string
   arrived_at: string
+  /** The span's numeric attributes (migration 0028), as a JSON object of decimal strings. */
+  measures: string
 }
 const PENDING_FIELDS = [
   'trace_id', 'span_id', 'event_start', 'service', 'span_name', 'span_kind', 'business_unit', 'credential_id',
-  'activity_type', 'activity_name', 'status', 'duration_ns', 'arrived_at',
+  'activity_type', 'activity_name', 'status', 'duration_ns', 'arrived_at', 'measures',
 ] as const satisfies ReadonlyArray<keyof PendingRow>
 
 
@@ -198,7 +200,7 @@ export async function runTraceResolution(client: ClickHouseClient, rule: Placeho
       await stringRows(
         client,
         `SELECT trace_id, span_id, toString(event_time), service, span_name, span_kind, business_unit, credential_id,
-                activity_type, activity_name, status, toString(duration_ns), toString(ingested_at)
+                activity_type, activity_name, status, toString(duration_ns), toString(ingested_at), toJSONString(measures)
          FROM nhi_trace_pending
          WHERE ${pageFilter}
            AND (trace_id, span_id) NOT IN (
@@ -432,6 +434,7 @@ function decideTrace(
       activity_name: row.activity_name,
       status: row.status,
       duration_ns: row.duration_ns,
+      measures: JSON.parse(row.measures) as unknown,
     })
     decisions.push({
       trace_id: traceId,
@@ -447,6 +450,7 @@ function decideTrace(
 const LEDGER_COLUMNS = [
   'trace_id', 'span_id', 'event_time', 'service', 'span_name', 'span_kind', 'nhi_id', 'nhi_type', 'identity_source', 'owner',
   'business_unit', 'credential_id', 'on_behalf_of', 'activity_type', 'activity_name', 'status', 'duration_ns',
+  'measures',
 ] as const
 const DECISION_COLUMNS = ['trace_id', 'span_id', 'outcome', 'nhi_id', 'reason', 'resolved_at'] as const
 
