@@ -190,7 +190,7 @@ entitlements:
 
   it('refuses a policy that is a list or a bare value at the top', () => {
     expect(problems('- a\n- b\n')).toEqual([
-      '(top level): must be a mapping with rate_cards, and optionally entitlements, billing, detection and identity, got a list of 2 (line 1, column 1)',
+      '(top level): must be a mapping with rate_cards, and optionally entitlements, billing, detection, identity and webhooks, got a list of 2 (line 1, column 1)',
     ])
     expect(problemsOfValue('rate_cards')[0]).toMatch(/^\(top level\): must be a mapping/)
   })
@@ -226,7 +226,7 @@ describe('refusing unknown keys', () => {
   })
 
   it('lists the known keys when nothing is close', () => {
-    expect(problems(`${CARD}colour: blue\n`)).toEqual(['colour: unknown key; expected one of rate_cards, entitlements, billing, detection, identity (line 9, column 1)'])
+    expect(problems(`${CARD}colour: blue\n`)).toEqual(['colour: unknown key; expected one of rate_cards, entitlements, billing, detection, identity, webhooks (line 9, column 1)'])
   })
 
   it('explains that YAML merge keys are not read', () => {
@@ -237,10 +237,10 @@ describe('refusing unknown keys', () => {
 
   it('refuses a __proto__ key instead of letting it change the object', () => {
     expect(problems(`${CARD}__proto__:\n  polluted: true\n`)).toEqual([
-      '__proto__: unknown key; expected one of rate_cards, entitlements, billing, detection, identity (line 9, column 1)',
+      '__proto__: unknown key; expected one of rate_cards, entitlements, billing, detection, identity, webhooks (line 9, column 1)',
     ])
     const json = `{"rate_cards": [], "__proto__": {"detection": 1}}`
-    expect(problems(json)).toContain('__proto__: unknown key; expected one of rate_cards, entitlements, billing, detection, identity (line 1, column 20)')
+    expect(problems(json)).toContain('__proto__: unknown key; expected one of rate_cards, entitlements, billing, detection, identity, webhooks (line 1, column 20)')
     expect(({} as Record<string, unknown>).detection).toBeUndefined()
   })
 })

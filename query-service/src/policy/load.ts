@@ -280,7 +280,7 @@ function validate(value: unknown, source: string, format: PolicyFormat, locate: 
 function withoutEmptySections(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return value
   const copy: Record<string, unknown> = { ...(value as Record<string, unknown>) }
-  for (const key of ['entitlements', 'billing', 'detection']) {
+  for (const key of ['entitlements', 'billing', 'detection', 'webhooks']) {
     if (Object.hasOwn(copy, key) && copy[key] === null) delete copy[key]
   }
   return copy

@@ -10,6 +10,7 @@ import { tryParseMoney, type Money } from '../money/decimal.js'
 import { checkGlob, globMatchesEverything } from './glob.js'
 import { closestMatch, describeValue, quote, type PathSegments } from './issues.js'
 import { tryParseDuration, tryParseUtcTimestamp, type Duration, type ParseResult, type UtcTimestamp } from './time.js'
+import { crossCheckWebhooks, WEBHOOK_KEYS, webhooksSchema, type WebhookDestination } from '../webhooks/schema.js'
 
 /** Which spans a meter or entitlement counts: `ok` (status not Error; Unset counts as ok), `error`, or `any`. */
 export const METER_STATUSES = ['ok', 'error', 'any'] as const
@@ -134,6 +135,8 @@ export interface Policy {
   readonly detection: DetectionSettings
   /** Which span values are not identities, defaults filled in. */
   readonly identity: IdentitySettings
+  /** Where events are pushed (webhooks/schema.ts); none by default. */
+  readonly webhooks: readonly WebhookDestination[]
 }
 
 /** Billing defaults, as they would be written in a policy file. */
@@ -416,8 +419,9 @@ export const policySchema: z.ZodType<Policy> = z.strictObject(
     billing: billingSchema.prefault({}),
     detection: detectionSchema.prefault({}),
     identity: identitySchema.prefault({}),
+    webhooks: webhooksSchema.default([]),
   },
-  { error: objectError('a mapping with rate_cards, and optionally entitlements, billing, detection and identity') },
+  { error: objectError('a mapping with rate_cards, and optionally entitlements, billing, detection, identity and webhooks') },
 )
 
 /**
@@ -425,13 +429,14 @@ export const policySchema: z.ZodType<Policy> = z.strictObject(
  * index): the source of did-you-mean hints and of the docs test.
  */
 export const POLICY_KEYS: Readonly<Record<string, readonly string[]>> = {
-  '': ['rate_cards', 'entitlements', 'billing', 'detection', 'identity'],
+  '': ['rate_cards', 'entitlements', 'billing', 'detection', 'identity', 'webhooks'],
   'rate_cards[]': Object.keys(rateCardSchema.shape),
   'rate_cards[].meters[]': Object.keys(meterSchema.shape),
   'entitlements[]': Object.keys(entitlementSchema.shape),
   billing: Object.keys(billingSchema.shape),
   detection: Object.keys(detectionSchema.shape),
   identity: Object.keys(identitySchema.shape),
+  'webhooks[]': WEBHOOK_KEYS,
 }
 
 /** A problem found by {@link crossCheckPolicy}, located by key path segments. */
@@ -525,6 +530,7 @@ export function crossCheckPolicy(policy: Policy): { errors: RawPolicyIssue[]; wa
   if (detection.dormant_early_after.ms > detection.dormant_after.ms) {
     errors.push({ path: ['detection', 'dormant_early_after'], message: `must be at most detection.dormant_after (${detection.dormant_after.text}), got ${quote(detection.dormant_early_after.text)}` })
   }
+  errors.push(...crossCheckWebhooks(policy.webhooks))
   return { errors, warnings }
 }
 
