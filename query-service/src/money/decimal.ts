@@ -49,26 +49,44 @@ export interface ParseMoneyOptions {
  * misprice every event it applies to.
  */
 export function tryParseMoney(text: string, options: ParseMoneyOptions = {}): MoneyParseResult {
-  const maxIntegerDigits = options.maxIntegerDigits ?? MAX_MONEY_INTEGER_DIGITS
+  const result = tryParseScaledDecimal(text, { maxIntegerDigits: options.maxIntegerDigits ?? MAX_MONEY_INTEGER_DIGITS, example: '0.002', noun: 'prices' })
+  return result.ok ? { ok: true, value: result.value as Money } : result
+}
+
+/** How {@link tryParseScaledDecimal} reads and explains a decimal string. */
+export interface ScaledDecimalOptions {
+  /** Digits allowed before the decimal point. */
+  maxIntegerDigits: number
+  /** A valid value for "must be a decimal string like ..." (e.g. "0.002"). */
+  example: string
+  /** What is not rounded, for the message about too many decimals (e.g. "prices"). */
+  noun: string
+}
+
+/**
+ * The one reading of a plain non-negative decimal string, shared by money
+ * and quantities: the integer `text × 10^9`, or the problem in words.
+ * Refuses more than {@link MONEY_SCALE} decimals rather than rounding.
+ */
+export function tryParseScaledDecimal(text: string, options: ScaledDecimalOptions): { ok: true; value: bigint } | { ok: false; problem: string } {
   const match = DECIMAL_PATTERN.exec(text)
-  if (!match) return { ok: false, problem: explainBadDecimal(text) }
+  if (!match) return { ok: false, problem: explainBadDecimal(text, options.example) }
   const whole = match[1] ?? '0'
   const fraction = match[2] ?? ''
   if (fraction.length > MONEY_SCALE) {
     return {
       ok: false,
-      problem: `has ${fraction.length} digits after the decimal point, more than the ${MONEY_SCALE} kept; nhi-meter does not round prices (got ${show(text)})`,
+      problem: `has ${fraction.length} digits after the decimal point, more than the ${MONEY_SCALE} kept; nhi-meter does not round ${options.noun} (got ${show(text)})`,
     }
   }
   const significantWhole = whole.replace(/^0+(?=[0-9])/, '')
-  if (significantWhole.length > maxIntegerDigits) {
+  if (significantWhole.length > options.maxIntegerDigits) {
     return {
       ok: false,
-      problem: `is too large: at most ${maxIntegerDigits} digits before the decimal point, got ${significantWhole.length} (${show(text)})`,
+      problem: `is too large: at most ${options.maxIntegerDigits} digits before the decimal point, got ${significantWhole.length} (${show(text)})`,
     }
   }
-  const scaled = BigInt(whole) * SCALE_FACTOR + BigInt(fraction.padEnd(MONEY_SCALE, '0'))
-  return { ok: true, value: scaled as Money }
+  return { ok: true, value: BigInt(whole) * SCALE_FACTOR + BigInt(fraction.padEnd(MONEY_SCALE, '0')) }
 }
 
 /** Parses a plain decimal string into exact money; throws {@link MoneyError} naming the problem. */
@@ -168,8 +186,8 @@ function toQuantity(quantity: bigint | number | string): bigint {
   return BigInt(quantity)
 }
 
-function explainBadDecimal(text: string): string {
-  const expected = 'must be a decimal string like "0.002"'
+function explainBadDecimal(text: string, example: string): string {
+  const expected = `must be a decimal string like "${example}"`
   if (text === '') return `${expected}, got an empty string`
   if (/^\s|\s$/.test(text)) return `${expected} without surrounding spaces, got ${show(text)}`
   if (/^-/.test(text)) return `must not be negative, got ${show(text)}`
