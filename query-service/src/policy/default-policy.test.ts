@@ -21,7 +21,7 @@ describe('the shipped default policy', () => {
     if (!card) throw new Error('expected a card in force')
     const prices = ['tool_invocation', 'workflow_execution', 'api_call', 'token_exchange', 'secret_rotation'].map((activityType) => {
       const meter = matchMeter(card, { activityType, activityName: 'anything', status: 'Unset' })
-      return [activityType, meter ? formatMoney(meter.unit_price) : null]
+      return [activityType, meter?.unit_price != null ? formatMoney(meter.unit_price) : null]
     })
     expect(prices.every(([, price]) => price !== null)).toBe(true)
   })

@@ -72,11 +72,15 @@ describe('loading a valid policy', () => {
     expect(card?.effective_from).toEqual({ text: '2026-11-01T00:00:00Z', ms: Date.UTC(2026, 10, 1) })
     expect(card?.currency).toBe('USD')
     const meter = card?.meters[0]
-    expect(meter && { ...meter, unit_price: formatMoney(meter.unit_price) }).toEqual({
+    expect(meter && { ...meter, unit_price: meter.unit_price === null ? null : formatMoney(meter.unit_price) }).toEqual({
       name: 'tool_calls',
       activity_type: 'tool_invocation',
       activity_name: '*',
       status: 'ok',
+      aggregation: 'count',
+      value: null,
+      min_events: 1,
+      price: { model: { kind: 'unit', unitPrice: 2_000_000n }, included: null, minimumCharge: 0n },
       unit_price: '0.002',
     })
     expect(policy.entitlements).toEqual([
@@ -202,7 +206,7 @@ describe('refusing a policy with missing keys', () => {
       'rate_cards[0].effective_from: is required (an RFC 3339 UTC timestamp like "2026-11-01T00:00:00Z") (line 2, column 5)',
       'rate_cards[0].currency: is required (an ISO 4217 currency code like "USD") (line 2, column 5)',
       'rate_cards[0].meters[0].activity_type: is required (an activity type (api_call, token_exchange, workflow_execution, tool_invocation, secret_rotation) or a custom lowercase word) (line 4, column 9)',
-      'rate_cards[0].meters[0].unit_price: is required (a decimal string like "0.002") (line 4, column 9)',
+      'rate_cards[0].meters[0].unit_price: is required: a meter needs a price, one of unit_price (a decimal string like "0.002"), tiers or package (line 4, column 9)',
     ])
   })
 
@@ -218,7 +222,7 @@ describe('refusing a policy with missing keys', () => {
 describe('refusing unknown keys', () => {
   it('suggests the key a typo was meant to be', () => {
     expect(problems(CARD.replace('unit_price', 'unit_prize'))).toEqual([
-      'rate_cards[0].meters[0].unit_price: is required (a decimal string like "0.002") (line 6, column 9)',
+      'rate_cards[0].meters[0].unit_price: is required: a meter needs a price, one of unit_price (a decimal string like "0.002"), tiers or package (line 6, column 9)',
       'rate_cards[0].meters[0].unit_prize: unknown key; did you mean "unit_price"? (line 8, column 9)',
     ])
     expect(problems(`${CARD}detection:\n  dormant_afer: 14d\n`)).toEqual(['detection.dormant_afer: unknown key; did you mean "dormant_after"? (line 10, column 3)'])

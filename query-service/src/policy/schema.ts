@@ -6,9 +6,12 @@
  */
 import { CUSTOM_ACTIVITY_TYPE_PATTERN, NHI_ACTIVITY_TYPES } from '@nhi-meter/instrumentation/semconv'
 import * as z from 'zod'
-import { tryParseMoney, type Money } from '../money/decimal.js'
+import { tryParseMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
+import type { MeterPrice, PriceModel } from '../money/pricing.js'
+import { formatQuantity, tryParseQuantity, type Quantity } from '../money/quantity.js'
 import { checkGlob, globMatchesEverything } from './glob.js'
 import { closestMatch, describeValue, quote, type PathSegments } from './issues.js'
+import { checkMeterValue } from './meter-value.js'
 import { tryParseDuration, tryParseUtcTimestamp, type Duration, type ParseResult, type UtcTimestamp } from './time.js'
 import { crossCheckWebhooks, WEBHOOK_KEYS, webhooksSchema, type WebhookDestination } from '../webhooks/schema.js'
 
@@ -16,6 +19,11 @@ import { crossCheckWebhooks, WEBHOOK_KEYS, webhooksSchema, type WebhookDestinati
 export const METER_STATUSES = ['ok', 'error', 'any'] as const
 /** A value of a meter's or entitlement's `status`. */
 export type MeterStatus = (typeof METER_STATUSES)[number]
+
+/** What a meter measures: matching events (`count`), a span value (`sum`), or identities with at least `min_events` matching events (`active_identities`). */
+export const METER_AGGREGATIONS = ['count', 'sum', 'active_identities'] as const
+/** A value of a meter's `aggregation`. */
+export type MeterAggregation = (typeof METER_AGGREGATIONS)[number]
 
 /** One priced kind of use event within a rate card. */
 export interface Meter {
@@ -27,8 +35,16 @@ export interface Meter {
   readonly activity_name: string
   /** Which span statuses count (default `ok`). */
   readonly status: MeterStatus
-  /** Exact price per matching event. */
-  readonly unit_price: Money
+  /** What is measured (default `count`); meters of the same aggregation and value compete for a span, others each see it. */
+  readonly aggregation: MeterAggregation
+  /** For `sum`: `duration_ms` or a numeric span attribute name; `null` otherwise. */
+  readonly value: string | null
+  /** For `active_identities`: matching events an identity needs in the month to count (default 1; 1 for other meters). */
+  readonly min_events: number
+  /** How the measured quantity is priced: the model, an allowance and a minimum (money/pricing.ts). */
+  readonly price: MeterPrice
+  /** The price per unit when the model is `unit`; `null` for tiers and packages. */
+  readonly unit_price: Money | null
 }
 
 /** A price list in force from `effective_from` until the next card takes over. */
@@ -179,6 +195,7 @@ export const DETECTION_DEFAULTS = {
 export const POLICY_LIMITS = {
   rateCards: 1000,
   metersPerCard: 1000,
+  tiersPerMeter: 100,
   entitlements: 1000,
   /** Largest count a threshold may name. */
   maxCount: 1_000_000_000_000,
@@ -243,19 +260,60 @@ const meterStatus = parsedString('one of ok, error, any', (text): ParseResult<Me
     : { ok: false, problem: `must be one of ok, error, any, got ${quote(text)}` },
 ).default('ok')
 
-const unitPrice = z
-  .string({
-    error: (issue) =>
-      typeof issue.input === 'number'
-        ? `must be a decimal string like "0.002", got ${describeValue(issue.input)}; put it in quotes so no digit is lost`
-        : expecting('a decimal string like "0.002"')(issue),
+// An amount of money: a decimal string (a bare YAML number could lose digits, so it is refused with a hint).
+function money(example: string) {
+  return z
+    .string({
+      error: (issue) =>
+        typeof issue.input === 'number'
+          ? `must be a decimal string like "${example}", got ${describeValue(issue.input)}; put it in quotes so no digit is lost`
+          : expecting(`a decimal string like "${example}"`)(issue),
+    })
+    .transform((text, ctx): Money => {
+      const result = tryParseMoney(text)
+      if (result.ok) return result.value
+      ctx.addIssue({ code: 'custom', message: result.problem, input: text })
+      return z.NEVER
+    })
+}
+
+const unitPrice = money('0.002')
+
+// A quantity (tier bound, allowance, package size): a decimal string, or a whole YAML number (exact either way).
+function quantity(example: string, { positive }: { positive: boolean }) {
+  const what = `a decimal string like "${example}"`
+  return z.unknown().transform((input, ctx): Quantity => {
+    const refuse = (message: string) => {
+      ctx.addIssue({ code: 'custom', message, input })
+      return z.NEVER
+    }
+    let text: string
+    if (input === undefined) return refuse(`is required (${what})`)
+    if (typeof input === 'number') {
+      if (input < 0) return refuse(`must not be negative, got ${describeValue(input)}`)
+      if (!Number.isSafeInteger(input)) return refuse(`must be ${what}, got ${describeValue(input)}; put it in quotes so no digit is lost`)
+      text = String(input)
+    } else if (typeof input === 'string') text = input
+    else return refuse(`must be ${what}, got ${describeValue(input)}`)
+    const result = tryParseQuantity(text)
+    if (!result.ok) return refuse(result.problem)
+    if (positive && result.value === 0n) return refuse(`must be greater than 0, got ${describeValue(input)}`)
+    return result.value
   })
-  .transform((text, ctx): Money => {
-    const result = tryParseMoney(text)
-    if (result.ok) return result.value
-    ctx.addIssue({ code: 'custom', message: result.problem, input: text })
-    return z.NEVER
+}
+
+function oneOf<const T extends string>(values: readonly T[]) {
+  const what = `one of ${values.join(', ')}`
+  return parsedString(what, (text): ParseResult<T> => {
+    if ((values as readonly string[]).includes(text)) return { ok: true, value: text as T }
+    const near = closestMatch(text, values)
+    return { ok: false, problem: `must be ${what}, got ${quote(text)}${near === undefined ? '' : `; did you mean "${near}"?`}` }
   })
+}
+
+const aggregation = oneOf(METER_AGGREGATIONS).default('count')
+
+const meterValue = parsedString('duration_ms or a numeric span attribute like "gen_ai.usage.input_tokens"', checkMeterValue)
 
 const version = parsedString('a version label like "2026-11"', (text): ParseResult<string> =>
   VERSION_PATTERN.test(text)
@@ -327,16 +385,115 @@ function list<T extends z.ZodType>(element: T, noun: string, max: number) {
 
 // ---- object schemas (exported shapes let the loader name known keys in did-you-mean hints)
 
-const meterSchema = z.strictObject(
+const tierSchema = z.strictObject(
+  {
+    up_to: quantity('1000', { positive: true }).optional(),
+    unit_price: money('0.002').prefault('0'),
+    flat_price: money('10.00').prefault('0'),
+  },
+  { error: objectError('a tier mapping with up_to (all but the last), unit_price, flat_price') },
+)
+
+// Tier bounds strictly increase and only the last tier is open-ended, so every quantity has exactly one tier.
+const tierList = list(tierSchema, 'tiers', POLICY_LIMITS.tiersPerMeter)
+  .min(1, { error: 'must list at least one tier' })
+  .superRefine((tiers, ctx) => {
+    let previous: { index: number; upTo: Quantity } | undefined
+    tiers.forEach((tier, i) => {
+      const last = i === tiers.length - 1
+      const issue = (message: string) => ctx.addIssue({ code: 'custom', message, path: [i, 'up_to'], input: tier.up_to })
+      if (tier.up_to === undefined) {
+        if (!last) issue('is required on every tier but the last: only the last tier is unbounded (it prices everything above the tier before it)')
+        return
+      }
+      const bound = `"${formatQuantity(tier.up_to)}"`
+      if (last) issue(`must be left out on the last tier, which prices everything above the tier before it; with up_to ${bound}, usage above ${bound} would have no price`)
+      else if (previous !== undefined && tier.up_to === previous.upTo) {
+        issue(`is the same as tiers[${previous.index}].up_to (${bound}), so the tiers overlap; each up_to must be greater than the one before`)
+      } else if (previous !== undefined && tier.up_to < previous.upTo) {
+        issue(`must be greater than tiers[${previous.index}].up_to ("${formatQuantity(previous.upTo)}"), got ${bound}; list tiers in increasing order of up_to`)
+      }
+      previous = { index: i, upTo: tier.up_to }
+    })
+  })
+
+const packageSchema = z.strictObject(
+  { size: quantity('1000', { positive: true }), price: money('1.50') },
+  { error: objectError('a package mapping with size and price') },
+)
+
+const includedSchema = z.strictObject(
+  { quantity: quantity('1000', { positive: false }), per: oneOf(['identity', 'business_unit'] as const) },
+  { error: objectError('an allowance mapping with quantity and per') },
+)
+
+const PRICE_KEYS = ['unit_price', 'tiers', 'package'] as const
+
+const meterFields = z.strictObject(
   {
     name: lowercaseWord('tool_calls'),
     activity_type: activityType,
     activity_name: activityNameGlob,
     status: meterStatus,
-    unit_price: unitPrice,
+    aggregation,
+    value: meterValue.optional(),
+    min_events: count(1, 10).optional(),
+    unit_price: unitPrice.optional(),
+    tiers: tierList.optional(),
+    tier_mode: oneOf(['graduated', 'volume'] as const).optional(),
+    package: packageSchema.optional(),
+    included: includedSchema.optional(),
+    minimum_charge: money('100.00').optional(),
   },
-  { error: objectError('a meter mapping with name, activity_type, unit_price') },
+  { error: objectError('a meter mapping with name, activity_type and a price (unit_price, tiers or package)') },
 )
+
+// Keys that only make sense together. Checked even when another key of the meter is wrong
+// (`when`), so one run reports everything; the values of keys that failed are left alone.
+function checkMeterKeys(raw: z.output<typeof meterFields>, ctx: z.RefinementCtx): void {
+  const issue = (path: PathSegments, message: string) => ctx.addIssue({ code: 'custom', message, path: [...path] })
+  const priced = PRICE_KEYS.filter((key) => raw[key] !== undefined)
+  if (priced.length === 0) issue(['unit_price'], 'is required: a meter needs a price, one of unit_price (a decimal string like "0.002"), tiers or package')
+  for (const key of priced.slice(1)) issue([key], `cannot be given with ${priced[0] ?? ''}: a meter has one price, unit_price, tiers or package`)
+  if (raw.tier_mode !== undefined && raw.tiers === undefined) issue(['tier_mode'], 'only with tiers (it says how the tiers price the quantity)')
+  if (!(METER_AGGREGATIONS as readonly unknown[]).includes(raw.aggregation)) return
+  if (raw.aggregation === 'sum' && raw.value === undefined) {
+    issue(['value'], 'is required with aggregation: sum (duration_ms, or a numeric span attribute like "gen_ai.usage.input_tokens")')
+  }
+  if (raw.aggregation !== 'sum' && raw.value !== undefined) {
+    issue(['value'], `only with aggregation: sum; ${raw.aggregation === 'count' ? 'a count meter counts matching events' : 'an active_identities meter counts active identities'}`)
+  }
+  if (raw.aggregation !== 'active_identities' && raw.min_events !== undefined) issue(['min_events'], 'only with aggregation: active_identities')
+  const per = (raw.included as { per?: unknown } | undefined)?.per
+  if (raw.aggregation === 'active_identities' && per === 'identity') {
+    issue(
+      ['included', 'per'],
+      'cannot be identity on an active_identities meter: its quantity is a number of identities, each of which is 1 and would always be within its own allowance; use per: business_unit',
+    )
+  }
+}
+
+const meterSchema = meterFields
+  .superRefine(checkMeterKeys, { when: (payload) => typeof payload.value === 'object' && payload.value !== null && !Array.isArray(payload.value) })
+  .transform((raw): Meter => {
+    const model: PriceModel =
+      raw.unit_price !== undefined
+        ? { kind: 'unit', unitPrice: raw.unit_price }
+        : raw.tiers !== undefined
+          ? { kind: raw.tier_mode ?? 'graduated', tiers: raw.tiers.map((t) => ({ upTo: t.up_to ?? null, unitPrice: t.unit_price, flatPrice: t.flat_price })) }
+          : { kind: 'package', size: (raw.package as z.output<typeof packageSchema>).size, price: (raw.package as z.output<typeof packageSchema>).price }
+    return {
+      name: raw.name,
+      activity_type: raw.activity_type,
+      activity_name: raw.activity_name,
+      status: raw.status,
+      aggregation: raw.aggregation,
+      value: raw.value ?? null,
+      min_events: raw.min_events ?? 1,
+      price: { model, included: raw.included ?? null, minimumCharge: raw.minimum_charge ?? ZERO_MONEY },
+      unit_price: model.kind === 'unit' ? model.unitPrice : null,
+    }
+  })
 
 const rateCardSchema = z.strictObject(
   {
@@ -431,7 +588,10 @@ export const policySchema: z.ZodType<Policy> = z.strictObject(
 export const POLICY_KEYS: Readonly<Record<string, readonly string[]>> = {
   '': ['rate_cards', 'entitlements', 'billing', 'detection', 'identity', 'webhooks'],
   'rate_cards[]': Object.keys(rateCardSchema.shape),
-  'rate_cards[].meters[]': Object.keys(meterSchema.shape),
+  'rate_cards[].meters[]': Object.keys(meterFields.shape),
+  'rate_cards[].meters[].tiers[]': Object.keys(tierSchema.shape),
+  'rate_cards[].meters[].package': Object.keys(packageSchema.shape),
+  'rate_cards[].meters[].included': Object.keys(includedSchema.shape),
   'entitlements[]': Object.keys(entitlementSchema.shape),
   billing: Object.keys(billingSchema.shape),
   detection: Object.keys(detectionSchema.shape),
@@ -535,8 +695,9 @@ export function crossCheckPolicy(policy: Policy): { errors: RawPolicyIssue[]; wa
 }
 
 // Earlier meters that together cover every span meter `index` could match:
-// same activity type, a glob that matches everything (or the identical
-// glob), and statuses that add up to the later meter's.
+// same aggregation and value (meters that measure different things each see
+// every span), same activity type, a glob that matches everything (or the
+// identical glob), and statuses that add up to the later meter's.
 function shadowingMeters(meters: readonly Meter[], index: number): number[] {
   const later = meters[index]
   if (!later) return []
@@ -545,6 +706,7 @@ function shadowingMeters(meters: readonly Meter[], index: number): number[] {
   const by: number[] = []
   for (let i = 0; i < index; i++) {
     const earlier = meters[i] as Meter
+    if (earlier.aggregation !== later.aggregation || earlier.value !== later.value) continue
     if (earlier.activity_type !== later.activity_type) continue
     if (!globMatchesEverything(earlier.activity_name) && earlier.activity_name !== later.activity_name) continue
     const adds = statusSet(earlier.status).filter((s) => wanted.includes(s) && !covered.has(s))
