@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { formatMoney } from '../money/decimal.js'
 import { validatePolicy } from '../policy/index.js'
 import { foldAggregates } from './bill.js'
-import { billJson } from './routes.js'
+import { billJson } from './bill-json.js'
+import { formatQuantity, quantityFromCount } from '../money/quantity.js'
 import { pricingOf } from './pricing.js'
 import type { BillableAggregates, GroupByKey, SqlGroupKey } from './queries.js'
 
@@ -46,17 +47,20 @@ function columns(rows: Aggregate[], keys: SqlGroupKey[] = ['nhi.id']): BillableA
     cardIndex: rows.map((r) => r.cardIndex),
     // Element 0 for no meter, element m + 1 for meter m.
     events: rows.map((r) => Object.assign(new Array<number>(Math.max(0, r.meterIndex) + 2).fill(0), { [r.meterIndex + 1]: r.quantity })),
+    sums: rows.map(() => []),
+    missing: rows.map(() => []),
+    spans: rows.map((r) => r.quantity),
   }
 }
 
 describe('foldAggregates', () => {
   it('merges parts of one row across cards, pricing each part with its own card, and sorts rows by key', () => {
     const bill = foldAggregates(columns([agg('b', 1, 0, 10), agg('a', 1, 1, 5), agg('a', 0, 0, 7)]), ['nhi.id', 'meter'], cards)
-    expect(bill.rows.map((r) => [r.values[0], r.values[1], r.quantity, formatMoney(r.amount)])).toEqual([
-      ['a', 'tool_calls', 12, '0.029'], // 7 x 0.002 + 5 x 0.003
-      ['b', 'api_calls', 10, '0.001'],
+    expect(bill.rows.map((r) => [r.values[0], r.values[1], formatQuantity(r.quantity), formatMoney(r.amount)])).toEqual([
+      ['a', 'tool_calls', '12', '0.029'], // 7 x 0.002 + 5 x 0.003
+      ['b', 'api_calls', '10', '0.001'],
     ])
-    expect(bill.totalQuantity).toBe(22)
+    expect(bill.totalQuantity).toBe(quantityFromCount(22))
     expect(formatMoney(bill.totalAmount)).toBe('0.03')
     expect(bill.rateCardVersions).toEqual(['v1', 'v2'])
   })
@@ -64,7 +68,7 @@ describe('foldAggregates', () => {
   it('counts unidentified and unmetered events towards completeness but bills neither', () => {
     const bill = foldAggregates(columns([agg('', -1, -1, 4, false), agg('a', 0, -1, 3), agg('a', 0, 0, 2)]), ['nhi.id', 'meter'], cards)
     expect(bill.counts).toEqual({ spans: 9, identifiedSpans: 5 })
-    expect(bill.rows.map((r) => r.quantity)).toEqual([2])
+    expect(bill.rows.map((r) => r.quantity)).toEqual([quantityFromCount(2)])
   })
 
   it('keeps key tuples apart whatever characters the keys hold', () => {
@@ -98,13 +102,13 @@ describe('billJson', () => {
     const text = billJson(['meter', 'nhi.id'], bill, head).toString('utf8')
     const expected = JSON.stringify({
       ...head,
-      rows: bill.rows.map((r) => ({ meter: r.values[0], 'nhi.id': r.values[1], quantity: r.quantity, amount: formatMoney(r.amount) })),
-      total: { quantity: bill.totalQuantity, amount: formatMoney(bill.totalAmount) },
+      rows: bill.rows.map((r) => ({ meter: r.values[0], 'nhi.id': r.values[1], quantity: Number(formatQuantity(r.quantity)), amount: formatMoney(r.amount) })),
+      total: { quantity: Number(formatQuantity(bill.totalQuantity)), amount: formatMoney(bill.totalAmount) },
     })
     expect(text).toBe(expected)
     expect(JSON.parse(text).rows).toHaveLength(hostile.length)
-    expect(billJson([], { ...bill, rows: [{ values: [], quantity: 2, amount: bill.totalAmount }] }, {}).toString('utf8')).toBe(
-      JSON.stringify({ rows: [{ quantity: 2, amount: formatMoney(bill.totalAmount) }], total: { quantity: bill.totalQuantity, amount: formatMoney(bill.totalAmount) } }),
+    expect(billJson([], { ...bill, rows: [{ values: [], quantity: quantityFromCount(2), amount: bill.totalAmount, eventsWithoutValue: 0 }] }, {}).toString('utf8')).toBe(
+      JSON.stringify({ rows: [{ quantity: 2, amount: formatMoney(bill.totalAmount) }], total: { quantity: Number(formatQuantity(bill.totalQuantity)), amount: formatMoney(bill.totalAmount) } }),
     )
   })
 })

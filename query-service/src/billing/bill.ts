@@ -5,7 +5,10 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import type { TimeRange } from '../http/params.js'
-import { addMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
+import { addMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
+import { priceOf } from '../money/pricing.js'
+import { parseQuantity, quantityFromCount, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
+import { ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
 import { completenessStatus, identifiedRatio } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
 import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
@@ -13,7 +16,7 @@ import { policyKey } from './rollup.js'
 import type { Pricing } from './pricing.js'
 import type { BusinessUnitScope } from '../identities/effective.js'
 import { billableAggregates, type BillableAggregates, type Granularity, type GroupByKey } from './queries.js'
-import type { RateCard } from '../policy/index.js'
+import type { Meter, RateCard } from '../policy/index.js'
 
 /** The completeness block of a billing answer. */
 export interface Completeness {
@@ -26,18 +29,36 @@ export interface Completeness {
   pending_spans: number
 }
 
-/** One row of a bill: the values of the group-by keys (in group-by order), the count and the exact amount. */
+/** One row of a bill: the values of the group-by keys (in group-by order), the quantity and the exact amount. */
 export interface BillRow {
   values: string[]
-  quantity: number
+  quantity: Quantity
+  amount: Money
+  /** Events of sum meters in the row that carried no value (they add 0). */
+  eventsWithoutValue: number
+}
+
+/** One meter's part of a bill (meters of several cards with one name are one entry). */
+export interface MeterTotal {
+  meter: string
+  aggregation: Meter['aggregation']
+  /** The value a sum meter adds, else null. */
+  value: string | null
+  quantity: Quantity
+  /** Matching events. */
+  events: number
+  /** Matching events of a sum meter that carried no value (they add 0). */
+  eventsWithoutValue: number
   amount: Money
 }
 
 /** A computed bill. */
 export interface Bill {
   rows: BillRow[]
-  totalQuantity: number
+  totalQuantity: Quantity
   totalAmount: Money
+  /** Per meter, in name order: the figures beside the rows. */
+  meters: MeterTotal[]
   rateCardVersions: string[]
   completeness: Completeness
 }
@@ -61,7 +82,22 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     groupBy.includes('on_behalf_of') || groupBy.includes('activity.name')
       ? ledgerPlan(range)
       : planUsage(range, await loadPlanFacts(client, range, policyKey(cards), request.rollupGraceSeconds), groupBy.includes('period') ? granularity : 'month')
-  const aggregates = await billableAggregates(client, { groupBy, granularity, cards, businessUnits, plan })
+  // Meters rated per month and business unit (rating.ts) need those keys, and some need the identity, even when the
+  // bill is not grouped by them; the rows are folded back to the requested keys afterwards.
+  const internal = [...groupBy]
+  const meters = cards.flatMap((card) => card.meters)
+  if (meters.some(ratedByGroup)) {
+    if (!internal.includes('business_unit')) internal.push('business_unit')
+    if (!internal.includes('period')) internal.push('period')
+  }
+  if (meters.some(ratedPerIdentity) && !internal.includes('nhi.id')) internal.push('nhi.id')
+  const aggregates = await billableAggregates(client, {
+    groupBy: internal,
+    granularity: groupBy.includes('period') ? granularity : 'month',
+    cards,
+    businessUnits,
+    plan,
+  })
   const pending = [...(await pendingSpans(client, range, businessUnits)).values()].reduce((a, b) => a + b, 0)
 
   const folded = foldAggregates(aggregates, groupBy, cards)
@@ -72,6 +108,7 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     rows: sorted,
     totalQuantity,
     totalAmount,
+    meters: folded.meters,
     rateCardVersions,
     completeness: {
       spans: counts.spans,
@@ -87,26 +124,29 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
 /** What {@link foldAggregates} returns: the bill's rows, totals and evidence counts. */
 export interface FoldedBill {
   rows: BillRow[]
-  totalQuantity: number
+  totalQuantity: Quantity
   totalAmount: Money
+  meters: MeterTotal[]
   rateCardVersions: string[]
   counts: { spans: number; identifiedSpans: number }
 }
 
 /**
- * Folds aggregates (keys, card, events per meter) into the requested rows,
- * pricing each part exactly with the card that matched it; every count,
- * billed or not, counts towards completeness. `meter` and `activity.type`
- * come from the meter (each meter names one activity type). Rows come out
- * sorted by their keys in group-by order.
+ * Folds aggregates (keys, card, usage per meter) into the requested rows,
+ * pricing each part exactly with the card that matched it: row by row for
+ * unit-priced counts, per rating group for the rest (rating.ts). Every
+ * event, billed or not, counts towards completeness. `meter` and
+ * `activity.type` come from the meter (each meter names one activity
+ * type). The aggregates may carry more keys than `groupBy` (rating needs
+ * them); rows are folded to `groupBy` and come out sorted by it.
  */
 export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
-  type Meter = RateCard['meters'][number]
   const counts = { spans: 0, identifiedSpans: 0 }
   const usedCards = new Set<number>()
-  const { identified, cardIndex, events } = aggregates
+  const { identified, cardIndex, events, sums, missing } = aggregates
   const columns = groupBy.map((k) => (k === 'meter' || k === 'activity.type' ? null : (aggregates.keys[k] ?? [])))
   const fromMeter = groupBy.map((k) => (k === 'meter' ? (m: Meter) => m.name : (m: Meter) => m.activity_type))
+  const rated = cards.map((card) => card.meters.map(ratedByGroup))
   // Per card, the rank of each meter in name order: a group's rows are made in that order, so they come out in
   // group-by order when the meter is the last key (the common case) and need no sort.
   const rank = cards.map((card) => {
@@ -116,15 +156,25 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     return ranks
   })
   const rows: BillRow[] = []
+  const cells: RatedCell[] = []
+  const totals = new Map<string, MeterTotal>()
   const pending: number[] = []
+  const addRow = (i: number, meter: Meter, quantity: Quantity, amount: Money, without: number) => {
+    const values: string[] = new Array<string>(columns.length)
+    for (let k = 0; k < columns.length; k++) values[k] = columns[k]?.[i] ?? fromMeter[k]!(meter)
+    const last = rows[rows.length - 1]
+    if (last && sameValues(last.values, values)) {
+      last.quantity = (last.quantity + quantity) as Quantity
+      last.amount = addMoney(last.amount, amount)
+      last.eventsWithoutValue += without
+    } else rows.push({ values, quantity, amount, eventsWithoutValue: without })
+  }
   for (let i = 0; i < cardIndex.length; i++) {
     // Element 0 counts events that matched no meter, element m + 1 those of meter m.
     const counted = events[i]!
-    let total = 0
-    for (const n of counted) total += n
-    counts.spans += total
+    counts.spans += aggregates.spans[i]!
     if (!identified[i]) continue
-    counts.identifiedSpans += total
+    counts.identifiedSpans += aggregates.spans[i]!
     const c = cardIndex[i]!
     const card = cards[c]
     if (!card) continue
@@ -142,14 +192,26 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     for (const m of pending) {
       const meter = card.meters[m]!
       const n = counted[m + 1]!
-      const values: string[] = new Array<string>(columns.length)
-      for (let k = 0; k < columns.length; k++) values[k] = columns[k]?.[i] ?? fromMeter[k]!(meter)
-      const amount = multiplyMoney(meter.unit_price, n)
-      const last = rows[rows.length - 1]
-      if (last && sameValues(last.values, values)) {
-        last.quantity += n
-        last.amount = addMoney(last.amount, amount)
-      } else rows.push({ values, quantity: n, amount })
+      const valued = meter.aggregation === 'sum'
+      const quantity = valued ? parseQuantity(sums[i]?.[m + 1] ?? '0') : quantityFromCount(n)
+      const without = valued ? (missing[i]?.[m + 1] ?? 0) : 0
+      if (rated[c]![m]) {
+        cells.push({ row: i, card: c, meter: m, events: n, missing: without, quantity, amount: ZERO_MONEY })
+        continue
+      }
+      const amount = priceOf(meter.price.model, quantity)
+      tally(totals, meter, n, without, quantity, amount)
+      addRow(i, meter, quantity, amount, without)
+    }
+  }
+  if (cells.length > 0) {
+    rateCells(cells, cards, { period: aggregates.keys.period, businessUnit: aggregates.keys.business_unit, nhiId: aggregates.keys['nhi.id'] })
+    for (const cell of cells) {
+      const meter = cards[cell.card]!.meters[cell.meter]!
+      tally(totals, meter, cell.events, cell.missing, cell.quantity, cell.amount)
+      // An identity that did not become active in this row leaves nothing to show in it.
+      if (cell.quantity === 0n && cell.amount === 0n && meter.aggregation === 'active_identities') continue
+      addRow(cell.row, meter, cell.quantity, cell.amount, cell.missing)
     }
   }
   // Rows arrive mostly in order (ClickHouse orders bytes, TypeScript UTF-16 units, and a meter that is not the last
@@ -159,23 +221,38 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   for (let i = 1; i < rows.length && sorted; i++) sorted = compareValues(rows[i - 1]!.values, rows[i]!.values) <= 0
   if (!sorted) rows.sort((a, b) => compareValues(a.values, b.values))
   const merged: BillRow[] = []
-  let totalQuantity = 0
+  let totalQuantity = ZERO_QUANTITY
   let totalAmount = ZERO_MONEY
   for (const row of rows) {
-    totalQuantity += row.quantity
+    totalQuantity = (totalQuantity + row.quantity) as Quantity
     totalAmount = addMoney(totalAmount, row.amount)
     const previous = merged[merged.length - 1]
     if (previous && sameValues(previous.values, row.values)) {
-      previous.quantity += row.quantity
+      previous.quantity = (previous.quantity + row.quantity) as Quantity
       previous.amount = addMoney(previous.amount, row.amount)
+      previous.eventsWithoutValue += row.eventsWithoutValue
     } else merged.push(row)
   }
   return {
     rows: merged,
     totalQuantity,
     totalAmount,
+    meters: [...totals.values()].sort((a, b) => compareValues([a.meter], [b.meter])),
     rateCardVersions: [...new Set([...usedCards].map((c) => cards[c]!.version))].sort(),
     counts,
+  }
+}
+
+// Adds a part of a meter's usage to its entry in the per-meter figures.
+function tally(totals: Map<string, MeterTotal>, meter: Meter, events: number, without: number, quantity: Quantity, amount: Money): void {
+  const total = totals.get(meter.name)
+  if (total) {
+    total.events += events
+    total.eventsWithoutValue += without
+    total.quantity = (total.quantity + quantity) as Quantity
+    total.amount = addMoney(total.amount, amount)
+  } else {
+    totals.set(meter.name, { meter: meter.name, aggregation: meter.aggregation, value: meter.value, quantity, events, eventsWithoutValue: without, amount })
   }
 }
 

@@ -62,16 +62,22 @@ export function evidenceRoutes(deps: { client: ClickHouseClient; pricing: () => 
       query: `
         SELECT count() AS matched, arraySlice(groupArray(trace_id), 1, {limit:UInt32}) AS trace_ids
         FROM (
-          SELECT trace_id, event_time, ${columns.map((col) => `${col}, `).join('')}
-                 ${match.cardIndex} AS card_idx, ${match.meterIndex} AS meter_idx, ${meterNameSql(cards)} AS meter_name
-          FROM nhi_activity FINAL
-          ${INVENTORY_JOIN}
-          WHERE event_time >= {from:DateTime64(9)} AND event_time < {to:DateTime64(9)}
-            AND nhi_id != ''
-            ${businessUnitCondition(businessUnits)}
+          -- One row per meter that counts the span (one per meter class); spans no meter counts drop out here.
+          SELECT *, toInt32(m) - 1 AS meter_idx, ${meterNameSql(cards)} AS meter_name
+          FROM (
+            SELECT *, ${match.matched} AS matched
+            FROM (
+              SELECT trace_id, event_time, activity_type, activity_name, status, ${columns.map((col) => `${col}, `).join('')}
+                     ${match.cardIndex} AS card_idx
+              FROM nhi_activity FINAL
+              ${INVENTORY_JOIN}
+              WHERE event_time >= {from:DateTime64(9)} AND event_time < {to:DateTime64(9)}
+                AND nhi_id != ''
+                ${businessUnitCondition(businessUnits)}))
+          ARRAY JOIN matched AS m
           ORDER BY event_time, trace_id
         )
-        WHERE meter_idx >= 0 ${conditions.map((cond) => `AND ${cond}`).join(' ')}`,
+        WHERE 1 ${conditions.map((cond) => `AND ${cond}`).join(' ')}`,
       format: 'JSONEachRow',
       query_params: params,
       clickhouse_settings: { do_not_merge_across_partitions_select_final: 1 },

@@ -15,7 +15,7 @@ import { toCount } from '../storage/client.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'
-import { meterMatchSql, METER_SLOT_SQL } from './meters.js'
+import { meterMatchSql, meterSlotsSql, valueAggregatesSql } from './meters.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
 export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
@@ -47,9 +47,9 @@ export const PERIOD_OF: Record<Granularity, string> = {
  * The use events of a plan as one row source with the columns event_time,
  * nhi_id, business_unit, service, activity_name and on_behalf_of (empty in
  * summary rows: a plan grouped by them reads only the ledger), card_idx
- * (the card in force), `events` (counts per meter of that card, as the
- * summary keeps them: element 1 for events that matched no meter, element
- * i + 2 for meter i) and `n` (all events the row stands for). Each summary
+ * (the card in force), `events`, `sums` and `missing` (per meter of that
+ * card, as the summary keeps them: see billing/meters.ts) and `n` (all
+ * events the row stands for). Each summary
  * level and the ledger read only their own intervals, so the primary keys
  * prune what the others cover. A summary row's event_time is its period
  * start. Ledger rows are summed per activity (and per `resolution`: hour,
@@ -70,7 +70,7 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolut
           })
           .join(' OR ')
   const sides = plan.rollup.map(
-    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, '' AS activity_name, '' AS on_behalf_of, card_idx, events, arraySum(events) AS n
+    ({ level, intervals }) => `SELECT toDateTime64(period, 9) AS event_time, nhi_id, business_unit, service, '' AS activity_name, '' AS on_behalf_of, card_idx, events, sums, missing, spans AS n
       FROM nhi_usage_summary FINAL
       WHERE level = {${level}_level:String} AND policy_key = {policy_key:String} AND (${condition(intervals, 'period', level)})`,
   )
@@ -78,13 +78,17 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolut
   params.policy_key = plan.policyKey
   if (plan.ledger.length > 0 || sides.length === 0) {
     const match = meterMatchSql(cards)
-    Object.assign(params, match.params)
+    const values = valueAggregatesSql(cards)
+    const slots = meterSlotsSql(cards)
+    Object.assign(params, match.params, values.params, slots.params)
     const time = resolution === 'none' ? 'min(event_time)' : PERIOD_OF[resolution]
-    sides.push(`SELECT toDateTime64(at, 9) AS event_time, nhi_id, business_unit, service, activity_name, on_behalf_of, card_idx, ${METER_SLOT_SQL} AS events, n
+    sides.push(`SELECT toDateTime64(at, 9) AS event_time, nhi_id, business_unit, service, activity_name, on_behalf_of, card_idx,
+             ${slots.events} AS events, ${slots.sums} AS sums, ${slots.missing} AS missing, c AS n
       FROM (
-        SELECT at, nhi_id, business_unit, service, activity_name, on_behalf_of, card_idx, ${match.meterIndex} AS meter_idx, c AS n
+        SELECT at, nhi_id, business_unit, service, activity_name, on_behalf_of, card_idx, ${match.matched} AS matched, c, s, miss
         FROM (
-          SELECT ${time} AS at, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, toInt16(${match.cardIndex}) AS card_idx, count() AS c
+          SELECT ${time} AS at, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, toInt16(${match.cardIndex}) AS card_idx,
+                 count() AS c, ${values.sums} AS s, ${values.missing} AS miss
           FROM nhi_activity FINAL
           WHERE ${condition(plan.ledger, 'event_time', 'ledger')}
           GROUP BY ${resolution === 'none' ? '' : 'at, '}nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, card_idx))`)
@@ -114,6 +118,27 @@ export interface BillableAggregates {
   identified: boolean[]
   cardIndex: number[]
   events: number[][]
+  /** Per row, the exact summed values per meter as decimal strings (element i + 1 for meter i; empty without sum meters). */
+  sums: string[][]
+  /** Per row, events per sum meter that carried no value (aligned like `sums`). */
+  missing: number[][]
+  /** Per row, the events it stands for (one event may count for several meters, one per meter class). */
+  spans: number[]
+}
+
+/** A column of arrays from a result, each element checked (and converted) by `check`. */
+function arraysColumn<T>(values: unknown, column: string, check: (value: unknown) => T): T[][] {
+  if (!Array.isArray(values)) throw new Error(`billing result: ${column} is not a column`)
+  return values.map((row: unknown) => {
+    if (!Array.isArray(row)) throw new Error(`billing result: ${column} holds a non-array: ${JSON.stringify(row).slice(0, 100)}`)
+    return row.map(check)
+  })
+}
+
+/** A column of counts from a result. */
+function countsColumn(values: unknown, column: string): number[] {
+  if (!Array.isArray(values)) throw new Error(`billing result: ${column} is not a column`)
+  return values.map((v) => toCount(v as number))
 }
 
 /** A column of small integers (flags, indexes) from a result; anything else is a bug worth stopping on. */
@@ -151,9 +176,9 @@ export async function billableAggregates(
   const outer = keyColumns.map((c) => (c.key === 'period' ? `formatDateTime(${c.alias}, '%Y-%m-%dT%H:%i:%SZ', 'UTC')` : c.alias))
   const result = await client.query({
     query: `
-      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)'].join(', ')}
+      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)', 'arrayMap(x -> toString(x), ms)', 'arrayMap(x -> toFloat64(x), mm)', 'toFloat64(spans)'].join(', ')}
       FROM (
-        SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m'].join(', ')}
+        SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m', 'sumForEach(sums) AS ms', 'sumForEach(missing) AS mm', 'sum(n) AS spans'].join(', ')}
         FROM ${source.sql} AS usage
         ${needsInventory ? INVENTORY_JOIN : ''}
         WHERE 1 ${businessUnitCondition(options.businessUnits)}
@@ -168,19 +193,19 @@ export async function billableAggregates(
   const parsed: unknown = JSON.parse(await result.text())
   const n = keyColumns.length
   // No rows come back as [] rather than as empty columns.
-  const columns = Array.isArray(parsed) && parsed.length === 0 ? Array.from({ length: n + 3 }, () => []) : parsed
-  if (!Array.isArray(columns) || columns.length !== n + 3) throw new Error(`unexpected billing result: ${JSON.stringify(columns).slice(0, 200)}`)
-  const events = columns[n + 2] as unknown
-  if (!Array.isArray(events)) throw new Error('billing result: events is not a column')
-  for (const counts of events) {
-    if (!Array.isArray(counts)) throw new Error(`billing result: events holds a non-array: ${JSON.stringify(counts).slice(0, 100)}`)
-    for (const count of counts) toCount(count as number)
-  }
+  const columns = Array.isArray(parsed) && parsed.length === 0 ? Array.from({ length: n + 6 }, () => []) : parsed
+  if (!Array.isArray(columns) || columns.length !== n + 6) throw new Error(`unexpected billing result: ${JSON.stringify(columns).slice(0, 200)}`)
   const aggregates: BillableAggregates = {
     keys: {},
     identified: smallInts(columns[n], 'identified').map((v) => v === 1),
     cardIndex: smallInts(columns[n + 1], 'card_idx'),
-    events: events as number[][],
+    events: arraysColumn(columns[n + 2], 'events', (v) => toCount(v as number)),
+    sums: arraysColumn(columns[n + 3], 'sums', (v) => {
+      if (typeof v !== 'string' || !/^[0-9]+(\.[0-9]+)?$/.test(v)) throw new Error(`billing result: sums holds ${JSON.stringify(v)}`)
+      return v
+    }),
+    missing: arraysColumn(columns[n + 4], 'missing', (v) => toCount(v as number)),
+    spans: countsColumn(columns[n + 5], 'spans'),
   }
   keyColumns.forEach((c, i) => {
     const values = columns[i] as unknown[]

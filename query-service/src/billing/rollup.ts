@@ -1,5 +1,5 @@
 /**
- * The usage summary job (migrations 0024, 0026). Each run finds the periods whose
+ * The usage summary job (migrations 0024, 0026, 0029). Each run finds the periods whose
  * ledger rows changed since the previous run of the same rate cards (new,
  * late or duplicate spans: anything ingested after that run's watermark
  * minus a grace period, a read of recent data only, through the minmax
@@ -19,7 +19,8 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
 import type { RateCard } from '../policy/index.js'
-import { meterMatchSql, METER_SLOT_SQL } from './meters.js'
+import { meterMatchSql, meterSlotsSql, valueAggregatesSql } from './meters.js'
+import { UNOBSERVED, type RunObserver } from '../metrics/instruments.js'
 
 /** Ingest that was in flight during a run may carry an earlier ingested_at than the run's watermark. */
 export const ROLLUP_GRACE_SECONDS = 120
@@ -45,7 +46,13 @@ const changedRow = z.object({ period_text: z.string(), unsettled: z.union([z.num
  * under one key are valid for any policy with the same key.
  */
 export function policyKey(cards: readonly RateCard[]): string {
-  const shape = cards.map((c) => [c.version, c.effective_from.ms, c.meters.map((m) => [m.name, m.activity_type, m.activity_name, m.status])])
+  // What a meter measures is in the key only when it is not a plain count, so count-only cards keep the key (and
+  // the summary) they had before meters could sum values.
+  const shape = cards.map((c) => [
+    c.version,
+    c.effective_from.ms,
+    c.meters.map((m) => [m.name, m.activity_type, m.activity_name, m.status, ...(m.aggregation === 'count' ? [] : [m.aggregation, m.value ?? ''])]),
+  ])
   return createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16)
 }
 
@@ -68,31 +75,33 @@ async function periods(client: ClickHouseClient, query: string, params: Record<s
 /** Rebuilds the given periods of one level for `cards` and marks them summarised at `watermark`. */
 async function rebuild(client: ClickHouseClient, level: RollupLevel, list: string[], cards: readonly RateCard[], key: string, watermark: string): Promise<void> {
   const match = meterMatchSql(cards)
+  const values = valueAggregatesSql(cards)
+  const slots = meterSlotsSql(cards)
   for (let i = 0; i < list.length; i += PERIODS_PER_INSERT) {
     const chunk = list.slice(i, i + PERIODS_PER_INSERT)
     const truncate = level === 'hour' ? 'toStartOfHour(event_time)' : 'toStartOfDay(event_time)'
     // Events are summed per activity and card first, then matched to meters (the match runs on few rows), then
-    // gathered into one array of counts per identity, period and card.
+    // gathered into one set of per-meter arrays per identity, period and card.
     const source =
       level === 'month'
-        ? `SELECT toStartOfMonth(period) AS p, ${KEY_COLUMNS}, sumForEach(events) AS m
+        ? `SELECT toStartOfMonth(period) AS p, ${KEY_COLUMNS}, sumForEach(events) AS m, sumForEach(sums) AS ms, sumForEach(missing) AS mm, sum(spans) AS n
            FROM nhi_usage_summary FINAL
            WHERE level = 'day' AND policy_key = {key:String} AND toDateTime(toStartOfMonth(period)) IN {periods:Array(DateTime)}
            GROUP BY p, ${KEY_COLUMNS}`
-        : `SELECT p, ${KEY_COLUMNS}, sumForEach(${METER_SLOT_SQL}) AS m
+        : `SELECT p, ${KEY_COLUMNS}, sumForEach(${slots.events}) AS m, sumForEach(${slots.sums}) AS ms, sumForEach(${slots.missing}) AS mm, sum(c) AS n
            FROM (
-             SELECT p, ${KEY_COLUMNS}, ${match.meterIndex} AS meter_idx, sum(c) AS n
+             SELECT p, ${KEY_COLUMNS}, ${match.matched} AS matched, c, s, miss
              FROM (
-               SELECT ${truncate} AS p, nhi_id, business_unit, service, activity_type, activity_name, status, ${match.cardIndex} AS card_idx, count() AS c
+               SELECT ${truncate} AS p, nhi_id, business_unit, service, activity_type, activity_name, status, ${match.cardIndex} AS card_idx,
+                      count() AS c, ${values.sums} AS s, ${values.missing} AS miss
                FROM nhi_activity FINAL
                WHERE ${truncate} IN {periods:Array(DateTime)}
-               GROUP BY p, nhi_id, business_unit, service, activity_type, activity_name, status, card_idx)
-             GROUP BY p, ${KEY_COLUMNS}, meter_idx)
+               GROUP BY p, nhi_id, business_unit, service, activity_type, activity_name, status, card_idx))
            GROUP BY p, ${KEY_COLUMNS}`
     await client.command({
-      query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, computed_at)
-              SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, m, now64(3) FROM (${source})`,
-      query_params: { ...match.params, level, key, periods: chunk },
+      query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, sums, missing, spans, computed_at)
+              SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, m, ms, mm, n, now64(3) FROM (${source})`,
+      query_params: { ...match.params, ...values.params, ...slots.params, level, key, periods: chunk },
       clickhouse_settings: { do_not_merge_across_partitions_select_final: 1 },
     })
     await client.insert({ table: 'nhi_usage_summarized', values: chunk.map((period) => ({ level, policy_key: key, period, summarized_at: watermark })), format: 'JSONEachRow' })
@@ -212,7 +221,7 @@ export function scheduleRollup(
   intervalMs: number,
   cards: () => readonly RateCard[],
   onError: (error: unknown, failedRuns: number) => void,
-  options: { reportEveryMs?: number; graceSeconds?: number } = {},
+  options: { reportEveryMs?: number; graceSeconds?: number; observeRun?: RunObserver } = {},
 ): { stop(): Promise<void> } {
   // A failure that lasts (a full disk, storage away) is reported when it
   // starts and then at most once per reportEveryMs, with the count of runs
@@ -223,7 +232,8 @@ export function scheduleRollup(
   let stopped = false
   const tick = () => {
     if (running || stopped) return
-    running = runRollup(client, cards(), options.graceSeconds)
+    const observe = options.observeRun ?? UNOBSERVED
+    running = observe(() => runRollup(client, cards(), options.graceSeconds))
       .then(() => {
         failedRuns = 0
       })

@@ -16,13 +16,16 @@ import { parseJsonBody, readBodyText } from '../http/body.js'
 import { rejectUnknown } from '../http/params.js'
 import { formatMoney, parseMoney, type Money } from '../money/decimal.js'
 import { computeBill, type Completeness } from './bill.js'
+import { parseQuantity, type Quantity } from '../money/quantity.js'
+import { meterJson, quantityJson } from './bill-json.js'
 import type { Pricing } from './pricing.js'
 
 /** One line of a statement: an identity's use of one meter. */
 export interface StatementLine {
   'nhi.id': string
   meter: string
-  quantity: number
+  /** A whole quantity as a number, a fractional one as its exact decimal string (GET /v1/billable does the same). */
+  quantity: number | string
   amount: string
 }
 
@@ -41,9 +44,11 @@ export interface Statement {
   rate_card_versions: string[]
   completeness: Completeness
   lines: StatementLine[]
-  total: { quantity: number; amount: string }
+  total: { quantity: number | string; amount: string }
+  /** Per meter: quantity, events, events without a value (sum meters) and amount, as GET /v1/billable's `meters`. */
+  meters?: Array<Record<string, unknown>>
   adjustments: StatementAdjustment[]
-  adjustments_total: { quantity: number; amount: string }
+  adjustments_total: { quantity: number | string; amount: string }
   previous: { period: string; content_hash: string } | null
 }
 
@@ -58,7 +63,22 @@ function signedMoney(text: string): bigint {
 }
 
 function formatSigned(amount: bigint): string {
-  return formatMoney(amount as Money)
+  return amount < 0n ? `-${formatMoney(-amount as Money)}` : formatMoney(amount as Money)
+}
+
+/** A statement quantity (a number, or a decimal string, possibly signed in adjustments) as signed scaled units. */
+function signedQuantity(value: number | string): bigint {
+  const text = String(value)
+  return text.startsWith('-') ? -parseQuantity(text.slice(1)) : parseQuantity(text)
+}
+
+/** Signed scaled units as a statement quantity: a number when whole and exact as a double, else a decimal string. */
+function quantityValue(units: bigint): number | string {
+  const magnitude = (units < 0n ? -units : units) as Quantity
+  const json = quantityJson(magnitude)
+  const value = JSON.parse(json) as number | string
+  if (units >= 0n) return value
+  return typeof value === 'number' ? -value : `-${value}`
 }
 
 /** SHA-256 hex of a statement's canonical JSON. */
@@ -88,7 +108,7 @@ export async function loadStatements(client: ClickHouseClient): Promise<Array<{ 
 
 async function linesFor(client: ClickHouseClient, pricing: Pricing, range: { from: Date; to: Date }) {
   const bill = await computeBill(client, { range, groupBy: ['nhi.id', 'meter'], granularity: 'day', businessUnits: null, pricing })
-  return { bill, lines: bill.rows.map((r) => ({ 'nhi.id': r.values[0]!, meter: r.values[1]!, quantity: r.quantity, amount: formatMoney(r.amount) })) }
+  return { bill, lines: bill.rows.map((r) => ({ 'nhi.id': r.values[0]!, meter: r.values[1]!, quantity: quantityValue(r.quantity), amount: formatMoney(r.amount) })) }
 }
 
 /** Closes a month: computes its statement (and adjustments to earlier ones), stores it and returns it with its hash. */
@@ -107,24 +127,24 @@ export async function closePeriod(client: ClickHouseClient, pricing: Pricing, pe
   // What each earlier month says now, against what its statement and later adjustments recorded.
   const adjustments: StatementAdjustment[] = []
   for (const { statement } of earlier) {
-    const recorded = new Map<string, { quantity: number; amount: bigint }>()
+    const recorded = new Map<string, { quantity: bigint; amount: bigint }>()
     const add = (line: StatementLine) => {
       const key = `${line['nhi.id']}\u0000${line.meter}`
-      const entry = recorded.get(key) ?? { quantity: 0, amount: 0n }
-      entry.quantity += line.quantity
+      const entry = recorded.get(key) ?? { quantity: 0n, amount: 0n }
+      entry.quantity += signedQuantity(line.quantity)
       entry.amount += signedMoney(line.amount)
       recorded.set(key, entry)
     }
     statement.lines.forEach(add)
     for (const later of earlier) for (const adj of later.statement.adjustments) if (adj.period === statement.period) add(adj)
     const now = (await linesFor(client, pricing, periodRange(statement.period))).lines
-    const current = new Map(now.map((l) => [`${l['nhi.id']}\u0000${l.meter}`, { quantity: l.quantity, amount: signedMoney(l.amount) }]))
+    const current = new Map(now.map((l) => [`${l['nhi.id']}\u0000${l.meter}`, { quantity: signedQuantity(l.quantity), amount: signedMoney(l.amount) }]))
     for (const key of [...new Set([...recorded.keys(), ...current.keys()])].sort()) {
-      const before = recorded.get(key) ?? { quantity: 0, amount: 0n }
-      const after = current.get(key) ?? { quantity: 0, amount: 0n }
+      const before = recorded.get(key) ?? { quantity: 0n, amount: 0n }
+      const after = current.get(key) ?? { quantity: 0n, amount: 0n }
       if (before.quantity === after.quantity && before.amount === after.amount) continue
       const [id, meter] = key.split('\u0000') as [string, string]
-      adjustments.push({ period: statement.period, 'nhi.id': id, meter, quantity: after.quantity - before.quantity, amount: formatSigned(after.amount - before.amount) })
+      adjustments.push({ period: statement.period, 'nhi.id': id, meter, quantity: quantityValue(after.quantity - before.quantity), amount: formatSigned(after.amount - before.amount) })
     }
   }
 
@@ -137,10 +157,11 @@ export async function closePeriod(client: ClickHouseClient, pricing: Pricing, pe
     rate_card_versions: bill.rateCardVersions,
     completeness: bill.completeness,
     lines,
-    total: { quantity: bill.totalQuantity, amount: formatMoney(bill.totalAmount) },
+    total: { quantity: quantityValue(bill.totalQuantity), amount: formatMoney(bill.totalAmount) },
+    ...(bill.meters.some((m) => m.aggregation !== 'count') ? { meters: bill.meters.map(meterJson) } : {}),
     adjustments,
     adjustments_total: {
-      quantity: adjustments.reduce((n, a) => n + a.quantity, 0),
+      quantity: quantityValue(adjustments.reduce((n, a) => n + signedQuantity(a.quantity), 0n)),
       amount: formatSigned(adjustments.reduce((n, a) => n + signedMoney(a.amount), 0n)),
     },
     previous: latest ? { period: latest.statement.period, content_hash: latest.contentHash } : null,
@@ -174,7 +195,13 @@ const closeBody = z.object({ period: z.string().max(16) }).strict()
 const MAX_CLOSE_BODY_BYTES = 1024 * 1024
 
 /** Routes: POST /v1/statements (admin), GET /v1/statements, GET /v1/statements/{period}. */
-export function statementRoutes(deps: { client: ClickHouseClient; pricing: () => Pricing; now?: () => Date }): Hono<AppEnv> {
+export function statementRoutes(deps: {
+  client: ClickHouseClient
+  pricing: () => Pricing
+  now?: () => Date
+  /** Told of each month closed here, before the answer (webhooks queue statement.closed); must not throw. */
+  onClosed?: (statement: Statement & { content_hash: string }) => Promise<void>
+}): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   app.post('/statements', requireScope('admin'), async (c) => {
     rejectUnknown(c.req.query(), [])
@@ -182,6 +209,7 @@ export function statementRoutes(deps: { client: ClickHouseClient; pricing: () =>
     const parsed = closeBody.safeParse(parseJsonBody(await readBodyText(c.req.raw, MAX_CLOSE_BODY_BYTES)))
     if (!parsed.success) throw new ApiError(400, 'invalid_body', `body: ${parsed.error.issues[0]!.path.join('.') || '(root)'}: ${parsed.error.issues[0]!.message}; expected {"period": "YYYY-MM"}`)
     const statement = await closePeriod(deps.client, deps.pricing(), parsed.data.period, deps.now?.() ?? new Date())
+    await deps.onClosed?.(statement)
     return c.json(statement, 201)
   })
   app.get('/statements', requireScope('billing:read'), async (c) => {

@@ -25,6 +25,8 @@ export {
   identifiedRatio,
   isErrorStatus,
   matchMeter,
+  matchMeters,
+  meterClasses,
   meterIndexSql,
   meterSqlParams,
   statusAdmits,
@@ -39,6 +41,7 @@ export {
   crossCheckPolicy,
   DETECTION_DEFAULTS,
   IDENTITY_DEFAULTS,
+  METER_AGGREGATIONS,
   METER_STATUSES,
   POLICY_KEYS,
   POLICY_LIMITS,
@@ -48,11 +51,21 @@ export {
   type IdentitySettings,
   type Entitlement,
   type Meter,
+  type MeterAggregation,
   type MeterStatus,
   type Policy,
   type RateCard,
   type RawPolicyIssue,
 } from './schema.js'
+export {
+  checkMeterValue,
+  DURATION_VALUE,
+  isQuantityAttribute,
+  NHI_ATTRIBUTE_PREFIX,
+  NON_QUANTITY_ATTRIBUTES,
+  NUMERIC_NON_QUANTITY_ATTRIBUTES,
+  SECRET_LIKE_ATTRIBUTE,
+} from './meter-value.js'
 export {
   DURATION_UNITS,
   formatDuration,

@@ -117,6 +117,21 @@ describe('matching a span to a meter', () => {
     if (!meter) throw new Error('expected a meter')
     expect(formatMoney(chargeFor(meter, 1_234_567))).toBe('2469.134')
   })
+
+  it('prices a count under a tiered meter by its tiers, and writes no per-event price for SQL', () => {
+    const { policy: tiered } = parsePolicy(`
+rate_cards:
+  - version: "1"
+    effective_from: "2026-11-01T00:00:00Z"
+    currency: USD
+    meters:
+      - { name: calls, activity_type: api_call, tiers: [{ up_to: 1000 }, { unit_price: "0.001" }] }
+`)
+    const card = tiered.rate_cards[0]
+    if (!card) throw new Error('expected a card')
+    expect(formatMoney(chargeFor(card.meters[0]!, '1500'))).toBe('0.50')
+    expect(meterSqlParams(card).meter_prices).toEqual(['0.000000000'])
+  })
 })
 
 describe('completeness of a billing period', () => {

@@ -3,7 +3,9 @@
  * force at an event's time, which meter of it prices a span, and the same
  * rule as ClickHouse SQL with every policy value bound as a parameter.
  */
-import { formatMoney, multiplyMoney, type Money } from '../money/decimal.js'
+import { formatMoney, multiplyMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
+import { priceOf } from '../money/pricing.js'
+import { quantityFromCount } from '../money/quantity.js'
 import { globMatches, globToRe2 } from './glob.js'
 import type { Entitlement, Meter, MeterStatus, RateCard } from './schema.js'
 
@@ -43,6 +45,36 @@ export function matchMeter(card: RateCard, span: BillableSpan): Meter | undefine
   return card.meters.find((meter) => activityRuleMatches(meter, span))
 }
 
+/**
+ * The class of each of a card's meters, by index: meters that measure the
+ * same thing (same aggregation and value) share a class, numbered in order
+ * of first appearance. Within a class one span matches at most one meter
+ * (first match wins); every class sees every span.
+ */
+export function meterClasses(card: RateCard): number[] {
+  const ids = new Map<string, number>()
+  return card.meters.map((meter) => {
+    const key = `${meter.aggregation}\u0000${meter.value ?? ''}`
+    let id = ids.get(key)
+    if (id === undefined) ids.set(key, (id = ids.size))
+    return id
+  })
+}
+
+/** Every meter of a card that counts a span: the first match of each class, in the card's order. */
+export function matchMeters(card: RateCard, span: BillableSpan): Meter[] {
+  const classes = meterClasses(card)
+  const taken = new Set<number>()
+  const matched: Meter[] = []
+  card.meters.forEach((meter, i) => {
+    const klass = classes[i]!
+    if (taken.has(klass) || !activityRuleMatches(meter, span)) return
+    taken.add(klass)
+    matched.push(meter)
+  })
+  return matched
+}
+
 /** The part of a meter or entitlement that selects spans. */
 export type ActivityRule = Pick<Meter | Entitlement, 'activity_type' | 'activity_name' | 'status'>
 
@@ -62,9 +94,20 @@ export function statusAdmits(wanted: MeterStatus, spanFailed: boolean): boolean 
   return wanted === 'any' || (wanted === 'error') === spanFailed
 }
 
-/** The exact charge for a number of events on a meter. */
+/**
+ * What a quantity costs under a meter's price model alone (money/pricing.ts
+ * `priceOf`): a count of events, or the digits ClickHouse sends. The
+ * allowance and minimum are per rating group (a month's usage of a business
+ * unit), so they are not applied here: use `rateGroup` for a bill.
+ */
 export function chargeFor(meter: Meter, quantity: bigint | number | string): Money {
-  return multiplyMoney(meter.unit_price, quantity)
+  if (meter.unit_price !== null) return multiplyMoney(meter.unit_price, quantity)
+  return priceOf(meter.price.model, quantityFromCount(typeof quantity === 'string' ? countFromDigits(quantity) : quantity))
+}
+
+function countFromDigits(text: string): bigint {
+  if (!/^[0-9]{1,20}$/.test(text)) throw new RangeError(`quantity must be a string of digits (a count), got ${JSON.stringify(text.slice(0, 40))}`)
+  return BigInt(text)
 }
 
 /** A stretch of time priced by one card: `[from, to)` in epoch milliseconds. */
@@ -94,7 +137,7 @@ export function cardPeriods(cards: readonly RateCard[], from: number, to: number
 
 /** Query parameters that carry one card's meters into {@link meterIndexSql}; bind them, never splice them. */
 export interface MeterSqlParams {
-  readonly [name: string]: readonly string[]
+  readonly [name: string]: readonly string[] | readonly number[]
 }
 
 const PARAM_PREFIX = /^[a-z][a-z0-9_]{0,30}$/
@@ -106,13 +149,22 @@ const PARAM_PREFIX = /^[a-z][a-z0-9_]{0,30}$/
  * a bound `Array(String)` parameter named `<prefix>_types`,
  * `<prefix>_name_res`, `<prefix>_statuses`; fill them with
  * {@link meterSqlParams}. The prefix is SQL text, so it must be a constant
- * of the calling code (it is checked), never user input.
+ * of the calling code (it is checked), never user input. With `meterClass`
+ * (see {@link meterClasses}), only the meters of that class are tried,
+ * through `<prefix>_classes`.
  */
-export function meterIndexSql(prefix = 'meter'): string {
+export function meterIndexSql(prefix = 'meter', meterClass?: number): string {
   if (!PARAM_PREFIX.test(prefix)) throw new RangeError(`parameter prefix must match ${String(PARAM_PREFIX)}, got ${JSON.stringify(prefix)}`)
+  if (meterClass === undefined) {
+    return (
+      `arrayFirstIndex((t, re, st) -> t = activity_type AND (st = 'any' OR st = status) AND match(activity_name, re), ` +
+      `{${prefix}_types:Array(String)}, {${prefix}_name_res:Array(String)}, {${prefix}_statuses:Array(String)})`
+    )
+  }
+  if (!Number.isSafeInteger(meterClass) || meterClass < 0) throw new RangeError(`meter class must be a whole number, got ${String(meterClass)}`)
   return (
-    `arrayFirstIndex((t, re, st) -> t = activity_type AND (st = 'any' OR st = status) AND match(activity_name, re), ` +
-    `{${prefix}_types:Array(String)}, {${prefix}_name_res:Array(String)}, {${prefix}_statuses:Array(String)})`
+    `arrayFirstIndex((t, re, st, cl) -> cl = ${meterClass} AND t = activity_type AND (st = 'any' OR st = status) AND match(activity_name, re), ` +
+    `{${prefix}_types:Array(String)}, {${prefix}_name_res:Array(String)}, {${prefix}_statuses:Array(String)}, {${prefix}_classes:Array(UInt16)})`
   )
 }
 
@@ -121,7 +173,8 @@ export function meterIndexSql(prefix = 'meter'): string {
  * `<prefix>_names` (meter names in the same order, so `<prefix>_names[idx]`
  * names the matched meter in SQL) and `<prefix>_prices` (unit prices as
  * fixed 9-decimal strings, for `toDecimal128(price, 9)` if SQL should
- * price; pricing in TypeScript with {@link chargeFor} is exact too).
+ * price; "0.000000000" for a meter priced by tiers or packages, which has
+ * no price per unit; pricing in TypeScript is exact, money/pricing.ts).
  */
 export function meterSqlParams(card: RateCard, prefix = 'meter'): MeterSqlParams {
   meterIndexSql(prefix) // validates the prefix
@@ -129,8 +182,11 @@ export function meterSqlParams(card: RateCard, prefix = 'meter'): MeterSqlParams
     [`${prefix}_types`]: card.meters.map((m) => m.activity_type),
     [`${prefix}_name_res`]: card.meters.map((m) => globToRe2(m.activity_name)),
     [`${prefix}_statuses`]: card.meters.map((m) => m.status),
+    [`${prefix}_classes`]: meterClasses(card),
     [`${prefix}_names`]: card.meters.map((m) => m.name),
-    [`${prefix}_prices`]: card.meters.map((m) => formatMoney(m.unit_price, { fixed: true })),
+    // TODO(pricing): tiered and package meters have no price per event; they read as 0 here, so SQL that prices
+    // rows with `_prices` (dashboards/sql.ts meterPriceSql) shows them unpriced until it takes the rated amounts.
+    [`${prefix}_prices`]: card.meters.map((m) => formatMoney(m.unit_price ?? ZERO_MONEY, { fixed: true })),
   }
 }
 

@@ -10,3 +10,8 @@
 ALTER TABLE nhi_usage_summary ADD COLUMN IF NOT EXISTS sums Array(Decimal128(9)) AFTER events;
 
 ALTER TABLE nhi_usage_summary ADD COLUMN IF NOT EXISTS missing Array(UInt64) AFTER sums;
+
+-- How many events a row stands for. With several meter classes one event
+-- may count for several meters, so the counts in `events` no longer add up
+-- to the events; older rows (one class) default to their sum, which is exact.
+ALTER TABLE nhi_usage_summary ADD COLUMN IF NOT EXISTS spans UInt64 DEFAULT arraySum(events) AFTER missing;
