@@ -132,8 +132,10 @@ export function billableSource(cards: readonly RateCard[], options: BillableSour
   const sql = `(
     SELECT ${[...timeKey, 'nhi_id', 'business_unit', 'service', `${meterNameSql(cards)} AS meter`, 'quantity', `quantity * ${meterPriceSql(cards)} AS amount`].join(', ')}
     FROM (
-      SELECT ${[...timeKey, 'nhi_id', 'eff_business_unit AS business_unit', 'service', 'card_idx', `${match.meterIndex} AS meter_idx`, 'events AS quantity'].join(', ')}
+      SELECT ${[...timeKey, 'nhi_id', 'eff_business_unit AS business_unit', 'service', 'card_idx', 'toInt32(m) - 1 AS meter_idx', 'events AS quantity'].join(', ')}
       FROM (
+        SELECT ${[...timeKey, 'nhi_id', 'eff_business_unit', 'service', 'card_idx', 'events', `${match.matched} AS matched`].join(', ')}
+        FROM (
         SELECT ${[...time, 'nhi_id', `${BUSINESS_UNIT} AS eff_business_unit`, 'service', 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'count() AS events'].join(', ')}
         FROM nhi_activity FINAL
         ${INVENTORY_JOIN}
@@ -142,8 +144,9 @@ export function billableSource(cards: readonly RateCard[], options: BillableSour
             .map((f) => `\n          AND ${f}`)
             .join('')}
         GROUP BY ${[...timeKey, 'nhi_id', 'eff_business_unit', 'service', 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
+        )
       )
-      WHERE meter_idx >= 0
+      ARRAY JOIN matched AS m
     )
   )`
   return inlineQueryParams(sql, match.params)
