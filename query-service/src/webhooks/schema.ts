@@ -32,9 +32,6 @@ export interface WebhookDestination {
   readonly business_units: readonly string[] | null
 }
 
-/** Defaults of the optional destination keys, as a policy file would write them. */
-export const WEBHOOK_DEFAULTS = { min_severity: 'low', kinds: 'every kind', business_units: 'every business unit' } as const
-
 /** Limits that keep a runaway policy from fanning out without bound. */
 export const WEBHOOK_LIMITS = { destinations: 100, businessUnits: 1000 } as const
 
