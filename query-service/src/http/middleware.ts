@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { checkBearer } from '../auth/bearer.js'
 import { hasScope, type KeyStore, type Principal, type Scope } from '../auth/keys.js'
 import type { TokenBuckets } from '../auth/rate-limit.js'
+import { NOOP_METRICS, type ServiceMetrics } from '../metrics/instruments.js'
 import { ApiError } from './errors.js'
 
 /** Variables the middleware puts on the context. */
@@ -60,20 +61,27 @@ export function clientAddress(c: Context): string {
   return (env?.server?.incoming ?? env?.incoming)?.socket?.remoteAddress ?? 'unknown'
 }
 
-/** Requires a valid API key, within its rate limits; the route's scope is checked by `requireScope`. */
-export function authenticate(keys: () => KeyStore, limits: AuthLimits = {}): MiddlewareHandler<AppEnv> {
+/** Requires a valid API key, within its rate limits; the route's scope is checked by `requireScope`. Refusals are counted in `metrics`. */
+export function authenticate(keys: () => KeyStore, limits: AuthLimits = {}, metrics: ServiceMetrics = NOOP_METRICS): MiddlewareHandler<AppEnv> {
   const challenge = { 'WWW-Authenticate': 'Bearer realm="nhi-meter"' }
   return async (c, next) => {
     const client = limits.failedAuthPerClient ? clientAddress(c) : ''
     const check = checkBearer(keys(), c.req.header('authorization'), client, limits.failedAuthPerClient)
     if (!check.ok) {
-      if (check.status === 429) throw rateLimited(check.retryAfterSeconds, check.message)
+      if (check.status === 429) {
+        metrics.auth.rateLimited('api', 'refused_keys')
+        throw rateLimited(check.retryAfterSeconds, check.message)
+      }
+      metrics.auth.refusedKey('api')
       throw new ApiError(401, 'unauthenticated', check.message, challenge)
     }
     const principal = check.principal
     if (limits.perKey) {
       const decision = limits.perKey.take(principal.name)
-      if (!decision.allowed) throw rateLimited(decision.retryAfterSeconds, `rate limit of key ${JSON.stringify(principal.name)} exceeded`)
+      if (!decision.allowed) {
+        metrics.auth.rateLimited('api', 'per_key')
+        throw rateLimited(decision.retryAfterSeconds, `rate limit of key ${JSON.stringify(principal.name)} exceeded`)
+      }
     }
     c.set('principal', principal)
     await next()

@@ -9,6 +9,7 @@
  * for what that means for raw `otel_traces` rows).
  */
 import type { ClickHouseClient } from '@clickhouse/client'
+import { NOOP_METRICS, type ServiceMetrics } from '../metrics/instruments.js'
 import { insertFormatted } from '../storage/client.js'
 import { isDiskFull } from '../storage/disk-space.js'
 import { IngestLog, LogFullError, LogWriteError, type LogBatch } from './ingest-log.js'
@@ -31,6 +32,8 @@ export interface DurableWriterOptions {
   table?: string
   /** Told when inserts start failing (once per outage) and when they succeed again. */
   onStorageState?: (state: { ok: true } | { ok: false; error: Error; diskFull: boolean }) => void
+  /** Where inserts (latency, rows) and their failures are counted (default: nowhere). */
+  metrics?: ServiceMetrics
 }
 
 const DEFAULTS = { maxBytes: 1024 * 1024 * 1024, maxRows: 5_000_000, maxBatchRows: 100_000, maxBatchBytes: 8 * 1024 * 1024, table: 'otel_traces' }
@@ -134,8 +137,11 @@ export class DurableWriter {
         this.wake = undefined
         continue
       }
+      const metrics = this.options.metrics ?? NOOP_METRICS
+      const started = performance.now()
       try {
         await this.insert(batch)
+        metrics.storage.inserted(this.settings.table, batch.rows, (performance.now() - started) / 1000)
         this.log.commit(batch)
         this.insertedRows += batch.rows
         this.inserts++
@@ -145,6 +151,7 @@ export class DurableWriter {
           this.options.onStorageState?.({ ok: true })
         }
       } catch (error) {
+        metrics.storage.insertFailed(this.settings.table, (performance.now() - started) / 1000, error)
         retry = batch
         if (!this.failing) {
           this.failing = true

@@ -15,6 +15,7 @@ import { createGunzip } from 'node:zlib'
 import { checkBearer } from '../auth/bearer.js'
 import { hasScope, type KeyStore } from '../auth/keys.js'
 import type { TokenBuckets } from '../auth/rate-limit.js'
+import { NOOP_METRICS, type ServiceMetrics, type SpanRefusal } from '../metrics/instruments.js'
 import { DISK_FULL_MESSAGE, storageRefusal } from '../storage/disk-space.js'
 import { decodeJson } from './decode-json.js'
 import { decodeProtobuf, encodeProtobufResponse, encodeProtobufStatus } from './decode-protobuf.js'
@@ -62,6 +63,8 @@ export interface ReceiverOptions {
   onError?: (error: unknown) => void
   /** Storage failures repeat for every request while storage is down; they are reported at most this often, with a count. */
   failureReportIntervalMs?: number
+  /** Where spans, answers and refused keys are counted (default: nowhere). */
+  metrics?: ServiceMetrics
 }
 
 /** Default body limit: 20 MiB. */
@@ -215,6 +218,7 @@ export function createReceiver(options: ReceiverOptions): Receiver {
   const retryAfter = options.retryAfterSeconds ?? 1
   const reportStorageFailure = storageFailureReporter(options.onError, options.failureReportIntervalMs ?? 10_000)
   const bodyBudget = options.maxBodyBytesInFlight ?? DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
+  const metrics = options.metrics ?? NOOP_METRICS
   let active = 0
   let bodyBytesInFlight = 0
   let closing = false
@@ -261,7 +265,11 @@ export function createReceiver(options: ReceiverOptions): Receiver {
     if (options.keys) {
       const check = checkBearer(options.keys, req.headers.authorization, req.socket.remoteAddress ?? 'unknown', options.failedAuthPerClient)
       if (!check.ok) {
-        if (check.status === 429) throw new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, check.message, check.retryAfterSeconds)
+        if (check.status === 429) {
+          metrics.auth.rateLimited('otlp', 'refused_keys')
+          throw new ReceiverError(429, RPC_RESOURCE_EXHAUSTED, check.message, check.retryAfterSeconds)
+        }
+        metrics.auth.refusedKey('otlp')
         throw new ReceiverError(401, RPC_UNAUTHENTICATED, check.message)
       }
       const principal = check.principal
@@ -276,9 +284,15 @@ export function createReceiver(options: ReceiverOptions): Receiver {
     const lease = newLease()
     // Once decoded, the rows count against the writer's queue instead.
     const { converted, bytes } = await readRows(req, encoding, lease).finally(() => lease.release())
+    // Every decoded span is counted once as received and once as accepted or refused.
+    metrics.otlp.spansReceived(converted.rows + converted.rejectedSpans)
+    if (converted.rejectedSpans > 0) metrics.otlp.spansRefused(converted.rejectedSpans, 'invalid')
     try {
       await options.writer.writeEncoded(converted.body, converted.rows, bytes)
     } catch (error) {
+      const refusal: SpanRefusal =
+        error instanceof QueueFullError ? 'queue_full' : error instanceof WriterClosedError ? 'shutting_down' : error instanceof StorageUnavailableError ? 'storage_unavailable' : 'internal'
+      if (converted.rows > 0) metrics.otlp.spansRefused(converted.rows, refusal)
       if (error instanceof QueueFullError) throw queueFull(error.message)
       if (error instanceof StorageUnavailableError || error instanceof WriterClosedError) {
         reportStorageFailure(error)
@@ -287,6 +301,7 @@ export function createReceiver(options: ReceiverOptions): Receiver {
       }
       throw error
     }
+    metrics.otlp.spansAccepted(converted.rows)
     const message = converted.rejectedSpans > 0 ? `rejected ${converted.rejectedSpans} span(s): ${converted.rejectionReasons.join('; ')}` : ''
     const responseBody =
       encoding === 'json'
@@ -296,6 +311,7 @@ export function createReceiver(options: ReceiverOptions): Receiver {
   }
 
   const server = createServer((req, res) => {
+    res.once('finish', () => metrics.otlp.exportAnswered(res.statusCode))
     const encoding = requestEncoding(req.headers['content-type']) ?? 'json'
     if (active >= maxConcurrent) {
       req.resume()

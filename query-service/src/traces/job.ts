@@ -20,6 +20,7 @@ import { z } from 'zod'
 import type { IdentitySettings } from '../policy/index.js'
 import { insertFormatted, toCount } from '../storage/client.js'
 import { TraceGraph, type PlaceholderRule, type Resolution, type TraceSpan } from './resolve.js'
+import { UNOBSERVED, type RunObserver } from '../metrics/instruments.js'
 
 /** Job settings; every one has a default. */
 export interface ResolutionOptions {
@@ -472,6 +473,7 @@ export function scheduleTraceResolution(
   intervalMs: number,
   options: Partial<ResolutionOptions>,
   onError: (error: unknown) => void,
+  observeRun: RunObserver = UNOBSERVED,
 ): { stop(): Promise<void>; runNow(): Promise<void> } {
   let running: Promise<void> | undefined
   let stopped = false
@@ -482,7 +484,7 @@ export function scheduleTraceResolution(
   const tick = (): Promise<void> => {
     if (running) return running
     if (stopped) return Promise.resolve()
-    running = runTraceResolution(client, rule(), options)
+    running = observeRun(() => runTraceResolution(client, rule(), options))
       .then(() => {
         failingSince = undefined
       })
