@@ -4,10 +4,10 @@ import { freePort, REPO_ROOT } from './helpers/service.js'
 
 describe('npm run demo', () => {
   it('starts a throw-away service, drives the workload and prints the bill, completeness and URLs', async () => {
-    const [api, otlp] = [await freePort(), await freePort()]
+    const [api, otlp, metrics] = [await freePort(), await freePort(), await freePort()]
     const run = spawnSync('npm', ['run', '-s', 'demo'], {
       cwd: REPO_ROOT,
-      env: { ...process.env, NHI_METER_DEMO_EXIT: '1', NHI_METER_PORT: String(api), NHI_METER_OTLP_PORT: String(otlp) },
+      env: { ...process.env, NHI_METER_DEMO_EXIT: '1', NHI_METER_PORT: String(api), NHI_METER_OTLP_PORT: String(otlp), NHI_METER_METRICS_PORT: String(metrics) },
       encoding: 'utf8',
       timeout: 120_000,
     })

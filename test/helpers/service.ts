@@ -18,6 +18,8 @@ export interface ServiceUnderTest {
   apiUrl: string
   /** Full URL of the traces endpoint. */
   otlpUrl: string
+  /** Full URL of the Prometheus scrape endpoint (GET /metrics); undefined when the test turned metrics off. */
+  metricsUrl: string | undefined
   dataDir: string
   /** The generated admin key (undefined when a keys file was given or the data dir already had one). */
   adminKey: string | undefined
@@ -66,11 +68,13 @@ export async function startService(options: { env?: Record<string, string>; data
 
 async function startOnce(options: { env?: Record<string, string>; dataDir: string; timeoutMs?: number }): Promise<ServiceUnderTest> {
   const dataDir = options.dataDir
-  const [apiPort, otlpPort] = [await freePort(), await freePort()]
+  // Metrics on a free port too: on the default 9464 every service of a parallel test run would collide.
+  const [apiPort, otlpPort, metricsPort] = [await freePort(), await freePort(), await freePort()]
   const env = {
     ...process.env,
     NHI_METER_PORT: String(apiPort),
     NHI_METER_OTLP_PORT: String(otlpPort),
+    NHI_METER_METRICS_PORT: String(metricsPort),
     NHI_METER_DATA_DIR: dataDir,
     NHI_METER_HOST: '127.0.0.1',
     ...options.env,
@@ -104,6 +108,7 @@ async function startOnce(options: { env?: Record<string, string>; dataDir: strin
   return {
     apiUrl: `http://127.0.0.1:${env.NHI_METER_PORT}`,
     otlpUrl: `http://127.0.0.1:${env.NHI_METER_OTLP_PORT}/v1/traces`,
+    metricsUrl: env.NHI_METER_METRICS_PORT === 'off' ? undefined : `http://127.0.0.1:${env.NHI_METER_METRICS_PORT}/metrics`,
     dataDir,
     adminKey,
     output: () => output,
