@@ -8,7 +8,8 @@
  *   GET /v1/identities decides them, dormancy;
  * - findings: the evidence behind findings that the ledger and inventory
  *   show directly (see README.md for what is and is not here);
- * - telemetry: completeness per service and the attribute problems behind it.
+ * - telemetry: completeness per service and the attribute problems behind it;
+ * - service: nhi-meter's own health from its Prometheus metrics (service.ts).
  *
  * Every query reads the same tables with the query service's own SQL
  * fragments (billable match, effective identity, approvals), with the
@@ -19,6 +20,7 @@ import { pricingOf } from '../query-service/src/billing/pricing.js'
 import { APPROVED_ACTIVITY, EFFECTIVE_OWNER, EFFECTIVE_TYPE, INVENTORY_JOIN } from '../query-service/src/identities/effective.js'
 import type { Policy } from '../query-service/src/policy/index.js'
 import { dashboardJson, type DashboardSpec, type PanelSpec, type VariableSpec } from './model.js'
+import { serviceDashboard } from './service.js'
 import { billableSource, BUSINESS_UNIT, inlineQueryParams, ledgerFilters, RANGE, variableFilter, type VariableName } from './sql.js'
 
 const FINAL_SETTINGS = 'SETTINGS do_not_merge_across_partitions_select_final = 1'
@@ -589,7 +591,7 @@ ORDER BY service_name`,
 
 /** Every dashboard, rendered for a policy: file name → dashboard JSON. */
 export function renderDashboards(policy: Policy): Array<{ file: string; json: Record<string, unknown> }> {
-  return [billingDashboard(policy), identitiesDashboard(policy), findingsDashboard(policy), telemetryDashboard(policy)].map((spec) => ({ file: spec.file, json: dashboardJson(spec) }))
+  return [billingDashboard(policy), identitiesDashboard(policy), findingsDashboard(policy), telemetryDashboard(policy), serviceDashboard()].map((spec) => ({ file: spec.file, json: dashboardJson(spec) }))
 }
 
 /** The text written to a dashboard file. */

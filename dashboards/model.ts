@@ -9,6 +9,9 @@
 /** The provisioned datasource (dashboards/provisioning/datasources/clickhouse.yaml). */
 export const DATASOURCE = { type: 'grafana-clickhouse-datasource', uid: 'nhi-clickhouse' } as const
 
+/** The provisioned Prometheus that scrapes nhi-meter and the Collector (dashboards/provisioning/datasources/prometheus.yaml). */
+export const PROMETHEUS_DATASOURCE = { type: 'prometheus', uid: 'nhi-prometheus' } as const
+
 /** Tag every nhi-meter dashboard carries; dashboards link to each other through it. */
 export const DASHBOARD_TAG = 'nhi-meter'
 
@@ -23,8 +26,10 @@ export interface PanelSpec {
   /** Width in grid columns (24 across) and height in rows. */
   w: number
   h: number
-  /** The panel's SQL, with Grafana macros and variables (not for text panels). */
+  /** The panel's SQL, with Grafana macros and variables (ClickHouse panels). */
   sql?: string
+  /** Prometheus panels: one query per series group, with its legend (`{{label}}`). */
+  promql?: Array<{ expr: string; legend: string }>
   /** Markdown, for text panels. */
   content?: string
   unit?: string
@@ -117,7 +122,13 @@ function panelJson(spec: PanelSpec, id: number, gridPos: { x: number; y: number;
       stacking: { mode: style.stack ? 'normal' : 'none', group: 'A' },
       spanNulls: false,
     }
-    options = { legend: { showLegend: true, displayMode: 'table', placement: 'right', calcs: ['sum'] }, tooltip: { mode: 'multi', sort: 'desc' } }
+    // Summed events for the SQL panels' counts; rates and gauges from Prometheus read better as mean and max.
+    options = { legend: { showLegend: true, displayMode: 'table', placement: 'right', calcs: spec.promql ? ['mean', 'max'] : ['sum'] }, tooltip: { mode: 'multi', sort: 'desc' } }
+  }
+  if (spec.promql) {
+    // A stat shows the latest value (instant query); graphs a range.
+    const targets = spec.promql.map((q, i) => ({ refId: String.fromCharCode(65 + i), datasource: PROMETHEUS_DATASOURCE, editorMode: 'code', expr: q.expr, legendFormat: q.legend, range: spec.kind !== 'stat', instant: spec.kind === 'stat' }))
+    return { ...base, datasource: PROMETHEUS_DATASOURCE, targets, fieldConfig: { defaults, overrides }, options }
   }
   return { ...base, datasource: DATASOURCE, targets: [target(spec.sql ?? '', spec.kind)], fieldConfig: { defaults, overrides }, options }
 }

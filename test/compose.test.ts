@@ -105,7 +105,8 @@ describe('docker-compose.yml', () => {
 
   it('pins every image to a version tag', () => {
     for (const [name, service] of services) {
-      expect(service.image, name).toMatch(/^[a-z0-9./-]+:\d+(\.\d+)+[A-Za-z0-9.-]*$/)
+      // Prometheus tags its releases with a leading v (v3.16.0).
+      expect(service.image, name).toMatch(/^[a-z0-9./-]+:v?\d+(\.\d+)+[A-Za-z0-9.-]*$/)
     }
   })
 
@@ -137,7 +138,7 @@ describe('docker-compose.yml', () => {
 
   it('health-checks every long-running service whose image can run a probe', () => {
     // The contrib Collector image has no shell or HTTP client; its health_check extension is published instead.
-    for (const name of ['clickhouse', 'query-service', 'grafana']) expect(compose.services[name]!.healthcheck, name).toBeDefined()
+    for (const name of ['clickhouse', 'query-service', 'grafana', 'prometheus']) expect(compose.services[name]!.healthcheck, name).toBeDefined()
   })
 
   it('runs the Collector on the shipped otelcol.yaml with every variable the config requires', () => {
@@ -163,5 +164,29 @@ describe('docker-compose.yml', () => {
     // Every ${VAR} the datasource file reads is set on the Grafana container.
     const datasourceText = readFileSync(join(REPO_ROOT, 'dashboards/provisioning/datasources/clickhouse.yaml'), 'utf8')
     for (const [, variable] of datasourceText.matchAll(/\$\{([A-Z0-9_]+)\}/g)) expect(grafanaEnv[variable!], variable).toBeTruthy()
+  })
+
+  it('runs the Prometheus release the tests build, scraping query-service\'s metrics port and the Collector\'s', () => {
+    const prometheus = compose.services.prometheus!
+    const moduleVersion = /^PROMETHEUS_MODULE_VERSION=v0\.(\d+)(\d\d)\.(\d+)$/m.exec(readFileSync(join(REPO_ROOT, 'scripts/prometheus.sh'), 'utf8'))
+    expect(moduleVersion).not.toBeNull()
+    // Module v0.316.0 is Prometheus 3.16.0.
+    expect(prometheus.image).toBe(`prom/prometheus:v${moduleVersion![1]}.${Number(moduleVersion![2])}.${moduleVersion![3]}`)
+    const mount = (prometheus.volumes ?? []).find((v): v is string => typeof v === 'string' && v.startsWith('./dashboards/prometheus/prometheus.yml:'))
+    expect(prometheus.command).toContain(`--config.file=${mount!.split(':')[1]}`)
+    const config = parse(readFileSync(join(REPO_ROOT, 'dashboards/prometheus/prometheus.yml'), 'utf8')) as { scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }> }
+    const targets = (job: string) => config.scrape_configs.find((c) => c.job_name === job)?.static_configs.flatMap((c) => c.targets)
+    expect(targets('nhi-meter')).toEqual([`query-service:${compose.services['query-service']!.environment?.NHI_METER_METRICS_PORT}`])
+    expect(compose.services['query-service']!.environment?.NHI_METER_HOST).toBe('0.0.0.0')
+    const collectorPort = /OTELCOL_METRICS_PORT:-(\d+)/.exec(readFileSync(join(REPO_ROOT, 'collector-config/otelcol.yaml'), 'utf8'))![1]
+    expect(targets('otel-collector')).toEqual([`otel-collector:${collectorPort}`])
+  })
+
+  it('gives Grafana the Prometheus datasource at the prometheus service and the provisioned alert rules', () => {
+    const datasource = parse(readFileSync(join(REPO_ROOT, 'dashboards/provisioning/datasources/prometheus.yaml'), 'utf8')) as { datasources: Array<{ uid: string; type: string; url: string }> }
+    expect(datasource.datasources[0]).toMatchObject({ uid: 'nhi-prometheus', type: 'prometheus', url: 'http://prometheus:9090' })
+    const grafana = compose.services.grafana!
+    expect(grafana.volumes).toContain('./dashboards/provisioning/alerting:/etc/grafana/provisioning/alerting:ro')
+    expect(grafana.depends_on?.prometheus).toEqual({ condition: 'service_healthy' })
   })
 })

@@ -11,6 +11,8 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
+import { z } from 'zod'
+import { ALERT_RULES_FILE, alertRulesFileText, provisionedString, renderAlertRules } from '../dashboards/alerts.js'
 import { dashboardFileText, renderDashboards } from '../dashboards/definitions.js'
 import { expandPanelSql, type PanelContext, type VariableSelection } from '../dashboards/expand.js'
 import { inlineQueryParams, stringLiteral } from '../dashboards/sql.js'
@@ -23,7 +25,8 @@ import { AWKWARD_TOOL, loadDemoData } from './dashboards-demo-data.js'
 import { REPO_ROOT } from './helpers/service.js'
 
 interface Target {
-  rawSql: string
+  rawSql?: string
+  expr?: string
   format: number
   datasource: { uid: string; type: string }
 }
@@ -91,7 +94,16 @@ function panel(file: string, title: string): Panel {
   return found
 }
 
-const sqlOf = (p: Panel) => p.targets![0]!.rawSql
+const sqlOf = (p: Panel) => p.targets![0]!.rawSql!
+/** Panels that query ClickHouse (the service dashboard's query Prometheus: test/metrics/scrape.test.ts runs those). */
+const clickHousePanels = (d: Dashboard) => d.panels.filter((p) => p.targets && p.datasource?.uid === 'nhi-clickhouse')
+/** The provisioned datasources, by uid. */
+const provisionedDatasources = new Map(
+  ['clickhouse.yaml', 'prometheus.yaml'].map((file) => {
+    const parsed = parse(readFileSync(join(REPO_ROOT, 'dashboards/provisioning/datasources', file), 'utf8')) as { datasources: Array<{ uid: string; type: string }> }
+    return [parsed.datasources[0]!.uid, parsed.datasources[0]!] as const
+  }),
+)
 const money = (value: unknown) => formatMoney(parseMoney(String(value)))
 const count = (value: unknown) => Number(value)
 
@@ -137,8 +149,12 @@ describe('committed dashboard files', () => {
       expect(JSON.stringify(d), file).not.toMatch(/\$\{DS_|"uid":\s*"\$/)
       for (const p of d.panels) {
         if (p.type === 'text') continue
-        expect(p.datasource, `${file}: ${p.title}`).toEqual({ type: provisioned.type, uid: provisioned.uid })
-        expect(p.targets, `${file}: ${p.title}`).toHaveLength(1)
+        const source = provisionedDatasources.get(p.datasource?.uid ?? '')
+        expect(source, `${file}: ${p.title} uses a datasource that is not provisioned`).toBeDefined()
+        expect(p.datasource, `${file}: ${p.title}`).toEqual({ type: source!.type, uid: source!.uid })
+        if (source!.uid === provisioned.uid) expect(p.targets, `${file}: ${p.title}`).toHaveLength(1)
+        else expect(p.targets!.length, `${file}: ${p.title}`).toBeGreaterThan(0)
+        for (const t of p.targets ?? []) expect(t.datasource, `${file}: ${p.title}`).toEqual(p.datasource)
         expect(p.gridPos.x + p.gridPos.w, `${file}: ${p.title}`).toBeLessThanOrEqual(24)
       }
       const titles = d.panels.map((p) => p.title)
@@ -163,8 +179,7 @@ describe('every panel on the demo data', () => {
     let panels = 0
     for (const [file, d] of dashboards) {
       for (const v of d.templating.list) expect((await run(v.query)).length, `${file}: variable ${v.name}`).toBeGreaterThan(0)
-      for (const p of d.panels) {
-        if (!p.targets) continue
+      for (const p of clickHousePanels(d)) {
         const rows = await run(sqlOf(p))
         expect(rows.length, `${file}: ${p.title} returned no rows`).toBeGreaterThan(0)
         panels++
@@ -176,7 +191,7 @@ describe('every panel on the demo data', () => {
   it('runs every panel with one value chosen for each variable', async () => {
     const chosen = context({ business_unit: ['customer-support'], identity: ['agent-research'], service: ['support-agents'] })
     for (const [file, d] of dashboards) {
-      for (const p of d.panels) if (p.targets) await expect(run(sqlOf(p), chosen), `${file}: ${p.title}`).resolves.toBeInstanceOf(Array)
+      for (const p of clickHousePanels(d)) await expect(run(sqlOf(p), chosen), `${file}: ${p.title}`).resolves.toBeInstanceOf(Array)
     }
   })
 })
@@ -333,7 +348,7 @@ describe('policy values written into the SQL', () => {
       ],
     }).policy
     const billing = renderDashboards(awkward).find((d) => d.file === 'billing.json')!.json as unknown as Dashboard
-    const sql = billing.panels.find((p) => p.title === 'Cost by business unit and meter')!.targets![0]!.rawSql
+    const sql = billing.panels.find((p) => p.title === 'Cost by business unit and meter')!.targets![0]!.rawSql!
     const ctx = context({ business_unit: ['customer-support', 'partnerships', 'sales'] })
     const rows = await run(sql, ctx)
     const bill = await api<Billable>(awkward, `/v1/billable?${RANGE()}&group_by=business_unit,meter`)
@@ -353,5 +368,96 @@ describe('policy values written into the SQL', () => {
       "SELECT CAST(['x\\''] AS Array(String)), toDateTime64('2026-11-01 00:00:00.000', 9, 'UTC'), ${business_unit:sqlstring}",
     )
     expect(() => inlineQueryParams('SELECT {missing:String}', {})).toThrow(/missing/)
+  })
+})
+
+/** Grafana's file-provisioned alert rules (apiVersion 1), as far as the committed file uses them. */
+const GO_DURATION = z.string().regex(/^(\d+(ms|s|m|h|d))+$/)
+const alertQuery = z.object({
+  refId: z.string().regex(/^[A-Z]$/),
+  relativeTimeRange: z.object({ from: z.number().int().positive(), to: z.number().int().nonnegative() }).optional(),
+  datasourceUid: z.string(),
+  model: z.looseObject({ refId: z.string(), datasource: z.object({ type: z.string(), uid: z.string() }) }),
+})
+const alertRulesSchema = z.strictObject({
+  apiVersion: z.literal(1),
+  groups: z
+    .array(
+      z.strictObject({
+        orgId: z.number().int().positive(),
+        name: z.string().min(1),
+        folder: z.string().min(1),
+        interval: GO_DURATION,
+        rules: z
+          .array(
+            z.strictObject({
+              // Grafana caps uids at 40 characters.
+              uid: z.string().regex(/^[a-z0-9-]{1,40}$/),
+              title: z.string().min(1),
+              condition: z.string(),
+              data: z.array(alertQuery).min(2),
+              noDataState: z.enum(['OK', 'NoData', 'Alerting']),
+              execErrState: z.enum(['OK', 'Error', 'Alerting']),
+              for: GO_DURATION,
+              annotations: z.record(z.string(), z.string()),
+              labels: z.record(z.string(), z.string()),
+              isPaused: z.boolean(),
+            }),
+          )
+          .min(1),
+      }),
+    )
+    .min(1),
+})
+
+describe('provisioned alert rules', () => {
+  const text = readFileSync(join(REPO_ROOT, 'dashboards', ALERT_RULES_FILE), 'utf8')
+  const file = parse(text) as z.infer<typeof alertRulesSchema>
+  const rules = () => file.groups.flatMap((g) => g.rules)
+
+  it('are exactly what the generator writes for the shipped default policy', async () => {
+    expect(text, `${ALERT_RULES_FILE} is out of date: run npm run dashboards`).toBe(alertRulesFileText(renderAlertRules((await loadDefaultPolicy()).policy)))
+  })
+
+  it('are a valid Grafana provisioning file: the schema, unique uids, conditions that exist, provisioned datasources only', () => {
+    const checked = alertRulesSchema.safeParse(file)
+    expect(checked.error?.issues ?? []).toEqual([])
+    const uids = rules().map((r) => r.uid)
+    expect(new Set(uids).size).toBe(uids.length)
+    for (const rule of rules()) {
+      expect(rule.data.map((d) => d.refId), `${rule.title}: condition`).toContain(rule.condition)
+      for (const query of rule.data) {
+        expect(query.model.refId, rule.title).toBe(query.refId)
+        if (query.datasourceUid === '__expr__') continue
+        const source = provisionedDatasources.get(query.datasourceUid)
+        expect(source, `${rule.title} uses datasource ${query.datasourceUid}, which is not provisioned`).toBeDefined()
+        expect(query.model.datasource, rule.title).toEqual({ type: source!.type, uid: source!.uid })
+        expect(query.relativeTimeRange, rule.title).toBeDefined()
+      }
+    }
+    // The four alerts the service promises.
+    expect(uids).toEqual(expect.arrayContaining(['nhi-meter-completeness', 'nhi-meter-ingest-refusals', 'nhi-meter-job-lag', 'nhi-meter-new-high-findings']))
+  })
+
+  it('write every $ as $$, so Grafana does not read macros and templates as environment variables', () => {
+    const strings = JSON.stringify(file).match(/"(?:[^"\\]|\\.)*"/g) ?? []
+    for (const s of strings) expect(s.replaceAll('$$', ''), s).not.toContain('$')
+    expect(text).toContain('$$__fromTime')
+  })
+
+  it('alert on completeness per service with the SQL and threshold GET /v1/telemetry/completeness uses', async () => {
+    const rule = rules().find((r) => r.uid === 'nhi-meter-completeness')!
+    const query = rule.data.find((d) => d.refId === 'A')!
+    const rows = await run(provisionedString(String(query.model.rawSql)))
+    const completeness = await api<{ services: Array<{ service: string; spans: number; identified_spans: number }> }>(policy, `/v1/telemetry/completeness?${RANGE()}`)
+    const share = (n: number, d: number) => Math.round((n / d) * 1e9) / 1e9
+    expect(rows.map((r) => ({ service: r.service, share: Math.round(Number(r.identified_share) * 1e9) / 1e9 })).sort((a, b) => String(a.service).localeCompare(String(b.service)))).toEqual(
+      completeness.services.map((s) => ({ service: s.service, share: share(s.identified_spans, s.spans) })).sort((a, b) => a.service.localeCompare(b.service)),
+    )
+    const threshold = rule.data.find((d) => d.refId === rule.condition)!.model as unknown as { expression: string; conditions: Array<{ evaluator: { type: string; params: number[] } }> }
+    expect(threshold.expression).toBe('A')
+    expect(threshold.conditions[0]!.evaluator).toEqual({ type: 'lt', params: [policy.billing.completeness_threshold] })
+    // The demo's legacy service carries no identity: this rule would fire for it.
+    expect(rows.find((r) => r.service === 'legacy-reports')?.identified_share).toBe(0)
   })
 })
