@@ -60,15 +60,42 @@ export const DATASET_FROM = '2026-10-01T00:00:00Z'
 /** End of the month (exclusive). */
 export const DATASET_TO = '2026-11-01T00:00:00Z'
 
-/** Which dataset: `default` (1,000 evenly busy identities) or `longtail` (BENCH_SHAPE=longtail). */
-export const DATASET_SHAPE: 'default' | 'longtail' = process.env.BENCH_SHAPE === 'longtail' ? 'longtail' : 'default'
+/**
+ * Which dataset: `default` (1,000 evenly busy identities), `longtail`
+ * (BENCH_SHAPE=longtail) or `longtail-agents` (BENCH_SHAPE=longtail-agents:
+ * the long tail with a quarter of its tool calls turned into model calls
+ * that carry token counts; see {@link longTailSql}).
+ */
+export const DATASET_SHAPE: 'default' | 'longtail' | 'longtail-agents' =
+  process.env.BENCH_SHAPE === 'longtail' ? 'longtail' : process.env.BENCH_SHAPE === 'longtail-agents' ? 'longtail-agents' : 'default'
+
+/** Meters an agent platform bills by, over the longtail-agents dataset: calls, tokens per model, active agents. */
+export const AGENT_METERS_YAML = `
+      - { name: model_calls, activity_type: model_call, unit_price: "0.001" }
+      - name: gpt_input_tokens
+        activity_type: model_call
+        activity_name: "gpt-4o*"
+        aggregation: sum
+        value: gen_ai.usage.input_tokens
+        tiers: [{ up_to: "100000000", unit_price: "0.0000025" }, { unit_price: "0.000002" }]
+      - { name: other_input_tokens, activity_type: model_call, aggregation: sum, value: gen_ai.usage.input_tokens, unit_price: "0.000001" }
+      - { name: output_tokens, activity_type: model_call, aggregation: sum, value: gen_ai.usage.output_tokens, unit_price: "0.00001" }
+      - { name: active_agents, activity_type: model_call, aggregation: active_identities, min_events: 10, unit_price: "5.00" }
+`
 
 /**
  * The long-tailed generator (see the module note), with `n` the event
  * number; spans spread evenly over `{span_ms}` milliseconds from `{start}`
- * (query parameters; bench/_dataset.ts passes October 2026).
+ * (query parameters; bench/_dataset.ts passes October 2026). With `agents`,
+ * events 30-39 of each hundred are model calls instead of tool calls: a
+ * chat (or, for the embedding model, embeddings) request to one of six
+ * models, each identity using two or three, with long-tailed input token
+ * counts (20 to 20,000, most small), output tokens up to 1,500, and 5 %
+ * without any usage attributes (as a client that does not report them).
  */
-export function longTailSql(where: string): string {
+export function longTailSql(where: string, agents = false): string {
+  const toolMax = agents ? 30 : 40
+  const isModel = `kind_pick >= ${toolMax} AND kind_pick < 40`
   return `
     INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
       ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage)
@@ -77,7 +104,7 @@ export function longTailSql(where: string): string {
       concat(leftPad(lower(hex(toUInt64(n))), 16, '0'), '6c6f6e677461696c') AS TraceId,
       leftPad(lower(hex(toUInt64(n * 2 + 1))), 16, '0') AS SpanId,
       '' AS ParentSpanId, '' AS TraceState,
-      multiIf(kind_pick < 40, 'execute_tool', kind_pick < 80, concat('GET ', route), kind_pick < 90, 'workflow.run', kind_pick < 97, 'token.exchange', 'secret.rotate') AS SpanName,
+      multiIf(kind_pick < ${toolMax}, 'execute_tool', ${isModel}, concat(if(model LIKE 'text-embedding%', 'embeddings ', 'chat '), model), kind_pick < 80, concat('GET ', route), kind_pick < 90, 'workflow.run', kind_pick < 97, 'token.exchange', 'secret.rotate') AS SpanName,
       if(kind_pick >= 40 AND kind_pick < 80, 'Server', 'Internal') AS SpanKind,
       concat('svc-', toString(identity % 200)) AS ServiceName,
       map('service.name', concat('svc-', toString(identity % 200)), 'nhi.business_unit', concat('bu-', toString(identity % 20)), 'nhi.owner', concat('team-', toString(identity % 150))) AS ResourceAttributes,
@@ -86,8 +113,11 @@ export function longTailSql(where: string): string {
         'nhi.id', if(unidentified, '', concat('lt-', leftPad(toString(identity), 5, '0'))),
         'nhi.type', if(unidentified, '', ['ai_agent', 'service_account', 'api_key', 'integration'][identity % 4 + 1]),
         'nhi.credential.id', if(unidentified, '', concat('fp_', lower(hex(intHash64(identity))))),
-        'gen_ai.operation.name', if(kind_pick < 40, 'execute_tool', ''),
-        'gen_ai.tool.name', if(kind_pick < 40, concat('tool-', toString((identity * 7 + pick % (1 + identity % 8)) % 40)), ''),
+        'gen_ai.operation.name', multiIf(kind_pick < ${toolMax}, 'execute_tool', ${isModel}, if(model LIKE 'text-embedding%', 'embeddings', 'chat'), ''),
+        'gen_ai.request.model', if(${isModel}, model, ''),
+        'gen_ai.usage.input_tokens', if(${isModel} AND reports_usage, toString(20 + toUInt32(floor(pow(intHash32(n * 13) / 4294967296, 3) * 19980))), ''),
+        'gen_ai.usage.output_tokens', if(${isModel} AND reports_usage AND model NOT LIKE 'text-embedding%', toString(5 + intHash32(n * 17) % 1500), ''),
+        'gen_ai.tool.name', if(kind_pick < ${toolMax}, concat('tool-', toString((identity * 7 + pick % (1 + identity % 8)) % 40)), ''),
         'nhi.activity.type', multiIf(kind_pick >= 80 AND kind_pick < 90, 'workflow_execution', kind_pick >= 90 AND kind_pick < 97, 'token_exchange', kind_pick >= 97, 'secret_rotation', ''),
         'nhi.activity.name', multiIf(kind_pick >= 80 AND kind_pick < 90, concat('pipeline-', toString((identity + pick) % 20)), kind_pick >= 90 AND kind_pick < 97, 'oauth2.client_credentials', kind_pick >= 97, 'db-password', ''),
         'http.route', if(kind_pick >= 40 AND kind_pick < 80, route, '')
@@ -97,7 +127,9 @@ export function longTailSql(where: string): string {
       '' AS StatusMessage
     FROM (
       SELECT n, identity, kind_pick, pick, unidentified,
-        concat('/v1/r', toString((identity * 13 + pick % (3 + identity % 30)) % 300), '/{id}') AS route
+        concat('/v1/r', toString((identity * 13 + pick % (3 + identity % 30)) % 300), '/{id}') AS route,
+        ['gpt-4o', 'gpt-4o-mini', 'claude-sonnet-4', 'gemini-2.5-pro', 'llama-3.1-70b', 'text-embedding-3-small'][(identity + pick % (2 + identity % 2)) % 6 + 1] AS model,
+        intHash32(n * 19) % 100 >= 5 AS reports_usage
       FROM (
         SELECT number AS n,
           -- Zipf(0.9) over 10,000 by the inverse of the continuous CDF: x = (1 + u (N^0.1 - 1))^10.
@@ -112,7 +144,7 @@ export function longTailSql(where: string): string {
 
 /** The generator as SQL over `numbers(...)`, with `n` the event number. */
 function generatorSql(where: string): string {
-  if (DATASET_SHAPE === 'longtail') return longTailSql(where)
+  if (DATASET_SHAPE !== 'default') return longTailSql(where, DATASET_SHAPE === 'longtail-agents')
   return `
     INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
       ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage)
@@ -151,7 +183,7 @@ function generatorSql(where: string): string {
  * writes it.
  */
 export function datasetDir(spans = DATASET_SPANS): string {
-  const name = DATASET_SHAPE === 'longtail' ? `bench-longtail-v1-${spans}` : `bench-v3-${spans}`
+  const name = DATASET_SHAPE === 'longtail' ? `bench-longtail-v1-${spans}` : DATASET_SHAPE === 'longtail-agents' ? `bench-longtail-agents-v1-${spans}` : `bench-v3-${spans}`
   return join(process.env.NHI_METER_CACHE_DIR ?? join(homedir(), '.cache', 'nhi-meter'), name)
 }
 
@@ -173,7 +205,7 @@ export async function openDataset(spans = DATASET_SPANS): Promise<{ client: Clic
   await migrate(client)
   const started = performance.now()
   console.log(`dataset: generating ${spans.toLocaleString('en-US')} spans (+${100 / DUPLICATE_EVERY} % duplicates) into ${dir} ...`)
-  const params = DATASET_SHAPE === 'longtail' ? { spans, start: '2026-10-01 00:00:00', span_ms: 2_592_000_000 } : { spans }
+  const params = DATASET_SHAPE !== 'default' ? { spans, start: '2026-10-01 00:00:00', span_ms: 2_592_000_000 } : { spans }
   await client.command({ query: generatorSql(''), query_params: params, clickhouse_settings: { wait_end_of_query: 1 } })
   await client.command({ query: generatorSql(`WHERE n % ${DUPLICATE_EVERY} = 0`), query_params: params })
   // A month-old partition of the identity ledger ends up in one part as

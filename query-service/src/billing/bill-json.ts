@@ -24,9 +24,11 @@ export function billJson(groupBy: readonly GroupByKey[], bill: Pick<Bill, 'rows'
   const start = JSON.stringify(head)
   const out = new ByteWriter(64 * 1024 + bill.rows.length * 96)
   out.write(`${start.slice(0, -1)}${start === '{}' ? '' : ','}"rows":[`)
+  // Rows are written in chunks of about 32 KiB: one buffer write per row costs more than the row's text.
+  let text = ''
   for (let r = 0; r < bill.rows.length; r++) {
     const row = bill.rows[r]!
-    let text = r === 0 ? '' : ','
+    if (r > 0) text += ','
     for (let i = 0; i < prefixes.length; i++) {
       const value = row.values[i]!
       text += prefixes[i]
@@ -38,8 +40,12 @@ export function billJson(groupBy: readonly GroupByKey[], bill: Pick<Bill, 'rows'
     text += ',"amount":"'
     text += formatMoney(row.amount)
     text += '"}'
-    out.write(text)
+    if (text.length > 32_768) {
+      out.write(text)
+      text = ''
+    }
   }
+  out.write(text)
   out.write(`],"total":{"quantity":${quantityJson(bill.totalQuantity)},"amount":"${formatMoney(bill.totalAmount)}"}}`)
   return out.bytes()
 }

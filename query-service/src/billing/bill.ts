@@ -7,8 +7,8 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import type { TimeRange } from '../http/params.js'
 import { addMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
 import { priceOf } from '../money/pricing.js'
-import { parseQuantity, quantityFromCount, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
-import { ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
+import { parseQuantity, QUANTITY_UNIT, quantityFromCount, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
+import { pricedAlone, ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
 import { completenessStatus, identifiedRatio } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
 import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
@@ -157,17 +157,20 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   })
   const rows: BillRow[] = []
   const cells: RatedCell[] = []
-  const totals = new Map<string, MeterTotal>()
+  const tallies = cards.map((card) => card.meters.map((meter) => new MeterTally(meter)))
   const pending: number[] = []
-  const addRow = (i: number, meter: Meter, quantity: Quantity, amount: Money, without: number) => {
+  // Rows of unit-priced meters and of rated ones are kept apart: each list comes out (almost) in key order by
+  // itself, and two sorted lists merge in one pass where one list sorted whole would not be.
+  const ratedRows: BillRow[] = []
+  const addRow = (into: BillRow[], i: number, meter: Meter, quantity: Quantity, amount: Money, without: number) => {
     const values: string[] = new Array<string>(columns.length)
     for (let k = 0; k < columns.length; k++) values[k] = columns[k]?.[i] ?? fromMeter[k]!(meter)
-    const last = rows[rows.length - 1]
+    const last = into[into.length - 1]
     if (last && sameValues(last.values, values)) {
       last.quantity = (last.quantity + quantity) as Quantity
       last.amount = addMoney(last.amount, amount)
       last.eventsWithoutValue += without
-    } else rows.push({ values, quantity, amount, eventsWithoutValue: without })
+    } else into.push({ values, quantity, amount, eventsWithoutValue: without })
   }
   for (let i = 0; i < cardIndex.length; i++) {
     // Element 0 counts events that matched no meter, element m + 1 those of meter m.
@@ -192,38 +195,47 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     for (const m of pending) {
       const meter = card.meters[m]!
       const n = counted[m + 1]!
+      const entry = tallies[c]![m]!
+      entry.events += n
+      if (meter.aggregation === 'count' && meter.unit_price !== null && !rated[c]![m]) {
+        // The common case, kept free of rounding and of per-meter bigint sums: n events at a unit price.
+        const events = BigInt(n)
+        entry.fastEvents += n
+        addRow(rows, i, meter, (events * QUANTITY_UNIT) as Quantity, (meter.unit_price * events) as Money, 0)
+        continue
+      }
       const valued = meter.aggregation === 'sum'
       const quantity = valued ? parseQuantity(sums[i]?.[m + 1] ?? '0') : quantityFromCount(n)
       const without = valued ? (missing[i]?.[m + 1] ?? 0) : 0
-      if (rated[c]![m]) {
+      if (rated[c]![m] && !pricedAlone(meter, quantity)) {
         cells.push({ row: i, card: c, meter: m, events: n, missing: without, quantity, amount: ZERO_MONEY })
         continue
       }
       const amount = priceOf(meter.price.model, quantity)
-      tally(totals, meter, n, without, quantity, amount)
-      addRow(i, meter, quantity, amount, without)
+      entry.add(quantity, amount, without)
+      addRow(rows, i, meter, quantity, amount, without)
     }
   }
   if (cells.length > 0) {
     rateCells(cells, cards, { period: aggregates.keys.period, businessUnit: aggregates.keys.business_unit, nhiId: aggregates.keys['nhi.id'] })
     for (const cell of cells) {
       const meter = cards[cell.card]!.meters[cell.meter]!
-      tally(totals, meter, cell.events, cell.missing, cell.quantity, cell.amount)
+      tallies[cell.card]![cell.meter]!.add(cell.quantity, cell.amount, cell.missing)
       // An identity that did not become active in this row leaves nothing to show in it.
       if (cell.quantity === 0n && cell.amount === 0n && meter.aggregation === 'active_identities') continue
-      addRow(cell.row, meter, cell.quantity, cell.amount, cell.missing)
+      addRow(ratedRows, cell.row, meter, cell.quantity, cell.amount, cell.missing)
     }
   }
   // Rows arrive mostly in order (ClickHouse orders bytes, TypeScript UTF-16 units, and a meter that is not the last
   // key interleaves groups): sort only when needed, then merge what is adjacent and equal. No per-row key strings or
   // maps: a bill of tens of thousands of rows stays cheap.
-  let sorted = true
-  for (let i = 1; i < rows.length && sorted; i++) sorted = compareValues(rows[i - 1]!.values, rows[i]!.values) <= 0
-  if (!sorted) rows.sort((a, b) => compareValues(a.values, b.values))
+  sortRows(rows)
+  sortRows(ratedRows)
   const merged: BillRow[] = []
   let totalQuantity = ZERO_QUANTITY
   let totalAmount = ZERO_MONEY
-  for (const row of rows) {
+  for (let a = 0, b = 0; a < rows.length || b < ratedRows.length; ) {
+    const row = b >= ratedRows.length || (a < rows.length && compareValues(rows[a]!.values, ratedRows[b]!.values) <= 0) ? rows[a++]! : ratedRows[b++]!
     totalQuantity = (totalQuantity + row.quantity) as Quantity
     totalAmount = addMoney(totalAmount, row.amount)
     const previous = merged[merged.length - 1]
@@ -237,23 +249,59 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     rows: merged,
     totalQuantity,
     totalAmount,
-    meters: [...totals.values()].sort((a, b) => compareValues([a.meter], [b.meter])),
+    meters: meterTotals(tallies.flat()),
     rateCardVersions: [...new Set([...usedCards].map((c) => cards[c]!.version))].sort(),
     counts,
   }
 }
 
-// Adds a part of a meter's usage to its entry in the per-meter figures.
-function tally(totals: Map<string, MeterTotal>, meter: Meter, events: number, without: number, quantity: Quantity, amount: Money): void {
-  const total = totals.get(meter.name)
-  if (total) {
-    total.events += events
-    total.eventsWithoutValue += without
-    total.quantity = (total.quantity + quantity) as Quantity
-    total.amount = addMoney(total.amount, amount)
-  } else {
-    totals.set(meter.name, { meter: meter.name, aggregation: meter.aggregation, value: meter.value, quantity, events, eventsWithoutValue: without, amount })
+// One meter's usage and amount in a bill, summed as rows are made. Unit-priced count meters leave the quantity and
+// amount to be derived from the events at the end (exact: n × price adds up), the rest add them part by part.
+class MeterTally {
+  events = 0
+  /** Events of a unit-priced count meter whose quantity and amount are derived at the end. */
+  fastEvents = 0
+  without = 0
+  quantity = ZERO_QUANTITY
+  amount = ZERO_MONEY
+
+  constructor(readonly meter: Meter) {}
+
+  add(quantity: Quantity, amount: Money, without: number): void {
+    this.quantity = (this.quantity + quantity) as Quantity
+    this.amount = addMoney(this.amount, amount)
+    this.without += without
   }
+}
+
+// The per-meter figures: tallies of meters that share a name (on several cards) added, in name order.
+function meterTotals(tallies: MeterTally[]): MeterTotal[] {
+  const totals = new Map<string, MeterTotal>()
+  for (const tally of tallies) {
+    if (tally.events === 0) continue
+    const { meter } = tally
+    // Count meters priced per unit on the fast path: quantity and amount from the remaining events.
+    const fast = BigInt(tally.fastEvents)
+    const quantity = (tally.quantity + fast * QUANTITY_UNIT) as Quantity
+    const amount = addMoney(tally.amount, ((meter.unit_price ?? ZERO_MONEY) * fast) as Money)
+    const total = totals.get(meter.name)
+    if (total) {
+      total.events += tally.events
+      total.eventsWithoutValue += tally.without
+      total.quantity = (total.quantity + quantity) as Quantity
+      total.amount = addMoney(total.amount, amount)
+    } else {
+      totals.set(meter.name, { meter: meter.name, aggregation: meter.aggregation, value: meter.value, quantity, events: tally.events, eventsWithoutValue: tally.without, amount })
+    }
+  }
+  return [...totals.values()].sort((a, b) => compareValues([a.meter], [b.meter]))
+}
+
+// Sorts rows by their keys, unless they already are (the usual case: ClickHouse sent them in key order).
+function sortRows(rows: BillRow[]): void {
+  let sorted = true
+  for (let i = 1; i < rows.length && sorted; i++) sorted = compareValues(rows[i - 1]!.values, rows[i]!.values) <= 0
+  if (!sorted) rows.sort((a, b) => compareValues(a.values, b.values))
 }
 
 function sameValues(a: readonly string[], b: readonly string[]): boolean {

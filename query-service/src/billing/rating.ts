@@ -20,7 +20,7 @@
  * bill's granularity) by which its events reach `min_events`, and within
  * it the row holding most of its events (the first in key order on a tie).
  */
-import { allocate, rateGroup } from '../money/pricing.js'
+import { allocate, priceOf, rateGroup } from '../money/pricing.js'
 import { QUANTITY_UNIT, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
 import type { Money } from '../money/decimal.js'
 import type { Meter, RateCard } from '../policy/index.js'
@@ -92,6 +92,17 @@ export function rateCells(cells: RatedCell[], cards: readonly RateCard[], keys: 
   }
 }
 
+/**
+ * Whether a row's usage of a meter can be priced on its own, without its
+ * rating group: a unit price with no allowance and no minimum, for a whole
+ * quantity that is not an active-identity count. A whole quantity times a
+ * price never rounds, so such parts add up to what rating their whole group
+ * would give (the group's fractional parts are rated together).
+ */
+export function pricedAlone(meter: Meter, quantity: Quantity): boolean {
+  return meter.aggregation !== 'active_identities' && linear(meter) && quantity % QUANTITY_UNIT === 0n
+}
+
 // Splits an amount over cells by quantity, or by events when no cell has any quantity (a minimum charge on zeros).
 function spread(amount: Money, cells: RatedCell[]): void {
   const byQuantity = cells.some((cell) => cell.quantity > 0n)
@@ -130,8 +141,18 @@ function rateActive(group: RatedCell[], meter: Meter, keys: RatingKeys): void {
     crossing.quantity = QUANTITY_UNIT as Quantity
     active.push(crossing.quantity)
   }
+  if (linear(meter)) {
+    // Each active identity costs the unit price: no split needed.
+    for (const cell of group) cell.amount = priceOf(meter.price.model, cell.quantity)
+    return
+  }
   const rated = rateGroup(meter.price, active.length > 0 ? active : [ZERO_QUANTITY])
   spread(rated.amount, group)
+}
+
+// Priced per unit with no allowance and no minimum: an amount is its quantity times the price, wherever it is counted.
+function linear(meter: Meter): boolean {
+  return meter.price.model.kind === 'unit' && meter.price.included === null && meter.price.minimumCharge === 0n
 }
 
 // The cell where an identity's events reach minEvents, or undefined when they never do.

@@ -20,6 +20,10 @@ declare const quantityBrand: unique symbol
 /** An exact, non-negative quantity: an integer count of 10^-9 units. Build it with the functions here. */
 export type Quantity = bigint & { readonly [quantityBrand]: true }
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+// A whole number that a double holds exactly, as ClickHouse writes most sums.
+const SMALL_WHOLE = /^[0-9]{1,15}$/
+
 /** Nothing used. */
 export const ZERO_QUANTITY = 0n as Quantity
 
@@ -39,6 +43,7 @@ export function tryParseQuantity(text: string): QuantityParseResult {
 
 /** Parses a plain decimal string into an exact quantity; throws {@link MoneyError} naming the problem. */
 export function parseQuantity(text: string): Quantity {
+  if (SMALL_WHOLE.test(text)) return (BigInt(Number(text)) * QUANTITY_UNIT) as Quantity
   const result = tryParseQuantity(text)
   if (!result.ok) throw new MoneyError(`quantity ${result.problem}`)
   return result.value
@@ -90,6 +95,13 @@ export function compareQuantity(a: Quantity, b: Quantity): number {
  * identically, and {@link parseQuantity} reads every string written here.
  */
 export function formatQuantity(quantity: Quantity): string {
+  // Most quantities fit a double exactly: written without bigint arithmetic (a bill formats tens of thousands).
+  if (quantity >= 0n && quantity <= MAX_SAFE) {
+    const n = Number(quantity)
+    const whole = Math.floor(n / 1e9)
+    const nanos = n - whole * 1e9
+    return nanos === 0 ? String(whole) : `${whole}.${String(nanos).padStart(QUANTITY_SCALE, '0').replace(/0+$/, '')}`
+  }
   const negative = quantity < 0n
   // Never negative by construction; a cast bigint could be, so render it faithfully.
   const magnitude = negative ? -quantity : quantity
