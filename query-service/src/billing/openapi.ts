@@ -7,6 +7,15 @@ import { GRANULARITIES, GROUP_BY_KEYS } from './queries.js'
 
 const groupByKey = `(${GROUP_BY_KEYS.map((k) => k.replace('.', '\\.')).join('|')})`
 const period = { type: 'string', pattern: PERIOD_PATTERN, description: 'A month, YYYY-MM (years 1970 to 2200).' } as const
+// A quantity: a whole number (events, identities, tokens, milliseconds), or the exact decimal as a string when a sum
+// meter adds fractions (or a whole number beyond 2^53 - 1).
+const quantity = {
+  oneOf: [
+    { type: 'integer', minimum: 0 },
+    { type: 'string', pattern: '^\\d+(\\.\\d+)?$' },
+  ],
+} as const
+const signedQuantity = { oneOf: [{ type: 'integer' }, { type: 'string', pattern: '^-?\\d+(\\.\\d+)?$' }] } as const
 
 /** Billing's paths and schemas. */
 export const billingOpenApi: OpenApiFragment = {
@@ -14,17 +23,17 @@ export const billingOpenApi: OpenApiFragment = {
     Total: {
       type: 'object',
       required: ['quantity', 'amount'],
-      properties: { quantity: { type: 'integer', minimum: 0 }, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
+      properties: { quantity, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
     },
     SignedTotal: {
       type: 'object',
       required: ['quantity', 'amount'],
-      properties: { quantity: { type: 'integer' }, amount: { type: 'string', pattern: '^-?\\d+\\.\\d+$' } },
+      properties: { quantity: signedQuantity, amount: { type: 'string', pattern: '^-?\\d+\\.\\d+$' } },
     },
     StatementLine: {
       type: 'object',
       required: ['nhi.id', 'meter', 'quantity', 'amount'],
-      properties: { 'nhi.id': { type: 'string' }, meter: { type: 'string' }, quantity: { type: 'integer' }, amount: { type: 'string', pattern: '^-?\\d+\\.\\d+$' } },
+      properties: { 'nhi.id': { type: 'string' }, meter: { type: 'string' }, quantity: signedQuantity, amount: { type: 'string', pattern: '^-?\\d+\\.\\d+$' } },
     },
     Statement: {
       type: 'object',
@@ -40,6 +49,7 @@ export const billingOpenApi: OpenApiFragment = {
         lines: { type: 'array', items: { $ref: '#/components/schemas/StatementLine' } },
         total: { $ref: '#/components/schemas/Total' },
         adjustments: { type: 'array', items: { allOf: [{ $ref: '#/components/schemas/StatementLine' }, { type: 'object', required: ['period'], properties: { period: { type: 'string' } } }] } },
+        meters: { type: 'array', items: { $ref: '#/components/schemas/MeterTotal' }, description: 'Per-meter figures; present when a meter sums a value or counts identities.' },
         adjustments_total: { $ref: '#/components/schemas/SignedTotal' },
         previous: { oneOf: [{ type: 'null' }, { type: 'object', required: ['period', 'content_hash'], properties: { period: { type: 'string' }, content_hash: { type: 'string' } } }] },
         content_hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
@@ -61,28 +71,42 @@ export const billingOpenApi: OpenApiFragment = {
             },
           },
         },
+        MeterTotal: {
+          type: 'object',
+          required: ['meter', 'aggregation', 'quantity', 'events', 'amount'],
+          properties: {
+            meter: { type: 'string' },
+            aggregation: { type: 'string', enum: ['count', 'sum', 'active_identities'] },
+            value: { type: 'string', description: 'What a sum meter adds: a span attribute or duration_ms.' },
+            quantity,
+            events: { type: 'integer', minimum: 0, description: 'Matching events.' },
+            events_without_value: { type: 'integer', minimum: 0, description: 'Sum meters: matching events that carried no value (they added 0).' },
+            amount: { type: 'string', pattern: '^\\d+\\.\\d+$' },
+          },
+        },
         Billable: {
           type: 'object',
-          required: ['from', 'to', 'currency', 'rate_card_versions', 'completeness', 'rows', 'total'],
+          required: ['from', 'to', 'currency', 'rate_card_versions', 'completeness', 'meters', 'rows', 'total'],
           properties: {
             from: { type: 'string', format: 'date-time' },
             to: { type: 'string', format: 'date-time' },
             currency: { type: 'string' },
             rate_card_versions: { type: 'array', items: { type: 'string' } },
             completeness: { $ref: '#/components/schemas/Completeness' },
+            meters: { type: 'array', items: { $ref: '#/components/schemas/MeterTotal' }, description: 'Per meter, in name order: quantity, events, events without a value and amount.' },
             rows: {
               type: 'array',
               items: {
                 type: 'object',
                 required: ['quantity', 'amount'],
-                properties: { quantity: { type: 'integer', minimum: 0 }, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
+                properties: { quantity, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
                 additionalProperties: { type: 'string' },
               },
             },
             total: {
               type: 'object',
               required: ['quantity', 'amount'],
-              properties: { quantity: { type: 'integer', minimum: 0 }, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
+              properties: { quantity, amount: { type: 'string', pattern: '^\\d+\\.\\d+$' } },
             },
           },
         },
