@@ -1,8 +1,10 @@
 /**
  * The overview page in a real browser: headless Chromium (Debian's
  * `chromium`, driven by playwright-core) opens `/` of a query service on
- * the demo data, enters a key, and the test checks that the chart and the
- * tables show the totals GET /v1/billable gives. A screenshot is saved to
+ * the demo data (plus a few model calls with token counts, under a policy
+ * that also bills tokens and active agents), enters a key, and the test
+ * checks that the chart and the tables show the totals GET /v1/billable
+ * gives. A screenshot is saved to
  * test-artifacts/overview.png.
  *
  * Without Chromium the test is skipped locally (apt-get install -y chromium)
@@ -18,8 +20,8 @@ import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../query-service/src/app.js'
 import { overviewRoutes } from '../query-service/src/overview/routes.js'
-import { loadDefaultPolicy, type Policy } from '../query-service/src/policy/index.js'
-import { freshStorage, testKeys } from '../query-service/src/test-support.js'
+import { validatePolicy, type Policy } from '../query-service/src/policy/index.js'
+import { freshStorage, insertSpans, spanRow, testKeys } from '../query-service/src/test-support.js'
 import { loadDemoData } from './dashboards-demo-data.js'
 import { REPO_ROOT } from './helpers/service.js'
 
@@ -40,6 +42,27 @@ interface Billable {
   rows: Array<Record<string, string | number>>
   total: { quantity: number; amount: string }
   completeness: { identified_ratio: number; status: string }
+  meters: Array<{ meter: string; aggregation: string; value?: string; quantity: number | string; events_without_value?: number; amount: string }>
+}
+
+/** The shipped default's meters, plus model calls, their input tokens and active agents. */
+const POLICY_INPUT = {
+  rate_cards: [
+    {
+      version: 'overview',
+      effective_from: '2026-01-01T00:00:00Z',
+      currency: 'USD',
+      meters: [
+        { name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002' },
+        { name: 'workflow_runs', activity_type: 'workflow_execution', unit_price: '0.01' },
+        { name: 'api_calls', activity_type: 'api_call', status: 'any', unit_price: '0.0001' },
+        { name: 'token_exchanges', activity_type: 'token_exchange', unit_price: '0.0005' },
+        { name: 'model_calls', activity_type: 'model_call', unit_price: '0.001' },
+        { name: 'input_tokens', activity_type: 'model_call', aggregation: 'sum', value: 'gen_ai.usage.input_tokens', tiers: [{ up_to: '1000', unit_price: '0.00001' }, { unit_price: '0.000005' }] },
+        { name: 'active_agents', activity_type: 'model_call', aggregation: 'active_identities', min_events: 2, unit_price: '5.00' },
+      ],
+    },
+  ],
 }
 
 let client: ClickHouseClient
@@ -50,8 +73,26 @@ let policy: Policy
 beforeAll(async () => {
   if (!hasChromium) return
   client = await freshStorage()
-  policy = (await loadDefaultPolicy()).policy
+  policy = validatePolicy(POLICY_INPUT).policy
   await loadDemoData(client)
+  // Model calls with token counts (one without), from two agents: the meters table shows sums and active agents.
+  const now = Date.now()
+  await insertSpans(
+    client,
+    [700, 900, undefined, 1200].map((tokens, i) =>
+      spanRow({
+        start: new Date(now - (i + 1) * 60_000).toISOString(),
+        service: 'support-agents',
+        attributes: {
+          'nhi.id': i < 3 ? 'agent-research' : 'agent-support-triage',
+          'nhi.business_unit': 'customer-support',
+          'gen_ai.operation.name': 'chat',
+          'gen_ai.request.model': 'gpt-4o',
+          ...(tokens === undefined ? {} : { 'gen_ai.usage.input_tokens': String(tokens) }),
+        },
+      }),
+    ),
+  )
   const api = createApp(
     { client, keys: () => store, policy: () => policy }
   )
@@ -112,12 +153,16 @@ describe('overview page in headless Chromium (needs Chromium)', () => {
       await page.click('#key-form button[type=submit]')
       await page.waitForSelector('body[data-loaded="true"]', { timeout: 20_000 })
 
-      const [byIdentity, byUnit] = await Promise.all([billable('nhi.id'), billable('business_unit')])
+      const [byIdentity, byUnit, byIdentityMeter] = await Promise.all([billable('nhi.id'), billable('business_unit,meter'), billable('nhi.id,meter')])
       expect(byIdentity.total.quantity).toBeGreaterThan(50)
       const text = (selector: string) => page.locator(selector).innerText()
+      // Events are what the count meters count; tokens and active agents are other quantities.
+      const counted = new Set(byIdentity.meters.filter((m) => m.aggregation === 'count').map((m) => m.meter))
+      const eventsOf = (rows: Billable['rows']) => rows.reduce((n, r) => n + (counted.has(String(r.meter)) ? Number(r.quantity) : 0), 0)
+      expect(byIdentity.meters.map((m) => m.meter)).toEqual(expect.arrayContaining(['input_tokens', 'active_agents']))
 
       // Totals cards.
-      expect(await text('#total-events')).toBe(byIdentity.total.quantity.toLocaleString('en-US'))
+      expect(await text('#total-events')).toBe(eventsOf(byIdentityMeter.rows).toLocaleString('en-US'))
       expect(await text('#total-amount')).toBe(`${byIdentity.total.amount} USD`)
       expect(await text('#completeness')).toContain(byIdentity.completeness.status)
       expect(await text('#identities-billed')).toBe(String(byIdentity.rows.length))
@@ -126,17 +171,43 @@ describe('overview page in headless Chromium (needs Chromium)', () => {
       const canvas = await page.locator('#activity-chart canvas').boundingBox()
       expect(canvas!.width).toBeGreaterThan(300)
       expect(canvas!.height).toBeGreaterThan(100)
+      const units = [...new Set(byUnit.rows.map((r) => String(r.business_unit)))].sort()
       const legend = await page.locator('#activity-chart .u-legend .u-series th').allInnerTexts()
-      for (const row of byUnit.rows) expect(legend.join('|')).toContain(String(row.business_unit))
+      for (const unit of units) expect(legend.join('|')).toContain(unit)
       const unitRows = await page.locator('#activity-table tbody tr').evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)))
-      expect(unitRows).toEqual(byUnit.rows.map((r) => [r.business_unit, Number(r.quantity).toLocaleString('en-US'), `${r.amount} USD`]))
+      const amountOf = (rows: Billable['rows']) => rows.reduce((sum, r) => sum + BigInt(String(r.amount).replace('.', '').padEnd(0)) * 10n ** BigInt(9 - (String(r.amount).split('.')[1]?.length ?? 0)), 0n)
+      const money = (nanos: bigint) => `${nanos / 1_000_000_000n}.${(nanos % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '').padEnd(2, '0')}`
+      expect(unitRows).toEqual(
+        units.map((u) => {
+          const rows = byUnit.rows.filter((r) => r.business_unit === u)
+          return [u, eventsOf(rows).toLocaleString('en-US'), `${money(amountOf(rows))} USD`]
+        }),
+      )
       expect(await text('#activity-table tfoot')).toContain(`${byIdentity.total.amount} USD`)
 
       // Top identities by cost, most expensive first, with the grand total.
       const identities = await page.locator('#identities-table tbody tr').evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll('td')].slice(0, 3).map((td) => td.textContent)))
-      const expensive = [...byIdentity.rows].sort((a, b) => Number(b.amount) - Number(a.amount) || Number(b.quantity) - Number(a.quantity) || String(a['nhi.id']).localeCompare(String(b['nhi.id'])))
-      expect(identities).toEqual(expensive.slice(0, 10).map((r) => [r['nhi.id'], Number(r.quantity).toLocaleString('en-US'), `${r.amount} USD`]))
+      const perIdentity = byIdentity.rows.map((r) => {
+        const rows = byIdentityMeter.rows.filter((x) => x['nhi.id'] === r['nhi.id'])
+        return { id: String(r['nhi.id']), events: eventsOf(rows), amount: String(r.amount) }
+      })
+      const expensive = perIdentity.sort((a, b) => Number(b.amount) - Number(a.amount) || b.events - a.events || a.id.localeCompare(b.id))
+      expect(identities).toEqual(expensive.slice(0, 10).map((r) => [r.id, r.events.toLocaleString('en-US'), `${r.amount} USD`]))
       expect(await text('#identities-table tfoot')).toContain(`${byIdentity.total.amount} USD`)
+
+      // Every meter with its quantity, events without a value (sum meters) and amount.
+      const meterRows = await page.locator('#meters-table tbody tr').evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)))
+      expect(meterRows).toEqual(
+        byIdentity.meters.map((m) => [
+          m.meter,
+          m.aggregation === 'sum' ? `sum of ${m.value}` : m.aggregation === 'active_identities' ? 'active identities' : 'events',
+          Number(m.quantity).toLocaleString('en-US'),
+          m.aggregation === 'sum' ? String(m.events_without_value) : '–',
+          `${m.amount} USD`,
+        ]),
+      )
+      expect(meterRows.find((r) => r[0] === 'input_tokens')).toEqual(['input_tokens', 'sum of gen_ai.usage.input_tokens', '2,800', '1', expect.stringMatching(/ USD$/)])
+      expect(meterRows.find((r) => r[0] === 'active_agents')?.[2]).toBe('1')
 
       // Findings and per-service completeness from their routes.
       expect(await page.locator('#findings-table tbody tr').count()).toBeGreaterThan(0)

@@ -1,6 +1,9 @@
 // nhi-meter overview page: reads the JSON API with the user's key and draws
 // the essentials (billable activity by business unit, top identities by
-// cost, open findings, completeness per service). The key lives in this
+// cost, every meter's usage, open findings, completeness per service).
+// "Events" are what count meters count; meters that sum a value (tokens,
+// milliseconds) or count active identities show in the meters table and in
+// every amount. The key lives in this
 // tab's sessionStorage only and travels as an Authorization header, never in
 // a URL. Every value from the API is written with textContent.
 import uPlot from '/assets/uplot.js'
@@ -93,20 +96,56 @@ function emptyRow(columns, text) {
 
 // ---- sections
 
+/** Names of the bill's count meters: their quantities are events, the others' are tokens, milliseconds or identities. */
+function countMeters(bill) {
+  return new Set(bill.meters.filter((m) => m.aggregation === 'count').map((m) => m.meter))
+}
+
+/** Events of a row: its quantity when its meter counts events, else 0. */
+function eventsOf(row, counted) {
+  return counted.has(row.meter) ? Number(row.quantity) : 0
+}
+
 function renderTotals(bill, currency) {
-  $('total-events').textContent = formatCount(bill.total.quantity)
+  const counted = countMeters(bill)
+  $('total-events').textContent = formatCount(bill.meters.filter((m) => counted.has(m.meter)).reduce((n, m) => n + Number(m.quantity), 0))
   $('total-amount').textContent = `${bill.total.amount} ${currency}`
   const c = bill.completeness
   const share = $('completeness')
   share.textContent = `${(c.identified_ratio * 100).toFixed(1)}% ${c.status}`
   share.className = `figure ${c.status}`
   $('completeness-detail').textContent = `${formatCount(c.identified_spans)} of ${formatCount(c.spans)} activity spans tied to an identity (threshold ${c.threshold * 100}%)`
-  $('identities-billed').textContent = formatCount(bill.rows.length)
+  $('identities-billed').textContent = formatCount(new Set(bill.rows.map((r) => r['nhi.id'])).size)
+}
+
+function measureOf(meter) {
+  if (meter.aggregation === 'sum') return `sum of ${meter.value}`
+  if (meter.aggregation === 'active_identities') return 'active identities'
+  return 'events'
+}
+
+function renderMeters(bill, currency) {
+  const body = $('meters-table').tBodies[0]
+  fill(
+    body,
+    bill.meters.length === 0
+      ? [emptyRow(5, 'No billable activity in this range.')]
+      : bill.meters.map((m) =>
+          row([
+            cell(m.meter),
+            cell(measureOf(m)),
+            cell(typeof m.quantity === 'number' ? formatCount(m.quantity) : m.quantity, 'num'),
+            cell(m.aggregation === 'sum' ? formatCount(m.events_without_value) : '–', 'num'),
+            cell(`${m.amount} ${currency}`, 'num'),
+          ]),
+        ),
+  )
 }
 
 let chart = null
 
 function renderActivity(byPeriod, range, currency) {
+  const counted = countMeters(byPeriod)
   const periods = [...new Set(byPeriod.rows.map((r) => r.period))].sort()
   const units = [...new Set(byPeriod.rows.map((r) => r.business_unit))].sort()
   const index = new Map(periods.map((p, i) => [p, i]))
@@ -114,9 +153,9 @@ function renderActivity(byPeriod, range, currency) {
   const totals = new Map(units.map((u) => [u, { events: 0, amount: 0n }]))
   for (const r of byPeriod.rows) {
     const u = units.indexOf(r.business_unit)
-    series[u][index.get(r.period)] += r.quantity
+    series[u][index.get(r.period)] += eventsOf(r, counted)
     const t = totals.get(r.business_unit)
-    t.events += r.quantity
+    t.events += eventsOf(r, counted)
     t.amount += parseAmount(r.amount)
   }
   const label = (u) => (u === '' ? '(no business unit)' : u)
@@ -173,7 +212,15 @@ function renderActivity(byPeriod, range, currency) {
 }
 
 function renderIdentities(bill, currency) {
-  const rows = bill.rows.map((r) => ({ id: r['nhi.id'], events: r.quantity, amount: parseAmount(r.amount) }))
+  const counted = countMeters(bill)
+  const byId = new Map()
+  for (const r of bill.rows) {
+    const entry = byId.get(r['nhi.id']) ?? { id: r['nhi.id'], events: 0, amount: 0n }
+    entry.events += eventsOf(r, counted)
+    entry.amount += parseAmount(r.amount)
+    byId.set(entry.id, entry)
+  }
+  const rows = [...byId.values()]
   rows.sort((a, b) => (a.amount === b.amount ? b.events - a.events || a.id.localeCompare(b.id) : a.amount > b.amount ? -1 : 1))
   const top = rows.slice(0, TOP_IDENTITIES)
   const max = top[0]?.amount ?? 0n
@@ -194,7 +241,12 @@ function renderIdentities(bill, currency) {
   )
   const rest = rows.length - top.length
   fill($('identities-table').tFoot, [
-    row([cell(rest > 0 ? `All ${rows.length} identities (${rest} more not shown)` : `All ${rows.length} identities`), cell(formatCount(bill.total.quantity), 'num'), cell(`${bill.total.amount} ${currency}`, 'num'), cell('')]),
+    row([
+      cell(rest > 0 ? `All ${rows.length} identities (${rest} more not shown)` : `All ${rows.length} identities`),
+      cell(formatCount(rows.reduce((n, r) => n + r.events, 0)), 'num'),
+      cell(`${bill.total.amount} ${currency}`, 'num'),
+      cell(''),
+    ]),
   ])
 }
 
@@ -279,8 +331,8 @@ async function load() {
   $('status').textContent = 'Loading…'
   try {
     const [byIdentity, byPeriod, findings, services] = await Promise.all([
-      api('/v1/billable', { ...base, group_by: 'nhi.id' }),
-      api('/v1/billable', { ...base, group_by: 'period,business_unit', granularity: range.granularity }),
+      api('/v1/billable', { ...base, group_by: 'nhi.id,meter' }),
+      api('/v1/billable', { ...base, group_by: 'period,business_unit,meter', granularity: range.granularity }),
       optional('/v1/findings', base),
       optional('/v1/telemetry/completeness', base),
     ])
@@ -292,6 +344,7 @@ async function load() {
     renderTotals(byIdentity, byIdentity.currency)
     renderActivity({ ...byPeriod, granularity: range.granularity }, range, byIdentity.currency)
     renderIdentities(byIdentity, byIdentity.currency)
+    renderMeters(byIdentity, byIdentity.currency)
     renderFindings(findings)
     renderServices(services)
     $('status').textContent = `Updated ${new Date().toISOString().slice(0, 19).replace('T', ' ')} UTC.`
