@@ -52,6 +52,10 @@ describe('GET /v1/billable', () => {
       currency: 'USD',
       rate_card_versions: ['2026-11'],
       completeness: { spans: 7, identified_spans: 6, identified_ratio: 0.857142, status: 'incomplete', threshold: 0.99, pending_spans: 0 },
+      meters: [
+        { meter: 'tool_calls', aggregation: 'count', quantity: 4, events: 4, amount: '0.008' },
+        { meter: 'workflows', aggregation: 'count', quantity: 1, events: 1, amount: '0.05' },
+      ],
       rows: [
         { 'nhi.id': 'agent-a', meter: 'tool_calls', quantity: 3, amount: '0.006' },
         { 'nhi.id': 'agent-b', meter: 'tool_calls', quantity: 1, amount: '0.002' },

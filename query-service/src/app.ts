@@ -11,11 +11,13 @@ import { TokenBuckets } from './auth/rate-limit.js'
 import { pricingOf, type Pricing } from './billing/pricing.js'
 import { billingRoutes } from './billing/routes.js'
 import { evidenceRoutes } from './billing/evidence.js'
-import { statementRoutes } from './billing/statements.js'
+import { statementRoutes, type Statement } from './billing/statements.js'
 import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
 import { isDiskFull, storageRefusal } from './storage/disk-space.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
+import { requestMetrics } from './http/request-metrics.js'
+import { NOOP_METRICS, type ServiceMetrics } from './metrics/instruments.js'
 import { openApiDocument } from './openapi.js'
 import { overviewRoutes } from './overview/routes.js'
 import { identitiesRoutes } from './identities/routes.js'
@@ -38,6 +40,10 @@ export interface AppDeps {
   rollupGraceSeconds?: number
   /** Rate limits of /v1 (absent: none, as in tests and benchmarks that build the app themselves). */
   rateLimit?: ApiRateLimit
+  /** Told of each month closed through this app (webhooks/job.ts queues statement.closed). */
+  onStatementClosed?: (statement: Statement & { content_hash: string }) => Promise<void>
+  /** Where requests, refused keys and storage failures are counted (default: nowhere). */
+  metrics?: ServiceMetrics
 }
 
 /** The query API's rate limits; a rate of 0 turns that limit off. */
@@ -65,6 +71,9 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     return pricingFor.pricing
   }
   const maxBodyBytes = deps.maxBodyBytes ?? 10 * 1024 * 1024
+  const metrics = deps.metrics ?? NOOP_METRICS
+  // First, so it sees every answer, error envelopes and 404s included.
+  app.use('*', requestMetrics(metrics))
   app.use('*', requestId())
   app.use('*', async (c, next) => {
     const declared = Number(c.req.header('content-length'))
@@ -88,11 +97,11 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     authenticate(deps.keys, {
       perKey: limits && limits.perSecond > 0 ? new TokenBuckets({ perSecond: limits.perSecond, burst: limits.burst }) : undefined,
       failedAuthPerClient: limits ? failedAuthBuckets(limits.authFailuresPerMinute) : undefined,
-    }),
+    }, metrics),
   )
   app.route('/v1', billingRoutes({ client: deps.client, pricing, rollupGraceSeconds: deps.rollupGraceSeconds }))
   app.route('/v1', evidenceRoutes({ client: deps.client, pricing }))
-  app.route('/v1', statementRoutes({ client: deps.client, pricing }))
+  app.route('/v1', statementRoutes({ client: deps.client, pricing, onClosed: deps.onStatementClosed }))
   app.route('/v1', identitiesRoutes({ client: deps.client, policy: deps.policy }))
   app.route('/v1', entitlementsRoutes({ client: deps.client, policy: deps.policy }))
   app.route('/v1', findingsRoutes({ client: deps.client, policy: deps.policy, rollupGraceSeconds: deps.rollupGraceSeconds }))
@@ -118,6 +127,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
       return c.json(errorBody('http_error', error.message || 'request refused', id), error.status)
     }
     if (isDiskFull(error) || isStorageUnavailable(error)) {
+      metrics.storage.failed('api', error)
       deps.logError?.(id, error)
       const refusal = storageRefusal(isDiskFull(error))
       c.header('Retry-After', String(refusal.retryAfterSeconds))

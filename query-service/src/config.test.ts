@@ -41,3 +41,27 @@ describe('summary job configuration', () => {
     expect(() => parseConfig({ NHI_METER_ROLLUP_GRACE_SECONDS: value })).toThrow(/NHI_METER_ROLLUP_GRACE_SECONDS must be a whole number of seconds from 0 to 3600/)
   })
 })
+
+describe('metrics configuration', () => {
+  it('serves metrics on 9464 by default, takes another port or off, and evaluates findings every 300 s', () => {
+    expect(parseConfig({}).NHI_METER_METRICS_PORT).toBe(9464)
+    expect(parseConfig({ NHI_METER_METRICS_PORT: '9100' }).NHI_METER_METRICS_PORT).toBe(9100)
+    expect(parseConfig({ NHI_METER_METRICS_PORT: 'off' }).NHI_METER_METRICS_PORT).toBe('off')
+    expect(parseConfig({}).NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS).toBe(300)
+    expect(parseConfig({ NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS: '0' }).NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS).toBe(0)
+  })
+
+  it.each(['nine', '65536', '-1', 'OFF', '9464.5'])('refuses NHI_METER_METRICS_PORT=%j with a message naming it', (value) => {
+    expect(() => parseConfig({ NHI_METER_METRICS_PORT: value })).toThrow(/NHI_METER_METRICS_PORT must be a port number/)
+  })
+
+  it('refuses a metrics port that is also the API or receiver port, naming both', () => {
+    expect(() => parseConfig({ NHI_METER_METRICS_PORT: '8080' })).toThrow(/NHI_METER_METRICS_PORT must differ from NHI_METER_PORT/)
+    expect(() => parseConfig({ NHI_METER_METRICS_PORT: '4318' })).toThrow(/NHI_METER_METRICS_PORT must differ from NHI_METER_OTLP_PORT/)
+    expect(parseConfig({ NHI_METER_METRICS_PORT: '0', NHI_METER_PORT: '0' }).NHI_METER_METRICS_PORT).toBe(0)
+  })
+
+  it('refuses a findings evaluation interval that is not whole seconds, naming it', () => {
+    expect(() => parseConfig({ NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS: '5m' })).toThrow(/NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS must be a whole number/)
+  })
+})

@@ -38,6 +38,12 @@ const envSchema = z
   .object({
     NHI_METER_PORT: port('NHI_METER_PORT').default(8080),
     NHI_METER_OTLP_PORT: z.union([z.literal('off'), port('NHI_METER_OTLP_PORT')]).default(4318),
+    NHI_METER_METRICS_PORT: z.union([z.literal('off'), port('NHI_METER_METRICS_PORT')], { error: 'NHI_METER_METRICS_PORT must be a port number (0-65535) or off' }).default(9464),
+    NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS: z
+      .string()
+      .regex(/^\d{1,6}$/, 'NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS must be a whole number of seconds (0 disables the evaluation)')
+      .transform(Number)
+      .default(300),
     NHI_METER_HOST: z.string().min(1).max(255).default('127.0.0.1'),
     NHI_METER_DATA_DIR: z.string().min(1).default('./data'),
     CLICKHOUSE_URL: z.url({ protocol: /^https?$/, error: 'CLICKHOUSE_URL must be an http:// or https:// URL' }).optional(),
@@ -76,6 +82,13 @@ const envSchema = z
       .regex(/^\d{1,6}$/, 'NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS must be a whole number of seconds')
       .transform(Number)
       .default(300),
+    NHI_METER_WEBHOOK_INTERVAL_SECONDS: z
+      .string()
+      .regex(/^\d{1,6}$/, 'NHI_METER_WEBHOOK_INTERVAL_SECONDS must be a whole number of seconds (0 disables the webhook evaluator in this process)')
+      .transform(Number)
+      .default(60),
+    NHI_METER_WEBHOOK_TIMEOUT_SECONDS: count('NHI_METER_WEBHOOK_TIMEOUT_SECONDS', 10, 'seconds a webhook receiver has to answer one attempt'),
+    NHI_METER_WEBHOOK_MAX_RETRY_SECONDS: count('NHI_METER_WEBHOOK_MAX_RETRY_SECONDS', 86_400, 'seconds after its first attempt a failing webhook delivery is given up'),
     NHI_METER_OTLP_MAX_BODY_BYTES: z
       .string()
       .regex(/^\d{1,12}$/, 'NHI_METER_OTLP_MAX_BODY_BYTES must be a byte count')
@@ -90,6 +103,15 @@ const envSchema = z
     NHI_METER_AUTH_FAILURES_PER_MINUTE: rate('NHI_METER_AUTH_FAILURES_PER_MINUTE', RATE_LIMIT_DEFAULTS.authFailuresPerMinute, 'refused keys per minute per client address'),
   })
   .superRefine((env, ctx) => {
+    // Port 0 picks a free port, so only fixed ports can collide.
+    const metricsPort = env.NHI_METER_METRICS_PORT
+    if (metricsPort !== 'off' && metricsPort !== 0) {
+      for (const [key, other] of [['NHI_METER_PORT', env.NHI_METER_PORT], ['NHI_METER_OTLP_PORT', env.NHI_METER_OTLP_PORT]] as const) {
+        if (other === metricsPort) {
+          ctx.addIssue({ code: 'custom', path: ['NHI_METER_METRICS_PORT'], message: `NHI_METER_METRICS_PORT must differ from ${key} (both are ${metricsPort}): the metrics have a listener of their own` })
+        }
+      }
+    }
     if (env.NHI_METER_OTLP_AUTH === 'none' && env.NHI_METER_OTLP_PORT !== 'off' && !LOOPBACK.test(env.NHI_METER_HOST)) {
       ctx.addIssue({
         code: 'custom',
@@ -98,6 +120,9 @@ const envSchema = z
       })
     }
   })
+
+/** Every variable the service reads (the README's Configuration table documents each). */
+export const CONFIG_KEYS: readonly string[] = Object.keys(envSchema.shape)
 
 /** Validated configuration. */
 export type Config = z.infer<typeof envSchema>

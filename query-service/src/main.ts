@@ -6,6 +6,7 @@ import { ConfigError, parseConfig } from './config.js'
 import { loadDefaultPolicy, loadPolicyFile, PolicyError } from './policy/index.js'
 import { InventoryFileError } from './identities/inventory-file.js'
 import { startService } from './service.js'
+import { withSecrets } from './webhooks/secrets.js'
 
 const log = {
   info: (message: string) => console.log(`nhi-meter: ${message}`),
@@ -17,12 +18,15 @@ async function main(): Promise<void> {
   const loaded = config.NHI_METER_POLICY ? await loadPolicyFile(config.NHI_METER_POLICY) : await loadDefaultPolicy()
   for (const warning of loaded.warnings) log.info(`policy warning: ${warning.path}: ${warning.message}`)
   const started = Date.now()
-  const service = await startService(config, () => loaded.policy, log)
+  // The webhook secrets are read here, once, with the rest of the environment; a missing one stops start-up.
+  const webhooks = withSecrets(loaded.policy.webhooks, process.env, loaded.source)
+  const service = await startService(config, () => loaded.policy, log, webhooks)
   const host = config.NHI_METER_HOST.includes(':') ? `[${config.NHI_METER_HOST}]` : config.NHI_METER_HOST
   log.info(`query API on http://${host}:${service.apiPort} (storage: ${config.CLICKHOUSE_URL ? `ClickHouse at ${new URL(config.CLICKHOUSE_URL).origin}` : `embedded ClickHouse in ${config.NHI_METER_DATA_DIR}`})`)
   if (service.otlpPort !== undefined) {
     log.info(`OTLP/HTTP receiver on http://${host}:${service.otlpPort}/v1/traces${config.NHI_METER_OTLP_AUTH === 'none' ? ' (no auth: loopback only)' : ' (needs a key with ingest:write)'}`)
   }
+  if (service.metricsPort !== undefined) log.info(`metrics (Prometheus) on http://${host}:${service.metricsPort}/metrics`)
   if (service.generatedKey) {
     console.log(
       [

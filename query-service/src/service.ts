@@ -21,12 +21,19 @@ import { DurableWriter } from './otlp/durable-writer.js'
 import { join } from 'node:path'
 import { openStorage } from './storage/client.js'
 import { migrate } from './storage/migrations.js'
+import { startWebhooks, type RunningWebhooks } from './webhooks/job.js'
+import type { SigningDestination } from './webhooks/secrets.js'
+import { startMetricsEndpoint, type MetricsEndpoint } from './metrics/endpoint.js'
+import { scheduleFindingsEvaluation } from './metrics/findings-evaluation.js'
+import { NOOP_METRICS } from './metrics/instruments.js'
 
 /** A running service. */
 export interface RunningService {
   apiPort: number
   /** Undefined when the receiver is off. */
   otlpPort: number | undefined
+  /** Port of GET /metrics; undefined when metrics are off. */
+  metricsPort: number | undefined
   /** The admin key generated on this start (first start without a keys file), shown once. */
   generatedKey: string | undefined
   /** Stops accepting, drains accepted spans, closes storage. */
@@ -40,19 +47,27 @@ export interface ServiceLog {
 }
 
 /** Starts everything the configuration asks for. */
-export async function startService(config: Config, policy: () => Policy, log: ServiceLog): Promise<RunningService> {
+export async function startService(config: Config, policy: () => Policy, log: ServiceLog, webhookDestinations: readonly SigningDestination[] = []): Promise<RunningService> {
+  // First, so a port already taken stops start-up before storage is opened, and start-up jobs are measured.
+  const endpoint: MetricsEndpoint | undefined =
+    config.NHI_METER_METRICS_PORT === 'off' ? undefined : await startMetricsEndpoint({ port: config.NHI_METER_METRICS_PORT, host: config.NHI_METER_HOST })
+  const metrics = endpoint?.metrics ?? NOOP_METRICS
   const client = await openStorage(
     config.CLICKHOUSE_URL
       ? { kind: 'server', url: config.CLICKHOUSE_URL, username: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, database: config.CLICKHOUSE_DATABASE }
       : { kind: 'embedded', dataDir: config.NHI_METER_DATA_DIR },
     log,
-  )
+  ).catch(async (error: unknown) => {
+    await endpoint?.close().catch(() => undefined)
+    throw error
+  })
+  let webhooks: RunningWebhooks | undefined
   try {
     const applied = await migrate(client, config.NHI_METER_CLICKHOUSE_CLUSTER ? { cluster: { cluster: config.NHI_METER_CLICKHOUSE_CLUSTER } } : {})
     if (applied.length > 0) log.info(`schema: applied migrations ${applied.join(', ')}`)
-    const backfilled = await backfillIdentityActivity(client)
+    const backfilled = await metrics.jobs.once('identity_backfill', () => backfillIdentityActivity(client))
     if (backfilled) log.info(`identity ledger: copied ${backfilled} earlier use events`)
-    const digested = await backfillFindingsDigest(client)
+    const digested = await metrics.jobs.once('findings_digest_backfill', () => backfillFindingsDigest(client))
     if (digested) log.info(`findings digest: summarised ${digested} earlier use events`)
     if (config.NHI_METER_INVENTORY_FILE) {
       const imported = await importInventoryFile(client, config.NHI_METER_INVENTORY_FILE)
@@ -69,7 +84,19 @@ export async function startService(config: Config, policy: () => Policy, log: Se
       generatedKey = generated.newKey
     }
 
+    // Before the API, so a month closed through it queues statement.closed; pending deliveries resume now.
+    webhooks = await startWebhooks({
+      client,
+      policy,
+      destinations: webhookDestinations,
+      dir: join(config.NHI_METER_DATA_DIR, 'webhooks'),
+      intervalMs: config.NHI_METER_WEBHOOK_INTERVAL_SECONDS * 1000,
+      settleMs: config.NHI_METER_ROLLUP_GRACE_SECONDS * 1000,
+      delivery: { timeoutMs: config.NHI_METER_WEBHOOK_TIMEOUT_SECONDS * 1000, maxRetryMs: config.NHI_METER_WEBHOOK_MAX_RETRY_SECONDS * 1000 },
+      log,
+    })
     const app = createApp({
+      onStatementClosed: webhooks?.statementClosed,
       client,
       keys: () => keys,
       policy,
@@ -80,6 +107,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
         burst: config.NHI_METER_RATE_LIMIT_BURST,
         authFailuresPerMinute: config.NHI_METER_AUTH_FAILURES_PER_MINUTE,
       },
+      metrics,
     })
     const api: ServerType = await new Promise((resolve, reject) => {
       const server = serve({ fetch: app.fetch, port: config.NHI_METER_PORT, hostname: config.NHI_METER_HOST }, () => resolve(server))
@@ -99,7 +127,11 @@ export async function startService(config: Config, policy: () => Policy, log: Se
         state.ok
           ? log.info('ingest: storing the ingest log in ClickHouse again')
           : log.error(`ingest: storing the ingest log in ClickHouse failed${state.diskFull ? ' (storage is out of disk space)' : ''}; exports are still taken until the log is full, and retried`, state.error),
+      metrics,
     })
+    metrics.observe((report) =>
+      report.ingestLog({ spans: writer.pendingRows, bytes: writer.pendingBytes, maxSpans: config.NHI_METER_OTLP_MAX_QUEUED_SPANS, maxBytes: config.NHI_METER_INGEST_LOG_MAX_BYTES }),
+    )
     if (config.NHI_METER_OTLP_PORT !== 'off') {
       receiver = createReceiver({
         writer,
@@ -107,13 +139,14 @@ export async function startService(config: Config, policy: () => Policy, log: Se
         failedAuthPerClient: failedAuthBuckets(config.NHI_METER_AUTH_FAILURES_PER_MINUTE),
         maxBodyBytes: config.NHI_METER_OTLP_MAX_BODY_BYTES,
         onError: (error) => log.error('receiver error', error),
+        metrics,
       })
       otlpPort = await receiver.listen(config.NHI_METER_OTLP_PORT, config.NHI_METER_HOST)
     }
 
     const rollup =
       config.NHI_METER_ROLLUP_INTERVAL_SECONDS > 0
-        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error), { graceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS })
+        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error), { graceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS, observeRun: metrics.jobs.periodic('usage_summary') })
         : undefined
 
     const resolution =
@@ -124,24 +157,39 @@ export async function startService(config: Config, policy: () => Policy, log: Se
             config.NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS * 1000,
             { waitSeconds: config.NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS },
             (error) => log.error('trace resolution failed; the events it decides stay pending (counted in completeness) until a run succeeds', error),
+            metrics.jobs.periodic('trace_resolution'),
           )
+        : undefined
+
+    const findingsEvaluation =
+      endpoint && config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS > 0
+        ? scheduleFindingsEvaluation(client, policy, config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS * 1000, metrics, (error) => log.error('findings evaluation for the metrics failed; nhi_meter_findings_* keep their last values until a run succeeds', error), {
+            rollupGraceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS,
+          })
         : undefined
 
     return {
       apiPort,
       otlpPort,
+      metricsPort: endpoint?.port,
       generatedKey,
       close: async () => {
+        await findingsEvaluation?.stop()
         await resolution?.stop()
         await rollup?.stop()
         await receiver?.close()
         await writer.close()
         await new Promise<void>((resolve) => api.close(() => resolve()))
+        await webhooks?.close()
         await client.close()
+        // Last, so a scrape during shutdown still answers.
+        await endpoint?.close()
       },
     }
   } catch (error) {
+    await webhooks?.close().catch(() => undefined)
     await client.close().catch(() => undefined)
+    await endpoint?.close().catch(() => undefined)
     throw error
   }
 }
