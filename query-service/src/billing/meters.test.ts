@@ -184,3 +184,54 @@ describe('meters that sum values and count active identities', () => {
     expect(lines).toContain('agent-a,gpt4o_input,1000,0.007272727,USD,complete,1')
   })
 })
+
+describe('evidence and statements for meters that sum values', () => {
+  it('counts the events behind a row of each meter that sees the same spans', async () => {
+    const app = createApp({ client, keys: () => store, policy: () => POLICY, rollupGraceSeconds: 0 })
+    const count = async (meter: string) => {
+      const response = await app.request(`/v1/billable/evidence?${MONTH}&nhi.id=agent-a&meter=${meter}`, { headers: { Authorization: `Bearer ${key('admin')}` } })
+      expect(response.status).toBe(200)
+      return ((await response.json()) as { count: number }).count
+    }
+    // agent-a's six model calls: all count as calls and towards being active; five are gpt-4o (one without tokens).
+    expect(await count('model_calls')).toBe(6)
+    expect(await count('active_agents')).toBe(6)
+    expect(await count('gpt4o_input')).toBe(5)
+    expect(await count('other_input')).toBe(1)
+  })
+
+  it('closes months with fractional sums exactly and lists a late span as an adjustment', async () => {
+    const gpu = validatePolicy({
+      rate_cards: [
+        {
+          version: 'gpu',
+          effective_from: '2026-01-01T00:00:00Z',
+          currency: 'USD',
+          meters: [{ name: 'gpu_seconds', activity_type: 'workflow_execution', aggregation: 'sum', value: 'gpu.seconds', unit_price: '0.0005' }],
+        },
+      ],
+    }).policy
+    const app = createApp({ client, keys: () => store, policy: () => gpu, rollupGraceSeconds: 0 })
+    const run = (seconds: string, start: string) =>
+      spanRow({ start, spanId: (++spanNo).toString(16).padStart(16, '0'), attributes: { 'nhi.id': 'etl', 'nhi.activity.type': 'workflow_execution', 'nhi.activity.name': 'train', 'gpu.seconds': seconds } })
+    await insertSpans(client, [run('1.25', '2026-09-03T00:00:00Z'), run('2.5', '2026-09-04T00:00:00Z')])
+    const close = async (period: string) => {
+      const response = await app.request('/v1/statements', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${key('admin')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ period }),
+      })
+      expect(response.status, await response.clone().text()).toBe(201)
+      return (await response.json()) as { lines: unknown[]; total: unknown; adjustments: unknown[]; meters: unknown[] }
+    }
+    const september = await close('2026-09')
+    // 3.75 s at 0.0005 = 0.001875; a fractional quantity is its exact decimal string.
+    expect(september.lines).toEqual([{ 'nhi.id': 'etl', meter: 'gpu_seconds', quantity: '3.75', amount: '0.001875' }])
+    expect(september.meters).toEqual([
+      { meter: 'gpu_seconds', aggregation: 'sum', value: 'gpu.seconds', quantity: '3.75', events: 2, events_without_value: 0, amount: '0.001875' },
+    ])
+    await insertSpans(client, [run('0.5', '2026-09-20T00:00:00Z')])
+    const october = await close('2026-10')
+    expect(october.adjustments).toEqual([{ period: '2026-09', 'nhi.id': 'etl', meter: 'gpu_seconds', quantity: '0.5', amount: '0.00025' }])
+  })
+})
