@@ -1,6 +1,6 @@
 /**
  * Turns a decoded export into `otel_traces` rows exactly as the contrib
- * clickhouseexporter writes them (v0.165: attribute values through pdata's
+ * clickhouseexporter writes them (v0.161.0, the pinned version: attribute values through pdata's
  * `AsString`, ids as lowercase hex, kind and status through pdata's
  * `String()`), after applying the secrets rule. Spans that cannot be stored
  * faithfully are rejected one by one and reported as partial success.

@@ -1,7 +1,40 @@
+import { cpSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { tempDataDir } from '../../../test/helpers/service.js'
 import { openStorage } from './client.js'
-import { loadMigrations, migrate, schemaStatements, splitStatements } from './migrations.js'
+import { EARLIER_TEXT_CHECKSUMS, loadMigrations, migrate, schemaStatements, splitStatements } from './migrations.js'
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url))
+const OTEL_TRACES = '0001_otel_traces.sql'
+/** The header line 0001 shipped with, before it named the pinned exporter version. */
+const SHIPPED_0001_LINE = '-- (v0.165, internal/sqltemplates/traces_table.sql)'
+
+/** A copy of the migrations directory with one file's text rewritten; returns the directory, as `loadMigrations` takes it. */
+function migrationsWith(file: string, edit: (sql: string) => string): string {
+  const dir = join(tempDataDir('nhi-meter-migrations-'), 'migrations/')
+  cpSync(MIGRATIONS_DIR, dir, { recursive: true })
+  writeFileSync(join(dir, file), edit(readFileSync(join(dir, file), 'utf8')))
+  return dir
+}
+
+/** 0001 as it shipped: the current file with its second line put back. */
+const shipped0001 = (sql: string): string => sql.replace(/^(.*\n)(.*)\n/, `$1${SHIPPED_0001_LINE}\n`)
+
+/** Migrates a fresh database as releases before statement checksums did: the whole file's checksum is recorded. */
+async function migratedWithTextChecksums(dir: string) {
+  const client = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
+  await migrate(client, { migrations: loadMigrations(dir).map((m) => ({ ...m, checksum: m.textChecksum })) })
+  return client
+}
+
+const recordedChecksums = async (client: Awaited<ReturnType<typeof openStorage>>) =>
+  new Map(
+    (await (await client.query({ query: 'SELECT version, checksum FROM nhi_schema_migrations', format: 'JSONEachRow' })).json<{ version: number; checksum: string }>()).map(
+      (r) => [Number(r.version), r.checksum],
+    ),
+  )
 
 describe('migrations', () => {
   it('apply once, are recorded, and are safe on every restart', async () => {
@@ -28,6 +61,67 @@ describe('migrations', () => {
       await expect(migrate(client, { migrations: edited })).rejects.toThrow(/changed after it was applied/)
     } finally {
       await client.close()
+    }
+  })
+
+  it('record the checksum of the statements as executed, so a corrected comment does not stop start-up', async () => {
+    const client = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
+    try {
+      await migrate(client)
+      const current = loadMigrations()
+      expect(await recordedChecksums(client)).toEqual(new Map(current.map((m) => [m.version, m.checksum])))
+      const recommented = migrationsWith('0024_usage_summary.sql', (sql) => `-- A comment added after the migration shipped.\n${sql.replace(/^--.*$/m, '-- reworded')}`)
+      expect(loadMigrations(recommented).find((m) => m.version === 24)!.textChecksum).not.toBe(current.find((m) => m.version === 24)!.textChecksum)
+      expect(await migrate(client, { migrations: loadMigrations(recommented) })).toEqual([])
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('still start on a database migrated with the text 0001 shipped with, after its exporter version comment was corrected', async () => {
+    const shippedDir = migrationsWith(OTEL_TRACES, shipped0001)
+    const shipped = loadMigrations(shippedDir).find((m) => m.version === 1)!
+    // The line put back is really the shipped one: its whole-file checksum is the one deployments recorded.
+    expect(EARLIER_TEXT_CHECKSUMS[shipped.textChecksum]).toBe(shipped.checksum)
+    const client = await migratedWithTextChecksums(shippedDir)
+    try {
+      expect((await recordedChecksums(client)).get(1)).toBe(shipped.textChecksum)
+      expect(await migrate(client)).toEqual([])
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('still start on a database that recorded whole-file checksums of unchanged files', async () => {
+    const client = await migratedWithTextChecksums(MIGRATIONS_DIR)
+    try {
+      expect(await migrate(client)).toEqual([])
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('refuse a change to a shipped migration’s SQL, whichever checksum the database recorded', async () => {
+    const changedSql = (sql: string) => sql.replace('TraceState String CODEC(ZSTD(3))', 'TraceState String CODEC(ZSTD(1))')
+    const changed = loadMigrations(migrationsWith(OTEL_TRACES, changedSql))
+    expect(changed[0]!.statements).not.toEqual(loadMigrations()[0]!.statements)
+    for (const migratedFrom of [migrationsWith(OTEL_TRACES, shipped0001), MIGRATIONS_DIR]) {
+      const client = await migratedWithTextChecksums(migratedFrom)
+      try {
+        await expect(migrate(client, { migrations: changed })).rejects.toThrow(/migration 1_otel_traces changed after it was applied/)
+      } finally {
+        await client.close()
+      }
+    }
+    const current = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
+    try {
+      await migrate(current)
+      await expect(migrate(current, { migrations: changed })).rejects.toThrow(/changed after it was applied/)
+      // Two statements run as one is a change too, though only a `;` went.
+      const merged = loadMigrations(migrationsWith('0024_usage_summary.sql', (sql) => sql.replace(/;[ \t]*\n/, '\n')))
+      await expect(migrate(current, { migrations: merged })).rejects.toThrow(/24_usage_summary changed/)
+    } finally {
+      await current.close()
     }
   })
 

@@ -2,8 +2,9 @@
  * Numbered DDL files under ./migrations, applied once each and recorded in
  * `nhi_schema_migrations`. Every statement is idempotent (IF NOT EXISTS), so
  * a start-up that dies half-way simply applies the rest next time. A file
- * that changed after it was applied stops start-up: shipped migrations are
- * never edited, a new one is added instead.
+ * whose SQL changed after it was applied stops start-up: shipped migrations
+ * are never edited, a new one is added instead. Their `--` comment lines are
+ * never executed, so they may be corrected (see migrations/README.md).
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { createHash } from 'node:crypto'
@@ -15,7 +16,10 @@ export interface Migration {
   version: number
   name: string
   statements: string[]
+  /** SHA-256 of the statements as executed (comment lines left out); recorded when the migration is applied. */
   checksum: string
+  /** SHA-256 of the whole file, comments included: what was recorded before comments stopped counting. */
+  textChecksum: string
 }
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url))
@@ -35,6 +39,34 @@ export function splitStatements(sql: string): string[] {
     .filter((statement) => statement.length > 0)
 }
 
+/**
+ * Whole-file checksums that deployments recorded for an earlier text of a
+ * migration whose comment lines were corrected since, each mapped to the
+ * statements checksum of that earlier text. A database that recorded one
+ * still starts as long as the file's statements are unchanged. Add an entry
+ * (the old `textChecksum` and its `checksum`) whenever a comment in a
+ * migration shipped before statement checksums is corrected.
+ */
+export const EARLIER_TEXT_CHECKSUMS: Readonly<Record<string, string>> = {
+  // 0001_otel_traces: its header named clickhouseexporter v0.165 instead of the pinned v0.161.0.
+  '558df1e780343911e6752d4d644051bd34a58c437d32bb1344e86064ac5fce1d': '3e0d1067aa69d76a25a36b051d35dd56a536f6537b67698d1f7f4b318da0b347',
+}
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
+
+/** Reads one migration's SQL text into its statements and checksums. */
+export function parseMigration(version: number, name: string, sql: string): Migration {
+  const statements = splitStatements(sql)
+  // Statements are joined with a terminator that none of them can contain at
+  // a line end, so moving text across a statement boundary changes the sum.
+  return { version, name, statements, checksum: sha256(statements.join(';\n')), textChecksum: sha256(sql) }
+}
+
+/** Whether a checksum recorded in `nhi_schema_migrations` is one this migration's current file still matches. */
+export function matchesRecorded(migration: Migration, recorded: string): boolean {
+  return recorded === migration.checksum || recorded === migration.textChecksum || EARLIER_TEXT_CHECKSUMS[recorded] === migration.checksum
+}
+
 /** Reads the migration files in version order. */
 export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
   return readdirSync(dir)
@@ -42,13 +74,7 @@ export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
     .sort()
     .map((file) => {
       const [, version, name] = MIGRATION_FILE.exec(file)!
-      const sql = readFileSync(`${dir}${file}`, 'utf8')
-      return {
-        version: Number(version),
-        name: name!,
-        statements: splitStatements(sql),
-        checksum: createHash('sha256').update(sql).digest('hex'),
-      }
+      return parseMigration(Number(version), name!, readFileSync(`${dir}${file}`, 'utf8'))
     })
 }
 
@@ -152,7 +178,7 @@ export async function migrate(client: ClickHouseClient, options: { cluster?: Clu
   for (const migration of migrations) {
     const recorded = applied.get(migration.version)
     if (recorded !== undefined) {
-      if (recorded !== migration.checksum) {
+      if (!matchesRecorded(migration, recorded)) {
         throw new Error(
           `migration ${migration.version}_${migration.name} changed after it was applied; shipped migrations are never edited, add a new one`,
         )

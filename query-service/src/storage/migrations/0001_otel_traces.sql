@@ -1,5 +1,5 @@
 -- Raw spans, with exactly the column layout the contrib clickhouseexporter
--- (v0.165, internal/sqltemplates/traces_table.sql)
+-- (v0.161.0, the version collector-config/builder.yaml pins; internal/sqltemplates/traces_table.sql)
 -- creates for its traces table, so rows written by an OpenTelemetry
 -- Collector and rows written by the built-in receiver are interchangeable.
 -- Codecs sit on the Nested columns as a whole: ClickHouse rejects codecs on
