@@ -14,6 +14,7 @@ import { evidenceRoutes } from './billing/evidence.js'
 import { statementRoutes, type Statement } from './billing/statements.js'
 import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
+import { statusOf } from './http/error-codes.js'
 import { isDiskFull, storageRefusal } from './storage/disk-space.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
 import { requestMetrics } from './http/request-metrics.js'
@@ -77,14 +78,14 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
   app.use('*', requestId())
   app.use('*', async (c, next) => {
     const declared = Number(c.req.header('content-length'))
-    if (Number.isFinite(declared) && declared > maxBodyBytes) throw new ApiError(413, 'payload_too_large', `request body over ${maxBodyBytes} bytes`)
+    if (Number.isFinite(declared) && declared > maxBodyBytes) throw new ApiError('payload_too_large', `request body over ${maxBodyBytes} bytes`)
     await next()
   })
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', async (c) => {
     const ping = await deps.client.ping()
-    if (!ping.success) throw new ApiError(503, 'storage_unavailable', 'storage is not reachable', { 'Retry-After': '5' })
+    if (!ping.success) throw new ApiError('storage_unavailable', 'storage is not reachable', { 'Retry-After': '5' })
     return c.json({ status: 'ready' })
   })
   app.get('/openapi.json', (c) => c.json(openApiDocument()))
@@ -113,9 +114,9 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
     const methods = allowed(path)
     if (methods.length > 0) {
       c.header('Allow', methods.join(', '))
-      return c.json(errorBody('method_not_allowed', `${c.req.method.slice(0, 20)} is not allowed on ${path.slice(0, 200)}; use ${methods.join(' or ')}`, c.get('requestId')), 405)
+      return c.json(errorBody('method_not_allowed', `${c.req.method.slice(0, 20)} is not allowed on ${path.slice(0, 200)}; use ${methods.join(' or ')}`, c.get('requestId')), statusOf('method_not_allowed'))
     }
-    return c.json(errorBody('not_found', `no route for ${c.req.method.slice(0, 20)} ${path.slice(0, 200)}`, c.get('requestId')), 404)
+    return c.json(errorBody('not_found', `no route for ${c.req.method.slice(0, 20)} ${path.slice(0, 200)}`, c.get('requestId')), statusOf('not_found'))
   })
   app.onError((error, c) => {
     const id = c.get('requestId') ?? 'unknown'
@@ -134,7 +135,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
       return c.json(errorBody(refusal.code, refusal.message, id), refusal.status)
     }
     deps.logError?.(id, error)
-    return c.json(errorBody('internal', 'internal error', id), 500)
+    return c.json(errorBody('internal', 'internal error', id), statusOf('internal'))
   })
   return app
 }

@@ -8,7 +8,7 @@ import { entitlementsOpenApi } from './entitlements/openapi.js'
 import { findingsOpenApi } from './findings/openapi.js'
 import { identitiesOpenApi } from './identities/openapi.js'
 import { maxHeaderSize } from 'node:http'
-import { errorResponse, type OpenApiFragment } from './http/openapi-fragment.js'
+import { errorCodeSchema, errorResponse, type OpenApiFragment } from './http/openapi-fragment.js'
 
 /** Every domain's routes, documented next to them. */
 const fragments: OpenApiFragment[] = [billingOpenApi, identitiesOpenApi, entitlementsOpenApi, findingsOpenApi]
@@ -46,10 +46,11 @@ export function openApiDocument(): Record<string, unknown> {
             error: {
               type: 'object',
               required: ['code', 'message', 'request_id'],
-              properties: { code: { type: 'string' }, message: { type: 'string' }, request_id: { type: 'string' } },
+              properties: { code: { $ref: '#/components/schemas/ErrorCode' }, message: { type: 'string' }, request_id: { type: 'string' } },
             },
           },
         },
+        ErrorCode: errorCodeSchema(),
         ...Object.fromEntries(fragments.flatMap((f) => Object.entries(f.schemas ?? {}))),
       },
     },

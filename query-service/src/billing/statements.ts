@@ -100,7 +100,7 @@ export async function loadStatements(client: ClickHouseClient): Promise<Array<{ 
   return (await result.json<Record<string, unknown>>()).map((raw) => {
     const row = storedRow.parse(raw)
     if (hashContent(row.content) !== row.content_hash) {
-      throw new ApiError(500, 'statement_tampered', `statement ${row.period} does not match its content hash; it was changed after it was closed`)
+      throw new ApiError('statement_tampered', `statement ${row.period} does not match its content hash; it was changed after it was closed`)
     }
     return { statement: JSON.parse(row.content) as Statement, contentHash: row.content_hash }
   })
@@ -117,9 +117,9 @@ export async function closePeriod(client: ClickHouseClient, pricing: Pricing, pe
   if (range.to.getTime() > now.getTime()) throw badParameter('period', `${period} is not over yet; a month can be closed from its last instant on`)
   const earlier = await loadStatements(client)
   const latest = earlier[earlier.length - 1]
-  if (earlier.some((s) => s.statement.period === period)) throw new ApiError(409, 'already_closed', `${period} is already closed; statements are never rewritten`)
+  if (earlier.some((s) => s.statement.period === period)) throw new ApiError('already_closed', `${period} is already closed; statements are never rewritten`)
   if (latest && latest.statement.period > period) {
-    throw new ApiError(409, 'out_of_order', `periods are closed in order; ${latest.statement.period} is already closed`)
+    throw new ApiError('out_of_order', `periods are closed in order; ${latest.statement.period} is already closed`)
   }
 
   const { bill, lines } = await linesFor(client, pricing, range)
@@ -180,15 +180,15 @@ export async function closePeriod(client: ClickHouseClient, pricing: Pricing, pe
   const stored = (await loadStatements(client)).find((s) => (s.statement.previous?.content_hash ?? null) === (statement.previous?.content_hash ?? null))
   if (stored?.contentHash !== contentHash) {
     throw stored?.statement.period === period
-      ? new ApiError(409, 'already_closed', `${period} was closed at the same moment by another request (another query service); statements are never rewritten`)
-      : new ApiError(409, 'conflict', `${stored?.statement.period ?? 'another period'} was closed at the same moment by another request; close ${period} again`)
+      ? new ApiError('already_closed', `${period} was closed at the same moment by another request (another query service); statements are never rewritten`)
+      : new ApiError('conflict', `${stored?.statement.period ?? 'another period'} was closed at the same moment by another request; close ${period} again`)
   }
   return { ...statement, content_hash: contentHash }
 }
 
 /** Statements cover every business unit, so keys limited to units cannot read them. */
 function requireAllUnits(businessUnits: readonly string[] | null): void {
-  if (businessUnits) throw new ApiError(403, 'forbidden', 'statements cover every business unit; this key is limited to some')
+  if (businessUnits) throw new ApiError('forbidden', 'statements cover every business unit; this key is limited to some')
 }
 
 const closeBody = z.object({ period: z.string().max(16) }).strict()
@@ -207,7 +207,7 @@ export function statementRoutes(deps: {
     rejectUnknown(c.req.query(), [])
     // Capped like every other body (a statement request is a few bytes; hostile ones are answered 400 naming the problem up to the cap).
     const parsed = closeBody.safeParse(parseJsonBody(await readBodyText(c.req.raw, MAX_CLOSE_BODY_BYTES)))
-    if (!parsed.success) throw new ApiError(400, 'invalid_body', `body: ${parsed.error.issues[0]!.path.join('.') || '(root)'}: ${parsed.error.issues[0]!.message}; expected {"period": "YYYY-MM"}`)
+    if (!parsed.success) throw new ApiError('invalid_body', `body: ${parsed.error.issues[0]!.path.join('.') || '(root)'}: ${parsed.error.issues[0]!.message}; expected {"period": "YYYY-MM"}`)
     const statement = await closePeriod(deps.client, deps.pricing(), parsed.data.period, deps.now?.() ?? new Date())
     await deps.onClosed?.(statement)
     return c.json(statement, 201)
@@ -233,7 +233,7 @@ export function statementRoutes(deps: {
     const period = c.req.param('period')
     periodRange(period)
     const found = (await loadStatements(deps.client)).find((s) => s.statement.period === period)
-    if (!found) throw new ApiError(404, 'not_found', `no statement for ${period}; close it with POST /v1/statements`)
+    if (!found) throw new ApiError('not_found', `no statement for ${period}; close it with POST /v1/statements`)
     return c.json({ ...found.statement, content_hash: found.contentHash })
   })
   return app

@@ -78,21 +78,21 @@ export function entitlementsRoutes(deps: EntitlementsDeps): Hono<AppEnv> {
         path: formatPath(issue.path.map((p) => (typeof p === 'number' ? p : String(p)))),
         message: issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => quote(k, 40)).join(', ')}` : issue.message,
       }))
-      throw new ApiError(400, 'invalid_body', describeProblems(problems))
+      throw new ApiError('invalid_body', describeProblems(problems))
     }
     const body = parsed.data
     let at: Date
     try {
       at = parseAt(body.at)
     } catch (error) {
-      throw new ApiError(400, 'invalid_body', (error as Error).message)
+      throw new ApiError('invalid_body', (error as Error).message)
     }
     const rules = deps.policy().entitlements
     const ruleIndex = new Map(rules.map((r, i) => [r.feature, i]))
     const unknown = body.requests.findIndex((r) => r.feature !== undefined && !ruleIndex.has(r.feature))
     if (unknown >= 0) {
       const names = rules.map((r) => r.feature).join(', ') || '(the policy defines none)'
-      throw new ApiError(400, 'invalid_body', `requests[${unknown}].feature: unknown feature ${quote(body.requests[unknown]!.feature!)}; the policy defines ${names}`)
+      throw new ApiError('invalid_body', `requests[${unknown}].feature: unknown feature ${quote(body.requests[unknown]!.feature!)}; the policy defines ${names}`)
     }
     const figures = await entitlementFigures(deps.client, {
       ids: body.requests.map((r) => r.nhi_id),

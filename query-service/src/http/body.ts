@@ -8,7 +8,7 @@ import { ApiError } from './errors.js'
 /** Reads the body as UTF-8 text, refusing more than `maxBytes` (413) and invalid UTF-8 (400). */
 export async function readBodyText(request: Request, maxBytes: number): Promise<string> {
   const declared = Number(request.headers.get('content-length'))
-  if (Number.isFinite(declared) && declared > maxBytes) throw new ApiError(413, 'payload_too_large', `request body over ${maxBytes} bytes`)
+  if (Number.isFinite(declared) && declared > maxBytes) throw new ApiError('payload_too_large', `request body over ${maxBytes} bytes`)
   if (!request.body) return ''
   const reader = request.body.getReader()
   const chunks: Uint8Array[] = []
@@ -19,23 +19,23 @@ export async function readBodyText(request: Request, maxBytes: number): Promise<
     total += value.byteLength
     if (total > maxBytes) {
       await reader.cancel().catch(() => undefined)
-      throw new ApiError(413, 'payload_too_large', `request body over ${maxBytes} bytes`)
+      throw new ApiError('payload_too_large', `request body over ${maxBytes} bytes`)
     }
     chunks.push(value)
   }
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks))
   } catch {
-    throw new ApiError(400, 'invalid_body', 'body: not valid UTF-8')
+    throw new ApiError('invalid_body', 'body: not valid UTF-8')
   }
 }
 
 /** Parses a JSON body, answering 400 `invalid_body` when it is not JSON. */
 export function parseJsonBody(text: string): unknown {
-  if (text.trim() === '') throw new ApiError(400, 'invalid_body', 'body: empty; send a JSON document')
+  if (text.trim() === '') throw new ApiError('invalid_body', 'body: empty; send a JSON document')
   try {
     return JSON.parse(text)
   } catch (error) {
-    throw new ApiError(400, 'invalid_body', `body: not valid JSON: ${(error as Error).message.slice(0, 200)}`)
+    throw new ApiError('invalid_body', `body: not valid JSON: ${(error as Error).message.slice(0, 200)}`)
   }
 }

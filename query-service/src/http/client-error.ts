@@ -8,15 +8,15 @@ import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
 import { maxHeaderSize, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { statusOf, type FixedStatusErrorCode } from './error-codes.js'
 import { errorBody } from './errors.js'
 
 /** Status, code and message for a parser error code. */
-export function clientErrorAnswer(code: string | undefined, maxHeaderSize: number): { status: number; code: string; message: string } {
-  if (code === 'HPE_HEADER_OVERFLOW') {
-    return { status: 431, code: 'headers_too_large', message: `request line and headers over ${maxHeaderSize} bytes; send long values in a body or shorten them` }
-  }
-  if (code === 'HPE_REQUEST_TIMEOUT' || code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, code: 'request_timeout', message: 'request not received in time' }
-  return { status: 400, code: 'malformed_request', message: 'malformed HTTP request' }
+export function clientErrorAnswer(code: string | undefined, maxHeaderSize: number): { status: number; code: FixedStatusErrorCode; message: string } {
+  const answer = (errorCode: FixedStatusErrorCode, message: string) => ({ status: statusOf(errorCode), code: errorCode, message })
+  if (code === 'HPE_HEADER_OVERFLOW') return answer('headers_too_large', `request line and headers over ${maxHeaderSize} bytes; send long values in a body or shorten them`)
+  if (code === 'HPE_REQUEST_TIMEOUT' || code === 'ERR_HTTP_REQUEST_TIMEOUT') return answer('request_timeout', 'request not received in time')
+  return answer('malformed_request', 'malformed HTTP request')
 }
 
 /** Installs the envelope answer on `server` (Node's default is an empty 400 or 431). */

@@ -48,7 +48,7 @@ export interface AuthLimits {
 
 /** 429 with Retry-After and the envelope's `rate_limited` code. */
 function rateLimited(retryAfterSeconds: number, message: string): ApiError {
-  return new ApiError(429, 'rate_limited', `${message}; retry in ${retryAfterSeconds} s`, { 'Retry-After': String(retryAfterSeconds) })
+  return new ApiError('rate_limited', `${message}; retry in ${retryAfterSeconds} s`, { 'Retry-After': String(retryAfterSeconds) })
 }
 
 /**
@@ -73,7 +73,7 @@ export function authenticate(keys: () => KeyStore, limits: AuthLimits = {}, metr
         throw rateLimited(check.retryAfterSeconds, check.message)
       }
       metrics.auth.refusedKey('api')
-      throw new ApiError(401, 'unauthenticated', check.message, challenge)
+      throw new ApiError('unauthenticated', check.message, challenge)
     }
     const principal = check.principal
     if (limits.perKey) {
@@ -97,7 +97,7 @@ export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
 export function requireAnyScope(...scopes: Scope[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = c.get('principal')
-    if (!scopes.some((scope) => hasScope(principal, scope))) throw new ApiError(403, 'forbidden', `this key lacks the ${scopes.join(' or ')} scope`)
+    if (!scopes.some((scope) => hasScope(principal, scope))) throw new ApiError('forbidden', `this key lacks the ${scopes.join(' or ')} scope`)
     await next()
   }
 }

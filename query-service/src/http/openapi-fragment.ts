@@ -1,6 +1,7 @@
 /**
  * Pieces each domain uses to document its routes for /openapi.json.
  */
+import { ERROR_CODES, type ErrorCode } from './error-codes.js'
 import { MAX_PARAM_LENGTH, UTC_TIME_PATTERN } from './params.js'
 
 /** One domain's paths and component schemas. */
@@ -12,6 +13,22 @@ export interface OpenApiFragment {
 /** A response with the error envelope. */
 export function errorResponse(description: string): Record<string, unknown> {
   return { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } }
+}
+
+/**
+ * The `ErrorCode` schema: the closed list of error-codes.ts as an enum,
+ * each code's status and meaning in `x-enumDescriptions` (the extension
+ * Redoc and other renderers show beside each value) and in the description.
+ */
+export function errorCodeSchema(): Record<string, unknown> {
+  const codes = Object.keys(ERROR_CODES) as ErrorCode[]
+  const line = (code: ErrorCode) => `${ERROR_CODES[code].status === 'varies' ? 'its own status' : `HTTP ${ERROR_CODES[code].status}`}: ${ERROR_CODES[code].meaning}`
+  return {
+    type: 'string',
+    enum: codes,
+    description: `The error envelope's code: a closed list, each code always with the same status.\n\n${codes.map((code) => `- \`${code}\` (${line(code)})`).join('\n')}`,
+    'x-enumDescriptions': Object.fromEntries(codes.map((code) => [code, line(code)])),
+  }
 }
 
 /** A time the API accepts as input: RFC 3339 in UTC (Z or +00:00), years 1970 to 2200 (parseTime). */

@@ -43,7 +43,7 @@ export function pathId(raw: string | undefined): string {
 
 /** 404 for an identity that does not exist or that the key may not see (the two read the same). */
 export function notFound(): ApiError {
-  return new ApiError(404, 'not_found', 'no such identity')
+  return new ApiError('not_found', 'no such identity')
 }
 
 /** Parses an optional decision time; default now. */
@@ -97,19 +97,19 @@ export function identitiesRoutes(deps: IdentitiesDeps): Hono<AppEnv> {
     rejectUnknown(c.req.query(), [])
     const mediaType = (c.req.header('content-type') ?? 'application/json').split(';')[0]!.trim().toLowerCase()
     const format = MEDIA_TYPES[mediaType]
-    if (!format) throw new ApiError(415, 'unsupported_media_type', `Content-Type must be one of ${Object.keys(MEDIA_TYPES).join(', ')}`)
+    if (!format) throw new ApiError('unsupported_media_type', `Content-Type must be one of ${Object.keys(MEDIA_TYPES).join(', ')}`)
     const text = await readBodyText(c.req.raw, MAX_INVENTORY_BODY_BYTES)
-    if (text.trim() === '') throw new ApiError(400, 'invalid_body', 'body: empty; send a list of identities')
+    if (text.trim() === '') throw new ApiError('invalid_body', 'body: empty; send a list of identities')
     let items
     try {
       items = validateInventory(parseInventoryText(text, format))
     } catch (error) {
-      if (error instanceof InventorySyntaxError) throw new ApiError(400, 'invalid_body', `body: ${error.message}`)
-      if (error instanceof InventoryValidationError) throw new ApiError(400, 'invalid_body', error.message)
+      if (error instanceof InventorySyntaxError) throw new ApiError('invalid_body', `body: ${error.message}`)
+      if (error instanceof InventoryValidationError) throw new ApiError('invalid_body', error.message)
       throw error
     }
     const refused = await inventoryAccessProblem(deps.client, items, c.get('principal').businessUnits)
-    if (refused) throw new ApiError(403, 'forbidden', describeProblems([refused]))
+    if (refused) throw new ApiError('forbidden', describeProblems([refused]))
     return c.json(await upsertInventory(deps.client, items))
   })
 
