@@ -24,6 +24,7 @@ import { overviewRoutes } from './overview/routes.js'
 import { identitiesRoutes } from './identities/routes.js'
 import { entitlementsRoutes } from './entitlements/routes.js'
 import { findingsRoutes } from './findings/routes.js'
+import { telemetryRoutes } from './telemetry/routes.js'
 import { isStorageUnavailable } from './storage/availability.js'
 
 /** Everything the app needs from the outside. */
@@ -106,6 +107,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
   app.route('/v1', identitiesRoutes({ client: deps.client, policy: deps.policy }))
   app.route('/v1', entitlementsRoutes({ client: deps.client, policy: deps.policy }))
   app.route('/v1', findingsRoutes({ client: deps.client, policy: deps.policy, rollupGraceSeconds: deps.rollupGraceSeconds }))
+  app.route('/v1', telemetryRoutes({ client: deps.client, policy: deps.policy, rollupGraceSeconds: deps.rollupGraceSeconds }))
   for (const routes of options.routes ?? []) app.route('/v1', routes)
 
   const allowed = allowedMethods(app)

@@ -7,11 +7,12 @@ import { billingOpenApi } from './billing/openapi.js'
 import { entitlementsOpenApi } from './entitlements/openapi.js'
 import { findingsOpenApi } from './findings/openapi.js'
 import { identitiesOpenApi } from './identities/openapi.js'
+import { telemetryOpenApi } from './telemetry/openapi.js'
 import { maxHeaderSize } from 'node:http'
 import { errorCodeSchema, errorResponse, type OpenApiFragment } from './http/openapi-fragment.js'
 
 /** Every domain's routes, documented next to them. */
-const fragments: OpenApiFragment[] = [billingOpenApi, identitiesOpenApi, entitlementsOpenApi, findingsOpenApi]
+const fragments: OpenApiFragment[] = [billingOpenApi, identitiesOpenApi, entitlementsOpenApi, findingsOpenApi, telemetryOpenApi]
 
 /** Every operation can meet the HTTP server's header limit (a long query string), answered with the envelope (http/client-error.ts). */
 const headersTooLarge = errorResponse(`request line and headers over ${maxHeaderSize} bytes (the HTTP server's limit)`)

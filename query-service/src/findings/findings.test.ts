@@ -5,6 +5,7 @@ import type { OtelTraceRow } from '../otlp/rows.js'
 import { freshStorage, insertSpans, spanRow } from '../test-support.js'
 import { backfillFindingsDigest } from './digest.js'
 import { CONTROLS, FINDING_KINDS, type Finding } from './kinds.js'
+import { telemetryOpenApi } from '../telemetry/openapi.js'
 import { findingsOpenApi } from './openapi.js'
 import { declare, findingsApp, SENSITIVE_POLICY, spread, use } from './test-helpers.js'
 
@@ -261,9 +262,9 @@ describe('GET /v1/findings with injected cases', () => {
 })
 
 describe('responses', () => {
-  // The fragment's schemas, compiled as OpenAPI 3.1 (JSON Schema 2020-12) reads them.
+  // The fragments' schemas (telemetry_gap evidence refers to telemetry's AttributeProblem), compiled as OpenAPI 3.1 (JSON Schema 2020-12) reads them.
   const ajv = new Ajv2020({ allErrors: true, strict: false, validateFormats: false })
-  ajv.addSchema({ $id: 'nhi-meter', components: { schemas: findingsOpenApi.schemas } })
+  ajv.addSchema({ $id: 'nhi-meter', components: { schemas: { ...findingsOpenApi.schemas, ...telemetryOpenApi.schemas } } })
   const conforms = (schema: string, body: unknown) => {
     const validate = ajv.compile({ $ref: `nhi-meter#/components/schemas/${schema}` })
     expect(validate(body), JSON.stringify(validate.errors?.slice(0, 3))).toBe(true)

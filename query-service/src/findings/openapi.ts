@@ -1,9 +1,9 @@
 /**
- * OpenAPI description of GET /v1/findings and GET /v1/telemetry/completeness.
- * A test validates real responses against these schemas.
+ * OpenAPI description of GET /v1/findings. A test validates real responses
+ * against these schemas; telemetry_gap evidence refers to the
+ * AttributeProblem schema of telemetry/openapi.ts.
  */
-import { authResponses, errorResponse, textParam, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
-import { CHECKED_ATTRIBUTES } from '../telemetry/queries.js'
+import { authResponses, closedObject, errorResponse, textParam, timeParam, type OpenApiFragment } from '../http/openapi-fragment.js'
 import { FINDING_KINDS, SEVERITIES, type FindingKind } from './kinds.js'
 
 const time = { type: 'string', format: 'date-time' }
@@ -16,13 +16,9 @@ const ratio = { type: 'number', minimum: 0, maximum: 1 }
 const duration = { type: 'string', description: 'A policy duration as written, e.g. 30d.' }
 const kindList = `(${FINDING_KINDS.join('|')})`
 
-function object(properties: Record<string, unknown>, description?: string): Record<string, unknown> {
-  return { type: 'object', required: Object.keys(properties), additionalProperties: false, properties, ...(description ? { description } : {}) }
-}
-
 /** Evidence of each kind, exactly as the API returns it. */
 const evidence: Record<FindingKind, Record<string, unknown>> = {
-  dormant: object({
+  dormant: closedObject({
     declared: { type: 'boolean' },
     last_seen: { ...nullableTime, description: 'Last activity before `to`; null for a declared identity never seen.' },
     inactive_days: { type: ['number', 'null'], minimum: 0 },
@@ -31,14 +27,14 @@ const evidence: Record<FindingKind, Record<string, unknown>> = {
     longest_earlier_silence_days: { type: ['number', 'null'], description: 'Dormant early (before dormant_after): its longest silence in the look-back.' },
     declaration_updated: nullableTime,
   }),
-  unregistered: object({
+  unregistered: closedObject({
     active_days: { ...count, description: 'UTC days of the range with activity.' },
     first_seen: time,
     last_seen: time,
     activity_types: texts,
     sample_trace_ids: samples,
   }),
-  orphaned: object({
+  orphaned: closedObject({
     declared: { type: 'boolean' },
     active_days: count,
     first_seen: nullableTime,
@@ -46,7 +42,7 @@ const evidence: Record<FindingKind, Record<string, unknown>> = {
     activity_types: texts,
     sample_trace_ids: samples,
   }),
-  burst: object({
+  burst: closedObject({
     activity_type: text,
     window_length: { ...duration, description: 'Length of the most improbable window that fired (one of burst_windows).' },
     window_from: { ...time, description: 'Start of that window.' },
@@ -61,15 +57,15 @@ const evidence: Record<FindingKind, Record<string, unknown>> = {
     ongoing: { type: 'boolean', description: 'The range ended before activity returned to normal.' },
     sample_trace_ids: samples,
   }),
-  sustained_growth: object({
+  sustained_growth: closedObject({
     activity_type: text,
     period: duration,
-    recent: { type: 'array', items: object({ from: time, events: count }) },
-    baseline: object({ median: { type: 'number' }, mad: { type: 'number' }, periods: count, weekly_adjusted: { type: 'boolean', description: 'Periods were divided by their weekday shape before comparing.' } }),
+    recent: { type: 'array', items: closedObject({ from: time, events: count }) },
+    baseline: closedObject({ median: { type: 'number' }, mad: { type: 'number' }, periods: count, weekly_adjusted: { type: 'boolean', description: 'Periods were divided by their weekday shape before comparing.' } }),
     growth_factor: { type: 'number' },
     sample_trace_ids: samples,
   }),
-  overactive: object({
+  overactive: closedObject({
     peak_window_events: count,
     windows_over: count,
     events: count,
@@ -77,14 +73,14 @@ const evidence: Record<FindingKind, Record<string, unknown>> = {
     overactive_window: duration,
     sample_trace_ids: samples,
   }),
-  privilege_drift: object({
+  privilege_drift: closedObject({
     reason: { type: 'string', enum: ['unapproved', 'new_activity'] },
-    activities: { type: 'array', maxItems: 20, items: object({ activity_type: text, activity_name: text, events: count, first_seen: time }) },
+    activities: { type: 'array', maxItems: 20, items: closedObject({ activity_type: text, activity_name: text, events: count, first_seen: time }) },
     activities_total: count,
     approved_activities: texts,
     sample_trace_ids: samples,
   }),
-  auth_failures: object({
+  auth_failures: closedObject({
     peak_window_failures: count,
     windows_over: count,
     failures: count,
@@ -92,7 +88,7 @@ const evidence: Record<FindingKind, Record<string, unknown>> = {
     auth_failures_window: duration,
     sample_trace_ids: samples,
   }),
-  credential_reuse: object({
+  credential_reuse: closedObject({
     credential_id: text,
     identities: { ...count, description: 'Identities that used the credential in the window, in every business unit.' },
     shared_with: { ...texts, description: 'The other identities, as far as the key may see them.' },
@@ -102,14 +98,14 @@ const evidence: Record<FindingKind, Record<string, unknown>> = {
     max_identities: count,
     sample_trace_ids: samples,
   }),
-  stale_credential: object({
+  stale_credential: closedObject({
     last_rotation: nullableTime,
     first_seen: time,
     age_days: { type: 'number', minimum: 0 },
     rotation_max_age: duration,
     credential_ids: texts,
   }),
-  telemetry_gap: object({
+  telemetry_gap: closedObject({
     service: text,
     problems: { type: 'array', minItems: 1, items: { type: 'string', enum: ['unidentified_spans', 'vocabulary', 'stopped_reporting'] } },
     spans: count,
@@ -136,39 +132,14 @@ export const findingsOpenApi: OpenApiFragment = {
         kind: { type: 'string', enum: [...FINDING_KINDS] },
         nhi_id: { type: ['string', 'null'], description: 'The identity; null for a service-level finding (telemetry_gap).' },
         severity: { type: 'string', enum: [...SEVERITIES] },
-        window: object({ from: time, to: time }, 'When the condition held, [from, to).'),
+        window: closedObject({ from: time, to: time }, 'When the condition held, [from, to).'),
         summary: { type: 'string', description: 'One sentence.' },
         evidence: { type: 'object' },
         controls: { type: 'array', items: { type: 'string', pattern: '^(OWASP-NHI[0-9]+|NIST-CSF-[A-Z]{2}\\.[A-Z]{2}-[0-9]{2})$' }, description: 'OWASP Non-Human Identities Top 10 (2025) and NIST CSF 2.0 items (FINDINGS.md).' },
       },
       oneOf: FINDING_KINDS.map((kind) => ({ properties: { kind: { const: kind }, evidence: evidence[kind] } })),
     },
-    Findings: object({ from: time, to: time, findings: { type: 'array', items: { $ref: '#/components/schemas/Finding' } } }),
-    AttributeProblem: object({ attribute: { type: 'string', enum: [...CHECKED_ATTRIBUTES] }, value: text, spans: count, sample_trace_ids: samples }),
-    TelemetryCompleteness: object({
-      from: time,
-      to: time,
-      threshold: { ...ratio, description: 'billing.completeness_threshold, which decides each status.' },
-      pending_spans: { ...count, description: 'Use events still waiting for the trace resolution job (their identity may sit on an ancestor span not yet arrived); in no bill yet, decided within NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS.' },
-      services: {
-        type: 'array',
-        items: object({
-          service: text,
-          spans: { ...count, description: 'Activity spans (each once, however often delivered).' },
-          identified_spans: count,
-          identified_ratio: ratio,
-          status: { type: 'string', enum: ['complete', 'incomplete'] },
-          pending_spans: { ...count, description: 'Use events of the service still waiting for the trace resolution job.' },
-          unidentified_reasons: {
-            type: 'object',
-            additionalProperties: count,
-            description: 'Unidentified spans by reason: no_identity, placeholder_identity, ancestor_missing, parent_cycle, trace_too_large, mcp_caller_unknown (README, "Agent frameworks").',
-          },
-          attribute_problems: { type: 'array', items: { $ref: '#/components/schemas/AttributeProblem' } },
-        }),
-      },
-      total: object({ spans: count, identified_spans: count, identified_ratio: ratio, status: { type: 'string', enum: ['complete', 'incomplete'] }, pending_spans: count }),
-    }),
+    Findings: closedObject({ from: time, to: time, findings: { type: 'array', items: { $ref: '#/components/schemas/Finding' } } }),
   },
   paths: {
     '/v1/findings': {
@@ -185,24 +156,6 @@ export const findingsOpenApi: OpenApiFragment = {
         ],
         responses: {
           '200': { description: 'Findings, sorted', content: { 'application/json': { schema: { $ref: '#/components/schemas/Findings' } } } },
-          '400': errorResponse('bad parameter (the message names it)'),
-          ...authResponses('findings:read'),
-          '503': errorResponse('storage unavailable'),
-        },
-      },
-    },
-    '/v1/telemetry/completeness': {
-      get: {
-        summary: 'Telemetry completeness per service',
-        description:
-          'Per service: activity spans, those tied to an identity, the ratio and status (billing.completeness_threshold), and spans whose nhi.type or nhi.activity.type lies outside the vocabulary (at most 20 values per attribute). The totals equal the completeness block of GET /v1/billable for the same range. Scope findings:read; a key limited to business units counts only rows of its units.',
-        security: [{ bearer: [] }],
-        parameters: [
-          timeParam('from', 'Start of the range, inclusive (RFC 3339 UTC). Default: start of the current UTC month.'),
-          timeParam('to', 'End of the range, exclusive (RFC 3339 UTC). Default: now.'),
-        ],
-        responses: {
-          '200': { description: 'Completeness per service and in total', content: { 'application/json': { schema: { $ref: '#/components/schemas/TelemetryCompleteness' } } } },
           '400': errorResponse('bad parameter (the message names it)'),
           ...authResponses('findings:read'),
           '503': errorResponse('storage unavailable'),

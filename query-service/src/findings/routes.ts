@@ -1,6 +1,5 @@
 /**
- * GET /v1/findings and GET /v1/telemetry/completeness (SPEC section 5),
- * both under the findings:read scope.
+ * GET /v1/findings (FINDINGS.md), under the findings:read scope.
  *
  * Visibility: a key limited to business units sees findings about the
  * identities in its units (by effective business unit) computed from their
@@ -16,15 +15,14 @@ import { Hono } from 'hono'
 import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseList, parseRange, parseTime, rejectUnknown } from '../http/params.js'
-import { completenessStatus, identifiedRatio, type Policy } from '../policy/index.js'
-import { attributeProblems, pendingSpans, serviceCounts, unidentifiedReasons, type AttributeProblem } from '../telemetry/queries.js'
+import type { Policy } from '../policy/index.js'
 import { computeFindings } from './evaluate.js'
 import { FINDING_KINDS } from './kinds.js'
 
 /** What the findings routes need. */
 export interface FindingsDeps {
   client: ClickHouseClient
-  /** Current validated policy (its `detection` and `billing` sections). */
+  /** Current validated policy (its `detection` section). */
   policy: () => Policy
   /** The clock, read once per request for the default range only. */
   now?: () => Date
@@ -35,7 +33,6 @@ export interface FindingsDeps {
 /** Default look-back of GET /v1/findings when `from` is not given. */
 export const DEFAULT_FINDINGS_DAYS = 30
 const FINDINGS_PARAMS = ['from', 'to', 'kind', 'business_unit'] as const
-const COMPLETENESS_PARAMS = ['from', 'to'] as const
 const MAX_BUSINESS_UNITS = 100
 
 /** Parses `business_unit`: a comma list of unit names. */
@@ -47,8 +44,7 @@ function parseBusinessUnits(value: string | undefined): string[] | null {
   return [...new Set(units)]
 }
 
-
-/** Builds the sub-app serving /findings and /telemetry/completeness (mount under /v1). */
+/** Builds the sub-app serving /findings (mount under /v1). */
 export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   const now = deps.now ?? (() => new Date())
@@ -78,54 +74,5 @@ export function findingsRoutes(deps: FindingsDeps): Hono<AppEnv> {
     return c.json({ from: range.from.toISOString(), to: range.to.toISOString(), findings })
   })
 
-  app.get('/telemetry/completeness', requireScope('findings:read'), async (c) => {
-    const query = c.req.query()
-    rejectUnknown(query, COMPLETENESS_PARAMS)
-    const range = parseRange(query, now())
-    const scope = c.get('principal').businessUnits
-    const threshold = deps.policy().billing.completeness_threshold
-    const [counts, problems, reasons, pending] = await Promise.all([
-      serviceCounts(deps.client, range, scope, deps.rollupGraceSeconds),
-      attributeProblems(deps.client, range, scope),
-      unidentifiedReasons(deps.client, range, scope),
-      pendingSpans(deps.client, range, scope),
-    ])
-    const problemsOf = new Map<string, AttributeProblem[]>()
-    for (const p of problems) problemsOf.set(p.service, [...(problemsOf.get(p.service) ?? []), p])
-    const reasonsOf = new Map<string, Record<string, number>>()
-    for (const r of reasons) reasonsOf.set(r.service, { ...reasonsOf.get(r.service), [r.reason]: r.spans })
-    // A service whose only events are still waiting for their trace is listed too.
-    const listed = [...counts, ...[...pending.keys()].filter((service) => !counts.some((s) => s.service === service)).map((service) => ({ service, spans: 0, identifiedSpans: 0 }))]
-    listed.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0))
-    let spans = 0
-    let identified = 0
-    let waiting = 0
-    const services = listed.map((s) => {
-      // As in billing: events waiting for their trace count as not (yet) identified.
-      const waitingHere = pending.get(s.service) ?? 0
-      const all = s.spans + waitingHere
-      spans += all
-      identified += s.identifiedSpans
-      waiting += waitingHere
-      return {
-        service: s.service,
-        spans: all,
-        identified_spans: s.identifiedSpans,
-        identified_ratio: identifiedRatio(all, s.identifiedSpans),
-        status: completenessStatus(all, s.identifiedSpans, threshold),
-        pending_spans: waitingHere,
-        unidentified_reasons: reasonsOf.get(s.service) ?? {},
-        attribute_problems: (problemsOf.get(s.service) ?? []).map((p) => ({ attribute: p.attribute, value: p.value, spans: p.spans, sample_trace_ids: p.sampleTraceIds })),
-      }
-    })
-    return c.json({
-      from: range.from.toISOString(),
-      to: range.to.toISOString(),
-      threshold,
-      pending_spans: waiting,
-      services,
-      total: { spans, identified_spans: identified, identified_ratio: identifiedRatio(spans, identified), status: completenessStatus(spans, identified, threshold), pending_spans: waiting },
-    })
-  })
   return app
 }

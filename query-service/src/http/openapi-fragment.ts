@@ -10,6 +10,11 @@ export interface OpenApiFragment {
   schemas?: Record<string, unknown>
 }
 
+/** An object schema whose properties are all required and the only ones allowed. */
+export function closedObject(properties: Record<string, unknown>, description?: string): Record<string, unknown> {
+  return { type: 'object', required: Object.keys(properties), additionalProperties: false, properties, ...(description ? { description } : {}) }
+}
+
 /** A response with the error envelope. */
 export function errorResponse(description: string): Record<string, unknown> {
   return { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } }
