@@ -1,6 +1,6 @@
 /**
  * Computes the findings of a range `[from, to)` as of `to` (FINDINGS.md):
- * reads what the rules need (queries.ts, telemetry/queries.ts), applies the
+ * reads what the rules need (digest-reads.ts, exact-reads.ts, telemetry/queries.ts), applies the
  * rules (detect.ts and the rules below) and returns the findings sorted.
  * Nothing here reads the clock: the same data and the same `to` give the
  * same findings. A finding exists while its condition holds in the current
@@ -12,22 +12,17 @@ import type { BusinessUnitScope } from '../identities/effective.js'
 import { attributeProblems, lastSpans, lastSpansBefore, longestSilences, serviceCounts, unidentifiedSamples, type AttributeProblem } from '../telemetry/queries.js'
 import { burstEpisodes, burstTestLevels, dormancyThreshold, growthCandidate, mayBurst, newNameIsDrift, sustainedGrowth, thresholdEpisodes, weeklyAdjusted, type BurstEpisode, type Episode } from './detect.js'
 import { finding, iso, sortFindings, type Finding, type FindingKind } from './kinds.js'
+import { burstScreen, historyBefore, identityFacts, longestIdentitySilences, seriesSummaries, type IdentityFacts, type SeriesRow } from './digest-reads.js'
 import {
   activityEvents,
   activityKey,
-  burstScreen,
   credentialUses,
   declarations,
   exactPeriods,
-  historyBefore,
-  identityFacts,
   lastServices,
-  longestIdentitySilences,
   latestTraces,
   newActivities,
   sampleTraces,
-  seriesKey,
-  seriesSummaries,
   sharedCredentialUse,
   unapprovedActivities,
   windowCounts,
@@ -35,9 +30,8 @@ import {
   type CredentialUse,
   type Declaration,
   type SampleRequest,
-  type IdentityFacts,
-  type SeriesRow,
-} from './queries.js'
+} from './exact-reads.js'
+import { seriesKey } from './reads.js'
 
 /** What to compute. */
 export interface FindingsRequest {
