@@ -21,7 +21,7 @@ import { APPROVED_ACTIVITY, EFFECTIVE_OWNER, EFFECTIVE_TYPE, INVENTORY_JOIN } fr
 import type { Policy } from '../query-service/src/policy/index.js'
 import { dashboardJson, type DashboardSpec, type PanelSpec, type VariableSpec } from './model.js'
 import { serviceDashboard } from './service.js'
-import { billableSource, BUSINESS_UNIT, inlineQueryParams, ledgerFilters, RANGE, variableFilter, type VariableName } from './sql.js'
+import { billableSource, ratedGroupsSource, BUSINESS_UNIT, inlineQueryParams, ledgerFilters, RANGE, variableFilter, type VariableName } from './sql.js'
 
 const FINAL_SETTINGS = 'SETTINGS do_not_merge_across_partitions_select_final = 1'
 const AND = (filters: string[]) => filters.map((f) => `\n  AND ${f}`).join('')
@@ -73,25 +73,27 @@ function billingDashboard(policy: Policy): DashboardSpec {
   const variables: VariableName[] = ['business_unit', 'identity', 'service']
   const source = billableSource(cards, { variables })
   const series = billableSource(cards, { variables, timeBucket: true })
+  const rated = ratedGroupsSource(cards, { variables })
+  const perUnitNote = ' Meters priced per business unit (tiers, packages, allowances, minimum charges, active identities) are in "Cost by business unit and meter" and the total, not here.'
   const money = `suffix: ${currency}`
   const panels: PanelSpec[] = [
     {
       kind: 'stat',
       title: 'Billable events',
-      description: 'Spans with a resolved identity that match a meter of the rate card in force at their start, each counted once. Same rule and range [from, to) as GET /v1/billable.',
+      description: 'Spans with a resolved identity counted by a count meter of the rate card in force at their start, each counted once per meter. Same rule and range [from, to) as GET /v1/billable.',
       w: 6,
       h: 4,
       unit: 'short',
-      sql: `SELECT sum(quantity) AS billable_events FROM ${source}\n${FINAL_SETTINGS}`,
+      sql: `SELECT sum(events) AS billable_events FROM ${source}\n${FINAL_SETTINGS}`,
     },
     {
       kind: 'stat',
       title: `Billable amount (${currency})`,
-      description: 'Events priced exactly (Decimal128) at the unit price of the meter that matched them. Equal to total.amount of GET /v1/billable for the same range.',
+      description: 'Usage priced exactly (Decimal128) by the meters that counted it: at a unit price per row, or per month and business unit for tiers, packages, allowances, minimum charges and active identities. Equal to total.amount of GET /v1/billable for the same range.',
       w: 6,
       h: 4,
       unit: money,
-      sql: `SELECT sum(amount) AS billable_amount FROM ${source}\n${FINAL_SETTINGS}`,
+      sql: `SELECT (SELECT sum(amount) FROM ${source}) + (SELECT sum(amount) FROM ${rated}) AS billable_amount\n${FINAL_SETTINGS}`,
     },
     {
       kind: 'stat',
@@ -120,7 +122,7 @@ ${FINAL_SETTINGS}`,
     {
       kind: 'timeseries',
       title: `Billable amount by business unit (${currency})`,
-      description: 'Cost per interval, stacked by effective business unit.',
+      description: `Cost per interval, stacked by effective business unit.${perUnitNote}`,
       w: 12,
       h: 9,
       unit: money,
@@ -135,26 +137,27 @@ ${FINAL_SETTINGS}`,
     {
       kind: 'timeseries',
       title: 'Billable events by meter',
-      description: 'Billable events per interval, stacked by the meter that priced them.',
+      description: 'Billable events per interval, stacked by the count meter that counted them.',
       w: 12,
       h: 9,
       unit: 'short',
       style: { draw: 'bars', stack: true },
       seriesLabel: 'meter',
-      sql: `SELECT time, meter, sum(quantity) AS events
+      sql: `SELECT time, meter, sum(events) AS events
 FROM ${series}
 GROUP BY time, meter
+HAVING events > 0
 ORDER BY time, meter
 ${FINAL_SETTINGS}`,
     },
     {
       kind: 'table',
       title: 'Cost by identity',
-      description: 'Every billed identity with its effective business unit, events and amount, most expensive first.',
+      description: `Every billed identity with its effective business unit, events and amount, most expensive first.${perUnitNote}`,
       w: 12,
       h: 10,
       columns: { amount: { unit: money }, nhi_id: { displayName: 'identity' } },
-      sql: `SELECT nhi_id, business_unit, sum(quantity) AS events, sum(amount) AS amount
+      sql: `SELECT nhi_id, business_unit, sum(events) AS events, sum(amount) AS amount
 FROM ${source}
 GROUP BY nhi_id, business_unit
 ORDER BY amount DESC, nhi_id, business_unit
@@ -163,12 +166,16 @@ ${FINAL_SETTINGS}`,
     {
       kind: 'table',
       title: 'Cost by business unit and meter',
-      description: 'The bill as GET /v1/billable?group_by=business_unit,meter returns it.',
+      description: 'The bill as GET /v1/billable?group_by=business_unit,meter returns it: events of count meters, the quantity of every meter (events, summed values, active identities) and the amount.',
       w: 12,
       h: 10,
       columns: { amount: { unit: money } },
-      sql: `SELECT business_unit, meter, sum(quantity) AS events, sum(amount) AS amount
-FROM ${source}
+      sql: `SELECT business_unit, meter, sum(events) AS events, sum(quantity) AS quantity, sum(amount) AS amount
+FROM (
+  SELECT business_unit, meter, events, quantity, amount FROM ${source}
+  UNION ALL
+  SELECT business_unit, meter, 0, identities, amount FROM ${rated}
+)
 GROUP BY business_unit, meter
 ORDER BY business_unit, meter
 ${FINAL_SETTINGS}`,
@@ -176,13 +183,13 @@ ${FINAL_SETTINGS}`,
     {
       kind: 'timeseries',
       title: 'Billable events by identity',
-      description: 'Billable events per interval for each identity.',
+      description: 'Billable events (count meters) per interval for each identity.',
       w: 12,
       h: 9,
       unit: 'short',
       style: { draw: 'line', stack: false },
       seriesLabel: 'nhi_id',
-      sql: `SELECT time, nhi_id, sum(quantity) AS events
+      sql: `SELECT time, nhi_id, sum(events) AS events
 FROM ${series}
 GROUP BY time, nhi_id
 ORDER BY time, nhi_id
@@ -191,11 +198,11 @@ ${FINAL_SETTINGS}`,
     {
       kind: 'table',
       title: 'Cost by service',
-      description: 'Billable events and amount per emitting service (service.name).',
+      description: `Billable events and amount per emitting service (service.name).${perUnitNote}`,
       w: 12,
       h: 9,
       columns: { amount: { unit: money } },
-      sql: `SELECT service, sum(quantity) AS events, sum(amount) AS amount
+      sql: `SELECT service, sum(events) AS events, sum(amount) AS amount
 FROM ${source}
 GROUP BY service
 ORDER BY amount DESC, service

@@ -7,7 +7,10 @@
  * billable match, the card in force, the effective business unit and the
  * approval rule are the query service's text; nothing here restates them.
  */
-import { meterMatchSql, meterNameSql } from '../query-service/src/billing/meters.js'
+import { meterMatchSql, meterNameSql, meterSlotsSql, valueAggregatesSql } from '../query-service/src/billing/meters.js'
+import { ratedByGroup } from '../query-service/src/billing/rating.js'
+import { formatQuantity } from '../query-service/src/money/quantity.js'
+import { groupAmountSql } from './rating-sql.js'
 import { EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../query-service/src/identities/effective.js'
 import type { RateCard } from '../query-service/src/policy/index.js'
 
@@ -100,13 +103,6 @@ export function ledgerFilters(variables: readonly VariableName[]): string[] {
   return variables.map((v) => variableFilter(v, column[v]))
 }
 
-/** SQL pricing a row from its `card_idx` and `meter_idx` at the matched meter's unit price, exactly (Decimal128(9)). */
-function meterPriceSql(cards: readonly RateCard[]): string {
-  if (cards.length === 0) return 'toDecimal128(0, 9)'
-  const branches = cards.map((_, i) => `card_idx = ${i}, toDecimal128(arrayElement({card${i}_prices:Array(String)}, meter_idx + 1), 9)`)
-  return `multiIf(meter_idx < 0, toDecimal128(0, 9), ${branches.join(', ')}, toDecimal128(0, 9))`
-}
-
 /** What a billable source groups by, besides the meter. */
 export interface BillableSourceOptions {
   /** Bucket events into `time` by the panel's interval (`$__interval_s`). */
@@ -115,39 +111,127 @@ export interface BillableSourceOptions {
   variables: readonly VariableName[]
 }
 
+// Per card, what the source needs to know of each meter, as bound parameters (inlined as literals).
+function meterFacts(cards: readonly RateCard[]): Record<string, unknown> {
+  const params: Record<string, unknown> = {}
+  cards.forEach((card, i) => {
+    params[`card${i}_aggs`] = card.meters.map((m) => m.aggregation)
+    // 1: priced on its own row (a unit price, nothing per group); 0: priced per rating group (ratedGroupsSource).
+    params[`card${i}_alone`] = card.meters.map((m) => (ratedByGroup(m) && !(m.aggregation === 'sum' && unitPricedAlone(m)) ? 0 : 1))
+    params[`card${i}_min_events`] = card.meters.map((m) => m.min_events)
+    params[`card${i}_included_id`] = card.meters.map((m) => (m.price.included?.per === 'identity' ? formatQuantity(m.price.included.quantity) : '0'))
+  })
+  return params
+}
+
+// A sum meter with a plain unit price, no allowance and no minimum: each row's value times the price.
+function unitPricedAlone(meter: RateCard['meters'][number]): boolean {
+  return meter.price.model.kind === 'unit' && meter.price.included === null && meter.price.minimumCharge === 0n
+}
+
+const perCard = (cards: readonly RateCard[], name: string, type: string, fallback: string) =>
+  cards.length === 0 ? fallback : `multiIf(${cards.map((_, i) => `card_idx = ${i}, {card${i}_${name}:Array(${type})}`).join(', ')}, ${fallback})`
+
 /**
- * Billable use events in the dashboard's range as rows of (`time`?,
- * `nhi_id`, `business_unit`, `service`, `meter`, `quantity`, `amount`):
- * the ledger read with FINAL (each span once), identified events only, the
- * card in force at each event and the first meter of it that matches,
- * exactly as GET /v1/billable decides (billing/queries.ts, policy
- * rate-card.ts), with the policy written in as literals. Events are summed
- * per activity before the meter match, as the API does, so the match runs
- * on few rows.
+ * The use events in the dashboard's range, per activity and meter, matched
+ * as GET /v1/billable matches them (billing/meters.ts: the card in force,
+ * one meter per meter class, first match wins): the ledger read with FINAL
+ * (each span once), identified events only, the policy written in as
+ * literals. Columns: `month`, `card_idx`, `meter_idx`, `meter`, `nhi_id`,
+ * `business_unit`, `service`, `time` (with timeBucket), `c` (events) and
+ * `v` (the meter's summed value, sum meters), plus the meter's facts.
  */
-export function billableSource(cards: readonly RateCard[], options: BillableSourceOptions): string {
+function matchedUsage(cards: readonly RateCard[], options: BillableSourceOptions & { filters: string[] }): { sql: string; params: Record<string, unknown> } {
   const match = meterMatchSql(cards)
+  const values = valueAggregatesSql(cards)
+  const slots = meterSlotsSql(cards)
   const time = options.timeBucket ? ['toStartOfInterval(event_time, INTERVAL $__interval_s second) AS time'] : []
   const timeKey = options.timeBucket ? ['time'] : []
-  const sql = `(
-    SELECT ${[...timeKey, 'nhi_id', 'business_unit', 'service', `${meterNameSql(cards)} AS meter`, 'quantity', `quantity * ${meterPriceSql(cards)} AS amount`].join(', ')}
-    FROM (
-      SELECT ${[...timeKey, 'nhi_id', 'eff_business_unit AS business_unit', 'service', 'card_idx', 'toInt32(m) - 1 AS meter_idx', 'events AS quantity'].join(', ')}
+  const keys = [...timeKey, 'month', 'nhi_id', 'eff_business_unit', 'service', 'activity_type', 'activity_name', 'status', 'card_idx']
+  const sql = `
+      SELECT ${[...timeKey, 'month', 'nhi_id', 'eff_business_unit AS business_unit', 'service', 'card_idx', 'toInt32(m) - 1 AS meter_idx', `${meterNameSql(cards)} AS meter`, 'c'].join(', ')},
+             ${perCard(cards, 'aggs', 'String', "CAST([], 'Array(String)')")}[m] AS agg,
+             ${perCard(cards, 'alone', 'UInt8', "CAST([], 'Array(UInt8)')")}[m] AS alone,
+             if(agg = 'sum', s[${perCard(cards, 'value_col', 'UInt8', "CAST([], 'Array(UInt8)')")}[m]], toDecimal128(0, 9)) AS v
       FROM (
-        SELECT ${[...timeKey, 'nhi_id', 'eff_business_unit', 'service', 'card_idx', 'events', `${match.matched} AS matched`].join(', ')}
+        SELECT *, ${match.matched} AS matched
         FROM (
-        SELECT ${[...time, 'nhi_id', `${BUSINESS_UNIT} AS eff_business_unit`, 'service', 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'count() AS events'].join(', ')}
-        FROM nhi_activity FINAL
-        ${INVENTORY_JOIN}
-        WHERE ${RANGE('event_time')}
-          AND nhi_id != ''${ledgerFilters(options.variables)
-            .map((f) => `\n          AND ${f}`)
-            .join('')}
-        GROUP BY ${[...timeKey, 'nhi_id', 'eff_business_unit', 'service', 'activity_type', 'activity_name', 'status', 'card_idx'].join(', ')}
-        )
-      )
-      ARRAY JOIN matched AS m
-    )
+          SELECT ${[...time, 'toStartOfMonth(event_time) AS month', 'nhi_id', `${BUSINESS_UNIT} AS eff_business_unit`, 'service', 'activity_type', 'activity_name', 'status', `${match.cardIndex} AS card_idx`, 'count() AS c', `${values.sums} AS s`].join(', ')}
+          FROM nhi_activity FINAL
+          ${INVENTORY_JOIN}
+          WHERE ${RANGE('event_time')}
+            AND nhi_id != ''${options.filters.map((f) => `
+            AND ${f}`).join('')}
+          GROUP BY ${keys.join(', ')}))
+      ARRAY JOIN matched AS m`
+  // Cards without a sum meter have no value columns; their meters add none.
+  const valueColumns = Object.fromEntries(cards.map((card, i) => [`card${i}_value_col`, card.meters.map(() => 0)]))
+  return { sql, params: { ...match.params, ...values.params, ...valueColumns, ...slots.params, ...meterFacts(cards) } }
+}
+
+/**
+ * Billable usage in the dashboard's range as rows of (`time`?, `nhi_id`,
+ * `business_unit`, `service`, `meter`, `events`, `quantity`, `amount`),
+ * one per activity and meter: `events` counts what count meters count;
+ * `quantity` is events, or the summed value of a sum meter; `amount` prices
+ * the row at its meter's unit price, exactly (Decimal128). Meters priced
+ * per rating group (tiers, packages, allowances, minimums, active
+ * identities) have `amount` 0 here and their amounts in
+ * {@link ratedGroupsSource}; active-identity meters have `quantity` 0.
+ */
+export function billableSource(cards: readonly RateCard[], options: BillableSourceOptions): string {
+  const usage = matchedUsage(cards, { ...options, filters: ledgerFilters(options.variables) })
+  const timeKey = options.timeBucket ? ['time'] : []
+  const sql = `(
+    SELECT ${[...timeKey, 'nhi_id', 'business_unit', 'service', 'meter'].join(', ')},
+           if(agg = 'count', c, 0) AS events,
+           multiIf(agg = 'sum', v, agg = 'count', toDecimal128(c, 9), toDecimal128(0, 9)) AS quantity,
+           if(alone = 1, toDecimal128(round(quantity * toDecimal128(${perCard(cards, 'prices', 'String', "CAST([], 'Array(String)')")}[meter_idx + 1], 9), 9), 9), toDecimal128(0, 9)) AS amount
+    FROM (${usage.sql})
   )`
-  return inlineQueryParams(sql, match.params)
+  return inlineQueryParams(sql, usage.params)
+}
+
+/**
+ * Meters priced per rating group, rated in SQL as the API rates them: rows
+ * of (`business_unit`, `meter`, `identities`, `amount`), one per month of the
+ * range, rate card, meter and business unit, for meters that tiers,
+ * packages, an allowance, a minimum charge or an active-identity count
+ * price. A group is a whole business unit, so only the business-unit
+ * variable narrows it. `identities` is the group's count of active
+ * identities for an active-identity meter, else 0 (the other meters'
+ * quantities are in {@link billableSource}). Empty when no meter is priced
+ * per group.
+ */
+export function ratedGroupsSource(cards: readonly RateCard[], options: { variables: readonly VariableName[] }): string {
+  const rated: Array<{ card: number; meter: number }> = []
+  cards.forEach((card, c) => card.meters.forEach((meter, m) => (ratedByGroup(meter) && !(meter.aggregation === 'sum' && unitPricedAlone(meter)) ? rated.push({ card: c, meter: m }) : undefined)))
+  if (rated.length === 0) {
+    return "(SELECT '' AS business_unit, '' AS meter, toDecimal128(0, 9) AS identities, toDecimal128(0, 9) AS amount WHERE 0)"
+  }
+  const usage = matchedUsage(cards, { variables: [], filters: options.variables.includes('business_unit') ? [variableFilter('business_unit', BUSINESS_UNIT)] : [] })
+  const which = (r: { card: number; meter: number }) => `card_idx = ${r.card} AND meter_idx = ${r.meter}`
+  const perMeter = (value: (meter: RateCard['meters'][number]) => string) =>
+    `multiIf(${rated.map((r) => `${which(r)}, ${value(cards[r.card]!.meters[r.meter]!)}`).join(', ')}, toDecimal128(0, 9))`
+  const quantity = "multiIf(group_agg = 'active_identities', q_active, group_agg = 'sum', q_value, toDecimal128(q_events, 9))"
+  const sql = `(
+    SELECT business_unit, meter, if(group_agg = 'active_identities', quantity, toDecimal128(0, 9)) AS identities,
+           ${perMeter((meter) => groupAmountSql(meter.price, { quantity: 'quantity', beyondPerIdentity: 'q_beyond' }))} AS amount
+    FROM (
+      SELECT month, card_idx, meter_idx, business_unit, any(identity_meter) AS meter, any(identity_agg) AS group_agg,
+             sum(e) AS q_events, sum(v_sum) AS q_value,
+             toDecimal128(countIf(e >= min_events), 9) AS q_active,
+             sum(greatest(if(identity_agg = 'sum', v_sum, toDecimal128(e, 9)) - toDecimal128(included_id, 9), toDecimal128(0, 9))) AS q_beyond,
+             ${quantity} AS quantity
+      FROM (
+        SELECT month, card_idx, meter_idx, business_unit, nhi_id, any(meter) AS identity_meter, any(agg) AS identity_agg, sum(c) AS e, sum(v) AS v_sum,
+               any(${perCard(cards, 'min_events', 'UInt32', "CAST([], 'Array(UInt32)')")}[meter_idx + 1]) AS min_events,
+               any(${perCard(cards, 'included_id', 'String', "CAST([], 'Array(String)')")}[meter_idx + 1]) AS included_id
+        FROM (${usage.sql})
+        WHERE alone = 0
+        GROUP BY month, card_idx, meter_idx, business_unit, nhi_id)
+      GROUP BY month, card_idx, meter_idx, business_unit)
+    WHERE (${rated.map(which).join(') OR (')})
+  )`
+  return inlineQueryParams(sql, usage.params)
 }

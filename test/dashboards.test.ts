@@ -20,7 +20,7 @@ import { createApp } from '../query-service/src/app.js'
 import { runRollup } from '../query-service/src/billing/rollup.js'
 import { formatMoney, parseMoney } from '../query-service/src/money/decimal.js'
 import { loadDefaultPolicy, validatePolicy, type Policy } from '../query-service/src/policy/index.js'
-import { freshStorage, testKeys } from '../query-service/src/test-support.js'
+import { freshStorage, insertSpans, spanRow, testKeys } from '../query-service/src/test-support.js'
 import { AWKWARD_TOOL, loadDemoData } from './dashboards-demo-data.js'
 import { REPO_ROOT } from './helpers/service.js'
 
@@ -117,6 +117,24 @@ beforeAll(async () => {
   client = await freshStorage()
   policy = (await loadDefaultPolicy()).policy
   const { loadedAt } = await loadDemoData(client)
+  // Model calls with token counts (one without) from an agent of its own, for the panels of meters that sum
+  // values and count active identities (the shipped default policy does not bill model calls).
+  await insertSpans(
+    client,
+    [700, 900, undefined, 1200, 30].map((tokens, i) =>
+      spanRow({
+        start: new Date(loadedAt.getTime() - (i + 1) * 60_000).toISOString(),
+        service: 'model-gateway',
+        attributes: {
+          'nhi.id': i < 4 ? 'agent-models' : 'agent-models-2',
+          'nhi.business_unit': i < 2 ? 'research' : 'data-platform',
+          'gen_ai.operation.name': 'chat',
+          'gen_ai.request.model': i === 3 ? 'gpt-4o-mini' : 'gpt-4o',
+          ...(tokens === undefined ? {} : { 'gen_ai.usage.input_tokens': String(tokens) }),
+        },
+      }),
+    ),
+  )
   // Whole seconds: Grafana's $__fromTime/$__toTime are seconds, the API's range is exact.
   const second = Math.floor(loadedAt.getTime() / 1000) * 1000
   from = new Date(second - 2 * 86_400_000)
@@ -217,7 +235,8 @@ describe('billing panels', () => {
   it('show the rows of GET /v1/billable grouped by business unit and meter, and by identity', async () => {
     const byUnitMeter = await api<Billable>(policy, `/v1/billable?${RANGE()}&group_by=business_unit,meter`)
     const table = await run(sqlOf(panel('billing.json', 'Cost by business unit and meter')))
-    expect(table.map((r) => ({ business_unit: r.business_unit, meter: r.meter, quantity: count(r.events), amount: money(r.amount) }))).toEqual(byUnitMeter.rows)
+    expect(table.map((r) => ({ business_unit: r.business_unit, meter: r.meter, quantity: count(r.quantity), amount: money(r.amount) }))).toEqual(byUnitMeter.rows)
+    expect(table.every((r) => count(r.events) === count(r.quantity))).toBe(true)
     // The declaration moved int-crm-sync from its spans' unit to sales, in both.
     expect(byUnitMeter.rows.some((r) => r.business_unit === 'sales')).toBe(true)
 
@@ -247,6 +266,60 @@ describe('billing panels', () => {
     const [share] = await run(sqlOf(panel('billing.json', 'Identified share of activity')))
     expect(Number(share!.identified_share)).toBeCloseTo(bill.completeness.identified_spans / bill.completeness.spans, 12)
     expect(bill.completeness.spans).toBeGreaterThan(bill.completeness.identified_spans)
+  })
+})
+
+describe('billing panels for meters that sum values and are priced per business unit', () => {
+  // Every price model, allowances, a minimum and active identities, next to the default's count meters.
+  const rated = validatePolicy({
+    rate_cards: [
+      {
+        version: 'rated',
+        effective_from: '2026-01-01T00:00:00Z',
+        currency: 'USD',
+        meters: [
+          { name: 'tool_calls', activity_type: 'tool_invocation', unit_price: '0.002', minimum_charge: '0.05' },
+          { name: 'api_calls', activity_type: 'api_call', status: 'any', package: { size: '3', price: '0.01' } },
+          { name: 'workflow_runs', activity_type: 'workflow_execution', tiers: [{ up_to: '2', unit_price: '0.01' }, { unit_price: '0.001', flat_price: '0.5' }], tier_mode: 'volume' },
+          { name: 'model_calls', activity_type: 'model_call', unit_price: '0.001' },
+          {
+            name: 'gpt_input',
+            activity_type: 'model_call',
+            activity_name: 'gpt-4o*',
+            aggregation: 'sum',
+            value: 'gen_ai.usage.input_tokens',
+            tiers: [{ up_to: '1000', unit_price: '0.00001' }, { unit_price: '0.000003' }],
+            included: { quantity: '100', per: 'identity' },
+          },
+          { name: 'all_input', activity_type: 'model_call', aggregation: 'sum', value: 'gen_ai.usage.input_tokens', unit_price: '0.000001', included: { quantity: '500', per: 'business_unit' } },
+          { name: 'active_agents', activity_type: 'model_call', aggregation: 'active_identities', min_events: 2, unit_price: '5.00' },
+          { name: 'tool_time', activity_type: 'tool_invocation', aggregation: 'sum', value: 'duration_ms', unit_price: '0.0001' },
+        ],
+      },
+    ],
+  }).policy
+  const billing = () => renderDashboards(rated).find((d) => d.file === 'billing.json')!.json as unknown as Dashboard
+  const ratedPanel = (title: string) => {
+    const found = billing().panels.find((p) => p.title === title)
+    if (!found) throw new Error(`no panel ${title}`)
+    return found
+  }
+
+  it('rate each business unit and meter as GET /v1/billable does, and total the same amount', async () => {
+    const byUnitMeter = await api<Billable>(rated, `/v1/billable?${RANGE()}&group_by=business_unit,meter`)
+    expect(byUnitMeter.rows.some((r) => r.meter === 'gpt_input')).toBe(true)
+    expect(byUnitMeter.rows.some((r) => r.meter === 'active_agents')).toBe(true)
+    const table = await run(sqlOf(ratedPanel('Cost by business unit and meter')))
+    expect(table.map((r) => ({ business_unit: r.business_unit, meter: r.meter, quantity: count(r.quantity), amount: money(r.amount) }))).toEqual(byUnitMeter.rows)
+    const [amount] = await run(sqlOf(ratedPanel('Billable amount (USD)')))
+    expect(money(amount!.billable_amount)).toBe(byUnitMeter.total.amount)
+  })
+
+  it('count as events only what count meters count', async () => {
+    const byMeter = await api<Billable & { meters: Array<{ meter: string; aggregation: string; quantity: number }> }>(rated, `/v1/billable?${RANGE()}&group_by=meter`)
+    const counted = byMeter.meters.filter((m) => m.aggregation === 'count').reduce((n, m) => n + m.quantity, 0)
+    const [events] = await run(sqlOf(ratedPanel('Billable events')))
+    expect(count(events!.billable_events)).toBe(counted)
   })
 })
 
