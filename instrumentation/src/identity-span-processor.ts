@@ -1,5 +1,5 @@
 import { trace, type Context, type Span as ApiSpan } from '@opentelemetry/api'
-import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace'
 import { identityRecordOf, type IdentityRecord, type NhiIdentity } from './identity.js'
 import { reportFailure } from './report.js'
 import { ATTR_NHI_ID } from './semconv.js'

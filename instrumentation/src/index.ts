@@ -71,6 +71,7 @@ export {
   nhiSpanProcessors,
   startNhiMeter,
   traceExportersFromEnv,
+  type BatchSettings,
   type NhiMeter,
   type NhiMeterOptions,
   type NhiSpanProcessorsOptions,

@@ -1,7 +1,7 @@
 import type { Attributes, AttributeValue, Link, SpanContext } from '@opentelemetry/api'
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
-import type { ReadableSpan, SpanExporter, TimedEvent } from '@opentelemetry/sdk-trace-base'
+import type { ReadableSpan, SpanExporter, TimedEvent } from '@opentelemetry/sdk-trace'
 import { fingerprintCredential, resolveFingerprintKey } from './fingerprint.js'
 import { isSecretKey, looksLikeSecret, REDACTED_VALUE } from './redaction.js'
 import { reportFailure } from './report.js'

@@ -12,20 +12,49 @@ import {
   type ResourceDetector,
 } from '@opentelemetry/resources'
 import { NodeSDK, type NodeSDKConfiguration } from '@opentelemetry/sdk-node'
+// `sdk-trace`, not `sdk-trace-base`: the stable trace SDK under the name both lines publish (2.9+ and 3.x), with the same API.
 import {
   BatchSpanProcessor,
   ConsoleSpanExporter,
   SimpleSpanProcessor,
-  type BufferConfig,
+  type BatchSpanProcessorOptions,
   type SpanExporter,
   type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base'
+} from '@opentelemetry/sdk-trace'
 import { resolveFingerprintKey, usesDefaultFingerprintKey, warnDefaultFingerprintKey } from './fingerprint.js'
 import { processIdentityAttributes, type NhiIdentity } from './identity.js'
 import { NhiIdentitySpanProcessor, type SpanStartHook } from './identity-span-processor.js'
 import { RedactingSpanExporter, type RedactionOptions } from './redacting-span-exporter.js'
 import { reportFailure } from './report.js'
 import { configureResolvers, defaultResolvers, type NhiIdentityResolver } from './resolvers.js'
+
+/** Batch processor settings (queue and batch sizes, delays); unset fields follow the `OTEL_BSP_*` variables. */
+export type BatchSettings = Omit<BatchSpanProcessorOptions, 'exporter'>
+
+/** The variables of the batch settings, as the OpenTelemetry SDK environment specification names them. */
+const BATCH_VARIABLES = {
+  maxExportBatchSize: 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE',
+  maxQueueSize: 'OTEL_BSP_MAX_QUEUE_SIZE',
+  scheduledDelayMillis: 'OTEL_BSP_SCHEDULE_DELAY',
+  exportTimeoutMillis: 'OTEL_BSP_EXPORT_TIMEOUT',
+} as const
+
+/**
+ * Fills the batch settings not given in code from the `OTEL_BSP_*` variables.
+ * `sdk-trace`'s processor reads no variables (`sdk-trace-base`'s did, and it
+ * has no 3.x release), so this keeps them honoured on both lines.
+ */
+export function batchSettingsFromEnv(settings: BatchSettings = {}, env: NodeJS.ProcessEnv = process.env): BatchSettings {
+  const filled: BatchSettings = { ...settings }
+  for (const [field, variable] of Object.entries(BATCH_VARIABLES) as [keyof typeof BATCH_VARIABLES, string][]) {
+    const raw = env[variable]?.trim()
+    if (filled[field] !== undefined || !raw) continue
+    const value = Number(raw)
+    if (Number.isFinite(value) && value >= 0) filled[field] = value
+    else diag.warn(`@nhi-meter/instrumentation: ${variable}=${JSON.stringify(raw)} is not a number; ignored`)
+  }
+  return filled
+}
 
 /** Options of {@link nhiSpanProcessors}. */
 export interface NhiSpanProcessorsOptions {
@@ -36,7 +65,9 @@ export interface NhiSpanProcessorsOptions {
   /** Hook run for every span as it starts. */
   onSpanStart?: SpanStartHook
   /** Batch settings (they default to the `OTEL_BSP_*` variables); `false` exports each span at once (for tests and debugging). */
-  batch?: BufferConfig | false
+  batch?: BatchSettings | false
+  /** Where the `OTEL_BSP_*` variables are read. Default `process.env`. */
+  env?: NodeJS.ProcessEnv
 }
 
 /**
@@ -52,8 +83,8 @@ export function nhiSpanProcessors(options: NhiSpanProcessorsOptions): SpanProces
     const guarded = redaction.enabled === false ? exporter : new RedactingSpanExporter(exporter, redaction)
     processors.push(
       options.batch === false || exporter instanceof ConsoleSpanExporter
-        ? new SimpleSpanProcessor(guarded)
-        : new BatchSpanProcessor(guarded, options.batch || undefined),
+        ? new SimpleSpanProcessor({ exporter: guarded })
+        : new BatchSpanProcessor({ ...batchSettingsFromEnv(options.batch || {}, options.env), exporter: guarded }),
     )
   }
   return processors
@@ -134,7 +165,7 @@ export interface NhiMeterOptions {
   /** Hook run for every span as it starts. */
   onSpanStart?: SpanStartHook
   /** Batch settings of the export processors; default the `OTEL_BSP_*` variables. `false` exports each span at once. */
-  batch?: BufferConfig | false
+  batch?: BatchSettings | false
   /** Instrumentations to enable (e.g. `getNodeAutoInstrumentations()`). */
   instrumentations?: NodeSDKConfiguration['instrumentations']
   /** Any other Node SDK setting (sampler, span limits, resource, propagator, metric readers, …). */
@@ -177,6 +208,7 @@ export function startNhiMeter(options: NhiMeterOptions = {}): NhiMeter {
       redaction: { fingerprintKey, ...options.redaction },
       onSpanStart: options.onSpanStart,
       batch: options.batch,
+      env,
     })
     const sdkOptions: Partial<NodeSDKConfiguration> = { ...options.sdk }
     const identityAttributes = processIdentityAttributes(options.identity, env)

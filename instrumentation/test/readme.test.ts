@@ -27,6 +27,17 @@ describe('README', () => {
     }
   })
 
+  it('states every peer dependency with the range package.json gives it, and whether it is optional', () => {
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      peerDependencies: Record<string, string>
+      peerDependenciesMeta?: Record<string, { optional?: boolean }>
+    }
+    const table = /<!-- peers:start -->\n([\s\S]*?)\n<!-- peers:end -->/.exec(readme)?.[1] ?? ''
+    const rows = [...table.matchAll(/^\| `([^`]+)`( \(optional\))? \| `(.+?)` \|/gm)].map(([, name, optional, range]) => [name, range!.replaceAll('\\|', '|'), Boolean(optional)])
+    const expected = Object.entries(manifest.peerDependencies).map(([name, range]) => [name, range, manifest.peerDependenciesMeta?.[name]?.optional === true])
+    expect(rows.sort()).toEqual(expected.sort())
+  })
+
   it('keeps the usual section order of OpenTelemetry packages', () => {
     const order = ['## Install', '## Zero-code', '## Programmatic', '## Options', '## Attributes', '## Identity precedence', '## Compatibility']
     const positions = order.map((heading) => readme.indexOf(`\n${heading}\n`))

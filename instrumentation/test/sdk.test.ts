@@ -1,11 +1,11 @@
 import { trace } from '@opentelemetry/api'
 import { OTLPTraceExporter as OTLPHttpJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { OTLPTraceExporter as OTLPHttpProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
-import { ConsoleSpanExporter, InMemorySpanExporter } from '@opentelemetry/sdk-trace-base'
+import { ConsoleSpanExporter, InMemorySpanExporter } from '@opentelemetry/sdk-trace'
 import type { Resource } from '@opentelemetry/resources'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { withIdentity } from '../src/identity.js'
-import { startNhiMeter, traceExportersFromEnv, type NhiMeter } from '../src/sdk.js'
+import { batchSettingsFromEnv, startNhiMeter, traceExportersFromEnv, type NhiMeter } from '../src/sdk.js'
 import { captureDiag } from './helpers.js'
 
 let meter: NhiMeter | undefined
@@ -112,6 +112,39 @@ describe('startNhiMeter', () => {
     await meter!.forceFlush()
     expect(second.getFinishedSpans().map((s) => s.name)).toEqual(['again'])
     expect(first.getFinishedSpans()).toEqual([])
+  })
+})
+
+describe('batch settings', () => {
+  /** Ends `count` spans and returns the sizes of the batches the exporter was handed. */
+  async function batchSizes(count: number, options: Parameters<typeof startNhiMeter>[0]): Promise<number[]> {
+    const exporter = new InMemorySpanExporter()
+    const sizes: number[] = []
+    const export_ = exporter.export.bind(exporter)
+    exporter.export = (spans, done) => {
+      sizes.push(spans.length)
+      export_(spans, done)
+    }
+    meter = startNhiMeter({ exporters: [exporter], ...options })
+    for (let i = 0; i < count; i++) trace.getTracer('t').startSpan(`work ${i}`).end()
+    await meter.forceFlush()
+    return sizes
+  }
+
+  it('follow the OTEL_BSP_* variables of the environment given, on either SDK line', async () => {
+    expect(await batchSizes(5, { env: { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '2' } })).toEqual([2, 2, 1])
+  })
+
+  it('set in code win over the variables, field by field', async () => {
+    expect(await batchSizes(5, { env: { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '2' }, batch: { maxExportBatchSize: 3 } })).toEqual([3, 2])
+    expect(batchSettingsFromEnv({ maxQueueSize: 10 }, { OTEL_BSP_MAX_QUEUE_SIZE: '99', OTEL_BSP_SCHEDULE_DELAY: ' 250 ' })).toEqual({ maxQueueSize: 10, scheduledDelayMillis: 250 })
+  })
+
+  it('ignore a variable that is not a number, with a warning naming it', () => {
+    const diag = captureDiag()
+    expect(batchSettingsFromEnv({}, { OTEL_BSP_EXPORT_TIMEOUT: 'soon' })).toEqual({})
+    diag.stop()
+    expect(diag.warnings.join('\n')).toContain('OTEL_BSP_EXPORT_TIMEOUT')
   })
 })
 
