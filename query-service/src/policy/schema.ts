@@ -103,11 +103,11 @@ export interface DetectionSettings {
   readonly drift_min_events: number
   /** `sustained_growth`: length of each period compared. */
   readonly sustained_growth_period: Duration
-  /** `sustained_growth`: how many of the latest complete periods must each stay above the baseline median plus 3 spreads (the baseline: the periods before them). */
+  /** `sustained_growth`: how many of the latest complete periods must each stay above the baseline median m and at least m + 3 spreads (the baseline: the periods before them; the spread from their period-to-period differences; the week's shape taken out first when a week is a whole number of periods and the baseline holds two weeks; findings/detect.ts, weeklyAdjusted and sustainedGrowth). */
   readonly sustained_growth_periods: number
   /** `sustained_growth`: the median of those periods is at least this many times the baseline median; also the level the day after a burst must stay under (else the burst began a level shift). */
   readonly sustained_growth_factor: number
-  /** `sustained_growth`: and at least this many events. */
+  /** `sustained_growth`: and the latest period has at least this many events. */
   readonly sustained_growth_min_events: number
   /** `overactive`: the window events are counted in. */
   readonly overactive_window: Duration
