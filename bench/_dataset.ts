@@ -1,5 +1,5 @@
 /**
- * The shared benchmark dataset (issues 5, 6, 7): 10,000,000 use events of
+ * The shared benchmark dataset (README, Figures): 10,000,000 use events of
  * 1,000 identities over 30 days (1-30 October 2026, a closed billing month
  * on this project's calendar), plus 2 % of them delivered
  * a second time, loaded into an embedded ClickHouse by SQL (the raw spans go
@@ -15,7 +15,7 @@
  *   5 % secret rotations; 3 % of spans have status Error;
  * - 1 % of spans carry no identity at all (they count against completeness).
  *
- * BENCH_SHAPE=longtail selects the long-tailed dataset (issue 16), the shape
+ * BENCH_SHAPE=longtail selects the long-tailed dataset (README, Figures: "Which shapes"), the shape
  * real NHI populations have, in its own directory:
  * - 10,000 identities with Zipf-like popularity (exponent 0.9: the busiest
  *   makes about 6 % of all calls, the median one about 0.005 %), drawn by

@@ -1,6 +1,6 @@
 /**
  * bench/billing-live: the month-to-date bill while spans keep arriving
- * (issue 16). A fresh embedded ClickHouse holds the long-tailed shape
+ * (README, Figures). A fresh embedded ClickHouse holds the long-tailed shape
  * (bench/_dataset.ts, BENCH_SHAPE=longtail: 10,000 Zipf-popular identities,
  * hundreds of routes) for the current month so far, at the rate of 10M spans
  * a month, summarised once by the summary job as a running service would
@@ -17,7 +17,7 @@
  *   after 10 s of warm-up; and the rate the receiver acknowledged.
  *
  * Afterwards the bill counts every span generated or acknowledged, once.
- * Target (issue 16): live p50 <= 150 ms. Benchmarks do not assert.
+ * Target (README, Figures): live p50 <= 150 ms. Benchmarks do not assert.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'

@@ -1,6 +1,6 @@
 /**
  * bench/billing-meters: a month bill with meters that sum model tokens and
- * count active identities (issue 20), on the long-tailed dataset with model
+ * count active identities (README, "Meters and pricing"), on the long-tailed dataset with model
  * calls (BENCH_SHAPE=longtail-agents, set here: 10,000 Zipf-popular
  * identities, 10 % of events chat or embedding calls to six models with
  * long-tailed token counts, 5 % of them without usage attributes;
@@ -20,7 +20,7 @@
  *   would write over otel_traces for the token sums (deduplicated by
  *   TraceId + SpanId), whose figures must equal the API's.
  *
- * Target (issue 20): p50 <= 100 ms for the agent policy's month bill.
+ * Target (README, Figures): p50 <= 100 ms for the agent policy's month bill.
  */
 import { createApp } from '../query-service/src/app.js'
 import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'

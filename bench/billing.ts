@@ -16,8 +16,8 @@
  *   attributes, uniqExact over TraceId+SpanId for deduplication): p50 of 5;
  * and checks that the deduplicated counts of the naive query equal the API's.
  *
- * Targets (issue 5): p50 <= 100 ms and >= 10x faster than the naive query;
- * (issue 16, long-tailed): p50 <= 100 ms, >= 20x, summary <= 10 % of the ledger.
+ * Targets (README, Figures): p50 <= 100 ms and >= 10x faster than the naive query;
+ * (long-tailed): p50 <= 100 ms, >= 20x, summary <= 10 % of the ledger.
  * The data is older than the rollup grace period in steady state; a freshly
  * built dataset is not, so this run uses a grace of 0 s (documented).
  */
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   const identical = apiCounts.size === naiveCounts.size && [...apiCounts].every(([k, v]) => naiveCounts.get(k) === v)
   const ledgerIdentical = JSON.stringify(ledgerOnly.body) === JSON.stringify(withRollup.body)
 
-  // How much the summary holds against the ledger (issue 16: <= 10 % of ledger rows).
+  // How much the summary holds against the ledger (target, README Figures: <= 10 % of ledger rows).
   const [size] = await (
     await client.query({
       query: `SELECT (SELECT count() FROM nhi_activity) AS ledger,

@@ -17,7 +17,7 @@
  *   each of 5 runs, after one warm-up;
  * and checks that the batch and the single answers agree.
  *
- * Targets (issue 6): single decision p50 <= 20 ms; 1,000-identity batch <= 1 s.
+ * Targets (README, Figures): single decision p50 <= 20 ms; 1,000-identity batch <= 1 s.
  */
 import { createApp } from '../query-service/src/app.js'
 import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'

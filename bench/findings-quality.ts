@@ -29,7 +29,7 @@
  * probability >= 0.99 under the same test (level, factor, floor); recall is
  * over detectable cases, and cases that are not are listed with why.
  *
- * Targets (issue 15): recall >= 0.95 per kind and tier where detectable;
+ * Targets (README, "Findings quality"): recall >= 0.95 per kind and tier where detectable;
  * <= 1 % of steady identities (near misses included) with any behavioural
  * finding. Benchmarks do not assert.
  */

@@ -14,7 +14,7 @@
  * findings digest holds the whole month (a dataset built before migration
  * 0020 gets the one-off backfill a service runs at start).
  *
- * Target (issue 7): all findings for a month <= 2 s. Benchmarks do not assert.
+ * Target (README, Figures): all findings for a month <= 2 s. Benchmarks do not assert.
  */
 import { createApp } from '../query-service/src/app.js'
 import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'

@@ -1,6 +1,6 @@
 /**
  * bench/ingest: OTLP ingest into the single-node product, at the client
- * shapes the world sends (issue 17).
+ * shapes the world sends (README, Figures).
  *
  * For each shape (exports in flight x spans per export) it starts the
  * service as `npm start` does (its own process, embedded ClickHouse in a
@@ -11,7 +11,7 @@
  *
  * - 1 x 512: one SDK process with the default batch size;
  * - 4 x 512 and 16 x 512: a few and many such processes;
- * - 16 x 2,000: large batches (the shape this bench used before issue 17).
+ * - 16 x 2,000: large batches (the shape this bench used before the ingest log).
  *
  * Prints per shape: spans/s acknowledged (into the ingest log) and spans/s
  * stored (from the first send until the ledger holds the last span, which
@@ -19,7 +19,7 @@
  * service's CPU per span until stored, its peak RSS (VmHWM), and whether
  * the ledger holds every acknowledged span.
  *
- * Targets (issue 17): 1 x 512 >= 20,000 spans/s with p50 round trip <=
+ * Targets (README, Figures): 1 x 512 >= 20,000 spans/s with p50 round trip <=
  * 10 ms; 16 x 512 >= 35,000 spans/s; peak RSS <= 1.5 GiB.
  *
  *   npm run bench -- ingest                       (300,000 spans per shape)
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
   console.log('|---|---|---|---|---|---|---|')
   for (const line of lines) console.log(line)
   console.log('')
-  console.log('Targets (issue 17): 1 x 512 >= 20,000 spans/s, p50 round trip <= 10 ms; 16 x 512 >= 35,000 spans/s; peak RSS <= 1,536 MiB.')
+  console.log('Targets (README, Figures): 1 x 512 >= 20,000 spans/s, p50 round trip <= 10 ms; 16 x 512 >= 35,000 spans/s; peak RSS <= 1,536 MiB.')
 }
 
 main().catch((error: unknown) => {

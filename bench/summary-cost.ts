@@ -1,6 +1,6 @@
 /**
  * bench/summary-cost: what the usage summary job costs in CPU while a
- * service ingests 30,000 spans/s (issue 16: at most 10 % of one core).
+ * service ingests 30,000 spans/s (target, README Figures: at most 10 % of one core).
  *
  * Two cores cannot ingest 30,000 spans/s and leave room to observe the job
  * for the hours and days its work is spread over (an hour at that rate is

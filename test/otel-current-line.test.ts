@@ -5,7 +5,7 @@
  * README, Compatibility), so each app must end up with the SDK line it chose
  * and one copy of it:
  *
- * - the current line (issue 21): `@opentelemetry/sdk-node` 0.301, `sdk-trace`
+ * - the current line (instrumentation/README.md, Compatibility): `@opentelemetry/sdk-node` 0.301, `sdk-trace`
  *   3.1 and the API 1.10, on Node 24 (0.30x needs Node 22.15 or newer):
  *   - zero-code: `node --import @nhi-meter/instrumentation/register` with an
  *     app that only uses the API (no second SDK started by the app);

@@ -1,5 +1,5 @@
 /**
- * Several query services on one ClickHouse (issue 16): three processes run
+ * Several query services on one ClickHouse (README, "Scaling out"): three processes run
  * as `npm start` runs, with the same `CLICKHOUSE_URL`, behind no load
  * balancer but each sent its share of the spans, as one would send them. The
  * server is the real ClickHouse engine behind its HTTP interface (test

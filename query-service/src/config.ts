@@ -1,5 +1,5 @@
 /**
- * Runtime configuration from the environment (SPEC section 3), parsed once
+ * Runtime configuration from the environment (README, "Configuration"), parsed once
  * and validated; a bad value stops start-up with a message naming the
  * variable and the problem.
  */

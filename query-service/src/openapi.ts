@@ -38,7 +38,7 @@ export function openApiDocument(): Record<string, unknown> {
       description: 'Activity-based licensing and security findings for non-human identities, from OpenTelemetry traces.',
     },
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An nhi-meter API key (SPEC section 6).' } },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An nhi-meter API key (README, "Access").' } },
       schemas: {
         Error: {
           type: 'object',

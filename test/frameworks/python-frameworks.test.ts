@@ -299,7 +299,7 @@ for (const framework of FRAMEWORKS) {
       expect(serverSpans.filter((s) => s.attributes['mcp.method.name'] === 'tools/call')).toHaveLength(MCP_CALLS.length)
     })
 
-    // The receiver answers 200 only once the spans are stored (SPEC section 7).
+    // The receiver answers 200 only once the spans are stored (README, "Built-in OTLP receiver").
     it('delivers every span of the run and of the MCP server to the receiver', () => {
       expect(run.code, context()).toBe(0)
       expect(summary.spans_exported, 'spans the receiver accepted').toBe(summary.spans_finished)

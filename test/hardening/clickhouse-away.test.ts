@@ -6,7 +6,7 @@
  * here); a TCP proxy in front of it closes its port or swallows every byte.
  *
  * While it is away the receiver keeps acknowledging exports once they are in
- * its durable ingest log (issue 17), within a few seconds (never 500, never
+ * its durable ingest log (README, "Built-in OTLP receiver"), within a few seconds (never 500, never
  * a hang an OTLP exporter would time out on); the API answers 503 with the
  * error envelope, and the process stays up. When it returns both recover
  * without a restart and the log is stored: every span exactly once. A

@@ -1,5 +1,5 @@
 /**
- * API keys (SPEC section 6): a keys file lists `{ name, sha256, scopes,
+ * API keys (README, "Access"): a keys file lists `{ name, sha256, scopes,
  * business_units? }`; without one, the service generates a single admin key
  * on first start, keeps only its hash in ClickHouse and prints the key once.
  * Keys are compared by their SHA-256 in constant time.

@@ -1,11 +1,11 @@
 /**
- * The finding vocabulary of GET /v1/findings (SPEC section 5): kinds,
+ * The finding vocabulary of GET /v1/findings (FINDINGS.md): kinds,
  * severities, the controls each kind bears on (the mapping table of
  * FINDINGS.md, which a test holds to this one), and the order findings are
  * listed in.
  */
 
-/** Every finding kind, in the order SPEC lists them (also the listing order within a severity). */
+/** Every finding kind, in the order FINDINGS.md lists them (also the listing order within a severity). */
 export const FINDING_KINDS = [
   'dormant',
   'unregistered',
@@ -78,7 +78,7 @@ export function iso(ms: number): string {
 
 /**
  * Sorts findings so the same findings always come out in the same order:
- * severity (high first), kind (SPEC order), identity (service-level
+ * severity (high first), kind (FINDING_KINDS order), identity (service-level
  * findings last), window start, then the summary as a final tie-break.
  */
 export function sortFindings(findings: Finding[]): Finding[] {

@@ -1,5 +1,5 @@
 /**
- * The inventory of declared identities (SPEC section 5, POST /v1/inventory):
+ * The inventory of declared identities (POST /v1/inventory; IDENTITIES.md):
  * validation of a batch, the business-unit rules for who may declare what,
  * and the idempotent upsert into `nhi_inventory`. The same validation serves
  * the API body (JSON, YAML or CSV) and the inventory file read at start.

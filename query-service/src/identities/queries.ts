@@ -16,7 +16,7 @@ import { toClickHouseTime } from '../storage/time.js'
 import { toCount } from '../storage/client.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, EFFECTIVE_OWNER, EFFECTIVE_TYPE, INVENTORY_JOIN, inventoryJoinFor } from './effective.js'
 
-/** Identity statuses (SPEC section 5). */
+/** Identity statuses (IDENTITIES.md, "Identities and statuses"). */
 export const IDENTITY_STATUSES = ['active', 'dormant', 'never_seen', 'unregistered'] as const
 /** One identity status. */
 export type IdentityStatus = (typeof IDENTITY_STATUSES)[number]

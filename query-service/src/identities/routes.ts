@@ -1,6 +1,6 @@
 /**
  * GET /v1/identities, GET /v1/identities/{id}/activity, POST /v1/inventory
- * and DELETE /v1/inventory/{id} (SPEC section 5; IDENTITIES.md).
+ * and DELETE /v1/inventory/{id} (IDENTITIES.md).
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { Hono } from 'hono'

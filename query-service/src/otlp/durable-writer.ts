@@ -1,5 +1,5 @@
 /**
- * What the receiver writes exports to (issue 17): an export is taken once it
+ * What the receiver writes exports to (README, "Built-in OTLP receiver"): an export is taken once it
  * is in the durable ingest log (ingest-log.ts), and a background loop moves
  * the log into ClickHouse in large inserts, one batch at a time, committing
  * each once ClickHouse has it. While ClickHouse is away or refuses inserts

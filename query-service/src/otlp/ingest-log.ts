@@ -1,5 +1,5 @@
 /**
- * The receiver's durable log (issue 17): an export is acknowledged once its
+ * The receiver's durable log (README, "Built-in OTLP receiver"): an export is acknowledged once its
  * rows are on local disk, and a background writer inserts them into
  * ClickHouse in large batches.
  *

@@ -1,5 +1,5 @@
 /**
- * The built-in OTLP/HTTP trace receiver (SPEC section 7): `POST /v1/traces`
+ * The built-in OTLP/HTTP trace receiver (README, "Built-in OTLP receiver"): `POST /v1/traces`
  * with protobuf or JSON bodies, optionally gzip-compressed. Answers follow
  * the OTLP/HTTP specification: 200 with partial success when some spans
  * were refused, 400 for a payload that cannot be decoded, 413 over the body

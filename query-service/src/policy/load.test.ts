@@ -7,7 +7,7 @@ import { formatIssue, PolicyError } from './issues.js'
 import { loadPolicyFile, MAX_POLICY_BYTES, parsePolicy, validatePolicy, type ParsePolicyOptions } from './load.js'
 import { DETECTION_DEFAULTS } from './schema.js'
 
-// SPEC section 4, verbatim (comments included).
+// The example policy the product was specified with, verbatim (comments included).
 const SPEC_EXAMPLE = `rate_cards:                      # priced by the card in force at the event's time
   - version: "2026-11"
     effective_from: "2026-11-01T00:00:00Z"
@@ -64,7 +64,7 @@ function problemsOfValue(value: unknown): string[] {
 }
 
 describe('loading a valid policy', () => {
-  it('accepts the SPEC example verbatim and fills in every default', () => {
+  it('accepts the original example policy verbatim and fills in every default', () => {
     const { policy, warnings } = parsePolicy(SPEC_EXAMPLE)
     expect(warnings).toEqual([])
     const card = policy.rate_cards[0]

@@ -1,5 +1,5 @@
 /**
- * The billable match (SPEC section 4), defined once: which rate card is in
+ * The billable match (POLICY.md), defined once: which rate card is in
  * force at an event's time, which meter of it prices a span, and the same
  * rule as ClickHouse SQL with every policy value bound as a parameter.
  */
@@ -215,7 +215,7 @@ export function activityRuleSqlParams(rule: ActivityRule, prefix = 'rule'): Read
   }
 }
 
-// ---- completeness (SPEC section 5)
+// ---- completeness (README, "Billing")
 
 /** Whether a billing period's evidence is trustworthy: `complete` or `incomplete`. */
 export type CompletenessStatus = 'complete' | 'incomplete'

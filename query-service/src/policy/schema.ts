@@ -1,5 +1,5 @@
 /**
- * The policy file's shape (SPEC section 4 and POLICY.md): every key, its
+ * The policy file's shape (POLICY.md): every key, its
  * type, its default, and the checks that span keys (unique versions, one
  * currency, meters that can never match). Unknown keys are errors, so a
  * typo never silently falls back to a default.

@@ -1,5 +1,5 @@
 /**
- * The `webhooks:` section of the policy file (SPEC section 4, POLICY.md):
+ * The `webhooks:` section of the policy file (POLICY.md; README, "Webhooks"):
  * where events are pushed, which events, and which findings and business
  * units each destination hears about. The secret itself is never in the
  * policy: `secret_env` names the environment variable that holds it, read

@@ -1,5 +1,5 @@
 /**
- * The delivery signature (SPEC section 4): HMAC-SHA256 with the
+ * The delivery signature (README, "Webhooks"): HMAC-SHA256 with the
  * destination's secret over `<unix seconds>.<body>`, sent as
  * `X-NHI-Meter-Signature: t=<unix seconds>,v1=<hex digest>`. The README's
  * verification recipe is tested against this.
