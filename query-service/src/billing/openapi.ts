@@ -2,7 +2,7 @@
  * OpenAPI description of the billing routes.
  */
 import { authResponses, errorResponse, textParam, timeParam, utcTimeInput, type OpenApiFragment } from '../http/openapi-fragment.js'
-import { PERIOD_PATTERN } from './statements.js'
+import { PERIOD_PATTERN } from './statement.js'
 import { GRANULARITIES, GROUP_BY_KEYS } from './queries.js'
 
 const groupByKey = `(${GROUP_BY_KEYS.map((k) => k.replace('.', '\\.')).join('|')})`

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../app.js'
 import { validatePolicy } from '../policy/index.js'
 import { freshStorage, insertSpans, spanRow, testKeys } from '../test-support.js'
-import { hashContent } from './statements.js'
+import { hashContent } from './statement-hash.js'
 
 let client: ClickHouseClient
 let app: ReturnType<typeof createApp>

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Finding } from '../findings/kinds.js'
-import type { Statement } from '../billing/statements.js'
+import type { Statement } from '../billing/statement.js'
 import type { WebhookEventType } from './schema.js'
 
 /** The body of every delivery. */

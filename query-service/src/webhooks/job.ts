@@ -4,7 +4,7 @@
  * statements route calls when a month is closed.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import type { Statement } from '../billing/statements.js'
+import type { Statement } from '../billing/statement.js'
 import type { Policy } from '../policy/index.js'
 import { WebhookDelivery, type DeliveryOptions } from './deliver.js'
 import { WebhookEvaluator } from './evaluate.js'
