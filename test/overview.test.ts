@@ -16,10 +16,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../query-service/src/app.js'
-import { overviewRoutes } from '../query-service/src/overview/routes.js'
 import { validatePolicy, type Policy } from '../query-service/src/policy/index.js'
 import { freshStorage, insertSpans, spanRow, testKeys } from '../query-service/src/test-support.js'
 import { loadDemoData } from './dashboards-demo-data.js'
@@ -93,15 +91,10 @@ beforeAll(async () => {
       }),
     ),
   )
-  const api = createApp(
-    { client, keys: () => store, policy: () => policy }
-  )
-  // As the service mounts it: the page at the root, the API beside it.
-  const root = new Hono()
-  root.route('/', overviewRoutes())
-  root.route('/', api)
+  // As the service serves it: the app serves the page at the root and the API under /v1.
+  const api = createApp({ client, keys: () => store, policy: () => policy })
   server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: root.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s))
+    const s = serve({ fetch: api.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s))
   })
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 })

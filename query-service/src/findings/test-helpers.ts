@@ -1,7 +1,7 @@
 /**
  * Fixtures for the findings tests: use events as spans, declarations, a
- * policy with chosen detection thresholds, and an app serving the findings
- * routes on real embedded storage.
+ * policy with chosen detection thresholds, and the query API on real
+ * embedded storage.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { createApp } from '../app.js'
@@ -9,7 +9,6 @@ import { validatePolicy, type Policy } from '../policy/index.js'
 import { spanRow, testKeys, TEST_POLICY } from '../test-support.js'
 import type { OtelTraceRow } from '../otlp/rows.js'
 import type { Finding } from './kinds.js'
-import { findingsRoutes } from './routes.js'
 
 /** One use event of an identity. */
 export function use(
@@ -89,9 +88,9 @@ export const keys = testKeys([
   { name: 'billing', scopes: ['billing:read'] },
 ])
 
-/** An app with the findings routes, and a GET helper that authenticates as a named key. */
+/** The query API as app.ts builds it, and a GET helper that authenticates as a named key. */
 export function findingsApp(client: ClickHouseClient, policy: () => Policy) {
-  const app = createApp({ client, keys: () => keys.store, policy, logError: (_id, error) => console.error(error) }, { routes: [findingsRoutes({ client, policy })] })
+  const app = createApp({ client, keys: () => keys.store, policy, logError: (_id, error) => console.error(error) })
   const get = (path: string, key = 'admin') => Promise.resolve(app.request(path, { headers: { Authorization: `Bearer ${keys.key(key)}` } }))
   const findings = async (query: string, key = 'admin'): Promise<Finding[]> => {
     const response = await get(`/v1/findings?${query}`, key)

@@ -1,15 +1,13 @@
 /**
  * Fixtures for the identities and entitlements tests: use events of a named
- * identity, a policy with entitlement rules, and an app with these routes.
+ * identity, a policy with entitlement rules, and the query API on that policy.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import type { KeyStore } from '../auth/keys.js'
 import { createApp } from '../app.js'
-import { entitlementsRoutes } from '../entitlements/routes.js'
 import { validatePolicy, type Policy } from '../policy/index.js'
 import { spanRow } from '../test-support.js'
 import type { OtelTraceRow } from '../otlp/rows.js'
-import { identitiesRoutes } from './routes.js'
 
 /** A use event of `id`: activity type and name on the span, business unit when given. */
 export function useEvent(
@@ -48,12 +46,9 @@ export const ENTITLEMENT_POLICY: Policy = validatePolicy({
   detection: { dormant_after: '10d' },
 }).policy
 
-/** The query API with the identities and entitlements routes. */
+/** The query API as app.ts builds it (the identities and entitlements routes among the rest), on `policy`. */
 export function identitiesApp(client: ClickHouseClient, keys: KeyStore, policy: Policy = ENTITLEMENT_POLICY): ReturnType<typeof createApp> {
-  return createApp(
-    { client, keys: () => keys, policy: () => policy },
-    { routes: [identitiesRoutes({ client, policy: () => policy }), entitlementsRoutes({ client, policy: () => policy })] },
-  )
+  return createApp({ client, keys: () => keys, policy: () => policy })
 }
 
 /** A declaration row as POST /v1/inventory takes it. */
