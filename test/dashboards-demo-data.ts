@@ -11,7 +11,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { createReceiver } from '../query-service/src/otlp/receiver.js'
 import { SpanWriter } from '../query-service/src/otlp/span-writer.js'
-import { insertSpans, spanRow } from '../query-service/src/test-support.js'
+import { insertSpans, spanRow } from '../query-service/src/test-support/spans.js'
 import { runDemoWorkload, type WorkloadSummary } from './demo/workload.js'
 
 /** A tool name that carries every character Grafana or ClickHouse could misread. */

@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestReceiver, type TestReceiver } from '../query-service/src/webhooks/test-receiver.js'
+import { startTestReceiver, type TestReceiver } from '../query-service/src/test-support/webhook-receiver.js'
 import { REPO_ROOT, startService, tempDataDir } from './helpers/service.js'
 
 const SECRET = 'whsec-e2e-0123456789abcdef'

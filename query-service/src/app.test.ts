@@ -1,7 +1,10 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from './app.js'
-import { freshStorage, insertSpans, spanRow, TEST_POLICY, testKeys } from './test-support.js'
+import { testKeys } from './test-support/keys.js'
+import { TEST_POLICY } from './test-support/policy.js'
+import { insertSpans, spanRow } from './test-support/spans.js'
+import { freshStorage } from './test-support/storage.js'
 
 let client: ClickHouseClient
 let app: ReturnType<typeof createApp>

@@ -90,9 +90,9 @@ export function shippedSql(): ShippedSql {
   for (const path of filesUnder(migrations, (name) => name.endsWith('.sql'))) {
     for (const sql of splitStatements(readFileSync(path, 'utf8'))) shipped.texts.push({ file: relative(REPO_ROOT, path), sql })
   }
-  // Test code and test helpers (`*.test.ts`, `test-support.ts`, `test-helpers.ts`) do not ship.
+  // Test code and test helpers (`*.test.ts`, the `test-support/` folder) do not ship.
   const isSource = (name: string) => name.endsWith('.ts') && !/(^|[.-])tests?([.-]|$)/.test(name)
-  for (const path of filesUnder(join(REPO_ROOT, 'query-service/src'), isSource)) scanTypeScript(path, shipped)
+  for (const path of filesUnder(join(REPO_ROOT, 'query-service/src'), isSource)) if (!path.includes('/test-support/')) scanTypeScript(path, shipped)
   for (const path of filesUnder(join(REPO_ROOT, 'dashboards'), isSource)) scanTypeScript(path, shipped)
   for (const path of filesUnder(join(REPO_ROOT, 'dashboards'), (name) => /\.(json|ya?ml)$/.test(name))) {
     const text = readFileSync(path, 'utf8')

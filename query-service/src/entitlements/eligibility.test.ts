@@ -1,7 +1,9 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freshStorage, insertSpans, testKeys } from '../test-support.js'
-import { declaration, identitiesApp, useEvent, ENTITLEMENT_POLICY } from '../identities/test-helpers.js'
+import { testKeys } from '../test-support/keys.js'
+import { insertSpans } from '../test-support/spans.js'
+import { freshStorage } from '../test-support/storage.js'
+import { declaration, identitiesApp, useEvent, ENTITLEMENT_POLICY } from '../test-support/identities.js'
 import { parseCsv } from '../http/csv.js'
 import { tierFeatures } from './eligibility.js'
 

@@ -1,7 +1,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freshStorage, insertSpans } from '../test-support.js'
-import { findingsApp, SENSITIVE_POLICY, use } from './test-helpers.js'
+import { insertSpans } from '../test-support/spans.js'
+import { freshStorage } from '../test-support/storage.js'
+import { findingsApp, SENSITIVE_POLICY, use } from '../test-support/findings.js'
 
 // The thresholds of the injected-case tests: sensitive enough that the
 // population below would trip them if its normal noise looked anomalous.

@@ -2,7 +2,8 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { createApp, type ApiRateLimit } from '../app.js'
-import { TEST_POLICY, testKeys } from '../test-support.js'
+import { testKeys } from '../test-support/keys.js'
+import { TEST_POLICY } from '../test-support/policy.js'
 import type { AppEnv } from './middleware.js'
 
 const { store, key } = testKeys([

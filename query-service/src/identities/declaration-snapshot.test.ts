@@ -1,6 +1,6 @@
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freshStorage } from '../test-support.js'
+import { freshStorage } from '../test-support/storage.js'
 import { tableWriteVersion } from '../storage/write-tracking.js'
 import { declarationSnapshot } from './declaration-snapshot.js'
 import { retireDeclarations, upsertInventory, validateInventory } from './inventory.js'

@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { globMatches } from '../policy/index.js'
-import { freshStorage } from '../test-support.js'
+import { freshStorage } from '../test-support/storage.js'
 import { activityApproved, APPROVED_ACTIVITY, inventoryJoinFor } from './effective.js'
 
 let client: ClickHouseClient

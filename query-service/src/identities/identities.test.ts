@@ -3,10 +3,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freshStorage, insertSpans, testKeys } from '../test-support.js'
+import { testKeys } from '../test-support/keys.js'
+import { insertSpans } from '../test-support/spans.js'
+import { freshStorage } from '../test-support/storage.js'
 import { backfillIdentityActivity } from './backfill.js'
 import { importInventoryFile } from './inventory-file.js'
-import { declaration, identitiesApp, useEvent } from './test-helpers.js'
+import { declaration, identitiesApp, useEvent } from '../test-support/identities.js'
 
 let client: ClickHouseClient
 let app: ReturnType<typeof identitiesApp>

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { formatMoney, multiplyMoney, parseMoney, ZERO_MONEY, type Money } from './decimal.js'
 import { allocate, priceOf, rateGroup, type MeterPrice, type PriceModel, type Tier } from './pricing.js'
-import { referenceAllocate, referencePriceOf, referenceRateGroup } from './pricing.reference.js'
+import { referenceAllocate, referencePriceOf, referenceRateGroup } from '../test-support/pricing-reference.js'
 import { parseQuantity, quantityFromCount, QUANTITY_UNIT, ZERO_QUANTITY, type Quantity } from './quantity.js'
 
 const m = (text: string): Money => parseMoney(text)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { spanRow } from '../test-support.js'
+import { spanRow } from '../test-support/spans.js'
 import { decodeJson } from './decode-json.js'
 import { encodeCompactRows, encodeExport, formatUnixNano, OTEL_TRACE_COLUMNS, secretVerdictCacheCharacters, toOtelTraceRows, type OtelTraceRow } from './rows.js'
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { tempDataDir } from '../../../test/helpers/service.js'
 import { openStorage } from '../storage/client.js'
 import { migrate } from '../storage/migrations.js'
-import { spanRow } from '../test-support.js'
+import { spanRow } from '../test-support/spans.js'
 import { createReceiver } from './receiver.js'
 import { QueueFullError, SpanWriter, StorageUnavailableError, WriterClosedError } from './span-writer.js'
 

@@ -7,7 +7,8 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IDENTITY_DEFAULTS } from '../policy/index.js'
 import { placeholderRule, runTraceResolution } from '../traces/job.js'
-import { freshStorage, insertSpans, spanRow } from '../test-support.js'
+import { insertSpans, spanRow } from '../test-support/spans.js'
+import { freshStorage } from '../test-support/storage.js'
 
 let client: ClickHouseClient
 beforeAll(async () => {

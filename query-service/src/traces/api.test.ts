@@ -2,7 +2,9 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../app.js'
 import { IDENTITY_DEFAULTS, validatePolicy } from '../policy/index.js'
-import { freshStorage, insertSpans, spanRow, testKeys } from '../test-support.js'
+import { testKeys } from '../test-support/keys.js'
+import { insertSpans, spanRow } from '../test-support/spans.js'
+import { freshStorage } from '../test-support/storage.js'
 import { placeholderRule, runTraceResolution } from './job.js'
 
 let client: ClickHouseClient

@@ -1,7 +1,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IDENTITY_DEFAULTS } from '../policy/index.js'
-import { freshStorage, insertSpans, spanRow } from '../test-support.js'
+import { insertSpans, spanRow } from '../test-support/spans.js'
+import { freshStorage } from '../test-support/storage.js'
 import { pendingSpans } from '../telemetry/queries.js'
 import { placeholderRule, readTraceSpans, runTraceResolution } from './job.js'
 

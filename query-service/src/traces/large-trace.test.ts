@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { IDENTITY_DEFAULTS } from '../policy/index.js'
-import { freshStorage } from '../test-support.js'
+import { freshStorage } from '../test-support/storage.js'
 import { placeholderRule, runTraceResolution } from './job.js'
 
 // A file of its own (and so a storage of its own): a million decided events

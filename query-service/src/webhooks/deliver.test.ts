@@ -6,7 +6,7 @@ import { WebhookDelivery, backoffMs, type DeliveryOptions } from './deliver.js'
 import { Outbox, type NewDelivery, type OutboxEntry } from './outbox.js'
 import type { SigningDestination } from './secrets.js'
 import { signatureHeader } from './signature.js'
-import { startTestReceiver, type TestReceiver } from './test-receiver.js'
+import { startTestReceiver, type TestReceiver } from '../test-support/webhook-receiver.js'
 
 const SECRET = 'whsec-test-0123456789'
 // Quick retries: the behaviour is the same as with the defaults, only the waits are short.

@@ -6,7 +6,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import type { KeyStore } from '../auth/keys.js'
 import { createApp } from '../app.js'
 import { validatePolicy, type Policy } from '../policy/index.js'
-import { spanRow } from '../test-support.js'
+import { spanRow } from './spans.js'
 import type { OtelTraceRow } from '../otlp/rows.js'
 
 /** A use event of `id`: activity type and name on the span, business unit when given. */

@@ -6,9 +6,11 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { createApp } from '../app.js'
 import { validatePolicy, type Policy } from '../policy/index.js'
-import { spanRow, testKeys, TEST_POLICY } from '../test-support.js'
+import { testKeys } from './keys.js'
+import { TEST_POLICY } from './policy.js'
+import { spanRow } from './spans.js'
 import type { OtelTraceRow } from '../otlp/rows.js'
-import type { Finding } from './kinds.js'
+import type { Finding } from '../findings/kinds.js'
 
 /** One use event of an identity. */
 export function use(

@@ -1,13 +1,13 @@
 /**
  * Test only: the pricing rules of POLICY.md written as plainly as possible,
  * with a different representation (exact fractions of whole units) and
- * different loops from pricing.ts, so the property tests compare two
+ * different loops from money/pricing.ts, so the property tests compare two
  * independent readings of the same rules. Slow on purpose; never import it
  * from service code.
  */
-import type { Money } from './decimal.js'
-import type { MeterPrice, PriceModel, Tier } from './pricing.js'
-import type { Quantity } from './quantity.js'
+import type { Money } from '../money/decimal.js'
+import type { MeterPrice, PriceModel, Tier } from '../money/pricing.js'
+import type { Quantity } from '../money/quantity.js'
 
 const NANO = 1_000_000_000n
 
