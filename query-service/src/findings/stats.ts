@@ -107,8 +107,3 @@ export function logPoissonUpperTail(k: number, mu: number): number {
   const q = Math.exp(logPrefix) * h
   return Math.log1p(-Math.min(q, 1))
 }
-
-/** P(X >= k) for X ~ Poisson(mu) (0 when it underflows; see {@link logPoissonUpperTail}). */
-export function poissonUpperTail(k: number, mu: number): number {
-  return Math.exp(logPoissonUpperTail(k, mu))
-}

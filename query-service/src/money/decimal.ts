@@ -117,18 +117,6 @@ export function addMoney(a: Money, b: Money): Money {
   return (a + b) as Money
 }
 
-/** The exact sum of any number of amounts; zero for none. */
-export function sumMoney(amounts: Iterable<Money>): Money {
-  let total = 0n
-  for (const amount of amounts) total += amount
-  return total as Money
-}
-
-/** Orders two amounts: negative when a < b, zero when equal, positive when a > b (for sort). */
-export function compareMoney(a: Money, b: Money): number {
-  return a < b ? -1 : a > b ? 1 : 0
-}
-
 /** How {@link formatMoney} writes an amount. */
 export interface FormatMoneyOptions {
   /** Write all {@link MONEY_SCALE} fractional digits ("0.002000000"), e.g. for a `Decimal(38, 9)` query parameter. */

@@ -66,11 +66,6 @@ export function isWholeQuantity(quantity: Quantity): boolean {
   return quantity % QUANTITY_UNIT === 0n
 }
 
-/** The exact sum of two quantities. */
-export function addQuantity(a: Quantity, b: Quantity): Quantity {
-  return (a + b) as Quantity
-}
-
 /** The exact sum of any number of quantities; zero for none. */
 export function sumQuantity(quantities: Iterable<Quantity>): Quantity {
   let total = 0n
@@ -81,11 +76,6 @@ export function sumQuantity(quantities: Iterable<Quantity>): Quantity {
 /** `a − b`, or zero when b is the larger: what is left of a usage after an allowance. */
 export function subtractQuantityToZero(a: Quantity, b: Quantity): Quantity {
   return (a > b ? a - b : 0n) as Quantity
-}
-
-/** Orders two quantities: negative when a < b, zero when equal, positive when a > b (for sort). */
-export function compareQuantity(a: Quantity, b: Quantity): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }
 
 /**

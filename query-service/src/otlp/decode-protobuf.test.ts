@@ -3,7 +3,8 @@ import protobuf from 'protobufjs'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { at, makeSpans, SpanKind, SpanStatusCode } from '../../../test/helpers/otel.js'
-import { decodeProtobuf, decodeProtobufReflection } from './decode-protobuf.js'
+import { decodeProtobuf } from './decode-protobuf.js'
+import { decodeProtobufReflection } from '../test-support/protobuf-reference.js'
 import { MalformedPayloadError } from './model.js'
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./trace-service.proto', import.meta.url)))
