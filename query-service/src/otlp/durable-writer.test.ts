@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spanRow } from '../test-support/spans.js'
+import { encodeCompactRows } from '../test-support/otel-trace-rows.js'
 import { freshStorage } from '../test-support/storage.js'
 import { DurableWriter } from './durable-writer.js'
-import { encodeCompactRows } from './rows.js'
 import { QueueFullError } from './span-writer.js'
 
 let client: ClickHouseClient

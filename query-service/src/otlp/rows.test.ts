@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { spanRow } from '../test-support/spans.js'
 import { decodeJson } from './decode-json.js'
-import { encodeCompactRows, encodeExport, formatUnixNano, OTEL_TRACE_COLUMNS, secretVerdictCacheCharacters, toOtelTraceRows, type OtelTraceRow } from './rows.js'
+import { encodeExport, OTEL_TRACE_COLUMNS, type OtelTraceRow } from './rows.js'
+import { formatUnixNano, secretVerdictCacheCharacters } from './stored-span.js'
+import { encodeCompactRows, toOtelTraceRows } from '../test-support/otel-trace-rows.js'
 
 describe('the compact row encoding', () => {
   it('writes each row as the JSON array of its columns in OTEL_TRACE_COLUMNS order, one per line', () => {

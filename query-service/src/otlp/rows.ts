@@ -1,12 +1,10 @@
 /**
- * Turns a decoded export into `otel_traces` rows exactly as the contrib
- * clickhouseexporter writes them (v0.161.0, the pinned version: attribute values through pdata's
- * `AsString`, ids as lowercase hex, kind and status through pdata's
- * `String()`), after applying the secrets rule. Spans that cannot be stored
- * faithfully are rejected one by one and reported as partial success.
+ * Rows for otel_traces: their columns, and the receiver's encoding of a
+ * decoded export into JSONCompactEachRow lines in one pass. What each
+ * column stores of a span, and which spans are refused, is stored-span.ts.
  */
-import { isSecretKey, looksLikeSecret, REDACTED_VALUE } from '@nhi-meter/instrumentation/redaction'
-import type { Attribute, AttributeValue, ScopeSpans, Span, TraceExport } from './model.js'
+import type { ScopeSpans, TraceExport } from './model.js'
+import { eachStorableSpan, formatUnixNano, hex, idHex, redactedMap, redactedMapJson, redactedText, SPAN_KIND_NAMES, STATUS_CODE_NAMES, valueJson, type StoredResource } from './stored-span.js'
 
 /** One row of otel_traces, keyed by column name as JSONEachRow expects. */
 export interface OtelTraceRow {
@@ -34,287 +32,12 @@ export interface OtelTraceRow {
   'Links.Attributes': Record<string, string>[]
 }
 
-/** The rows to store and what was refused. */
-export interface ConvertedExport {
-  rows: OtelTraceRow[]
-  rejectedSpans: number
-  /** One message per distinct reason, for the partial-success error_message. */
-  rejectionReasons: string[]
-}
-
-const SPAN_KIND_NAMES = ['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer']
-const STATUS_CODE_NAMES = ['Unset', 'Ok', 'Error']
-/** DateTime64(9) ends in 2262-04-11; later instants cannot be stored. */
-const MAX_UNIX_NANO = 9_214_646_400_000_000_000n
-
-/** Formats nanoseconds since the epoch as a ClickHouse DateTime64(9) literal in UTC. */
-export function formatUnixNano(ns: bigint): string {
-  // Split the decimal digits rather than divide: BigInt arithmetic allocates, and this runs per span.
-  const digits = ns.toString()
-  const split = digits.length - 9
-  const seconds = split > 0 ? digits.slice(0, split) : '0'
-  const fraction = split > 0 ? digits.slice(split) : digits.padStart(9, '0')
-  if (seconds !== lastSecond) {
-    const iso = new Date(Number(seconds) * 1000).toISOString()
-    lastSecond = seconds
-    lastSecondText = `${iso.slice(0, 10)} ${iso.slice(11, 19)}`
-  }
-  return `${lastSecondText}.${fraction}`
-}
-// Spans of one export mostly start within the same second.
-let lastSecond = ''
-let lastSecondText = ''
-
-const HEX_BYTES = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'))
-
-function hex(bytes: Uint8Array): string {
-  let text = ''
-  for (let i = 0; i < bytes.length; i++) text += HEX_BYTES[bytes[i]!]
-  return text
-}
-
-function isZero(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false
-  return true
-}
-
-/** pdata's id-to-hex: an all-zero id is the empty string. */
-function idHex(bytes: Uint8Array): string {
-  return isZero(bytes) ? '' : hex(bytes)
-}
-
-/**
- * String escaping of pdata's JSON for maps and slices. pdata does not apply
- * encoding/json's HTML escaping (`<`, `>`, `&` stay as they are), which the
- * live Collector test confirms; JSON.stringify escapes the same way.
- */
-function goJsonString(s: string): string {
-  return JSON.stringify(s)
-}
-
-/** Go's float formatting in encoding/json and pdata (ES6 number-to-string). */
-function goFloat(n: number): string {
-  return String(n)
-}
-
-function rawJson(value: AttributeValue): string {
-  switch (value.kind) {
-    case 'string':
-      return goJsonString(value.value)
-    case 'bool':
-      return String(value.value)
-    case 'int':
-      return value.value.toString()
-    case 'double':
-      return Number.isFinite(value.value) ? goFloat(value.value) : 'null'
-    case 'bytes':
-      return goJsonString(Buffer.from(value.value).toString('base64'))
-    case 'array':
-      return `[${value.value.map(rawJson).join(',')}]`
-    case 'kvlist': {
-      // Go marshals maps with sorted keys; the last duplicate key wins, as in pcommon.Map.
-      const entries = new Map<string, AttributeValue>()
-      for (const kv of value.value) entries.set(kv.key, kv.value)
-      const keys = [...entries.keys()].sort()
-      return `{${keys.map((k) => `${goJsonString(k)}:${rawJson(entries.get(k)!)}`).join(',')}}`
-    }
-    case 'empty':
-      return 'null'
-  }
-}
-
-/** pdata's `Value.AsString()`. */
-export function asString(value: AttributeValue): string {
-  switch (value.kind) {
-    case 'string':
-      return value.value
-    case 'bool':
-      return value.value ? 'true' : 'false'
-    case 'int':
-      return value.value.toString()
-    case 'double':
-      return goFloat(value.value)
-    case 'bytes':
-      return Buffer.from(value.value).toString('base64')
-    case 'array':
-    case 'kvlist':
-      return rawJson(value)
-    case 'empty':
-      return ''
-  }
-}
-
-// Attribute keys and values repeat across spans (tool names, ids, routes),
-// so the secrets verdicts of short strings are memoised. Long strings are
-// decided each time and never kept (a cache keyed by them would pin request
-// bodies in memory), and the caches are cleared when they grow large, so
-// their memory stays bounded (at most CACHE_LIMIT x MEMO_MAX_LENGTH
-// characters each) under hostile high-cardinality input.
-const CACHE_LIMIT = 50_000
-const MEMO_MAX_LENGTH = 256
-const secretKeyVerdicts = new Map<string, boolean>()
-const secretValueVerdicts = new Map<string, boolean>()
-
-function memo(cache: Map<string, boolean>, input: string, decide: (s: string) => boolean): boolean {
-  if (input.length > MEMO_MAX_LENGTH) return decide(input)
-  let verdict = cache.get(input)
-  if (verdict === undefined) {
-    verdict = decide(input)
-    if (cache.size >= CACHE_LIMIT) cache.clear()
-    cache.set(input, verdict)
-  }
-  return verdict
-}
-
-/** Characters held by the secrets caches, verdicts and memoised JSON text (for tests of their bound). */
-export function secretVerdictCacheCharacters(): number {
-  let n = 0
-  for (const cache of [secretKeyVerdicts, secretValueVerdicts, keyTexts, valueTexts]) for (const key of cache.keys()) n += key.length
-  return n
-}
-
-/**
- * Applies the secrets rule to a list of attributes and flattens it into a
- * string map. Arrays and maps are checked in their stored (JSON) form, so a
- * secret nested inside them is caught too.
- */
-function redactedMap(attributes: Attribute[]): Record<string, string> {
-  const map: Record<string, string> = {}
-  for (const { key, value } of attributes) {
-    if (memo(secretKeyVerdicts, key, isSecretKey)) continue
-    const stored = asString(value)
-    map[key] = stored.length > 0 && memo(secretValueVerdicts, stored, looksLikeSecret) ? REDACTED_VALUE : stored
-  }
-  return map
-}
-
-/**
- * Applies the value half of the secrets rule to free text that is not an
- * attribute (span names, status messages, event names): a credential there
- * replaces the whole text, as it would an attribute value.
- */
-function redactedText(text: string): string {
-  return text.length > 0 && memo(secretValueVerdicts, text, looksLikeSecret) ? REDACTED_VALUE : text
-}
-
-/** Column order of {@link encodeCompactRows}. */
+/** Column order of the JSONCompactEachRow lines {@link encodeExport} writes. */
 export const OTEL_TRACE_COLUMNS = [
   'Timestamp', 'TraceId', 'SpanId', 'ParentSpanId', 'TraceState', 'SpanName', 'SpanKind', 'ServiceName',
   'ResourceAttributes', 'ScopeName', 'ScopeVersion', 'SpanAttributes', 'Duration', 'StatusCode', 'StatusMessage',
   'Events.Timestamp', 'Events.Name', 'Events.Attributes', 'Links.TraceId', 'Links.SpanId', 'Links.TraceState', 'Links.Attributes',
 ] as const satisfies readonly (keyof OtelTraceRow)[]
-
-/**
- * Encodes rows as JSONCompactEachRow (one JSON array per line, columns in
- * {@link OTEL_TRACE_COLUMNS} order). Lines are assembled by hand: the spans
- * of one resource share one attributes object, serialized once per call
- * instead of once per span, and empty event and link arrays are literals.
- */
-export function encodeCompactRows(rows: readonly OtelTraceRow[]): Buffer {
-  const resourceJson = new Map<Record<string, string>, string>()
-  const json = JSON.stringify
-  const list = (values: readonly unknown[]) => (values.length === 0 ? '[]' : json(values))
-  const lines = new Array<string>(rows.length)
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!
-    let resource = resourceJson.get(r.ResourceAttributes)
-    if (resource === undefined) {
-      resource = json(r.ResourceAttributes)
-      resourceJson.set(r.ResourceAttributes, resource)
-    }
-    lines[i] =
-      `[${json(r.Timestamp)},${json(r.TraceId)},${json(r.SpanId)},${json(r.ParentSpanId)},${json(r.TraceState)},${json(r.SpanName)},` +
-      `${json(r.SpanKind)},${json(r.ServiceName)},${resource},${json(r.ScopeName)},${json(r.ScopeVersion)},${json(r.SpanAttributes)},` +
-      `${json(r.Duration)},${json(r.StatusCode)},${json(r.StatusMessage)},${list(r['Events.Timestamp'])},${list(r['Events.Name'])},` +
-      `${list(r['Events.Attributes'])},${list(r['Links.TraceId'])},${list(r['Links.SpanId'])},${list(r['Links.TraceState'])},${list(r['Links.Attributes'])}]`
-  }
-  return Buffer.from(lines.join('\n'))
-}
-
-function rejectionReason(span: Span): string | undefined {
-  if (span.traceId.length !== 16 || isZero(span.traceId)) return 'trace_id must be 16 bytes and not all zero'
-  if (span.spanId.length !== 8 || isZero(span.spanId)) return 'span_id must be 8 bytes and not all zero'
-  if (span.parentSpanId.length !== 0 && span.parentSpanId.length !== 8) return 'parent_span_id must be empty or 8 bytes'
-  if (span.startTimeUnixNano === 0n) return 'start_time_unix_nano is required: a use event is billed at its start time'
-  if (span.startTimeUnixNano >= MAX_UNIX_NANO || span.endTimeUnixNano >= MAX_UNIX_NANO) return 'timestamps beyond 2262 cannot be stored'
-  if (span.endTimeUnixNano < span.startTimeUnixNano) return 'end_time_unix_nano is before start_time_unix_nano'
-  for (const link of span.links) {
-    if ((link.traceId.length !== 0 && link.traceId.length !== 16) || (link.spanId.length !== 0 && link.spanId.length !== 8)) {
-      return 'a link has a malformed trace_id or span_id'
-    }
-  }
-  for (const event of span.events) {
-    if (event.timeUnixNano >= MAX_UNIX_NANO) return 'an event timestamp is beyond 2262'
-  }
-  return undefined
-}
-
-/** A resource as every row of its spans stores it. */
-interface StoredResource {
-  attributes: Record<string, string>
-  serviceName: string
-}
-
-/**
- * Visits each span of an export that can be stored, with its resource as
- * stored (secrets rule applied) and its scope; counts the others and says
- * why they were refused. The one traversal of both row paths below.
- */
-function eachStorableSpan(
-  request: TraceExport,
-  visit: (span: Span, scope: ScopeSpans, resource: StoredResource) => void,
-): Pick<ConvertedExport, 'rejectedSpans' | 'rejectionReasons'> {
-  const reasons = new Set<string>()
-  let rejectedSpans = 0
-  for (const resourceSpans of request.resourceSpans) {
-    const serviceAttribute = resourceSpans.resourceAttributes.findLast((a) => a.key === 'service.name')
-    const attributes = redactedMap(resourceSpans.resourceAttributes)
-    // The service name comes from the redacted map so a secret-looking service.name never leaks through it.
-    const resource = { attributes, serviceName: serviceAttribute ? (attributes['service.name'] ?? '') : '' }
-    for (const scope of resourceSpans.scopeSpans) {
-      for (const span of scope.spans) {
-        const reason = rejectionReason(span)
-        if (reason) {
-          rejectedSpans++
-          reasons.add(reason)
-        } else visit(span, scope, resource)
-      }
-    }
-  }
-  return { rejectedSpans, rejectionReasons: [...reasons] }
-}
-
-/** Converts a decoded export to otel_traces rows, redacting secrets and rejecting spans that cannot be stored. */
-export function toOtelTraceRows(request: TraceExport): ConvertedExport {
-  const rows: OtelTraceRow[] = []
-  const rejected = eachStorableSpan(request, (span, scope, resource) => {
-    rows.push({
-      Timestamp: formatUnixNano(span.startTimeUnixNano),
-      TraceId: hex(span.traceId),
-      SpanId: hex(span.spanId),
-      ParentSpanId: idHex(span.parentSpanId),
-      TraceState: span.traceState,
-      SpanName: redactedText(span.name),
-      SpanKind: SPAN_KIND_NAMES[span.kind] ?? '',
-      ServiceName: resource.serviceName,
-      ResourceAttributes: resource.attributes,
-      ScopeName: scope.scopeName,
-      ScopeVersion: scope.scopeVersion,
-      SpanAttributes: redactedMap(span.attributes),
-      Duration: (span.endTimeUnixNano - span.startTimeUnixNano).toString(),
-      StatusCode: STATUS_CODE_NAMES[span.statusCode] ?? '',
-      StatusMessage: redactedText(span.statusMessage),
-      'Events.Timestamp': span.events.map((e) => formatUnixNano(e.timeUnixNano)),
-      'Events.Name': span.events.map((e) => redactedText(e.name)),
-      'Events.Attributes': span.events.map((e) => redactedMap(e.attributes)),
-      'Links.TraceId': span.links.map((l) => idHex(l.traceId)),
-      'Links.SpanId': span.links.map((l) => idHex(l.spanId)),
-      'Links.TraceState': span.links.map((l) => l.traceState),
-      'Links.Attributes': span.links.map((l) => redactedMap(l.attributes)),
-    })
-  })
-  return { rows, ...rejected }
-}
 
 /** A decoded export encoded for otel_traces, and what was refused. */
 export interface EncodedExport {
@@ -330,73 +53,13 @@ export interface EncodedExport {
 const json = JSON.stringify
 const QUOTED_SPAN_KINDS = SPAN_KIND_NAMES.map((name) => json(name))
 const QUOTED_STATUS_CODES = STATUS_CODE_NAMES.map((name) => json(name))
-/** Keys a plain object would reorder (array indexes) or drop (`__proto__`). */
-const REORDERED_KEY = /^(?:\d+|__proto__)$/
 
 /**
- * {@link redactedMap} serialized: the same JSON text as
- * `JSON.stringify(redactedMap(attributes))`, written straight from the
- * attributes when no key repeats and none is one a plain object would move
- * or drop (the common case), through the object otherwise.
- */
-function redactedMapJson(attributes: Attribute[]): string {
-  // Repeated keys are found by comparing with the keys before, which is
-  // quadratic: a span with more attributes than this goes through the object.
-  if (attributes.length > MAX_DIRECT_ATTRIBUTES) return json(redactedMap(attributes))
-  let out = '{'
-  let kept: string[] | undefined
-  for (const { key, value } of attributes) {
-    const quotedKey = keyJson(key)
-    if (quotedKey === REORDERED) return json(redactedMap(attributes))
-    if (quotedKey === SECRET_KEY) continue
-    if (kept === undefined) kept = [key]
-    else if (kept.includes(key)) return json(redactedMap(attributes))
-    else kept.push(key)
-    out += `${kept.length === 1 ? '' : ','}${quotedKey}:${valueJson(asString(value))}`
-  }
-  return `${out}}`
-}
-
-/** Most attributes {@link redactedMapJson} writes directly. */
-const MAX_DIRECT_ATTRIBUTES = 64
-
-const SECRET_KEY = 0
-const REORDERED = 1
-// The JSON text of attribute keys, and of attribute values and free text
-// (span names, status messages) as stored (secrets rule applied),
-// memoised with the same bounds as the verdict caches above: keys and values
-// repeat across spans, and each lookup saves a verdict lookup and a JSON.stringify.
-const keyTexts = new Map<string, string | typeof SECRET_KEY | typeof REORDERED>()
-const valueTexts = new Map<string, string>()
-
-function keyJson(key: string): string | typeof SECRET_KEY | typeof REORDERED {
-  let text = keyTexts.get(key)
-  if (text === undefined) {
-    text = REORDERED_KEY.test(key) ? REORDERED : memo(secretKeyVerdicts, key, isSecretKey) ? SECRET_KEY : json(key)
-    if (key.length > MEMO_MAX_LENGTH) return text
-    if (keyTexts.size >= CACHE_LIMIT) keyTexts.clear()
-    keyTexts.set(key, text)
-  }
-  return text
-}
-
-function valueJson(stored: string): string {
-  let text = valueTexts.get(stored)
-  if (text === undefined) {
-    text = json(stored.length > 0 && memo(secretValueVerdicts, stored, looksLikeSecret) ? REDACTED_VALUE : stored)
-    if (stored.length > MEMO_MAX_LENGTH) return text
-    if (valueTexts.size >= CACHE_LIMIT) valueTexts.clear()
-    valueTexts.set(stored, text)
-  }
-  return text
-}
-
-/**
- * The receiver's path: {@link toOtelTraceRows} and {@link encodeCompactRows}
- * in one pass, byte for byte the same lines (a test holds the two paths
- * together), without a row object per span. At tens of thousands of spans a
- * second, those objects and the garbage collection behind them were a fifth
- * of the receiver's time.
+ * The receiver's path: the export's storable spans as JSONCompactEachRow
+ * lines, written in one pass without a row object per span (a test holds
+ * them byte for byte to row objects encoded line by line). At tens of
+ * thousands of spans a second, those objects and the garbage collection
+ * behind them were a fifth of the receiver's time.
  */
 export function encodeExport(request: TraceExport): EncodedExport {
   const lines: string[] = []
@@ -430,11 +93,4 @@ export function encodeExport(request: TraceExport): EncodedExport {
     )
   })
   return { body: Buffer.from(lines.join('\n')), rows: lines.length, ...rejected }
-}
-
-/** Counts the spans in a decoded export. */
-export function countSpans(request: TraceExport): number {
-  let n = 0
-  for (const rs of request.resourceSpans) for (const ss of rs.scopeSpans) n += ss.spans.length
-  return n
 }

@@ -3,22 +3,24 @@ import { describe, expect, it } from 'vitest'
 import { tempDataDir } from '../../../test/helpers/service.js'
 import { openStorage } from '../storage/client.js'
 import { migrate } from '../storage/migrations.js'
+import { encodeCompactRows } from '../test-support/otel-trace-rows.js'
 import { spanRow } from '../test-support/spans.js'
 import { createReceiver } from './receiver.js'
 import { QueueFullError, SpanWriter, StorageUnavailableError, WriterClosedError } from './span-writer.js'
 
-const rows = (n: number, day: string) => Array.from({ length: n }, (_, i) => spanRow({ start: `${day}T00:00:0${i % 10}Z` }))
+/** `n` spans of `day` encoded as the writer takes them: JSONCompactEachRow lines and their count. */
+const rows = (n: number, day: string): [Buffer, number] => [encodeCompactRows(Array.from({ length: n }, (_, i) => spanRow({ start: `${day}T00:00:0${i % 10}Z` }))), n]
 
 describe('the span writer', () => {
   it('stores concurrent writes, resolves each once stored, and refuses writes after close', async () => {
     const client = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
     await migrate(client)
     const writer = new SpanWriter(client)
-    await Promise.all([writer.write(rows(3, '2026-11-01')), writer.write(rows(4, '2026-11-01')), writer.write(rows(5, '2026-11-01'))])
+    await Promise.all([writer.writeEncoded(...rows(3, '2026-11-01')), writer.writeEncoded(...rows(4, '2026-11-01')), writer.writeEncoded(...rows(5, '2026-11-01'))])
     const [count] = await (await client.query({ query: 'SELECT count() AS n FROM otel_traces', format: 'JSONEachRow' })).json<{ n: string }>()
     expect(Number(count!.n)).toBe(12)
     await writer.close()
-    await expect(writer.write(rows(1, '2026-11-01'))).rejects.toBeInstanceOf(WriterClosedError)
+    await expect(writer.writeEncoded(...rows(1, '2026-11-01'))).rejects.toBeInstanceOf(WriterClosedError)
     await client.close()
   })
 
@@ -26,8 +28,8 @@ describe('the span writer', () => {
     const client = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
     await migrate(client)
     const writer = new SpanWriter(client, { maxQueuedRows: 5 })
-    const first = writer.write(rows(4, '2026-11-02'))
-    await expect(writer.write(rows(4, '2026-11-02'))).rejects.toBeInstanceOf(QueueFullError)
+    const first = writer.writeEncoded(...rows(4, '2026-11-02'))
+    await expect(writer.writeEncoded(...rows(4, '2026-11-02'))).rejects.toBeInstanceOf(QueueFullError)
     await first
     await writer.close()
     await client.close()
@@ -38,7 +40,7 @@ describe('the span writer', () => {
     await migrate(client)
     const writer = new SpanWriter(client)
     await client.close()
-    await expect(writer.write(rows(2, '2026-11-03'))).rejects.toBeInstanceOf(StorageUnavailableError)
+    await expect(writer.writeEncoded(...rows(2, '2026-11-03'))).rejects.toBeInstanceOf(StorageUnavailableError)
 
     const receiver = createReceiver({ writer })
     const port = await receiver.listen(0, '127.0.0.1')
@@ -67,12 +69,12 @@ describe('the span writer', () => {
     const client = await openStorage({ kind: 'embedded', dataDir: tempDataDir() })
     await migrate(client)
     const writer = new SpanWriter(client, { maxQueuedBytes: 1000 })
-    const first = writer.write(rows(2, '2026-11-04'), 900)
+    const first = writer.writeEncoded(...rows(2, '2026-11-04'), 900)
     expect(writer.saturated).toBe(false)
-    await expect(writer.write(rows(1, '2026-11-04'), 200)).rejects.toBeInstanceOf(QueueFullError)
+    await expect(writer.writeEncoded(...rows(1, '2026-11-04'), 200)).rejects.toBeInstanceOf(QueueFullError)
     await first
     // Alone, a request larger than the bound is still taken.
-    await writer.write(rows(1, '2026-11-04'), 5000)
+    await writer.writeEncoded(...rows(1, '2026-11-04'), 5000)
     await writer.close()
     await client.close()
   })

@@ -10,7 +10,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { insertFormatted } from '../storage/client.js'
 import { isDiskFull } from '../storage/disk-space.js'
-import { encodeCompactRows, OTEL_TRACE_COLUMNS, type OtelTraceRow } from './rows.js'
+import { OTEL_TRACE_COLUMNS } from './rows.js'
 
 /** Tuning of the writer; all fields optional. */
 export interface SpanWriterOptions {
@@ -66,7 +66,7 @@ const NEWLINE = Buffer.from('\n')
 
 const DEFAULTS: Required<SpanWriterOptions> = { maxBatchRows: 20_000, maxQueuedRows: 200_000, maxQueuedBytes: 64 * 1024 * 1024, maxBatchBytes: 8 * 1024 * 1024, table: 'otel_traces' }
 
-/** Writes otel_traces rows in batches; `write` resolves once the rows are stored. */
+/** Writes otel_traces rows in batches; `writeEncoded` resolves once the rows are stored. */
 export class SpanWriter {
   private readonly options: Required<SpanWriterOptions>
   private queue: Pending[] = []
@@ -93,19 +93,12 @@ export class SpanWriter {
   }
 
   /**
-   * Queues rows and resolves once they are stored; `bytes` is the size of
-   * the request they came from. Rejects with QueueFullError,
+   * Queues rows encoded as JSONCompactEachRow lines in
+   * {@link OTEL_TRACE_COLUMNS} order (rows.ts's `encodeExport`) and resolves
+   * once they are stored; `rows` is how many lines `body` holds, `bytes` the
+   * size of the request they came from. Rejects with QueueFullError,
    * StorageUnavailableError or WriterClosedError. An empty queue takes any
    * one request, so no request is too large to ever be taken.
-   */
-  write(rows: OtelTraceRow[], bytes = 0): Promise<void> {
-    return this.writeEncoded(rows.length === 0 ? Buffer.alloc(0) : encodeCompactRows(rows), rows.length, bytes)
-  }
-
-  /**
-   * As {@link write}, for rows already encoded as JSONCompactEachRow lines in
-   * {@link OTEL_TRACE_COLUMNS} order (the receiver's path: rows.ts's
-   * `encodeExport`); `rows` is how many lines `body` holds.
    */
   writeEncoded(body: Buffer, rows: number, bytes = 0): Promise<void> {
     if (this.closed) return Promise.reject(new WriterClosedError('the receiver is shutting down'))

@@ -3,7 +3,8 @@
  * straight into the table (the ledger view derives the rest).
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import { formatUnixNano, type OtelTraceRow } from '../otlp/rows.js'
+import type { OtelTraceRow } from '../otlp/rows.js'
+import { formatUnixNano } from '../otlp/stored-span.js'
 
 let spanCounter = 0
 
