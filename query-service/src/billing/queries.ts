@@ -11,7 +11,7 @@
  */
 import type { ClickHouseClient, DataFormat } from '@clickhouse/client'
 import { toClickHouseTime } from '../storage/time.js'
-import { toCount } from '../storage/client.js'
+import { toCount } from '../storage/read.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'

@@ -17,7 +17,7 @@ import { z } from 'zod'
 import { toClickHouseTime } from '../storage/time.js'
 import { APPROVED_ACTIVITY, businessUnitCondition, inventoryJoinFor } from '../identities/effective.js'
 import { activityRuleSql, activityRuleSqlParams, type Entitlement } from '../policy/index.js'
-import { toCount } from '../storage/client.js'
+import { toCount } from '../storage/read.js'
 
 /** Trace ids returned as evidence per feature, newest first. */
 export const SAMPLE_TRACE_IDS = 5

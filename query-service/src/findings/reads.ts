@@ -5,7 +5,7 @@
  */
 import { z } from 'zod'
 import { businessUnitCondition, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
-import { toCount } from '../storage/client.js'
+import { toCount } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
 
 /** One hour in milliseconds. */

@@ -13,7 +13,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import { type TimeRange } from '../http/params.js'
 import { toClickHouseTime } from '../storage/time.js'
-import { toCount } from '../storage/client.js'
+import { toCount } from '../storage/read.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, EFFECTIVE_OWNER, EFFECTIVE_TYPE, INVENTORY_JOIN, inventoryJoinFor } from './effective.js'
 
 /** Identity statuses (IDENTITIES.md, "Identities and statuses"). */

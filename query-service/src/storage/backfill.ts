@@ -7,7 +7,8 @@
  * recorded in `nhi_backfills` (migration 0010), so start-up does it only once.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import { toCount } from './client.js'
+import { z } from 'zod'
+import { count64, readFirst } from './read.js'
 
 /**
  * The ledger rows a backfill covers, for its statements' WHERE: identified
@@ -29,22 +30,28 @@ export interface Backfill {
   after?: string
 }
 
+const countRow = z.object({ n: count64 })
+const appliedRow = z.object({ n: count64, at: z.string() })
+
 /** Runs a backfill unless done before: the ledger rows it covered and its upper bound, or null when done before. */
 export async function runBackfillOnce(client: ClickHouseClient, backfill: Backfill): Promise<{ rows: number; before: string } | null> {
-  const done = await client.query({ query: 'SELECT count() AS n FROM nhi_backfills FINAL WHERE name = {name:String}', format: 'JSONEachRow', query_params: { name: backfill.name } })
-  if (toCount((await done.json<{ n: string }>())[0]?.n ?? 0) > 0) return null
+  const done = await readFirst(client, { query: 'SELECT count() AS n FROM nhi_backfills FINAL WHERE name = {name:String}', params: { name: backfill.name }, row: countRow })
+  if ((done?.n ?? 0) > 0) return null
   // Rows ingested once the migration was recorded were added by its views;
   // only older ones need adding (a few around the switch may be added twice, which each backfill's tables allow).
   let until = backfill.before?.toISOString()
   if (!until) {
-    const applied = await client.query({ query: 'SELECT count() AS n, min(applied_at) AS at FROM nhi_schema_migrations WHERE version = {v:UInt32}', format: 'JSONEachRow', query_params: { v: backfill.migration } })
-    const [migration] = await applied.json<{ n: string; at: string }>()
-    if (toCount(migration?.n ?? 0) === 0) throw new Error(`migration ${String(backfill.migration).padStart(4, '0')} is not applied; run the migrations first`)
+    const migration = await readFirst(client, {
+      query: 'SELECT count() AS n, min(applied_at) AS at FROM nhi_schema_migrations WHERE version = {v:UInt32}',
+      params: { v: backfill.migration },
+      row: appliedRow,
+    })
+    if ((migration?.n ?? 0) === 0) throw new Error(`migration ${String(backfill.migration).padStart(4, '0')} is not applied; run the migrations first`)
     until = migration!.at
   }
   const params = { before: until.replace('T', ' ').replace('Z', ''), after: (backfill.after ?? '1970-01-01 00:00:00.000').replace('T', ' ').replace('Z', '') }
-  const counted = await client.query({ query: `SELECT count() AS n FROM nhi_activity WHERE ${ROWS_TO_BACKFILL}`, format: 'JSONEachRow', query_params: params })
-  const rows = toCount((await counted.json<{ n: string }>())[0]?.n ?? 0)
+  const counted = await readFirst(client, { query: `SELECT count() AS n FROM nhi_activity WHERE ${ROWS_TO_BACKFILL}`, params, row: countRow })
+  const rows = counted?.n ?? 0
   if (rows > 0) {
     for (const query of backfill.statements) await client.command({ query, query_params: params, clickhouse_settings: { wait_end_of_query: 1 } })
   }

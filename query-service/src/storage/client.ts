@@ -19,7 +19,7 @@ export type StorageConfig =
 /**
  * Settings every connection gets. 64-bit integers come back as JSON numbers
  * only when they fit; we read counts as strings and convert explicitly
- * (see `toCount`), so no precision is ever lost silently.
+ * (`toCount` and `count64` in read.ts), so no precision is ever lost silently.
  */
 const CLICKHOUSE_SETTINGS = {
   date_time_output_format: 'iso',
@@ -147,11 +147,4 @@ export async function insertFormatted(
   })
   result.stream.resume()
   await finished(result.stream)
-}
-
-/** Converts a ClickHouse 64-bit count (a string, by our settings) to a safe JS integer. */
-export function toCount(value: string | number): number {
-  const n = typeof value === 'number' ? value : Number(value)
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`count out of range: ${value}`)
-  return n
 }

@@ -10,6 +10,8 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { createHash } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { z } from 'zod'
+import { readRows } from './read.js'
 
 /** One migration file. */
 export interface Migration {
@@ -162,6 +164,9 @@ const LEDGER_DDL = `CREATE TABLE IF NOT EXISTS nhi_schema_migrations (
     applied_at DateTime64(3) DEFAULT now64(3)
 ) ENGINE = MergeTree ORDER BY version`
 
+/** A row of nhi_schema_migrations: the version (UInt32, a JSON number) and its checksum. */
+const appliedMigrationRow = z.object({ version: z.number(), checksum: z.string() })
+
 /** Applies every migration not yet recorded; returns the versions applied now. */
 export async function migrate(client: ClickHouseClient, options: { cluster?: ClusterOptions; migrations?: Migration[] } = {}): Promise<number[]> {
   const migrations = options.migrations ?? loadMigrations()
@@ -172,8 +177,8 @@ export async function migrate(client: ClickHouseClient, options: { cluster?: Clu
       )
     : LEDGER_DDL
   await client.command({ query: ledger })
-  const result = await client.query({ query: 'SELECT version, checksum FROM nhi_schema_migrations', format: 'JSONEachRow' })
-  const applied = new Map((await result.json<{ version: number; checksum: string }>()).map((r) => [Number(r.version), r.checksum]))
+  const ledgerRows = await readRows(client, { query: 'SELECT version, checksum FROM nhi_schema_migrations', row: appliedMigrationRow })
+  const applied = new Map(ledgerRows.map((r) => [r.version, r.checksum]))
   const appliedNow: number[] = []
   for (const migration of migrations) {
     const recorded = applied.get(migration.version)

@@ -16,7 +16,7 @@ import { usageSource } from '../billing/queries.js'
 import { type TimeRange } from '../http/params.js'
 import { toClickHouseTime } from '../storage/time.js'
 import { businessUnitCondition, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
-import { toCount } from '../storage/client.js'
+import { toCount } from '../storage/read.js'
 import { tableWriteVersion } from '../storage/write-tracking.js'
 import { UNDECIDED_SINCE_SQL } from '../traces/job.js'
 

@@ -18,7 +18,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import type { IdentitySettings } from '../policy/index.js'
-import { insertFormatted, toCount } from '../storage/client.js'
+import { insertFormatted } from '../storage/client.js'
+import { toCount } from '../storage/read.js'
 import { TraceGraph, type PlaceholderRule, type Resolution, type TraceSpan } from './resolve.js'
 import { UNOBSERVED, type RunObserver } from '../metrics/instruments.js'
 
