@@ -15,8 +15,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import type { BusinessUnitScope } from '../identities/effective.js'
-import { READ_SETTINGS } from '../telemetry/queries.js'
-import { count64, DAY_MS, floorTo, HOUR_MS, int64, ms, scoped, seconds } from './reads.js'
+import { count64, int64, readRows, readSettings } from '../storage/read.js'
+import { DAY_MS, floorTo, HOUR_MS, ms, scoped, seconds } from './reads.js'
 
 /** What the series read needs: the times involved. */
 export interface SeriesScan {
@@ -123,7 +123,7 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
   const hourlyPeriods = scan.period.ms % HOUR_MS === 0
   // Hours before the first period get a negative index (floor division), which Resample ignores.
   const periodShift = Math.ceil((scan.period.origin - scan.lookback) / scan.period.ms) + 1
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT series_id AS nhi_id, series_type AS activity_type, toString(series_key) AS series_key, delivered, baseline_delivered, first_ms, last_ms, first_in_range_ms, last_ok_ms, active_days, periods, max_hour, max_failed_hour
       FROM (
@@ -145,8 +145,7 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
         GROUP BY series_key
       )
       ORDER BY nhi_id, activity_type`,
-    format: 'JSONEachRow',
-    query_params: {
+    params: {
       ...source.params,
       baseline_hour: seconds(floorTo(scan.baselineFrom, HOUR_MS)),
       period_origin_ms: scan.period.origin,
@@ -156,26 +155,25 @@ export async function seriesSummaries(client: ClickHouseClient, scan: SeriesScan
       period_count: scan.period.count,
       ...s.params,
     },
-    clickhouse_settings: READ_SETTINGS,
+    row: seriesRow,
+    final: true,
+    subcolumns: true,
   })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const r = seriesRow.parse(raw)
-    return {
-      nhiId: r.nhi_id,
-      activityType: r.activity_type,
-      key: r.series_key,
-      delivered: r.delivered,
-      baselineDelivered: r.baseline_delivered,
-      firstMs: r.first_ms,
-      lastMs: r.last_ms,
-      firstInRangeMs: r.first_in_range_ms,
-      lastOkMs: r.last_ok_ms,
-      activeDays: r.active_days,
-      periods: r.periods,
-      maxHour: r.max_hour,
-      maxFailedHour: r.max_failed_hour,
-    }
-  })
+  return rows.map((r) => ({
+    nhiId: r.nhi_id,
+    activityType: r.activity_type,
+    key: r.series_key,
+    delivered: r.delivered,
+    baselineDelivered: r.baseline_delivered,
+    firstMs: r.first_ms,
+    lastMs: r.last_ms,
+    firstInRangeMs: r.first_in_range_ms,
+    lastOkMs: r.last_ok_ms,
+    activeDays: r.active_days,
+    periods: r.periods,
+    maxHour: r.max_hour,
+    maxFailedHour: r.max_failed_hour,
+  }))
 }
 
 /** Owner and credentials of one identity, by whole UTC days. */
@@ -190,17 +188,16 @@ export interface IdentityFacts {
 export async function identityFacts(client: ClickHouseClient, window: { lookback: number; credentialFrom: number; to: number }, scope: BusinessUnitScope): Promise<Map<string, IdentityFacts>> {
   const s = scoped(scope)
   const day = (value: number) => new Date(floorTo(value, DAY_MS)).toISOString().slice(0, 10)
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, max(owner) AS owner, arraySort(groupUniqArrayArrayIf(credentials, day >= {credential_day:Date})) AS credentials
       FROM nhi_findings_daily AS daily ${s.join}
       WHERE day >= {first_day:Date} AND day <= {last_day:Date} ${s.where}
       GROUP BY nhi_id`,
-    format: 'JSONEachRow',
-    query_params: { first_day: day(window.lookback), last_day: day(window.to - 1), credential_day: day(window.credentialFrom), ...s.params },
+    params: { first_day: day(window.lookback), last_day: day(window.to - 1), credential_day: day(window.credentialFrom), ...s.params },
+    row: z.object({ nhi_id: z.string(), owner: z.string(), credentials: z.array(z.string()) }),
   })
-  const row = z.object({ nhi_id: z.string(), owner: z.string(), credentials: z.array(z.string()) })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, { owner: r.owner, credentials: r.credentials }]))
+  return new Map(rows.map((r) => [r.nhi_id, { owner: r.owner, credentials: r.credentials }]))
 }
 
 /** What is known of an identity from before the look-back. */
@@ -217,20 +214,17 @@ const historyRow = z.object({ nhi_id: z.string(), first_ms: int64, last_ms: int6
 /** First and last activity and last ok rotation of every identity seen before `before` (a whole hour), from the digest. */
 export async function historyBefore(client: ClickHouseClient, before: number, scope: BusinessUnitScope): Promise<HistoryRow[]> {
   const s = scoped(scope)
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, toUnixTimestamp64Milli(min(first_time)) AS first_ms, toUnixTimestamp64Milli(max(last_time)) AS last_ms,
         toUnixTimestamp64Milli(maxIf(last_ok_time, activity_type = 'secret_rotation')) AS last_rotation_ms
       FROM nhi_findings_hourly AS digest ${s.join}
       WHERE hour < {before:DateTime} ${s.where}
       GROUP BY nhi_id`,
-    format: 'JSONEachRow',
-    query_params: { before: seconds(before), ...s.params },
+    params: { before: seconds(before), ...s.params },
+    row: historyRow,
   })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const r = historyRow.parse(raw)
-    return { nhiId: r.nhi_id, firstMs: r.first_ms, lastMs: r.last_ms, lastRotationMs: r.last_rotation_ms }
-  })
+  return rows.map((r) => ({ nhiId: r.nhi_id, firstMs: r.first_ms, lastMs: r.last_ms, lastRotationMs: r.last_rotation_ms }))
 }
 
 /** What {@link burstScreen} returns for one (identity, activity type) series, from delivered counts. */
@@ -308,9 +302,10 @@ export async function burstScreen(
       to: seconds(Math.ceil(scan.to / HOUR_MS) * HOUR_MS),
       ...s.params,
     },
-    clickhouse_settings: READ_SETTINGS,
+    clickhouse_settings: readSettings({ final: true, subcolumns: true }),
   })
-  // Thousands of rows of number arrays: checked by hand, as a schema library costs more than the query here.
+  // Thousands of rows of number arrays: checked by hand, as a schema library costs more than the query here
+  // (so not through readRows, whose zod parse per row is that cost).
   const counts = (value: unknown): number[] => {
     if (!Array.isArray(value) || !value.every((n) => typeof n === 'number' && Number.isInteger(n) && n >= 0)) throw new Error('burst screen: expected an array of counts')
     return value as number[]
@@ -329,17 +324,17 @@ export async function burstScreen(
 export async function longestIdentitySilences(client: ClickHouseClient, ids: readonly string[], window: { lookback: number; before: number }, scope: BusinessUnitScope): Promise<Map<string, number>> {
   if (ids.length === 0) return new Map()
   const s = scoped(scope)
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, arrayMax(arrayPushFront(arrayDifference(arraySort(groupUniqArray(toUnixTimestamp(hour)))), 0)) AS gap_s
       FROM nhi_findings_hourly AS digest ${s.join}
       WHERE nhi_id IN {ids:Array(String)} AND hour >= {lookback:DateTime} AND hour < {before:DateTime} ${s.where}
       GROUP BY nhi_id`,
-    format: 'JSONEachRow',
-    query_params: { ids, lookback: seconds(floorTo(window.lookback, HOUR_MS)), before: seconds(Math.ceil(window.before / HOUR_MS) * HOUR_MS), ...s.params },
-    clickhouse_settings: READ_SETTINGS,
+    params: { ids, lookback: seconds(floorTo(window.lookback, HOUR_MS)), before: seconds(Math.ceil(window.before / HOUR_MS) * HOUR_MS), ...s.params },
+    row: z.object({ nhi_id: z.string(), gap_s: int64 }),
+    final: true,
+    subcolumns: true,
   })
-  const row = z.object({ nhi_id: z.string(), gap_s: int64 })
   // Consecutive active hours one hour apart were not silent at all.
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, Math.max(0, r.gap_s - 3600) * 1000]))
+  return new Map(rows.map((r) => [r.nhi_id, Math.max(0, r.gap_s - 3600) * 1000]))
 }

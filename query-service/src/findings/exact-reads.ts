@@ -17,8 +17,9 @@ import { TupleParam, type ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import { APPROVED_ACTIVITY, inventoryJoinFor, type BusinessUnitScope } from '../identities/effective.js'
 import { toClickHouseTime } from '../storage/time.js'
-import { distinctFirst, READ_SETTINGS } from '../telemetry/queries.js'
-import { count64, HOUR_MS, int64, ms, scoped, seriesKey } from './reads.js'
+import { count64, int64, readRows } from '../storage/read.js'
+import { distinctFirst } from '../telemetry/queries.js'
+import { HOUR_MS, ms, scoped, seriesKey } from './reads.js'
 
 /** Sample trace ids per finding. */
 export const SAMPLE_TRACES = 3
@@ -32,15 +33,14 @@ export async function exactPeriods(
 ): Promise<Map<string, number[]>> {
   if (series.length === 0) return new Map()
   const s = scoped(scope)
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, activity_type, countResample(0, {period_count:UInt32}, 1)(intDiv(toUnixTimestamp64Milli(event_time) - {period_origin_ms:Int64}, {period_ms:Int64})) AS periods
       FROM nhi_identity_activity FINAL ${s.join}
       WHERE (activity_type, nhi_id) IN {pairs:Array(Tuple(String, String))}
         AND event_time >= {origin:DateTime64(3)} AND event_time < {end:DateTime64(3)} ${s.where}
       GROUP BY nhi_id, activity_type`,
-    format: 'JSONEachRow',
-    query_params: {
+    params: {
       pairs: series.map((x) => new TupleParam([x.activityType, x.nhiId])),
       period_count: period.count,
       period_origin_ms: period.origin,
@@ -49,10 +49,11 @@ export async function exactPeriods(
       end: ms(period.origin + period.count * period.ms),
       ...s.params,
     },
-    clickhouse_settings: READ_SETTINGS,
+    row: z.object({ nhi_id: z.string(), activity_type: z.string(), periods: z.array(count64) }),
+    final: true,
+    subcolumns: true,
   })
-  const row = z.object({ nhi_id: z.string(), activity_type: z.string(), periods: z.array(count64) })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [seriesKey(r.nhi_id, r.activity_type), r.periods]))
+  return new Map(rows.map((r) => [seriesKey(r.nhi_id, r.activity_type), r.periods]))
 }
 
 /** A declared identity. */
@@ -74,19 +75,16 @@ const declarationRow = z.object({ id: z.string(), type: z.string(), owner: z.str
  * declarations as they stand now.
  */
 export async function declarations(client: ClickHouseClient, scope: BusinessUnitScope): Promise<Declaration[]> {
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT id, type, owner, business_unit, approved_activities, toUnixTimestamp64Milli(updated_at) AS updated_ms
       FROM nhi_inventory FINAL
       ${scope ? 'WHERE business_unit IN {business_units:Array(String)}' : ''}
       ORDER BY id`,
-    format: 'JSONEachRow',
-    query_params: scope ? { business_units: scope } : {},
+    params: scope ? { business_units: scope } : {},
+    row: declarationRow,
   })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const r = declarationRow.parse(raw)
-    return { id: r.id, type: r.type, owner: r.owner, businessUnit: r.business_unit, approvedActivities: r.approved_activities, updatedMs: r.updated_ms }
-  })
+  return rows.map((r) => ({ id: r.id, type: r.type, owner: r.owner, businessUnit: r.business_unit, approvedActivities: r.approved_activities, updatedMs: r.updated_ms }))
 }
 
 /** One activity (type and name) of one identity. */
@@ -99,11 +97,8 @@ export interface Activity {
 }
 
 const activityRow = z.object({ nhi_id: z.string(), activity_type: z.string(), activity_name: z.string(), first_ms: int64 })
-const parseActivities = (rows: Record<string, unknown>[]): Activity[] =>
-  rows.map((raw) => {
-    const r = activityRow.parse(raw)
-    return { nhiId: r.nhi_id, activityType: r.activity_type, activityName: r.activity_name, firstMs: r.first_ms }
-  })
+const toActivities = (rows: z.output<typeof activityRow>[]): Activity[] =>
+  rows.map((r) => ({ nhiId: r.nhi_id, activityType: r.activity_type, activityName: r.activity_name, firstMs: r.first_ms }))
 
 /**
  * Activities (type and name) the given identities used in [from, to) and
@@ -115,7 +110,7 @@ const parseActivities = (rows: Record<string, unknown>[]): Activity[] =>
 export async function newActivities(client: ClickHouseClient, ids: readonly string[], window: { baselineFrom: number; from: number; to: number }, scope: BusinessUnitScope): Promise<Activity[]> {
   if (ids.length === 0) return []
   const s = scoped(scope)
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT any(id) AS nhi_id, any(type) AS activity_type, any(name) AS activity_name, min(t) AS first_ms
       FROM (
@@ -127,10 +122,10 @@ export async function newActivities(client: ClickHouseClient, ids: readonly stri
       GROUP BY cityHash64(id, type, name)
       HAVING first_ms >= {from_ms:Int64}
       ORDER BY nhi_id, activity_type, activity_name`,
-    format: 'JSONEachRow',
-    query_params: { ids, baseline_from: ms(window.baselineFrom), to: ms(window.to), from_ms: window.from, ...s.params },
+    params: { ids, baseline_from: ms(window.baselineFrom), to: ms(window.to), from_ms: window.from, ...s.params },
+    row: activityRow,
   })
-  return parseActivities(await result.json<Record<string, unknown>>())
+  return toActivities(rows)
 }
 
 /**
@@ -142,7 +137,7 @@ export async function newActivities(client: ClickHouseClient, ids: readonly stri
  */
 export async function unapprovedActivities(client: ClickHouseClient, ids: readonly string[], window: { from: number; to: number }): Promise<Activity[]> {
   if (ids.length === 0) return []
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, activity_type, activity_name, first_ms
       FROM (
@@ -158,17 +153,17 @@ export async function unapprovedActivities(client: ClickHouseClient, ids: readon
       ${inventoryJoinFor('ids')}
       WHERE NOT ${APPROVED_ACTIVITY}
       ORDER BY nhi_id, activity_type, activity_name`,
-    format: 'JSONEachRow',
-    query_params: { ids, from: ms(window.from), to: ms(window.to) },
+    params: { ids, from: ms(window.from), to: ms(window.to) },
+    row: activityRow,
   })
-  return parseActivities(await result.json<Record<string, unknown>>())
+  return toActivities(rows)
 }
 
 /** Exact events (FINAL) in [from, to) of each given activity, keyed by activityKey. */
 export async function activityEvents(client: ClickHouseClient, activities: readonly Activity[], window: { from: number; to: number }, scope: BusinessUnitScope): Promise<Map<string, number>> {
   if (activities.length === 0) return new Map()
   const s = scoped(scope)
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, activity_type, activity_name, count() AS events
       FROM nhi_identity_activity FINAL ${s.join}
@@ -176,18 +171,18 @@ export async function activityEvents(client: ClickHouseClient, activities: reado
         AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
         ${s.where}
       GROUP BY nhi_id, activity_type, activity_name`,
-    format: 'JSONEachRow',
-    query_params: {
+    params: {
       ...s.params,
       pairs: [...new Map(activities.map((a) => [seriesKey(a.nhiId, a.activityType), new TupleParam([a.activityType, a.nhiId])])).values()],
       names: [...new Set(activities.map((a) => a.activityName))],
       from: ms(window.from),
       to: ms(window.to),
     },
-    clickhouse_settings: READ_SETTINGS,
+    row: z.object({ nhi_id: z.string(), activity_type: z.string(), activity_name: z.string(), events: count64 }),
+    final: true,
+    subcolumns: true,
   })
-  const row = z.object({ nhi_id: z.string(), activity_type: z.string(), activity_name: z.string(), events: count64 })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [activityKey(r.nhi_id, r.activity_type, r.activity_name), r.events]))
+  return new Map(rows.map((r) => [activityKey(r.nhi_id, r.activity_type, r.activity_name), r.events]))
 }
 
 /** The key of one activity of one identity. */
@@ -213,7 +208,7 @@ export async function windowCounts(
   if (request.ids.length === 0) return counts
   const s = scoped(scope)
   const byType = request.kind === 'by_type'
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, ${byType ? 'activity_type' : "''"} AS type, intDiv(toUnixTimestamp64Milli(event_time), {window_ms:Int64}) AS k, count() AS n
       FROM nhi_identity_activity FINAL ${s.join}
@@ -222,13 +217,12 @@ export async function windowCounts(
         ${request.kind === 'failed_token_exchange' ? "AND activity_type = 'token_exchange' AND status = 'error'" : ''}
         ${s.where}
       GROUP BY nhi_id, type, k`,
-    format: 'JSONEachRow',
-    query_params: { ids: request.ids, window_ms: request.windowMs, start: ms(request.start), to: ms(request.to), ...(request.types ? { types: request.types } : {}), ...s.params },
-    clickhouse_settings: READ_SETTINGS,
+    params: { ids: request.ids, window_ms: request.windowMs, start: ms(request.start), to: ms(request.to), ...(request.types ? { types: request.types } : {}), ...s.params },
+    row: z.object({ nhi_id: z.string(), type: z.string(), k: int64, n: count64 }),
+    final: true,
+    subcolumns: true,
   })
-  const row = z.object({ nhi_id: z.string(), type: z.string(), k: int64, n: count64 })
-  for (const raw of await result.json<Record<string, unknown>>()) {
-    const r = row.parse(raw)
+  for (const r of rows) {
     const key = byType ? seriesKey(r.nhi_id, r.type) : r.nhi_id
     const series = counts.get(key) ?? new Map<number, number>()
     series.set(r.k, r.n)
@@ -272,14 +266,13 @@ export async function sampleTraces(client: ClickHouseClient, requests: readonly 
     if (r.failedOnly) conditions.push(`status = 'error'`)
     return `SELECT ${i} AS i, trace_id, event_time FROM nhi_identity_activity ${s.join} WHERE ${conditions.join(' AND ')} ${s.where} ORDER BY event_time DESC, trace_id DESC LIMIT ${SAMPLE_TRACES * 3}`
   })
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `SELECT i, trace_id FROM (${parts.map((p) => `(${p})`).join(' UNION ALL ')}) ORDER BY i, event_time DESC, trace_id DESC`,
-    format: 'JSONEachRow',
-    query_params: params,
+    params,
+    row: z.object({ i: int64, trace_id: z.string() }),
   })
   const samples: string[][] = requests.map(() => [])
-  for (const raw of await result.json<Record<string, unknown>>()) {
-    const r = z.object({ i: int64, trace_id: z.string() }).parse(raw)
+  for (const r of rows) {
     samples[r.i]?.push(r.trace_id)
   }
   return samples.map((s) => distinctFirst(s, SAMPLE_TRACES))
@@ -293,7 +286,7 @@ export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyM
   const s = scoped(scope)
   const pairs = [...lastSeen].map(([id, last]) => new TupleParam([id, hourText(last)]))
   const hours = [...new Set([...lastSeen.values()].map(hourText))]
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
       FROM nhi_activity ${s.join}
@@ -301,11 +294,10 @@ export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyM
         AND (nhi_id, toStartOfHour(event_time)) IN {pairs:Array(Tuple(String, DateTime))}
         ${s.where}
       GROUP BY nhi_id`,
-    format: 'JSONEachRow',
-    query_params: { hours, pairs, ...s.params },
+    params: { hours, pairs, ...s.params },
+    row: z.object({ nhi_id: z.string(), samples: z.array(z.string()) }),
   })
-  const row = z.object({ nhi_id: z.string(), samples: z.array(z.string()) })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.nhi_id, distinctFirst(r.samples, SAMPLE_TRACES)]))
+  return new Map(rows.map((r) => [r.nhi_id, distinctFirst(r.samples, SAMPLE_TRACES)]))
 }
 
 /**
@@ -316,7 +308,7 @@ export async function lastServices(client: ClickHouseClient, lastSeen: ReadonlyM
   if (lastSeen.size === 0) return new Map()
   const s = scoped(scope)
   const pairs = [...lastSeen].map(([id, last]) => new TupleParam([id, hourText(last)]))
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT nhi_id, argMax(service, (event_time, trace_id, span_id)) AS service
       FROM nhi_activity ${s.join}
@@ -325,13 +317,11 @@ export async function lastServices(client: ClickHouseClient, lastSeen: ReadonlyM
         AND event_time < {to:DateTime64(3)}
         ${s.where}
       GROUP BY nhi_id`,
-    format: 'JSONEachRow',
-    query_params: { hours: [...new Set([...lastSeen.values()].map(hourText))], pairs, to: ms(to), ...s.params },
+    params: { hours: [...new Set([...lastSeen.values()].map(hourText))], pairs, to: ms(to), ...s.params },
+    row: z.object({ nhi_id: z.string(), service: z.string() }),
   })
-  const row = z.object({ nhi_id: z.string(), service: z.string() })
   const services = new Map<string, string>()
-  for (const raw of await result.json<Record<string, unknown>>()) {
-    const r = row.parse(raw)
+  for (const r of rows) {
     services.set(r.nhi_id, r.service)
   }
   return services
@@ -353,7 +343,7 @@ const credentialRow = z.object({ credential_id: z.string(), ids: z.array(z.strin
  * caller needs this to learn that its identity's credential is shared.
  */
 export async function credentialUses(client: ClickHouseClient, window: { from: number; to: number }): Promise<CredentialUse[]> {
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT credential_id, arraySort(groupUniqArray(nhi_id)) AS ids
       FROM nhi_activity
@@ -361,13 +351,10 @@ export async function credentialUses(client: ClickHouseClient, window: { from: n
       WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
       GROUP BY credential_id
       ORDER BY credential_id`,
-    format: 'JSONEachRow',
-    query_params: { from: ms(window.from), to: ms(window.to) },
+    params: { from: ms(window.from), to: ms(window.to) },
+    row: credentialRow,
   })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const r = credentialRow.parse(raw)
-    return { credentialId: r.credential_id, ids: r.ids }
-  })
+  return rows.map((r) => ({ credentialId: r.credential_id, ids: r.ids }))
 }
 
 /** One identity's use of one shared credential. */
@@ -385,7 +372,7 @@ export async function sharedCredentialUse(client: ClickHouseClient, credentials:
   if (credentials.length === 0) return []
   // Who shares a credential is counted over every unit (credentialUses); each identity's own use, over the rows the caller may see.
   const s = scoped(scope)
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT credential_id, nhi_id, uniqExact(trace_id, span_id) AS events, min(t) AS first_ms, max(t) AS last_ms,
         arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
@@ -397,12 +384,8 @@ export async function sharedCredentialUse(client: ClickHouseClient, credentials:
       )
       GROUP BY credential_id, nhi_id
       ORDER BY credential_id, nhi_id`,
-    format: 'JSONEachRow',
-    query_params: { credentials, from: ms(window.from), to: ms(window.to), ...s.params },
+    params: { credentials, from: ms(window.from), to: ms(window.to), ...s.params },
+    row: z.object({ credential_id: z.string(), nhi_id: z.string(), events: count64, first_ms: int64, last_ms: int64, samples: z.array(z.string()) }),
   })
-  const row = z.object({ credential_id: z.string(), nhi_id: z.string(), events: count64, first_ms: int64, last_ms: int64, samples: z.array(z.string()) })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const r = row.parse(raw)
-    return { credentialId: r.credential_id, nhiId: r.nhi_id, events: r.events, firstMs: r.first_ms, lastMs: r.last_ms, sampleTraceIds: distinctFirst(r.samples, SAMPLE_TRACES) }
-  })
+  return rows.map((r) => ({ credentialId: r.credential_id, nhiId: r.nhi_id, events: r.events, firstMs: r.first_ms, lastMs: r.last_ms, sampleTraceIds: distinctFirst(r.samples, SAMPLE_TRACES) }))
 }

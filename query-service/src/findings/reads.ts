@@ -1,22 +1,15 @@
 /**
  * What the findings reads share (digest-reads.ts, exact-reads.ts): the
  * caller's business units as SQL, epoch-millisecond times as ClickHouse
- * parameters, the 64-bit codecs, and the key of one series.
+ * parameters, and the key of one series.
  */
-import { z } from 'zod'
 import { businessUnitCondition, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
-import { toCount } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
 
 /** One hour in milliseconds. */
 export const HOUR_MS = 3_600_000
 /** One day in milliseconds. */
 export const DAY_MS = 86_400_000
-
-/** A 64-bit count as ClickHouse sends it (a string or a number). */
-export const count64 = z.union([z.string(), z.number()]).transform((v) => toCount(v))
-/** A 64-bit integer that fits a double (epoch milliseconds, indexes). */
-export const int64 = z.union([z.string(), z.number()]).transform((v) => Number(v))
 
 /** Joins the inventory and keeps the caller's business units, when the caller is limited. */
 export function scoped(scope: BusinessUnitScope): { join: string; where: string; params: Record<string, unknown> } {
