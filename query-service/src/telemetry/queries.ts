@@ -16,17 +16,9 @@ import { usageSource } from '../billing/queries.js'
 import { type TimeRange } from '../http/params.js'
 import { toClickHouseTime } from '../storage/time.js'
 import { businessUnitCondition, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
-import { toCount } from '../storage/read.js'
+import { count64, readFirst, readRows } from '../storage/read.js'
 import { tableWriteVersion } from '../storage/write-tracking.js'
 import { UNDECIDED_SINCE_SQL } from '../traces/job.js'
-
-/**
- * Settings for ReplacingMergeTree reads with FINAL (their keys never span a
- * partition), and `notEmpty(nhi_id)` read from the string's size alone.
- */
-export const READ_SETTINGS = { do_not_merge_across_partitions_select_final: 1, optimize_functions_to_subcolumns: 1 } as const
-
-const count64 = z.union([z.string(), z.number()]).transform((v) => toCount(v))
 
 /** Activity spans and identified spans of one service. */
 export interface ServiceCounts {
@@ -46,7 +38,7 @@ export async function serviceCounts(client: ClickHouseClient, range: TimeRange, 
   // Any policy's summary counts spans alike: the latest one's is read.
   const plan = planUsage(range, await loadPlanFacts(client, range, null, rollupGraceSeconds), 'month')
   const source = usageSource(plan, [], 'none')
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT service, sum(n) AS spans, sumIf(n, notEmpty(nhi_id)) AS identified
       FROM ${source.sql} AS usage
@@ -54,14 +46,12 @@ export async function serviceCounts(client: ClickHouseClient, range: TimeRange, 
       WHERE 1 ${businessUnitCondition(scope)}
       GROUP BY service
       ORDER BY service`,
-    format: 'JSONEachRow',
-    query_params: { ...source.params, ...(scope ? { business_units: scope } : {}) },
-    clickhouse_settings: READ_SETTINGS,
+    params: { ...source.params, ...(scope ? { business_units: scope } : {}) },
+    row: serviceCountsRow,
+    final: true,
+    subcolumns: true,
   })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const row = serviceCountsRow.parse(raw)
-    return { service: row.service, spans: row.spans, identifiedSpans: row.identified }
-  })
+  return rows.map((row) => ({ service: row.service, spans: row.spans, identifiedSpans: row.identified }))
 }
 
 /** The attributes whose values are checked against the vocabulary. */
@@ -98,7 +88,7 @@ const problemRow = z.object({
 export async function attributeProblems(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<AttributeProblem[]> {
   const badType = 'nhi_type NOT IN {known_types:Array(String)}'
   const badActivity = 'NOT match(activity_type, {activity_type_pattern:String})'
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT service, attribute, value, uniqExact(trace_id, span_id) AS spans,
         arrayMap(x -> x.2, groupArraySorted(${SAMPLES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
@@ -115,8 +105,7 @@ export async function attributeProblems(client: ClickHouseClient, range: TimeRan
       GROUP BY service, attribute, value
       ORDER BY service, attribute, spans DESC, value
       LIMIT ${MAX_PROBLEM_VALUES} BY service, attribute`,
-    format: 'JSONEachRow',
-    query_params: {
+    params: {
       from: toClickHouseTime(range.from),
       to: toClickHouseTime(range.to),
       // Unidentified spans have no type at all; they count against the identified ratio instead.
@@ -124,11 +113,9 @@ export async function attributeProblems(client: ClickHouseClient, range: TimeRan
       activity_type_pattern: CUSTOM_ACTIVITY_TYPE_PATTERN,
       ...(scope ? { business_units: scope } : {}),
     },
+    row: problemRow,
   })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const row = problemRow.parse(raw)
-    return { service: row.service, attribute: row.attribute, value: row.value, spans: row.spans, sampleTraceIds: distinctFirst(row.samples, SAMPLES) }
-  })
+  return rows.map((row) => ({ service: row.service, attribute: row.attribute, value: row.value, spans: row.spans, sampleTraceIds: distinctFirst(row.samples, SAMPLES) }))
 }
 
 /** Why use events of one service have no identity, with how many (each span once). */
@@ -148,7 +135,7 @@ const reasonRow = z.object({ service: z.string(), reason: z.string(), spans: cou
  * identity have `no_identity`.
  */
 export async function unidentifiedReasons(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<UnidentifiedReason[]> {
-  const result = await client.query({
+  return readRows(client, {
     query: `
       SELECT service, if(startsWith(identity_source, 'unresolved:'), substring(identity_source, 12), 'no_identity') AS reason, count() AS spans
       FROM nhi_activity FINAL
@@ -157,11 +144,11 @@ export async function unidentifiedReasons(client: ClickHouseClient, range: TimeR
       WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} ${businessUnitCondition(scope)}
       GROUP BY service, reason
       ORDER BY service, reason`,
-    format: 'JSONEachRow',
-    query_params: { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), ...(scope ? { business_units: scope } : {}) },
-    clickhouse_settings: READ_SETTINGS,
+    params: { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), ...(scope ? { business_units: scope } : {}) },
+    row: reasonRow,
+    final: true,
+    subcolumns: true,
   })
-  return (await result.json<Record<string, unknown>>()).map((raw) => reasonRow.parse(raw))
 }
 
 const pendingRow = z.object({ service: z.string(), spans: count64 })
@@ -188,13 +175,12 @@ export async function pendingSpans(client: ClickHouseClient, range: TimeRange, s
   const rangeKey = `${params.from}|${params.to}|${scope?.join('\u0000') ?? ''}`
   const known = noPendingRanges.get(client)
   if (version !== undefined && known?.version === version && known.ranges.has(rangeKey)) return new Map()
-  const any = await client.query({
+  const probe = await readFirst(client, {
     query: 'SELECT count() AS n FROM (SELECT 1 FROM nhi_trace_pending WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} LIMIT 1)',
-    format: 'JSONEachRow',
-    query_params: params,
+    params,
+    row: z.object({ n: count64 }),
   })
-  const [probe] = await any.json<{ n: string | number }>()
-  if (toCount(probe?.n ?? 0) === 0) {
+  if ((probe?.n ?? 0) === 0) {
     if (version !== undefined) {
       const held = known?.version === version && known.ranges.size < MAX_REMEMBERED_RANGES ? known : { version, ranges: new Set<string>() }
       held.ranges.add(rangeKey)
@@ -203,7 +189,7 @@ export async function pendingSpans(client: ClickHouseClient, range: TimeRange, s
     return new Map()
   }
   // A decision made at any time counts: a late copy of a span decided long ago is not pending.
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       WITH ${UNDECIDED_SINCE_SQL} AS since
       SELECT service, count() AS spans FROM (
@@ -215,10 +201,10 @@ export async function pendingSpans(client: ClickHouseClient, range: TimeRange, s
         SELECT trace_id, span_id FROM nhi_trace_resolutions
         WHERE trace_id IN (SELECT trace_id FROM nhi_trace_pending WHERE ingested_at >= since AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}))
       GROUP BY service`,
-    format: 'JSONEachRow',
-    query_params: params,
+    params,
+    row: pendingRow,
   })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => pendingRow.parse(raw)).map((r) => [r.service, r.spans]))
+  return new Map(rows.map((r) => [r.service, r.spans]))
 }
 
 /** The first `n` distinct values, in order. */
@@ -247,17 +233,17 @@ export async function unidentifiedSamples(client: ClickHouseClient, services: re
 }
 
 async function unidentifiedSince(client: ClickHouseClient, services: readonly string[], since: Date, to: Date): Promise<Map<string, string[]>> {
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT service, arrayMap(x -> x.2, groupArraySorted(${SAMPLES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
       FROM nhi_activity
       PREWHERE service IN {services:Array(String)} AND nhi_id = ''
       WHERE event_time >= {since:DateTime64(3)} AND event_time < {to:DateTime64(3)}
       GROUP BY service`,
-    format: 'JSONEachRow',
-    query_params: { services, since: toClickHouseTime(since), to: toClickHouseTime(to) },
+    params: { services, since: toClickHouseTime(since), to: toClickHouseTime(to) },
+    row: latestRow,
   })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => latestRow.parse(raw)).map((r) => [r.service, distinctFirst(r.samples, SAMPLES)]))
+  return new Map(rows.map((r) => [r.service, distinctFirst(r.samples, SAMPLES)]))
 }
 
 const serviceTimeRow = z.object({ service: z.string(), last_ms: count64 })
@@ -269,17 +255,17 @@ const serviceTimeRow = z.object({ service: z.string(), last_ms: count64 })
  */
 export async function lastSpans(client: ClickHouseClient, since: Date, to: Date, services?: readonly string[]): Promise<Map<string, number>> {
   if (services?.length === 0 || since >= to) return new Map()
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT ServiceName AS service, toUnixTimestamp64Milli(max(Timestamp)) AS last_ms
       FROM otel_traces
       WHERE Timestamp >= {since:DateTime64(3)} AND Timestamp < {to:DateTime64(3)}
         ${services ? 'AND ServiceName IN {services:Array(String)}' : ''}
       GROUP BY ServiceName`,
-    format: 'JSONEachRow',
-    query_params: { since: toClickHouseTime(since), to: toClickHouseTime(to), ...(services ? { services } : {}) },
+    params: { since: toClickHouseTime(since), to: toClickHouseTime(to), ...(services ? { services } : {}) },
+    row: serviceTimeRow,
   })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => serviceTimeRow.parse(raw)).map((r) => [r.service, r.last_ms]))
+  return new Map(rows.map((r) => [r.service, r.last_ms]))
 }
 
 /**
@@ -312,7 +298,7 @@ export async function lastSpansBefore(client: ClickHouseClient, services: readon
 export async function longestSilences(client: ClickHouseClient, lastSpan: ReadonlyMap<string, number>, since: Date, lookbackMs: number): Promise<Map<string, number>> {
   if (lastSpan.size === 0) return new Map()
   const lasts = [...lastSpan.values()]
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT service, (arrayMax(arrayDifference(minutes)) + 60) * 1000 AS longest_ms FROM (
         SELECT ServiceName AS service, arraySort(groupUniqArray(toUInt32(toStartOfMinute(Timestamp)))) AS minutes
@@ -320,13 +306,12 @@ export async function longestSilences(client: ClickHouseClient, lastSpan: Readon
         WHERE ServiceName IN {services:Array(String)} AND Timestamp >= {from:DateTime64(3)} AND Timestamp <= {to:DateTime64(3)}
         GROUP BY ServiceName
       )`,
-    format: 'JSONEachRow',
-    query_params: {
+    params: {
       services: [...lastSpan.keys()],
       from: toClickHouseTime(new Date(Math.max(since.getTime(), Math.min(...lasts) - lookbackMs))),
       to: toClickHouseTime(new Date(Math.max(...lasts))),
     },
+    row: z.object({ service: z.string(), longest_ms: count64 }),
   })
-  const row = z.object({ service: z.string(), longest_ms: count64 })
-  return new Map((await result.json<Record<string, unknown>>()).map((raw) => row.parse(raw)).map((r) => [r.service, r.longest_ms]))
+  return new Map(rows.map((r) => [r.service, r.longest_ms]))
 }
