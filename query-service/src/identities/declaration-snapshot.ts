@@ -53,6 +53,8 @@ function isDeclarationRow(row: unknown): row is [string, string, string[]] {
   )
 }
 
+// Positional rows checked by hand, not through storage/read.ts: this reads the whole inventory (up to 100,000
+// rows) again after every inventory write, so it keeps the cheapest decoding (arrays, no schema parse per row).
 async function readDeclarations(client: ClickHouseClient, limit: number): Promise<ReadonlyMap<string, DeclarationFacts> | undefined> {
   const result = await client.query({
     query: 'SELECT id, business_unit, approved_activities FROM nhi_inventory FINAL LIMIT {limit:UInt64}',

@@ -7,6 +7,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { NHI_TYPES } from '@nhi-meter/instrumentation/semconv'
 import { z } from 'zod'
+import { readFirst, readRows } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
 import { checkGlob, describeValue, formatPath, quote } from '../policy/index.js'
 
@@ -163,15 +164,14 @@ const storedRow = z.object({
 /** The current declarations of the given identities. */
 export async function currentDeclarations(client: ClickHouseClient, ids: readonly string[]): Promise<Map<string, DeclaredIdentity & { updatedAtMs: number }>> {
   if (ids.length === 0) return new Map()
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT id, type, owner, business_unit, tier, approved_activities, updated_at
       FROM nhi_inventory FINAL
       WHERE id IN {ids:Array(String)}`,
-    format: 'JSONEachRow',
-    query_params: { ids },
+    params: { ids },
+    row: storedRow,
   })
-  const rows = (await result.json<Record<string, unknown>>()).map((r) => storedRow.parse(r))
   return new Map(rows.map((r) => [r.id, { ...r, updatedAtMs: Date.parse(r.updated_at.endsWith('Z') ? r.updated_at : `${r.updated_at}Z`) }]))
 }
 
@@ -203,16 +203,15 @@ export async function inventoryAccessProblem(
   }
   const undeclared = ids.filter((id) => !declared.has(id))
   if (undeclared.length === 0) return undefined
-  const result = await client.query({
+  const foreign = await readFirst(client, {
     query: `
       SELECT DISTINCT nhi_id
       FROM nhi_identity_activity
       WHERE nhi_id IN {ids:Array(String)} AND business_unit NOT IN {units:Array(String)}
       LIMIT 1`,
-    format: 'JSONEachRow',
-    query_params: { ids: undeclared, units: businessUnits },
+    params: { ids: undeclared, units: businessUnits },
+    row: z.object({ nhi_id: z.string() }),
   })
-  const [foreign] = await result.json<{ nhi_id: string }>()
   if (foreign) return { path: formatPath([indexOf.get(foreign.nhi_id)!, 'id']), message: `${quote(foreign.nhi_id)} is managed by a business unit this key cannot write to` }
   return undefined
 }

@@ -13,7 +13,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import { type TimeRange } from '../http/params.js'
 import { toClickHouseTime } from '../storage/time.js'
-import { toCount } from '../storage/read.js'
+import { count64, int64, readFirst, readRows } from '../storage/read.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, EFFECTIVE_OWNER, EFFECTIVE_TYPE, INVENTORY_JOIN, inventoryJoinFor } from './effective.js'
 
 /** Identity statuses (IDENTITIES.md, "Identities and statuses"). */
@@ -63,13 +63,11 @@ const declaredRow = z.object({
   tier: z.string(),
   approved_activities: z.array(z.string()),
 })
-const count = z.union([z.string(), z.number()]).transform((v) => toCount(v))
-const epochMs = z.union([z.string(), z.number()]).transform((v) => Number(v))
 const observedRow = z.object({
   id: z.string(),
-  first_seen_ms: epochMs,
-  last_seen_ms: epochMs,
-  activity_count: count,
+  first_seen_ms: int64,
+  last_seen_ms: int64,
+  activity_count: count64,
   eff_type: z.string(),
   eff_owner: z.string(),
   eff_bu: z.string(),
@@ -77,16 +75,15 @@ const observedRow = z.object({
 
 /** The declared identities a scope sees (declared business unit in the units). */
 export async function declaredIdentities(client: ClickHouseClient, units: readonly string[] | null): Promise<Array<z.infer<typeof declaredRow>>> {
-  const result = await client.query({
+  return readRows(client, {
     query: `
       SELECT id, type, owner, business_unit, tier, approved_activities
       FROM nhi_inventory AS inv FINAL
       WHERE 1 ${businessUnitCondition(units)}
       ORDER BY id`,
-    format: 'JSONEachRow',
-    query_params: units ? { business_units: units } : {},
+    params: units ? { business_units: units } : {},
+    row: declaredRow,
   })
-  return (await result.json<Record<string, unknown>>()).map((r) => declaredRow.parse(r))
 }
 
 /** Every identity the scope sees at `at`, declared or observed, sorted by id, with its status. */
@@ -95,9 +92,9 @@ export async function listIdentities(
   options: { at: Date; units: readonly string[] | null; dormantAfterMs: number },
 ): Promise<IdentitySummary[]> {
   const params: Record<string, unknown> = { at: toClickHouseTime(options.at), ...(options.units ? { business_units: options.units } : {}) }
-  const [declared, observedResult] = await Promise.all([
+  const [declared, observedRows] = await Promise.all([
     declaredIdentities(client, options.units),
-    client.query({
+    readRows(client, {
       // Aliases differ from column names: ClickHouse resolves a name to a
       // SELECT alias first, and the effective-identity SQL reads the columns.
       query: `
@@ -113,11 +110,11 @@ export async function listIdentities(
         WHERE event_time < {at:DateTime64(9)}
           ${businessUnitCondition(options.units)}
         GROUP BY nhi_id`,
-      format: 'JSONEachRow',
-      query_params: params,
+      params,
+      row: observedRow,
     }),
   ])
-  const observed = new Map((await observedResult.json<Record<string, unknown>>()).map((r) => observedRow.parse(r)).map((r) => [r.id, r]))
+  const observed = new Map(observedRows.map((r) => [r.id, r]))
   const atMs = options.at.getTime()
   const summaries: IdentitySummary[] = []
   const declaredIds = new Set<string>()
@@ -164,7 +161,7 @@ export async function listIdentities(
  * unit is indistinguishable from one that does not exist.
  */
 export async function identityVisible(client: ClickHouseClient, id: string, units: readonly string[] | null): Promise<boolean> {
-  const result = await client.query({
+  const row = await readFirst(client, {
     query: `
       SELECT
         (SELECT count() FROM nhi_inventory AS inv FINAL WHERE id = {id:String} ${businessUnitCondition(units)}) AS declared,
@@ -173,11 +170,10 @@ export async function identityVisible(client: ClickHouseClient, id: string, unit
           ${inventoryJoinFor('ids')}
           WHERE nhi_id = {id:String} ${businessUnitCondition(units)}
           LIMIT 1)) AS observed`,
-    format: 'JSONEachRow',
-    query_params: { id, ids: [id], ...(units ? { business_units: units } : {}) },
+    params: { id, ids: [id], ...(units ? { business_units: units } : {}) },
+    row: z.object({ declared: count64, observed: count64 }),
   })
-  const [row] = await result.json<Record<string, unknown>>()
-  return count.parse(row?.declared ?? 0) > 0 || count.parse(row?.observed ?? 0) > 0
+  return (row?.declared ?? 0) > 0 || (row?.observed ?? 0) > 0
 }
 
 /** Period sizes of an activity series. */
@@ -203,7 +199,7 @@ export async function activitySeries(
   client: ClickHouseClient,
   options: { id: string; range: TimeRange; granularity: ActivityGranularity; units: readonly string[] | null },
 ): Promise<Array<{ activity_type: string; events: number; points: ActivityPoint[] }>> {
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `
       SELECT activity_type, toUnixTimestamp(${PERIOD_START[options.granularity]}) AS period_s, count() AS events, countIf(status = 'error') AS errors
       FROM nhi_identity_activity FINAL
@@ -212,19 +208,17 @@ export async function activitySeries(
         ${businessUnitCondition(options.units)}
       GROUP BY activity_type, period_s
       ORDER BY activity_type, period_s`,
-    format: 'JSONEachRow',
-    query_params: {
+    params: {
       id: options.id,
       ids: [options.id],
       from: toClickHouseTime(options.range.from),
       to: toClickHouseTime(options.range.to),
       ...(options.units ? { business_units: options.units } : {}),
     },
+    row: z.object({ activity_type: z.string(), period_s: int64, events: count64, errors: count64 }),
   })
-  const row = z.object({ activity_type: z.string(), period_s: epochMs, events: count, errors: count })
   const series = new Map<string, { activity_type: string; events: number; points: ActivityPoint[] }>()
-  for (const raw of await result.json<Record<string, unknown>>()) {
-    const r = row.parse(raw)
+  for (const r of rows) {
     const s = series.get(r.activity_type) ?? { activity_type: r.activity_type, events: 0, points: [] }
     s.events += r.events
     s.points.push({ period: new Date(r.period_s * 1000).toISOString(), events: r.events, errors: r.errors })
