@@ -131,6 +131,14 @@ export class WebhookEvaluator {
     }
 
     const refused = await options.outbox.add(deliveries)
+    // A destination whose queue refused events (it is full) keeps its earlier state, so the next run finds the same
+    // changes and queues them again: at least once, never silently dropped. Events this run did queue for it may go
+    // out twice, under the same id.
+    for (const name of new Set(refused.map((d) => d.destination))) {
+      const before = this.state.destinations[name]
+      if (before) next.destinations[name] = before
+      else delete next.destinations[name]
+    }
     saveState(options.dir, next)
     this.state = next
     return { queued: deliveries.length - refused.length, refused: refused.length }

@@ -51,7 +51,8 @@ export interface OutboxOptions {
 /** Default of {@link OutboxOptions.maxPendingPerDestination}. */
 export const DEFAULT_MAX_PENDING_PER_DESTINATION = 10_000
 const FILE = 'outbox.log'
-// Once every delivery is settled and the file has grown past this, it is emptied.
+// Once the file has grown past this, and to more than twice what its pending deliveries take, it is rewritten with
+// only them (pending deliveries included, so a destination that is down does not make it grow without end).
 const COMPACT_AT_BYTES = 1024 * 1024
 
 type Line =
@@ -65,17 +66,25 @@ export class Outbox {
   private readonly listeners = new Set<(destination: string) => void>()
   private nextSeq: number
   private bytes: number
+  // Deliveries accepted by add() whose line is not yet on disk: they are pending too, for a compaction under way.
+  private readonly reserved = new Map<number, OutboxEntry>()
+  // Bytes the lines of every pending delivery take (the size of a compacted file).
+  private liveBytes = 0
   // Appends go one after another, each synced before the next starts.
   private tail: Promise<void> = Promise.resolve()
   private closed = false
 
   private constructor(
-    private readonly file: FileHandle,
+    private file: FileHandle,
+    private readonly path: string,
     private readonly maxPending: number,
     pending: OutboxEntry[],
     bytes: number,
   ) {
-    for (const entry of pending) this.queueOf(entry.destination).push(entry)
+    for (const entry of pending) {
+      this.queueOf(entry.destination).push(entry)
+      this.liveBytes += entryBytes(entry)
+    }
     this.nextSeq = pending.reduce((max, e) => Math.max(max, e.seq), 0) + 1
     this.bytes = bytes
   }
@@ -85,10 +94,10 @@ export class Outbox {
     mkdirSync(options.dir, { recursive: true })
     const path = join(options.dir, FILE)
     const pending = readPending(path)
-    const text = pending.map((e) => JSON.stringify(lineOf(e)) + '\n' + (e.firstAttemptMs === null ? '' : JSON.stringify({ op: 'tried', seq: e.seq, at: e.firstAttemptMs }) + '\n')).join('')
+    const text = pending.map(entryText).join('')
     writeAtomically(path, text)
     const file = await open(path, 'a')
-    return new Outbox(file, options.maxPendingPerDestination ?? DEFAULT_MAX_PENDING_PER_DESTINATION, pending, Buffer.byteLength(text))
+    return new Outbox(file, path, options.maxPendingPerDestination ?? DEFAULT_MAX_PENDING_PER_DESTINATION, pending, Buffer.byteLength(text))
   }
 
   /**
@@ -109,8 +118,23 @@ export class Outbox {
       accepted.push({ ...delivery, seq: this.nextSeq++, firstAttemptMs: null })
     }
     if (accepted.length === 0) return refused
-    await this.append(accepted.map(lineOf))
-    for (const entry of accepted) this.queueOf(entry.destination).push(entry)
+    for (const entry of accepted) {
+      this.reserved.set(entry.seq, entry)
+      this.liveBytes += entryBytes(entry)
+    }
+    try {
+      await this.append(accepted.map(lineOf))
+    } catch (error) {
+      for (const entry of accepted) {
+        this.reserved.delete(entry.seq)
+        this.liveBytes -= entryBytes(entry)
+      }
+      throw error
+    }
+    for (const entry of accepted) {
+      this.reserved.delete(entry.seq)
+      this.queueOf(entry.destination).push(entry)
+    }
     for (const destination of new Set(accepted.map((e) => e.destination))) for (const listener of this.listeners) listener(destination)
     return refused
   }
@@ -145,8 +169,11 @@ export class Outbox {
     await this.append([{ op: 'settled', seq: entry.seq, as }])
     const queue = this.queueOf(entry.destination)
     const index = queue.findIndex((e) => e.seq === entry.seq)
-    if (index >= 0) queue.splice(index, 1)
-    if (this.bytes > COMPACT_AT_BYTES && this.pending().length === 0) await this.empty()
+    if (index >= 0) {
+      this.liveBytes -= entryBytes(queue[index]!)
+      queue.splice(index, 1)
+    }
+    if (this.bytes > COMPACT_AT_BYTES && this.bytes > 2 * this.liveBytes) await this.compact()
   }
 
   /** Calls `listener` with the destination whenever deliveries are queued for it; returns the unsubscribe. */
@@ -173,23 +200,46 @@ export class Outbox {
     if (this.closed) return Promise.reject(new Error('the webhook outbox is closed'))
     const text = lines.map((l) => JSON.stringify(l) + '\n').join('')
     const write = this.tail.then(async () => {
-      await this.file.appendFile(text, 'utf8')
-      await this.file.datasync()
+      try {
+        await this.file.appendFile(text, 'utf8')
+        await this.file.datasync()
+      } catch (error) {
+        // A write that failed part-way (a full disk) leaves a partial line: cut the file back to its last whole line,
+        // so the next line is not glued onto it and lost on replay.
+        await this.file.truncate(this.bytes).catch(() => undefined)
+        throw error
+      }
       this.bytes += Buffer.byteLength(text)
     })
     this.tail = write.catch(() => undefined)
     return write
   }
 
-  private empty(): Promise<void> {
+  // Rewrites the file with only the pending deliveries, in the write order, after the writes before it. What is
+  // pending is decided when it runs: deliveries queued meanwhile, and those whose line is still being written, are
+  // in it (a line written twice for one delivery is read back once).
+  private compact(): Promise<void> {
     const run = this.tail.then(async () => {
-      await this.file.truncate(0)
-      await this.file.datasync()
-      this.bytes = 0
+      const live = [...[...this.queues.values()].flat(), ...this.reserved.values()].sort((a, b) => a.seq - b.seq)
+      const text = live.map(entryText).join('')
+      writeAtomically(this.path, text)
+      await this.file.close()
+      this.file = await open(this.path, 'a')
+      this.bytes = Buffer.byteLength(text)
     })
     this.tail = run.catch(() => undefined)
     return run
   }
+}
+
+// A pending delivery as the file holds it: its add line, and its first attempt once made.
+function entryText(entry: OutboxEntry): string {
+  return JSON.stringify(lineOf(entry)) + '\n' + (entry.firstAttemptMs === null ? '' : JSON.stringify({ op: 'tried', seq: entry.seq, at: entry.firstAttemptMs }) + '\n')
+}
+
+// About what a delivery's lines take (its body dominates).
+function entryBytes(entry: OutboxEntry): number {
+  return Buffer.byteLength(entry.body) + 256
 }
 
 function lineOf(entry: OutboxEntry): Line {
