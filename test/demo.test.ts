@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
-import { freePort, REPO_ROOT } from './helpers/service.js'
+import { freePorts, REPO_ROOT } from './helpers/service.js'
 
 describe('npm run demo', () => {
   it('starts a throw-away service, drives the workload and prints the bill, completeness and URLs', async () => {
-    const [api, otlp, metrics] = [await freePort(), await freePort(), await freePort()]
+    const [api, otlp, metrics] = await freePorts(3)
     const run = spawnSync('npm', ['run', '-s', 'demo'], {
       cwd: REPO_ROOT,
       env: { ...process.env, NHI_METER_DEMO_EXIT: '1', NHI_METER_PORT: String(api), NHI_METER_OTLP_PORT: String(otlp), NHI_METER_METRICS_PORT: String(metrics) },

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, REPO_ROOT } from '../helpers/service.js'
+import { freePorts, REPO_ROOT } from '../helpers/service.js'
 
 /** The shipped Collector config. */
 export const OTELCOL_CONFIG = join(REPO_ROOT, 'collector-config/otelcol.yaml')
@@ -58,7 +58,7 @@ export function goModuleDir(module: string, version: string): { dir: string; ski
 
 /** Environment that puts every listener of otelcol.yaml on a free loopback port and the queue in a temp dir. */
 export async function loopbackEnvironment(): Promise<{ env: Record<string, string>; otlpHttpUrl: string; healthUrl: string; metricsUrl: string }> {
-  const [grpc, http, health, metrics] = [await freePort(), await freePort(), await freePort(), await freePort()]
+  const [grpc, http, health, metrics] = await freePorts(4)
   const env = {
     OTELCOL_OTLP_GRPC_ENDPOINT: `127.0.0.1:${grpc}`,
     OTELCOL_OTLP_HTTP_ENDPOINT: `127.0.0.1:${http}`,

@@ -33,16 +33,32 @@ export interface ServiceUnderTest {
 }
 
 /** Finds a free TCP port on loopback. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
+export async function freePort(): Promise<number> {
+  const [port] = await freePorts(1)
+  return port!
+}
+
+/**
+ * Distinct free ports: every listener is held open until all are picked, so
+ * two picks can never return the same port (one closed before the next is
+ * asked for could be handed out again).
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const server = createServer()
+          server.unref()
+          server.on('error', reject)
+          server.listen(0, '127.0.0.1', () => resolve(server))
+        }),
+    ),
+  )
+  const ports = servers.map((server) => (server.address() as { port: number }).port)
+  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))))
+  return ports
 }
 
 /** Makes a fresh temporary data directory. */
@@ -69,7 +85,7 @@ export async function startService(options: { env?: Record<string, string>; data
 async function startOnce(options: { env?: Record<string, string>; dataDir: string; timeoutMs?: number }): Promise<ServiceUnderTest> {
   const dataDir = options.dataDir
   // Metrics on a free port too: on the default 9464 every service of a parallel test run would collide.
-  const [apiPort, otlpPort, metricsPort] = [await freePort(), await freePort(), await freePort()]
+  const [apiPort, otlpPort, metricsPort] = await freePorts(3)
   const env = {
     ...process.env,
     NHI_METER_PORT: String(apiPort),
