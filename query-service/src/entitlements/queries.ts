@@ -17,7 +17,7 @@ import { z } from 'zod'
 import { toClickHouseTime } from '../storage/time.js'
 import { APPROVED_ACTIVITY, businessUnitCondition, inventoryJoinFor } from '../identities/effective.js'
 import { activityRuleSql, activityRuleSqlParams, type Entitlement } from '../policy/index.js'
-import { toCount } from '../storage/read.js'
+import { count64, int64, readRows } from '../storage/read.js'
 
 /** Trace ids returned as evidence per feature, newest first. */
 export const SAMPLE_TRACE_IDS = 5
@@ -93,8 +93,12 @@ export interface IdentityFigures {
   features: FeatureFigures[]
 }
 
-const int = z.union([z.string(), z.number()]).transform((v) => toCount(v))
-const epochMs = z.union([z.string(), z.number()]).transform((v) => Number(v))
+/**
+ * A row of the figures read: the identity, then columns per rule
+ * (`observed_<i>`, ...) and, in history mode, the history columns. Which
+ * columns there are depends on the query, so each is checked as it is read.
+ */
+const figuresRow = z.looseObject({ nhi_id: z.string() })
 
 /**
  * Figures for every identity that has visible events in what was read;
@@ -175,30 +179,29 @@ export async function entitlementFigures(client: ClickHouseClient, query: Entitl
       WHERE 1 ${businessUnitCondition(query.businessUnits)}
     )
     GROUP BY nhi_id`
-  const result = await client.query({ query: sql, format: 'JSONEachRow', query_params: params })
-  const rows = await result.json<Record<string, unknown>>()
+  const rows = await readRows(client, { query: sql, params, row: figuresRow })
   const figures = new Map<string, IdentityFigures>()
   for (const row of rows) {
-    const id = z.string().parse(row.nhi_id)
+    const id = row.nhi_id
     const features = query.rules.map((rule, i): FeatureFigures => {
-      const observed = int.parse(row[`observed_${i}`])
-      const deciding = epochMs.parse(row[`deciding_${i}`])
+      const observed = count64.parse(row[`observed_${i}`])
+      const deciding = int64.parse(row[`deciding_${i}`])
       const samples = query.evidence ? z.array(z.tuple([z.unknown(), z.string()])).parse(row[`samples_${i}`]) : []
       return {
         observed,
-        unapproved: int.parse(row[`unapproved_${i}`]),
+        unapproved: count64.parse(row[`unapproved_${i}`]),
         decidingEventMs: observed >= rule.min_count && rule.min_count <= newestLimit ? -deciding : null,
         sampleTraceIds: [...new Set(samples.map(([, trace]) => trace))].slice(0, SAMPLE_TRACE_IDS),
       }
     })
     const history = query.history !== null
-    const eventsBeforeAt = history ? int.parse(row.events_before_at) : 0
+    const eventsBeforeAt = history ? count64.parse(row.events_before_at) : 0
     figures.set(id, {
-      events: history ? int.parse(row.events) : 0,
+      events: history ? count64.parse(row.events) : 0,
       eventsBeforeAt,
-      lastSeenMs: history && eventsBeforeAt > 0 ? epochMs.parse(row.last_seen_ms) : null,
-      recentApproved: history ? int.parse(row.recent_approved) : 0,
-      recentUnapproved: history ? int.parse(row.recent_unapproved) : 0,
+      lastSeenMs: history && eventsBeforeAt > 0 ? int64.parse(row.last_seen_ms) : null,
+      recentApproved: history ? count64.parse(row.recent_approved) : 0,
+      recentUnapproved: history ? count64.parse(row.recent_unapproved) : 0,
       features,
     })
   }
@@ -223,7 +226,7 @@ async function fillDecidingEventsBeyondLimit(
     const granted = [...figures].filter(([, f]) => f.features[i]!.observed >= rule.min_count).map(([id]) => id)
     if (granted.length === 0) continue
     const p = `f${i}`
-    const result = await client.query({
+    const rows = await readRows(client, {
       query: `
         SELECT nhi_id, toUnixTimestamp64Milli(event_time) AS t
         FROM nhi_identity_activity FINAL
@@ -234,8 +237,7 @@ async function fillDecidingEventsBeyondLimit(
           ${businessUnitCondition(query.businessUnits)}
         ORDER BY nhi_id, event_time DESC
         LIMIT 1 OFFSET {offset:UInt64} BY nhi_id`,
-      format: 'JSONEachRow',
-      query_params: {
+      params: {
         ...activityRuleSqlParams(rule, p),
         ids: granted,
         at: toClickHouseTime(query.at),
@@ -243,9 +245,10 @@ async function fillDecidingEventsBeyondLimit(
         offset: rule.min_count - 1,
         ...(query.businessUnits ? { business_units: query.businessUnits } : {}),
       },
+      row: z.object({ nhi_id: z.string(), t: int64 }),
     })
-    for (const row of await result.json<{ nhi_id: string; t: string }>()) {
-      figures.get(row.nhi_id)!.features[i]!.decidingEventMs = Number(row.t)
+    for (const row of rows) {
+      figures.get(row.nhi_id)!.features[i]!.decidingEventMs = row.t
     }
   }
 }
