@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { checkMeterValue, isQuantityAttribute, NON_QUANTITY_ATTRIBUTES, NUMERIC_NON_QUANTITY_ATTRIBUTES, SECRET_LIKE_ATTRIBUTE } from './meter-value.js'
+import { checkMeterValue, isQuantityAttribute, NON_QUANTITY_ATTRIBUTES, NUMERIC_NON_QUANTITY_ATTRIBUTES, IDENTIFIER_LIKE_ATTRIBUTE, SECRET_LIKE_ATTRIBUTE } from './meter-value.js'
 
 const MIGRATION = readFileSync(new URL('../storage/migrations/0028_ledger_measures.sql', import.meta.url), 'utf8')
 
@@ -63,6 +63,13 @@ describe('the ledger and the meters agree on what is a quantity', () => {
   it('drops secret-like names with the same pattern the policy uses', () => {
     const pattern = /NOT match\(lower\(k\), '([^']+)'\)/.exec(MIGRATION)?.[1]
     expect(pattern).toBe(SECRET_LIKE_ATTRIBUTE.source)
+  })
+
+  it('drops numeric identifiers and nhi.* attributes with the pattern the policy uses', () => {
+    const pattern = /NOT match\(lower\(k\), '(\(\^\|\[\._\]\)\(id[^']*)'\)/.exec(MIGRATION)?.[1]
+    expect(pattern).toBe(IDENTIFIER_LIKE_ATTRIBUTE.source)
+    expect(MIGRATION).toContain("NOT startsWith(k, 'nhi.')")
+    for (const name of ['user.id', 'jsonrpc.request.id', 'process.pid', 'nhi.id']) expect(isQuantityAttribute(name)).toBe(false)
   })
 
   it('lists every refused attribute once', () => {

@@ -116,6 +116,9 @@ export const NON_QUANTITY_ATTRIBUTES: readonly string[] = [...STRING_ATTRIBUTES,
 /** Attribute names the ledger drops as secret-like (tested lowercased), as migration 0028 does. */
 export const SECRET_LIKE_ATTRIBUTE = /(^|[._])(token|api_key|apikey|password|passwd|secret)$|authorization/
 
+/** Names of identifiers that may be numeric (`user.id`, `jsonrpc.request.id`, `process.pid`): not quantities, and not kept in the ledger. */
+export const IDENTIFIER_LIKE_ATTRIBUTE = /(^|[._])(id|pid|uid|gid)$/
+
 const STRINGS: ReadonlySet<string> = new Set(STRING_ATTRIBUTES)
 const NUMBERS: ReadonlySet<string> = new Set(NUMERIC_NON_QUANTITY_ATTRIBUTES)
 const MODEL_NAMES: ReadonlySet<string> = new Set(['gen_ai.request.model', 'gen_ai.response.model'])
@@ -126,7 +129,8 @@ const SUGGESTION = 'sum a numeric attribute such as gen_ai.usage.input_tokens, o
 
 /** True when a span attribute may be summed by a meter: not `nhi.*`, not a known non-quantity, not secret-like. */
 export function isQuantityAttribute(name: string): boolean {
-  return !name.startsWith(NHI_ATTRIBUTE_PREFIX) && !STRINGS.has(name) && !NUMBERS.has(name) && !SECRET_LIKE_ATTRIBUTE.test(name.toLowerCase())
+  const lower = name.toLowerCase()
+  return !name.startsWith(NHI_ATTRIBUTE_PREFIX) && !STRINGS.has(name) && !NUMBERS.has(name) && !SECRET_LIKE_ATTRIBUTE.test(lower) && !IDENTIFIER_LIKE_ATTRIBUTE.test(lower)
 }
 
 /**
@@ -157,6 +161,9 @@ export function checkMeterValue(text: string): ParseResult<string> {
   }
   if (SECRET_LIKE_ATTRIBUTE.test(text)) {
     return { ok: false, problem: `cannot sum ${shown}: its name looks like a secret's, and the ledger drops such attributes; ${SUGGESTION}` }
+  }
+  if (IDENTIFIER_LIKE_ATTRIBUTE.test(text)) {
+    return { ok: false, problem: `cannot sum ${shown}: it names an identifier (even when its value is a number), not a quantity, and the ledger does not keep it; ${SUGGESTION}` }
   }
   return { ok: true, value: text }
 }

@@ -51,6 +51,8 @@ describe('meter values in the ledger', () => {
           'weird.negative': '-3',
           'weird.exponent': '1e5',
           'weird.text': 'twelve',
+          'user.id': '4711',
+          'jsonrpc.request.id': '7',
         },
       }),
     ])

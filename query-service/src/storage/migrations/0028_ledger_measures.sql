@@ -106,7 +106,8 @@ FROM (
         -- The numeric span attributes, for meters that sum a value (README,
         -- "Meters"): plain non-negative decimals only, without the numbers
         -- that are not quantities (ports, status codes, line numbers, thread
-        -- ids) and without anything named like a secret. The GenAI token
+        -- ids), identifiers that happen to be numeric (`*.id`, `*.pid`, the
+        -- nhi.* attributes) and anything named like a secret. The GenAI token
         -- counts are kept under the current convention's names whichever
         -- convention the span used.
         mapFilter(
@@ -114,7 +115,9 @@ FROM (
                 AND k NOT IN ('http.response.status_code', 'http.status_code', 'rpc.grpc.status_code',
                               'server.port', 'client.port', 'url.port', 'network.peer.port', 'network.local.port',
                               'net.peer.port', 'net.host.port', 'code.lineno', 'code.line.number', 'thread.id')
-                AND NOT match(lower(k), '(^|[._])(token|api_key|apikey|password|passwd|secret)$|authorization'),
+                AND NOT match(lower(k), '(^|[._])(token|api_key|apikey|password|passwd|secret)$|authorization')
+                AND NOT match(lower(k), '(^|[._])(id|pid|uid|gid)$')
+                AND NOT startsWith(k, 'nhi.'),
             mapUpdate(
                 map('gen_ai.usage.input_tokens', multiIf(
                         SpanAttributes['gen_ai.usage.prompt_tokens'] != '', SpanAttributes['gen_ai.usage.prompt_tokens'],
