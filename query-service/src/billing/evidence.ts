@@ -13,7 +13,7 @@ import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseRange, parseTime, rejectUnknown } from '../http/params.js'
 import { toClickHouseTime } from '../storage/time.js'
-import { toCount } from '../storage/read.js'
+import { count64, readOne } from '../storage/read.js'
 import type { Pricing } from './pricing.js'
 import { meterMatchSql, meterNameSql } from './meters.js'
 import { COLUMN_OF, GRANULARITIES, GROUP_BY_KEYS, PERIOD_OF } from './queries.js'
@@ -21,7 +21,7 @@ import { COLUMN_OF, GRANULARITIES, GROUP_BY_KEYS, PERIOD_OF } from './queries.js
 // A row of GET /v1/billable is named by its group-by keys: each is a filter here.
 const FILTERS = GROUP_BY_KEYS
 const PARAMS = ['from', 'to', 'granularity', 'limit', ...FILTERS] as const
-const evidenceRow = z.object({ matched: z.union([z.string(), z.number()]), trace_ids: z.array(z.string()) })
+const evidenceRow = z.object({ matched: count64, trace_ids: z.array(z.string()) })
 
 /** Builds the evidence route. */
 export function evidenceRoutes(deps: { client: ClickHouseClient; pricing: () => Pricing }): Hono<AppEnv> {
@@ -58,16 +58,17 @@ export function evidenceRoutes(deps: { client: ClickHouseClient; pricing: () => 
     }
     const businessUnits = c.get('principal').businessUnits
     if (businessUnits) params.business_units = businessUnits
-    const result = await deps.client.query({
+    const row = await readOne(deps.client, {
       query: `
-        SELECT count() AS matched, arraySlice(groupArray(trace_id), 1, {limit:UInt32}) AS trace_ids
+        -- Each span once, even when several meters (one per meter class) count it and no meter filter picks one.
+        SELECT uniqExact(trace_id, span_id) AS matched, arraySlice(arrayDistinct(groupArray(trace_id)), 1, {limit:UInt32}) AS trace_ids
         FROM (
           -- One row per meter that counts the span (one per meter class); spans no meter counts drop out here.
           SELECT *, toInt32(m) - 1 AS meter_idx, ${meterNameSql(cards)} AS meter_name
           FROM (
             SELECT *, ${match.matched} AS matched
             FROM (
-              SELECT trace_id, event_time, activity_type, activity_name, status, ${columns.map((col) => `${col}, `).join('')}
+              SELECT trace_id, span_id, event_time, activity_type, activity_name, status, ${columns.map((col) => `${col}, `).join('')}
                      ${match.cardIndex} AS card_idx
               FROM nhi_activity FINAL
               ${INVENTORY_JOIN}
@@ -78,18 +79,16 @@ export function evidenceRoutes(deps: { client: ClickHouseClient; pricing: () => 
           ORDER BY event_time, trace_id
         )
         WHERE 1 ${conditions.map((cond) => `AND ${cond}`).join(' ')}`,
-      format: 'JSONEachRow',
-      query_params: params,
-      clickhouse_settings: { do_not_merge_across_partitions_select_final: 1 },
+      params,
+      row: evidenceRow,
+      final: true,
     })
-    const [row] = await result.json<Record<string, unknown>>()
-    const parsed = evidenceRow.parse(row)
     return c.json({
       from: range.from.toISOString(),
       to: range.to.toISOString(),
       filters: Object.fromEntries(FILTERS.filter((k) => query[k] !== undefined).map((k) => [k, query[k]])),
-      count: toCount(parsed.matched),
-      sample_trace_ids: parsed.trace_ids,
+      count: row.matched,
+      sample_trace_ids: row.trace_ids,
     })
   })
   return app

@@ -11,6 +11,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import { type TimeRange } from '../http/params.js'
+import { readRows } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
 import { HOUR_LEVEL_DAYS, ROLLUP_GRACE_SECONDS, ROLLUP_LEVELS, type RollupLevel } from './rollup.js'
 
@@ -87,7 +88,7 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
   }
   // One round trip, one row per kind: the period starts the summary holds per
   // level, and the hours changed since its last run, as epoch seconds.
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: `WITH if({latest:UInt8}, (SELECT argMax(policy_key, run_at) FROM nhi_usage_summary_runs), {key:String}) AS chosen
             SELECT level, chosen, groupArray(toUnixTimestamp(period)) FROM nhi_usage_summarized FINAL
             WHERE policy_key = chosen AND period >= {from:DateTime} AND period < {to:DateTime}
@@ -99,12 +100,12 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
               SELECT DISTINCT toStartOfHour(event_time) AS hour_start FROM nhi_activity
               WHERE ingested_at > watermark - toIntervalSecond({grace:UInt32})
                 AND event_time >= {from:DateTime} AND event_time < {to:DateTime})`,
-    format: 'JSONCompactEachRow',
-    query_params: params,
+    params,
+    row: planRow,
+    positional: true,
   })
   const facts: PlanFacts = { policyKey: policyKey ?? '', rolled: { hour: new Set(), day: new Set(), month: new Set() }, dirtyHours: new Set() }
-  for (const raw of await result.json<unknown>()) {
-    const [level, chosen, seconds] = planRow.parse(raw)
+  for (const [level, chosen, seconds] of rows) {
     facts.policyKey = chosen
     const target = level === 'dirty' ? facts.dirtyHours : facts.rolled[level]
     for (const s of seconds) target.add(s * 1000)

@@ -11,7 +11,7 @@
  */
 import type { ClickHouseClient, DataFormat } from '@clickhouse/client'
 import { toClickHouseTime } from '../storage/time.js'
-import { toCount } from '../storage/read.js'
+import { readSettings, toCount } from '../storage/read.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'
@@ -95,9 +95,6 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolut
   }
   return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
 }
-
-/** Settings for reading ReplacingMergeTree tables with FINAL: their keys never span partitions. */
-const FINAL_SETTINGS = { do_not_merge_across_partitions_select_final: 1 } as const
 
 /** A group-by key ClickHouse groups by: `meter` and `activity.type` come from the meter, in TypeScript. */
 export type SqlGroupKey = Exclude<GroupByKey, 'meter' | 'activity.type'>
@@ -188,8 +185,9 @@ export async function billableAggregates(
     // format; the client only names it in the query and hands back the text.
     format: 'JSONCompactColumns' as DataFormat,
     query_params: { ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
-    clickhouse_settings: FINAL_SETTINGS,
+    clickhouse_settings: readSettings({ final: true }),
   })
+  // Decoded by position here, not through readRows: see BillableAggregates (an object per row costs more than the query).
   const parsed: unknown = JSON.parse(await result.text())
   const n = keyColumns.length
   // No rows come back as [] rather than as empty columns.

@@ -19,6 +19,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
 import type { RateCard } from '../policy/index.js'
+import { count64, readFirst, readOne, readRows, readSettings } from '../storage/read.js'
 import { meterMatchSql, meterSlotsSql, valueAggregatesSql } from './meters.js'
 import { UNOBSERVED, type RunObserver } from '../metrics/instruments.js'
 
@@ -37,6 +38,7 @@ const KEY_COLUMNS = 'nhi_id, business_unit, service, card_idx'
 
 const clockRow = z.object({ watermark: z.string(), closed_hour: z.string(), closed_day: z.string(), closed_month: z.string(), hours_from: z.string() })
 const periodRow = z.object({ period_text: z.string() })
+const runsRow = z.object({ watermark: z.string(), runs: count64 })
 const changedRow = z.object({ period_text: z.string(), unsettled: z.union([z.number(), z.boolean()]).transform((v) => v === true || v === 1) })
 
 /**
@@ -58,18 +60,16 @@ export function policyKey(cards: readonly RateCard[]): string {
 
 /** The latest watermark of a policy key ('YYYY-MM-DD hh:mm:ss.mmm'), or null before its first run. */
 export async function lastWatermark(client: ClickHouseClient, key: string): Promise<string | null> {
-  const result = await client.query({
+  const row = await readFirst(client, {
     query: 'SELECT toString(max(watermark)) AS watermark, count() AS runs FROM nhi_usage_summary_runs WHERE policy_key = {key:String}',
-    format: 'JSONEachRow',
-    query_params: { key },
+    params: { key },
+    row: runsRow,
   })
-  const [row] = await result.json<{ watermark: string; runs: string }>()
-  return row && Number(row.runs) > 0 ? row.watermark : null
+  return row && row.runs > 0 ? row.watermark : null
 }
 
 async function periods(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<string[]> {
-  const result = await client.query({ query, format: 'JSONEachRow', query_params: params })
-  return (await result.json<Record<string, unknown>>()).map((r) => periodRow.parse(r).period_text)
+  return (await readRows(client, { query, params, row: periodRow })).map((r) => r.period_text)
 }
 
 /** Rebuilds the given periods of one level for `cards` and marks them summarised at `watermark`. */
@@ -102,7 +102,7 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
       query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, sums, missing, spans, computed_at)
               SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, m, ms, mm, n, now64(3) FROM (${source})`,
       query_params: { ...match.params, ...values.params, ...slots.params, level, key, periods: chunk },
-      clickhouse_settings: { do_not_merge_across_partitions_select_final: 1 },
+      clickhouse_settings: readSettings({ final: true }),
     })
     await client.insert({ table: 'nhi_usage_summarized', values: chunk.map((period) => ({ level, policy_key: key, period, summarized_at: watermark })), format: 'JSONEachRow' })
   }
@@ -154,31 +154,25 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   const key = policyKey(cards)
   const previous = await lastWatermark(client, key)
   // The server's clock decides the watermark and which periods are closed.
-  const [clock] = await (
-    await client.query({
-      query: `SELECT toString(now64(3)) AS watermark, toString(toStartOfHour(now())) AS closed_hour,
-                     toString(toDateTime(toStartOfDay(now()))) AS closed_day, toString(toDateTime(toStartOfMonth(now()))) AS closed_month,
-                     toString(toDateTime(toStartOfDay(now())) - toIntervalDay({days:UInt32})) AS hours_from`,
-      format: 'JSONEachRow',
-      query_params: { days: HOUR_LEVEL_DAYS },
-    })
-  ).json<Record<string, unknown>>()
-  const { watermark, closed_hour, closed_day, closed_month, hours_from } = clockRow.parse(clock)
+  const { watermark, closed_hour, closed_day, closed_month, hours_from } = await readOne(client, {
+    query: `SELECT toString(now64(3)) AS watermark, toString(toStartOfHour(now())) AS closed_hour,
+                   toString(toDateTime(toStartOfDay(now()))) AS closed_day, toString(toDateTime(toStartOfMonth(now()))) AS closed_month,
+                   toString(toDateTime(toStartOfDay(now())) - toIntervalDay({days:UInt32})) AS hours_from`,
+    params: { days: HOUR_LEVEL_DAYS },
+    row: clockRow,
+  })
   // Hours whose ledger rows changed since the previous run (all hours, for a first run of these cards), and whether
   // any of those rows is still within the grace: such an hour is rebuilt by a later run, once they have settled.
   // Billing reads it from the ledger until then anyway, so rebuilding it at every run within the grace would only
   // triple the job's work on every hour that closes under steady ingest (measured: bench/summary-cost).
-  const changedRows = await (
-    await client.query({
-      query: `SELECT toString(toStartOfHour(event_time)) AS period_text, max(ingested_at) > {watermark:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AS unsettled
-              FROM nhi_activity
-              WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AND event_time < {closed:DateTime}
-              GROUP BY period_text ORDER BY period_text`,
-      format: 'JSONEachRow',
-      query_params: { since: previous ?? '1970-01-01 00:00:00.000', grace: graceSeconds, closed: closed_hour, watermark },
-    })
-  ).json<Record<string, unknown>>()
-  const changedHours = changedRows.map((r) => changedRow.parse(r))
+  const changedHours = await readRows(client, {
+    query: `SELECT toString(toStartOfHour(event_time)) AS period_text, max(ingested_at) > {watermark:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AS unsettled
+            FROM nhi_activity
+            WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AND event_time < {closed:DateTime}
+            GROUP BY period_text ORDER BY period_text`,
+    params: { since: previous ?? '1970-01-01 00:00:00.000', grace: graceSeconds, closed: closed_hour, watermark },
+    row: changedRow,
+  })
   const dayStart = (h: string) => `${h.slice(0, 10)} 00:00:00`
   const monthStart = (d: string) => `${d.slice(0, 7)}-01 00:00:00`
   const unsettledDays = new Set(changedHours.filter((h) => h.unsettled).map((h) => dayStart(h.period_text)))

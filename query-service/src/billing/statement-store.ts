@@ -5,6 +5,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import { ApiError } from '../http/errors.js'
+import { readRows } from '../storage/read.js'
 import type { Statement } from './statement.js'
 import { hashContent } from './statement-hash.js'
 
@@ -12,9 +13,8 @@ const storedRow = z.object({ period: z.string(), content: z.string(), content_ha
 
 /** Every stored statement, oldest first, each checked against its hash. */
 export async function loadStatements(client: ClickHouseClient): Promise<Array<{ statement: Statement; contentHash: string }>> {
-  const result = await client.query({ query: 'SELECT period, content, content_hash FROM nhi_statements ORDER BY period', format: 'JSONEachRow' })
-  return (await result.json<Record<string, unknown>>()).map((raw) => {
-    const row = storedRow.parse(raw)
+  const rows = await readRows(client, { query: 'SELECT period, content, content_hash FROM nhi_statements ORDER BY period', row: storedRow })
+  return rows.map((row) => {
     if (hashContent(row.content) !== row.content_hash) {
       throw new ApiError('statement_tampered', `statement ${row.period} does not match its content hash; it was changed after it was closed`)
     }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { openStorage } from './client.js'
-import { count64, readFirst, readRows, readSettings } from './read.js'
+import { count64, readFirst, readOne, readRows, readSettings } from './read.js'
 
 describe('reading rows', () => {
   let client: ClickHouseClient
@@ -32,6 +32,10 @@ describe('reading rows', () => {
   it('reads positional rows in column order', async () => {
     const rows = await readRows(client, { query: "SELECT 'a', 1 UNION ALL SELECT 'b', 2 ORDER BY 1", row: z.tuple([z.string(), z.number()]), positional: true })
     expect(rows).toEqual([['a', 1], ['b', 2]])
+  })
+
+  it('refuses a read meant to return one row that returned none', async () => {
+    await expect(readOne(client, { query: 'SELECT 1 AS n WHERE 0', row: z.object({ n: z.number() }) })).rejects.toThrow(/expected one row/)
   })
 
   it('returns nothing for a read without rows', async () => {

@@ -68,3 +68,10 @@ export async function readRows<Row extends z.ZodType>(client: ClickHouseClient, 
 export async function readFirst<Row extends z.ZodType>(client: ClickHouseClient, request: ReadRequest<Row>): Promise<z.output<Row> | undefined> {
   return (await readRows(client, request))[0]
 }
+
+/** The one row of a read that always returns one (an aggregate without GROUP BY, constants); none throws. */
+export async function readOne<Row extends z.ZodType>(client: ClickHouseClient, request: ReadRequest<Row>): Promise<z.output<Row>> {
+  const [row] = await readRows(client, request)
+  if (row === undefined) throw new Error(`expected one row, got none: ${request.query.trim().slice(0, 100)}`)
+  return row
+}
