@@ -200,6 +200,9 @@ describe('evidence and statements for meters that sum values', () => {
     expect(await count('active_agents')).toBe(6)
     expect(await count('gpt4o_input')).toBe(5)
     expect(await count('other_input')).toBe(1)
+    // Without a meter, each span once, however many meters count it.
+    const response = await app.request(`/v1/billable/evidence?${MONTH}&nhi.id=agent-a`, { headers: { Authorization: `Bearer ${key('admin')}` } })
+    expect(((await response.json()) as { count: number }).count).toBe(6)
   })
 
   it('closes months with fractional sums exactly and lists a late span as an adjustment', async () => {

@@ -187,7 +187,7 @@ export const billingOpenApi: OpenApiFragment = {
       get: {
         summary: 'The spans behind a billing row',
         description:
-          'Counts the billable spans matching the given row keys (the count equals the row quantity for the same range) and returns sample trace ids, oldest first. Scope billing:read; business-unit keys see only their units.',
+          'Counts the billable spans matching the given row keys, each span once (for a count meter the count equals the row quantity for the same range; for a sum meter it is the events whose values make up the quantity; for an active-identity meter, the events of the identities counted) and returns sample trace ids, oldest first. Scope billing:read; business-unit keys see only their units.',
         security: [{ bearer: [] }],
         parameters: [
           timeParam('from', 'Start of the range, inclusive (RFC 3339 UTC). Default: start of the current UTC month.'),

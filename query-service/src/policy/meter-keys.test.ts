@@ -275,3 +275,41 @@ describe('meters that can never match', () => {
     ).toHaveLength(2)
   })
 })
+
+describe('meter names across rate cards', () => {
+  it('refuses a name that measures something else on a later card, naming the key', () => {
+    const text = `rate_cards:
+  - version: "1"
+    effective_from: "2026-10-01T00:00:00Z"
+    currency: USD
+    meters: [{ name: usage, activity_type: model_call, unit_price: "0.01" }]
+  - version: "2"
+    effective_from: "2026-11-01T00:00:00Z"
+    currency: USD
+    meters: [{ name: usage, activity_type: model_call, aggregation: sum, value: gen_ai.usage.input_tokens, unit_price: "0.00001" }]
+`
+    let messages: string[] = []
+    try {
+      parsePolicy(text)
+    } catch (error) {
+      if (error instanceof PolicyError) messages = error.issues.map((issue: PolicyIssue) => `${issue.path}: ${issue.message}`)
+    }
+    expect(messages).toEqual([
+      'rate_cards[1].meters[0].aggregation: "usage" measures the sum of gen_ai.usage.input_tokens here but events in rate_cards[0]; a meter name means one quantity on every card (give this one another name)',
+    ])
+  })
+
+  it('accepts a name that measures the same thing at a new price', () => {
+    const text = `rate_cards:
+  - version: "1"
+    effective_from: "2026-10-01T00:00:00Z"
+    currency: USD
+    meters: [{ name: tokens, activity_type: model_call, aggregation: sum, value: gen_ai.usage.input_tokens, unit_price: "0.00002" }]
+  - version: "2"
+    effective_from: "2026-11-01T00:00:00Z"
+    currency: USD
+    meters: [{ name: tokens, activity_type: model_call, aggregation: sum, value: gen_ai.usage.input_tokens, tiers: [{ up_to: 1000 }, { unit_price: "0.00001" }] }]
+`
+    expect(parsePolicy(text).policy.rate_cards).toHaveLength(2)
+  })
+})

@@ -599,6 +599,11 @@ export const POLICY_KEYS: Readonly<Record<string, readonly string[]>> = {
   'webhooks[]': WEBHOOK_KEYS,
 }
 
+// How an error message names what a meter measures.
+function measureText(meter: Meter): string {
+  return meter.aggregation === 'sum' ? `the sum of ${meter.value ?? ''}` : meter.aggregation === 'active_identities' ? 'active identities' : 'events'
+}
+
 /** A problem found by {@link crossCheckPolicy}, located by key path segments. */
 export interface RawPolicyIssue {
   readonly path: PathSegments
@@ -616,6 +621,7 @@ export function crossCheckPolicy(policy: Policy): { errors: RawPolicyIssue[]; wa
   const errors: RawPolicyIssue[] = []
   const warnings: RawPolicyIssue[] = []
   const firstCurrency = policy.rate_cards[0]?.currency
+  const measuredBy = new Map<string, { card: number; meter: Meter }>()
   const versions = new Map<string, number>()
   const starts = new Map<number, number>()
 
@@ -642,6 +648,14 @@ export function crossCheckPolicy(policy: Policy): { errors: RawPolicyIssue[]; wa
 
     const names = new Map<string, number>()
     card.meters.forEach((meter, m) => {
+      // A meter name is one line of every bill across cards: it must measure the same thing on each card.
+      const earlier = measuredBy.get(meter.name)
+      if (earlier && (earlier.meter.aggregation !== meter.aggregation || earlier.meter.value !== meter.value)) {
+        errors.push({
+          path: ['rate_cards', c, 'meters', m, 'aggregation'],
+          message: `${quote(meter.name)} measures ${measureText(meter)} here but ${measureText(earlier.meter)} in rate_cards[${earlier.card}]; a meter name means one quantity on every card (give this one another name)`,
+        })
+      } else if (!earlier) measuredBy.set(meter.name, { card: c, meter })
       const sameName = names.get(meter.name)
       if (sameName !== undefined) {
         errors.push({
