@@ -19,7 +19,7 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { z } from 'zod'
 import type { IdentitySettings } from '../policy/index.js'
 import { insertFormatted } from '../storage/client.js'
-import { toCount } from '../storage/read.js'
+import { count64, readOne, readRows } from '../storage/read.js'
 import { TraceGraph, type PlaceholderRule, type Resolution, type TraceSpan } from './resolve.js'
 import { UNOBSERVED, type RunObserver } from '../metrics/instruments.js'
 
@@ -114,7 +114,8 @@ export async function readTraceSpans(client: ClickHouseClient, traces: string[],
 /**
  * Runs a query whose rows come back as JSON arrays of `columns` strings and
  * checks them by hand: tens of thousands of rows a page, where a schema
- * parse per row costs more than the query (bench/trace-resolution).
+ * parse per row costs more than the query (bench/trace-resolution). So these
+ * reads are columnar by position and do not go through storage/read.ts.
  */
 async function stringRows(client: ClickHouseClient, query: string, params: Record<string, unknown>, columns: number): Promise<string[][]> {
   const result = await client.query({ query, format: 'JSONCompactEachRow', query_params: params })
@@ -156,40 +157,32 @@ function toTraceSpan(raw: TraceSpanRow): TraceSpan {
   }
 }
 
-async function queryRows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>, schema: z.ZodType<T>): Promise<T[]> {
-  const result = await client.query({ query, format: 'JSONEachRow', query_params: params })
-  return (await result.json<Record<string, unknown>>()).map((raw) => schema.parse(raw))
-}
-
 const clockRow = z.object({ now: z.string(), settle_before: z.string(), seen_before: z.string(), since: z.string() })
 
 /** Runs the job once over every undecided pending event. */
 export async function runTraceResolution(client: ClickHouseClient, rule: PlaceholderRule, options: Partial<ResolutionOptions> = {}): Promise<ResolutionRun> {
   const o = { ...RESOLUTION_DEFAULTS, ...options }
-  const [clock] = await queryRows(
-    client,
-    `SELECT toString(now64(3)) AS now, toString(now64(3) - toIntervalSecond({wait:UInt32})) AS settle_before,
+  const { now, settle_before: settleBefore, seen_before: seenBefore, since } = await readOne(client, {
+    query: `SELECT toString(now64(3)) AS now, toString(now64(3) - toIntervalSecond({wait:UInt32})) AS settle_before,
             toString(now64(3) - toIntervalSecond({grace:UInt32})) AS seen_before, toString(${UNDECIDED_SINCE_SQL}) AS since`,
-    { wait: o.waitSeconds, grace: o.graceSeconds },
-    clockRow,
-  )
-  const { now, settle_before: settleBefore, seen_before: seenBefore, since } = clock!
+    params: { wait: o.waitSeconds, grace: o.graceSeconds },
+    row: clockRow,
+  })
   const run: ResolutionRun = { resolved: 0, unresolved: 0, sameToolCall: 0, waiting: 0, spansRead: 0, seen: 0, oldestWaiting: undefined }
   // A page is a set of whole hours of span starts (the pending table's
   // first key) holding about pageSize events; an hour holding more is split
   // into trace-hash buckets. Every read stays inside its hours, and a
   // trace's events in one hour share a page.
-  const hours = await queryRows(
-    client,
-    `SELECT toString(hour) AS hour, sum(n) AS events, max(n) AS largest_trace FROM (
+  const hours = await readRows(client, {
+    query: `SELECT toString(hour) AS hour, sum(n) AS events, max(n) AS largest_trace FROM (
        SELECT toStartOfHour(event_time) AS hour, trace_id, count() AS n FROM nhi_trace_pending
        WHERE ingested_at >= {since:DateTime64(3)} GROUP BY hour, trace_id)
      GROUP BY hour ORDER BY hour`,
-    { since },
-    z.object({ hour: z.string(), events: z.union([z.string(), z.number()]), largest_trace: z.union([z.string(), z.number()]) }),
-  )
+    params: { since },
+    row: z.object({ hour: z.string(), events: count64, largest_trace: count64 }),
+  })
   const graphs = new GraphCache(2 * o.maxTraceSpans)
-  for (const page of pagesOf(hours.map((h) => ({ hour: h.hour, events: toCount(h.events), largestTrace: toCount(h.largest_trace) })), o.pageSize)) {
+  for (const page of pagesOf(hours.map((h) => ({ hour: h.hour, events: h.events, largestTrace: h.largest_trace })), o.pageSize)) {
     // The page's undecided events. An event decided before is skipped
     // however long ago (a late copy of a span is never decided again):
     // nhi_trace_resolutions is ordered by trace and span, so that is a lookup
