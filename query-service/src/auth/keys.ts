@@ -9,6 +9,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
+import { readRows } from '../storage/read.js'
 
 /** Every scope a key can hold; `admin` holds them all. */
 export const SCOPES = ['billing:read', 'findings:read', 'inventory:write', 'ingest:write', 'admin'] as const
@@ -133,17 +134,19 @@ export function hasScope(principal: Principal, scope: Scope): boolean {
   return principal.scopes.has('admin') || principal.scopes.has(scope)
 }
 
+/** A generated key as nhi_api_keys stores it (its hash, never the key). */
+const storedKeyRow = z.object({ name: z.string(), sha256: z.string(), scopes: z.array(z.enum(SCOPES)), business_units: z.array(z.string()) })
+
 /**
  * The keys the service generated itself. On a first start with no keys
  * file, creates one admin key, stores its hash and returns the key so the
  * caller can print it once.
  */
 export async function loadGeneratedKeys(client: ClickHouseClient): Promise<{ store: KeyStore; newKey?: string }> {
-  const result = await client.query({
+  const rows = await readRows(client, {
     query: 'SELECT name, sha256, scopes, business_units FROM nhi_api_keys FINAL ORDER BY created_at',
-    format: 'JSONEachRow',
+    row: storedKeyRow,
   })
-  const rows = await result.json<{ name: string; sha256: string; scopes: Scope[]; business_units: string[] }>()
   if (rows.length > 0) {
     return {
       store: KeyStore.fromEntries(
