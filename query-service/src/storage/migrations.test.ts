@@ -46,6 +46,9 @@ describe('migrations', () => {
       const tables = await (await client.query({ query: 'SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name', format: 'JSONEachRow' })).json<{ name: string }>()
       // Migration 0022 replaced the first derivation view.
       expect(tables.map((t) => t.name)).not.toContain('nhi_activity_mv')
+      // Migration 0024 replaced the usage rollup of 0005 with the usage summary.
+      for (const retired of ['nhi_usage_rollup', 'nhi_usage_rolled', 'nhi_usage_rollup_runs']) expect(tables.map((t) => t.name)).not.toContain(retired)
+      expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['nhi_usage_summary', 'nhi_usage_summarized', 'nhi_usage_summary_runs']))
       expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['otel_traces', 'nhi_activity', 'nhi_span_derivation_mv', 'nhi_ledger_settled_mv', 'nhi_trace_pending_mv', 'nhi_api_keys', 'nhi_schema_migrations']))
     } finally {
       await client.close()
@@ -180,10 +183,11 @@ describe('the cluster form of the schema', () => {
   })
 
   it('shards tables whose rows replace each other by the key they are replaced on', () => {
-    const distributed = (name: string) => statements.find((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS ${name} ON CLUSTER`))!
+    // The table as the schema ends (0026 recreated the usage summary's tables).
+    const distributed = (name: string) => statements.findLast((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS ${name} ON CLUSTER`))!
     expect(distributed('nhi_inventory')).toContain('cityHash64(id)')
-    expect(distributed('nhi_usage_rollup')).toContain('cityHash64(nhi_id)')
-    expect(distributed('nhi_usage_rolled')).toContain('cityHash64(period)')
+    expect(distributed('nhi_usage_summary')).toContain('cityHash64(nhi_id)')
+    expect(distributed('nhi_usage_summarized')).toContain('cityHash64(period)')
     expect(distributed('nhi_statements')).toContain('cityHash64(period)')
   })
 
@@ -204,6 +208,13 @@ describe('the cluster form of the schema', () => {
     expect(nulls[0]).toMatch(/^CREATE TABLE IF NOT EXISTS nhi_span_derivation_local ON CLUSTER nhi \(/)
     expect(nulls[0]).toContain('ENGINE = Null')
     expect(statements).toContain('DROP VIEW IF EXISTS nhi_activity_mv ON CLUSTER nhi')
+  })
+
+  it('drops the retired usage rollup tables on every node, local and distributed', () => {
+    for (const retired of ['nhi_usage_rollup', 'nhi_usage_rolled', 'nhi_usage_rollup_runs']) {
+      expect(statements).toContain(`DROP TABLE IF EXISTS ${retired} ON CLUSTER nhi`)
+      expect(statements).toContain(`DROP TABLE IF EXISTS ${retired}_local ON CLUSTER nhi`)
+    }
   })
 
   it('runs every statement ON CLUSTER and refuses an unsafe cluster name', () => {
