@@ -156,8 +156,8 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   // The server's clock decides the watermark and which periods are closed.
   const { watermark, closed_hour, closed_day, closed_month, hours_from } = await readOne(client, {
     query: `SELECT toString(now64(3)) AS watermark, toString(toStartOfHour(now())) AS closed_hour,
-                   toString(toDateTime(toStartOfDay(now()))) AS closed_day, toString(toDateTime(toStartOfMonth(now()))) AS closed_month,
-                   toString(toDateTime(toStartOfDay(now())) - toIntervalDay({days:UInt32})) AS hours_from`,
+                     toString(toDateTime(toStartOfDay(now()))) AS closed_day, toString(toDateTime(toStartOfMonth(now()))) AS closed_month,
+                     toString(toDateTime(toStartOfDay(now())) - toIntervalDay({days:UInt32})) AS hours_from`,
     params: { days: HOUR_LEVEL_DAYS },
     row: clockRow,
   })
@@ -167,9 +167,9 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   // triple the job's work on every hour that closes under steady ingest (measured: bench/summary-cost).
   const changedHours = await readRows(client, {
     query: `SELECT toString(toStartOfHour(event_time)) AS period_text, max(ingested_at) > {watermark:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AS unsettled
-            FROM nhi_activity
-            WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AND event_time < {closed:DateTime}
-            GROUP BY period_text ORDER BY period_text`,
+              FROM nhi_activity
+              WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AND event_time < {closed:DateTime}
+              GROUP BY period_text ORDER BY period_text`,
     params: { since: previous ?? '1970-01-01 00:00:00.000', grace: graceSeconds, closed: closed_hour, watermark },
     row: changedRow,
   })

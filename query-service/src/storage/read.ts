@@ -34,13 +34,18 @@ export interface ReadSettings {
   subcolumns?: boolean
 }
 
+// As object literals named *_SETTINGS, which the ClickHouse versions test finds in the source.
+const FINAL_SETTINGS = { do_not_merge_across_partitions_select_final: 1 } as const
+const SUBCOLUMN_SETTINGS = { optimize_functions_to_subcolumns: 1 } as const
+
 /** The per-query settings a read with these options runs with; undefined when it needs none. */
 export function readSettings(options: ReadSettings): ClickHouseSettings | undefined {
-  const settings: ClickHouseSettings = {}
-  if (options.final) settings.do_not_merge_across_partitions_select_final = 1
-  if (options.subcolumns) settings.optimize_functions_to_subcolumns = 1
+  const settings: ClickHouseSettings = { ...(options.final ? FINAL_SETTINGS : {}), ...(options.subcolumns ? SUBCOLUMN_SETTINGS : {}) }
   return Object.keys(settings).length > 0 ? settings : undefined
 }
+
+/** The two formats rows are read in, as `format` properties the ClickHouse versions test finds. */
+const FORMATS = { named: { format: 'JSONEachRow' }, positional: { format: 'JSONCompactEachRow' } } as const
 
 /** One read: the SQL, its bound parameters, and the schema every row must match. */
 export interface ReadRequest<Row extends z.ZodType> extends ReadSettings {
@@ -57,7 +62,7 @@ export async function readRows<Row extends z.ZodType>(client: ClickHouseClient, 
   const settings = readSettings(request)
   const result = await client.query({
     query: request.query,
-    format: request.positional ? 'JSONCompactEachRow' : 'JSONEachRow',
+    ...FORMATS[request.positional ? 'positional' : 'named'],
     ...(request.params ? { query_params: request.params } : {}),
     ...(settings ? { clickhouse_settings: settings } : {}),
   })
