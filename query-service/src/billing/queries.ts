@@ -15,7 +15,7 @@ import { readSettings, toCount } from '../storage/read.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'
-import { meterMatchSql, meterSlotsSql, valueAggregatesSql } from './meters.js'
+import { meterMatchSql, meterSlotsSql, valueAggregatesSql, valueColumns } from './meters.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
 export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
@@ -126,10 +126,12 @@ export interface BillableAggregates {
 /** A column of arrays from a result, each element checked (and converted) by `check`. */
 function arraysColumn<T>(values: unknown, column: string, check: (value: unknown) => T): T[][] {
   if (!Array.isArray(values)) throw new Error(`billing result: ${column} is not a column`)
-  return values.map((row: unknown) => {
+  // Checked in place (check returns what it was given, or throws): no second copy of a column of arrays.
+  for (const row of values as unknown[]) {
     if (!Array.isArray(row)) throw new Error(`billing result: ${column} holds a non-array: ${JSON.stringify(row).slice(0, 100)}`)
-    return row.map(check)
-  })
+    for (const value of row) check(value)
+  }
+  return values as T[][]
 }
 
 /** A column of counts from a result. */
@@ -171,11 +173,13 @@ export async function billableAggregates(
   // one pass. Periods leave ClickHouse as ISO 8601 instants, so no row needs a Date. Counts leave as doubles (JSON
   // numbers, not quoted 64-bit integers): toCount refuses any beyond 2^53 - 1, so none is rounded unnoticed.
   const outer = keyColumns.map((c) => (c.key === 'period' ? `formatDateTime(${c.alias}, '%Y-%m-%dT%H:%i:%SZ', 'UTC')` : c.alias))
+  // Sums and events without a value only when a meter sums a value: count-only cards read neither.
+  const valued = valueColumns(options.cards).length > 0
   const result = await client.query({
     query: `
-      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)', 'arrayMap(x -> toString(x), ms)', 'arrayMap(x -> toFloat64(x), mm)', 'toFloat64(spans)'].join(', ')}
+      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)', valued ? 'arrayMap(x -> toString(x), ms)' : '[]', valued ? 'arrayMap(x -> toFloat64(x), mm)' : '[]', 'toFloat64(spans)'].join(', ')}
       FROM (
-        SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m', 'sumForEach(sums) AS ms', 'sumForEach(missing) AS mm', 'sum(n) AS spans'].join(', ')}
+        SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m', ...(valued ? ['sumForEach(sums) AS ms', 'sumForEach(missing) AS mm'] : []), 'sum(n) AS spans'].join(', ')}
         FROM ${source.sql} AS usage
         ${needsInventory ? INVENTORY_JOIN : ''}
         WHERE 1 ${businessUnitCondition(options.businessUnits)}
