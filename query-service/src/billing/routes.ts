@@ -7,7 +7,7 @@ import { Hono } from 'hono'
 import { badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
 import { parseEnum, parseList, parseRange, rejectUnknown } from '../http/params.js'
-import { formatCsv } from '../http/csv.js'
+import { csvResponse, responseFormat } from '../http/format.js'
 import { formatMoney } from '../money/decimal.js'
 import { computeBill } from './bill.js'
 import { billJson, meterJson } from './bill-json.js'
@@ -39,8 +39,7 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
     const groupBy = parseList('group_by', query.group_by, GROUP_BY_KEYS, DEFAULT_GROUP_BY)
     const granularity = parseEnum('granularity', query.granularity, GRANULARITIES, 'day')
     if (query.granularity !== undefined && !groupBy.includes('period')) throw badParameter('granularity', 'applies only when group_by includes period')
-    const accept = c.req.header('accept') ?? ''
-    const format = parseEnum('format', query.format, ['json', 'csv'] as const, /\btext\/csv\b/.test(accept) ? 'csv' : 'json')
+    const format = responseFormat(c, query.format)
     const businessUnits = c.get('principal').businessUnits
     const pricing = deps.pricing()
     const { currency } = pricing
@@ -52,20 +51,18 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
       // With a meter that sums a value, each row says how many of its events carried none (they added 0).
       const valued = pricing.cards.some((card) => card.meters.some((m) => m.aggregation === 'sum'))
       const header = [...groupBy, 'quantity', 'amount', 'currency', 'completeness', ...(valued ? ['events_without_value'] : [])]
-      c.header('Content-Type', 'text/csv; charset=utf-8')
-      c.header('Content-Disposition', 'attachment; filename="billable.csv"')
-      return c.body(
-        formatCsv(
-          header,
-          sorted.map((row) => [
-            ...row.values,
-            formatQuantity(row.quantity),
-            formatMoney(row.amount),
-            currency,
-            completeness.status,
-            ...(valued ? [row.eventsWithoutValue] : []),
-          ]),
-        ),
+      return csvResponse(
+        c,
+        'billable.csv',
+        header,
+        sorted.map((row) => [
+          ...row.values,
+          formatQuantity(row.quantity),
+          formatMoney(row.amount),
+          currency,
+          completeness.status,
+          ...(valued ? [row.eventsWithoutValue] : []),
+        ]),
       )
     }
     c.header('Content-Type', 'application/json')

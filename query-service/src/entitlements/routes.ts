@@ -9,12 +9,12 @@ import { Hono } from 'hono'
 import { z } from 'zod'
 import { ApiError, badParameter } from '../http/errors.js'
 import { requireScope, type AppEnv } from '../http/middleware.js'
-import { parseEnum, parseTime, rejectUnknown } from '../http/params.js'
-import { formatCsv } from '../http/csv.js'
+import { parseTime, rejectUnknown } from '../http/params.js'
+import { csvResponse, responseFormat } from '../http/format.js'
 import { describeProblems, type InventoryProblem } from '../identities/inventory.js'
 import { parseJsonBody, readBodyText } from '../http/body.js'
 import { identityVisible, visibleUnits } from '../identities/queries.js'
-import { notFound, parseAt, pathId } from '../identities/routes.js'
+import { notFound, parseAt, pathId } from '../http/identity-path.js'
 import { describeValue, formatPath, quote, type Policy } from '../policy/index.js'
 import { decideFeature } from './decide.js'
 import { ELIGIBILITY_CSV_HEADER, eligibilityCsvRows, eligibilityReport } from './eligibility.js'
@@ -115,15 +115,10 @@ export function entitlementsRoutes(deps: EntitlementsDeps): Hono<AppEnv> {
     rejectUnknown(query, ['business_unit', 'at', 'format'])
     const at = query.at === undefined ? new Date() : parseTime('at', query.at)
     if (query.business_unit === '') throw badParameter('business_unit', 'must not be empty')
-    const accept = c.req.header('accept') ?? ''
-    const format = parseEnum('format', query.format, ['json', 'csv'] as const, /\btext\/csv\b/.test(accept) ? 'csv' : 'json')
+    const format = responseFormat(c, query.format)
     const units = visibleUnits(c.get('principal').businessUnits, query.business_unit)
     const report = await eligibilityReport(deps.client, { at, units, businessUnitFilter: query.business_unit ?? null, policy: deps.policy() })
-    if (format === 'csv') {
-      c.header('Content-Type', 'text/csv; charset=utf-8')
-      c.header('Content-Disposition', 'attachment; filename="eligibility.csv"')
-      return c.body(formatCsv(ELIGIBILITY_CSV_HEADER, eligibilityCsvRows(report)))
-    }
+    if (format === 'csv') return csvResponse(c, 'eligibility.csv', ELIGIBILITY_CSV_HEADER, eligibilityCsvRows(report))
     return c.json(report)
   })
 

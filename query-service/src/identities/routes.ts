@@ -6,9 +6,10 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import { Hono } from 'hono'
 import { ApiError, badParameter } from '../http/errors.js'
 import { requireAnyScope, requireScope, type AppEnv } from '../http/middleware.js'
-import { parseEnum, parseList, parseRange, parseTime, rejectUnknown } from '../http/params.js'
+import { parseEnum, parseList, parseRange, rejectUnknown } from '../http/params.js'
 import type { Policy } from '../policy/index.js'
 import { readBodyText } from '../http/body.js'
+import { notFound, parseAt, pathId } from '../http/identity-path.js'
 import { describeProblems, inventoryAccessProblem, InventoryValidationError, retireDeclarations, upsertInventory, validateInventory } from './inventory.js'
 import { InventorySyntaxError, parseInventoryText, type InventoryFormat } from './inventory-file.js'
 import { ACTIVITY_GRANULARITIES, activitySeries, identityVisible, IDENTITY_STATUSES, listIdentities, visibleUnits } from './queries.js'
@@ -24,31 +25,12 @@ export interface IdentitiesDeps {
 export const MAX_INVENTORY_BODY_BYTES = 10 * 1024 * 1024
 /** Default and largest page of GET /v1/identities. */
 export const IDENTITIES_PAGE = { default: 10_000, max: 100_000 } as const
-/** Longest identity id accepted in a path. */
-const MAX_ID_LENGTH = 256
-
 const MEDIA_TYPES: Record<string, InventoryFormat> = {
   'application/json': 'json',
   'application/yaml': 'yaml',
   'application/x-yaml': 'yaml',
   'text/yaml': 'yaml',
   'text/csv': 'csv',
-}
-
-/** The identity id from the path; an impossible id is simply not found. */
-export function pathId(raw: string | undefined): string {
-  if (!raw || Array.from(raw).length > MAX_ID_LENGTH) throw notFound()
-  return raw
-}
-
-/** 404 for an identity that does not exist or that the key may not see (the two read the same). */
-export function notFound(): ApiError {
-  return new ApiError('not_found', 'no such identity')
-}
-
-/** Parses an optional decision time; default now. */
-export function parseAt(value: string | undefined): Date {
-  return value === undefined ? new Date() : parseTime('at', value)
 }
 
 function parseLimit(value: string | undefined): number {
