@@ -1,5 +1,5 @@
 /**
- * Writes the secrets rule of SPEC section 2 into otelcol.yaml as OTTL
+ * Writes the secrets rule (instrumentation/README.md, "Redaction") into otelcol.yaml as OTTL
  * statements for the transform processor, so the Collector redacts exactly
  * what the built-in receiver redacts. The rule lives once, in
  * instrumentation/src/redaction.ts; the section between the markers in

@@ -13,7 +13,7 @@ import {
   type NhiType,
 } from './semconv.js'
 
-/** Who acted: the fields of SPEC section 2, in the names code uses. */
+/** Who acted: the fields of README "Attributes", in the names code uses. */
 export interface NhiIdentity {
   /** Stable id of the acting identity (`nhi.id`); required to bill. */
   id: string
@@ -48,7 +48,7 @@ export type IdentitySource = 'scoped' | 'request' | 'process'
 /**
  * Which identity a span is attributed to, highest first. The README's
  * precedence table is this list (a test compares them); the span processor
- * and the readers of SPEC section 2 implement it.
+ * and the readers of README "Identity precedence" implement it.
  */
 export const IDENTITY_PRECEDENCE = [
   { source: 'span', rule: 'An `nhi.id` the app set on the span itself; the other sources then add nothing to that span.' },
@@ -58,7 +58,7 @@ export const IDENTITY_PRECEDENCE = [
   { source: 'process', rule: 'The resource: `identity` option, then `NHI_*` variables, then `nhi.*` in `OTEL_RESOURCE_ATTRIBUTES`, field by field.' },
 ] as const
 
-/** Turns a value of `nhi.type` into one SPEC allows, warning once about unknown ones. */
+/** Turns a value of `nhi.type` into one README "Attributes" allows, warning once about unknown ones. */
 export function normalizeNhiType(type: string | undefined): NhiType | undefined {
   if (type === undefined || type === '') return undefined
   if ((NHI_TYPES as readonly string[]).includes(type)) return type as NhiType
@@ -109,7 +109,7 @@ export function toIdentityRecord(identity: NhiIdentity, source: IdentitySource, 
   return { identity: Object.freeze(checked), attributes: Object.freeze(attributes), source }
 }
 
-/** Environment variables of the static process identity (SPEC section 2 names, upper-cased). */
+/** Environment variables of the static process identity (README "Attributes" names, upper-cased). */
 export const IDENTITY_ENV = {
   id: 'NHI_ID',
   type: 'NHI_TYPE',

@@ -59,7 +59,7 @@ const EVENT_NAME = '\u0000event.name'
 const STATUS_MESSAGE = '\u0000status.message'
 
 /**
- * Applies the shared secrets rule (`redaction.ts`, SPEC section 2) to whole
+ * Applies the shared secrets rule (`redaction.ts`, README "Redaction") to whole
  * spans: attributes of the span, its events and links and its resource, the
  * span name and the status message. Spans with nothing to redact are passed
  * through as they are; others are exported as a redacted copy, so the live

@@ -1,5 +1,5 @@
 /**
- * The secrets rule of SPEC section 2, defined once. The instrumentation,
+ * The secrets rule (README "Redaction"), defined once. The instrumentation,
  * the built-in OTLP receiver and the generated Collector processors all use
  * these patterns, so a secret that one path drops is dropped by every path.
  *

@@ -51,7 +51,7 @@ export const ATTR_NETWORK_TRANSPORT = 'network.transport'
 /** Application protocol, e.g. `http`. */
 export const ATTR_NETWORK_PROTOCOL_NAME = 'network.protocol.name'
 
-/** The identity types SPEC section 2 allows for `nhi.type`. */
+/** The identity types README "Attributes" allows for `nhi.type`. */
 export const NHI_TYPES = ['service_account', 'api_key', 'ai_agent', 'workload', 'integration', 'bot', 'other'] as const
 /** A value of `nhi.type`. */
 export type NhiType = (typeof NHI_TYPES)[number]
