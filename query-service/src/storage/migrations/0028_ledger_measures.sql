@@ -110,15 +110,13 @@ FROM (
         -- nhi.* attributes) and anything named like a secret. The GenAI token
         -- counts are kept under the current convention's names whichever
         -- convention the span used.
-        mapFilter(
-            (k, v) -> match(v, '^[0-9]{1,20}(\\.[0-9]{1,9})?$')
-                AND k NOT IN ('http.response.status_code', 'http.status_code', 'rpc.grpc.status_code',
-                              'server.port', 'client.port', 'url.port', 'network.peer.port', 'network.local.port',
-                              'net.peer.port', 'net.host.port', 'code.lineno', 'code.line.number', 'thread.id')
-                AND NOT match(lower(k), '(^|[._])(token|api_key|apikey|password|passwd|secret)$|authorization')
-                AND NOT match(lower(k), '(^|[._])(id|pid|uid|gid)$')
-                AND NOT startsWith(k, 'nhi.'),
-            mapUpdate(
+        -- The cheap test first (a value starting with a digit), so the
+        -- patterns run on the few numeric attributes only; the token aliases
+        -- are filtered apart and laid under the span's own, so no copy of
+        -- every attribute is made.
+        mapUpdate(
+            mapFilter(
+                (k, v) -> v >= '0' AND v < ':' AND match(v, '^[0-9]{1,20}(\\.[0-9]{1,9})?$'),
                 map('gen_ai.usage.input_tokens', multiIf(
                         SpanAttributes['gen_ai.usage.prompt_tokens'] != '', SpanAttributes['gen_ai.usage.prompt_tokens'],
                         SpanAttributes['llm.token_count.prompt'] != '', SpanAttributes['llm.token_count.prompt'],
@@ -128,8 +126,16 @@ FROM (
                         SpanAttributes['gen_ai.usage.completion_tokens'] != '', SpanAttributes['gen_ai.usage.completion_tokens'],
                         SpanAttributes['llm.token_count.completion'] != '', SpanAttributes['llm.token_count.completion'],
                         SpanAttributes['ai.usage.outputTokens'] != '', SpanAttributes['ai.usage.outputTokens'],
-                        SpanAttributes['ai.usage.completionTokens'])),
-                mapFilter((k, v) -> v != '', SpanAttributes))) AS measures,
+                        SpanAttributes['ai.usage.completionTokens']))),
+            mapFilter(
+                (k, v) -> v >= '0' AND v < ':' AND match(v, '^[0-9]{1,20}(\\.[0-9]{1,9})?$')
+                    AND k NOT IN ('http.response.status_code', 'http.status_code', 'rpc.grpc.status_code',
+                                  'server.port', 'client.port', 'url.port', 'network.peer.port', 'network.local.port',
+                                  'net.peer.port', 'net.host.port', 'code.lineno', 'code.line.number', 'thread.id')
+                    AND NOT match(lower(k), '(^|[._])(token|api_key|apikey|password|passwd|secret)$|authorization')
+                    AND NOT match(lower(k), '(^|[._])(id|pid|uid|gid)$')
+                    AND NOT startsWith(k, 'nhi.'),
+                SpanAttributes)) AS measures,
         SpanAttributes['gen_ai.agent.id'] != '' OR s_agent_name != '' AS s_agent,
         ResourceAttributes['gen_ai.agent.id'] != '' OR ResourceAttributes['gen_ai.agent.name'] != '' AS r_agent,
         activity_type IN ('tool_invocation', 'model_call', 'workflow_execution') AS is_agent_activity,
