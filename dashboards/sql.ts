@@ -8,7 +8,7 @@
  * approval rule are the query service's text; nothing here restates them.
  */
 import { meterMatchSql, meterNameSql, meterSlotsSql, valueAggregatesSql } from '../query-service/src/billing/meters.js'
-import { ratedByGroup } from '../query-service/src/billing/rating.js'
+import { linear, ratedByGroup } from '../query-service/src/billing/rating.js'
 import { formatQuantity } from '../query-service/src/money/quantity.js'
 import { groupAmountSql } from './rating-sql.js'
 import { EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN } from '../query-service/src/identities/effective.js'
@@ -117,16 +117,17 @@ function meterFacts(cards: readonly RateCard[]): Record<string, unknown> {
   cards.forEach((card, i) => {
     params[`card${i}_aggs`] = card.meters.map((m) => m.aggregation)
     // 1: priced on its own row (a unit price, nothing per group); 0: priced per rating group (ratedGroupsSource).
-    params[`card${i}_alone`] = card.meters.map((m) => (ratedByGroup(m) && !(m.aggregation === 'sum' && unitPricedAlone(m)) ? 0 : 1))
+    params[`card${i}_alone`] = card.meters.map((m) => (ratedPerUnitGroup(m) ? 0 : 1))
     params[`card${i}_min_events`] = card.meters.map((m) => m.min_events)
     params[`card${i}_included_id`] = card.meters.map((m) => (m.price.included?.per === 'identity' ? formatQuantity(m.price.included.quantity) : '0'))
   })
   return params
 }
 
-// A sum meter with a plain unit price, no allowance and no minimum: each row's value times the price.
-function unitPricedAlone(meter: RateCard['meters'][number]): boolean {
-  return meter.price.model.kind === 'unit' && meter.price.included === null && meter.price.minimumCharge === 0n
+// Whether the dashboards rate a meter per business unit and month: as the API does, except that a sum at a plain unit
+// price is priced row by row (its fractional parts may then differ from the API's by a few nano-units; README).
+function ratedPerUnitGroup(meter: RateCard['meters'][number]): boolean {
+  return ratedByGroup(meter) && !(meter.aggregation === 'sum' && linear(meter))
 }
 
 const perCard = (cards: readonly RateCard[], name: string, type: string, fallback: string) =>
@@ -205,7 +206,7 @@ export function billableSource(cards: readonly RateCard[], options: BillableSour
  */
 export function ratedGroupsSource(cards: readonly RateCard[], options: { variables: readonly VariableName[] }): string {
   const rated: Array<{ card: number; meter: number }> = []
-  cards.forEach((card, c) => card.meters.forEach((meter, m) => (ratedByGroup(meter) && !(meter.aggregation === 'sum' && unitPricedAlone(meter)) ? rated.push({ card: c, meter: m }) : undefined)))
+  cards.forEach((card, c) => card.meters.forEach((meter, m) => (ratedPerUnitGroup(meter) ? rated.push({ card: c, meter: m }) : undefined)))
   if (rated.length === 0) {
     return "(SELECT '' AS business_unit, '' AS meter, toDecimal128(0, 9) AS identities, toDecimal128(0, 9) AS amount WHERE 0)"
   }

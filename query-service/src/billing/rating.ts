@@ -150,8 +150,8 @@ function rateActive(group: RatedCell[], meter: Meter, keys: RatingKeys): void {
   spread(rated.amount, group)
 }
 
-// Priced per unit with no allowance and no minimum: an amount is its quantity times the price, wherever it is counted.
-function linear(meter: Meter): boolean {
+/** Priced per unit with no allowance and no minimum: an amount is its quantity times the price, wherever it is counted. */
+export function linear(meter: Meter): boolean {
   return meter.price.model.kind === 'unit' && meter.price.included === null && meter.price.minimumCharge === 0n
 }
 
