@@ -8,7 +8,7 @@ import type { TimeRange } from '../http/params.js'
 import { addMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
 import { priceOf } from '../money/pricing.js'
 import { parseQuantity, QUANTITY_UNIT, quantityFromCount, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
-import { pricedAlone, ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
+import { linear, pricedAlone, ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
 import { completenessStatus, identifiedRatio } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
 import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
@@ -147,6 +147,9 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   const columns = groupBy.map((k) => (k === 'meter' || k === 'activity.type' ? null : (aggregates.keys[k] ?? [])))
   const fromMeter = groupBy.map((k) => (k === 'meter' ? (m: Meter) => m.name : (m: Meter) => m.activity_type))
   const rated = cards.map((card) => card.meters.map(ratedByGroup))
+  // Meters priced per unit whatever the row (counts and sums; not active identities, counted once per group).
+  const fast = cards.map((card) => card.meters.map((m) => m.aggregation !== 'active_identities' && linear(m)))
+  const priceNumber = cards.map((card) => card.meters.map((m) => (m.unit_price !== null && m.unit_price <= MAX_SAFE ? Number(m.unit_price) : -1)))
   // Per card, the rank of each meter in name order: a group's rows are made in that order, so they come out in
   // group-by order when the meter is the last key (the common case) and need no sort.
   const rank = cards.map((card) => {
@@ -197,12 +200,24 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
       const n = counted[m + 1]!
       const entry = tallies[c]![m]!
       entry.events += n
-      if (meter.aggregation === 'count' && meter.unit_price !== null && !rated[c]![m]) {
-        // The common case, kept free of rounding and of per-meter bigint sums: n events at a unit price.
-        const events = BigInt(n)
-        entry.fastEvents += n
-        addRow(rows, i, meter, (events * QUANTITY_UNIT) as Quantity, (meter.unit_price * events) as Money, 0)
-        continue
+      const unitPrice = meter.unit_price
+      if (unitPrice !== null && fast[c]![m]) {
+        // The common cases, kept free of rounding and of per-meter bigint sums: n events, or a whole sum of units, at
+        // a unit price (a whole quantity times a price never rounds).
+        if (meter.aggregation === 'count') {
+          entry.addUnits(n)
+          addRow(rows, i, meter, wholeQuantity(n), wholeAmount(unitPrice, priceNumber[c]![m]!, n), 0)
+          continue
+        }
+        const text = sums[i]?.[m + 1] ?? '0'
+        if (SMALL_WHOLE.test(text)) {
+          const units = Number(text)
+          const without = missing[i]?.[m + 1] ?? 0
+          entry.addUnits(units)
+          entry.without += without
+          addRow(rows, i, meter, wholeQuantity(units), wholeAmount(unitPrice, priceNumber[c]![m]!, units), without)
+          continue
+        }
       }
       const valued = meter.aggregation === 'sum'
       const quantity = valued ? parseQuantity(sums[i]?.[m + 1] ?? '0') : quantityFromCount(n)
@@ -228,39 +243,47 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   }
   // Rows arrive mostly in order (ClickHouse orders bytes, TypeScript UTF-16 units, and a meter that is not the last
   // key interleaves groups): sort only when needed, then merge what is adjacent and equal. No per-row key strings or
-  // maps: a bill of tens of thousands of rows stays cheap.
-  sortRows(rows)
+  // maps: a bill of tens of thousands of rows stays cheap. Rows already in order, with no rated rows to merge in,
+  // were merged as they were made.
+  const resorted = sortRows(rows)
   sortRows(ratedRows)
-  const merged: BillRow[] = []
+  let merged = rows
+  if (resorted || ratedRows.length > 0) {
+    merged = []
+    for (let a = 0, b = 0; a < rows.length || b < ratedRows.length; ) {
+      const row = b >= ratedRows.length || (a < rows.length && compareValues(rows[a]!.values, ratedRows[b]!.values) <= 0) ? rows[a++]! : ratedRows[b++]!
+      const previous = merged[merged.length - 1]
+      if (previous && sameValues(previous.values, row.values)) {
+        previous.quantity = (previous.quantity + row.quantity) as Quantity
+        previous.amount = addMoney(previous.amount, row.amount)
+        previous.eventsWithoutValue += row.eventsWithoutValue
+      } else merged.push(row)
+    }
+  }
+  // Every row's quantity and amount went to its meter's tally too, so the totals are the meters' (no sum per row).
+  const meterList = meterTotals(tallies.flat())
   let totalQuantity = ZERO_QUANTITY
   let totalAmount = ZERO_MONEY
-  for (let a = 0, b = 0; a < rows.length || b < ratedRows.length; ) {
-    const row = b >= ratedRows.length || (a < rows.length && compareValues(rows[a]!.values, ratedRows[b]!.values) <= 0) ? rows[a++]! : ratedRows[b++]!
-    totalQuantity = (totalQuantity + row.quantity) as Quantity
-    totalAmount = addMoney(totalAmount, row.amount)
-    const previous = merged[merged.length - 1]
-    if (previous && sameValues(previous.values, row.values)) {
-      previous.quantity = (previous.quantity + row.quantity) as Quantity
-      previous.amount = addMoney(previous.amount, row.amount)
-      previous.eventsWithoutValue += row.eventsWithoutValue
-    } else merged.push(row)
+  for (const total of meterList) {
+    totalQuantity = (totalQuantity + total.quantity) as Quantity
+    totalAmount = addMoney(totalAmount, total.amount)
   }
   return {
     rows: merged,
     totalQuantity,
     totalAmount,
-    meters: meterTotals(tallies.flat()),
+    meters: meterList,
     rateCardVersions: [...new Set([...usedCards].map((c) => cards[c]!.version))].sort(),
     counts,
   }
 }
 
-// One meter's usage and amount in a bill, summed as rows are made. Unit-priced count meters leave the quantity and
-// amount to be derived from the events at the end (exact: n × price adds up), the rest add them part by part.
+// One meter's usage and amount in a bill, summed as rows are made. Meters priced per unit leave the quantity and
+// amount of their whole units to be derived at the end (exact: units × price adds up), the rest add them part by part.
 class MeterTally {
   events = 0
-  /** Events of a unit-priced count meter whose quantity and amount are derived at the end. */
-  fastEvents = 0
+  /** Whole units (events, or a sum's units) of a unit-priced meter whose quantity and amount are derived at the end. */
+  private fastUnits = 0
   without = 0
   quantity = ZERO_QUANTITY
   amount = ZERO_MONEY
@@ -272,6 +295,40 @@ class MeterTally {
     this.amount = addMoney(this.amount, amount)
     this.without += without
   }
+
+  addUnits(units: number): void {
+    this.fastUnits += units
+    // Kept a safe integer: far beyond any bill's usage, but moved into the exact sums when reached.
+    if (this.fastUnits > FAST_UNITS_LIMIT) this.settle()
+  }
+
+  /** Moves the whole units into the exact quantity and amount. */
+  settle(): void {
+    const units = BigInt(this.fastUnits)
+    this.fastUnits = 0
+    this.quantity = (this.quantity + units * QUANTITY_UNIT) as Quantity
+    this.amount = addMoney(this.amount, ((this.meter.unit_price ?? ZERO_MONEY) * units) as Money)
+  }
+}
+
+const FAST_UNITS_LIMIT = 2 ** 52
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+// A whole number that a double holds exactly, as ClickHouse writes most sums.
+const SMALL_WHOLE = /^[0-9]{1,15}$/
+
+// `units` whole units as a quantity, without a bigint product when the scaled value is a safe integer.
+function wholeQuantity(units: number): Quantity {
+  return (units <= 9_007_199 ? BigInt(units * 1e9) : BigInt(units) * QUANTITY_UNIT) as Quantity
+}
+
+// `units` × a unit price (given as a bigint and, when it is a safe integer, as a number: else -1), exactly.
+function wholeAmount(price: Money, priceNumber: number, units: number): Money {
+  if (priceNumber >= 0) {
+    const product = units * priceNumber
+    // Both factors are safe integers; a product that is one too is exact.
+    if (product <= Number.MAX_SAFE_INTEGER) return BigInt(product) as Money
+  }
+  return (price * BigInt(units)) as Money
 }
 
 // The per-meter figures: tallies of meters that share a name (on several cards) added, in name order.
@@ -280,10 +337,8 @@ function meterTotals(tallies: MeterTally[]): MeterTotal[] {
   for (const tally of tallies) {
     if (tally.events === 0) continue
     const { meter } = tally
-    // Count meters priced per unit on the fast path: quantity and amount from the remaining events.
-    const fast = BigInt(tally.fastEvents)
-    const quantity = (tally.quantity + fast * QUANTITY_UNIT) as Quantity
-    const amount = addMoney(tally.amount, ((meter.unit_price ?? ZERO_MONEY) * fast) as Money)
+    tally.settle()
+    const { quantity, amount } = tally
     const total = totals.get(meter.name)
     if (total) {
       total.events += tally.events
@@ -297,11 +352,13 @@ function meterTotals(tallies: MeterTally[]): MeterTotal[] {
   return [...totals.values()].sort((a, b) => compareValues([a.meter], [b.meter]))
 }
 
-// Sorts rows by their keys, unless they already are (the usual case: ClickHouse sent them in key order).
-function sortRows(rows: BillRow[]): void {
+// Sorts rows by their keys, unless they already are (the usual case: ClickHouse sent them in key order); true when
+// it had to sort.
+function sortRows(rows: BillRow[]): boolean {
   let sorted = true
   for (let i = 1; i < rows.length && sorted; i++) sorted = compareValues(rows[i - 1]!.values, rows[i]!.values) <= 0
   if (!sorted) rows.sort((a, b) => compareValues(a.values, b.values))
+  return !sorted
 }
 
 function sameValues(a: readonly string[], b: readonly string[]): boolean {
