@@ -9,7 +9,7 @@ import { resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { guardServerClient, waitUntilReachable } from './availability.js'
-import { noteTableWrite, registerWriteCounter, trackWrites } from './write-tracking.js'
+import { registerWriteCounter, trackWrites, writeAround } from './write-tracking.js'
 
 /** Where the data lives. */
 export type StorageConfig =
@@ -127,12 +127,9 @@ export async function insertFormatted(
 ): Promise<void> {
   const embedded = embeddedConnections.get(client)
   if (embedded) {
-    noteTableWrite(client, table)
-    try {
-      await embedded.chdb.rawInsert({ table, columns, values: body, format, settings: { session_timezone: 'UTC', max_insert_threads: 2, optimize_on_insert: 0 } })
-    } finally {
-      noteTableWrite(client, table)
-    }
+    await writeAround(client, table, () =>
+      embedded.chdb.rawInsert({ table, columns, values: body, format, settings: { session_timezone: 'UTC', max_insert_threads: 2, optimize_on_insert: 0 } }),
+    )
     return
   }
   // table and columns are the caller's constants, never user input. On a server an insert can succeed while its

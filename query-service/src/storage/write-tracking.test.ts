@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import { describe, expect, it } from 'vitest'
-import { registerWriteCounter, tableWriteVersion, trackWrites } from './write-tracking.js'
+import { registerWriteCounter, settledBefore, tableWriteVersion, trackWrites, writeAround } from './write-tracking.js'
 
 /** A connection whose methods resolve when told to, recording nothing else. */
 function connection() {
@@ -56,5 +56,35 @@ describe('write tracking', () => {
     await expect(failing.insert({ query: 'INSERT INTO nhi_inventory FORMAT JSONEachRow' })).rejects.toThrow('disk full')
     expect(tableWriteVersion(client, 'nhi_inventory')).not.toBe(before)
     expect(tableWriteVersion({} as ClickHouseClient, 'nhi_inventory')).toBeUndefined()
+  })
+
+  it('holds the settled time at the start of the oldest write under way, and gives it back when every write has ended', async () => {
+    const { conn, client, finishAll } = connection()
+    const idle = settledBefore(client)!
+    expect(Math.abs(idle - Date.now())).toBeLessThan(1_000)
+    const first = Date.now()
+    const write = conn.insert({ query: 'INSERT INTO otel_traces (TraceId) FORMAT JSONCompactEachRow' })
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    // A second write, and a read, under way: neither moves the bound past the first write's start.
+    const second = conn.command({ query: 'INSERT INTO nhi_activity SELECT * FROM staging' })
+    const read = conn.query({ query: 'SELECT count() FROM nhi_activity' })
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    const during = settledBefore(client)!
+    expect(during).toBeGreaterThanOrEqual(first)
+    expect(during).toBeLessThan(first + 25)
+    finishAll()
+    await Promise.all([write, second, read])
+    expect(settledBefore(client)!).toBeGreaterThanOrEqual(first + 60)
+    // A write that fails ends too; a write made around the client (the bulk-insert path) counts while it runs.
+    let release = () => {}
+    const around = writeAround(client, 'otel_traces', () => new Promise<void>((resolve) => (release = resolve)))
+    const aroundStart = Date.now()
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    expect(settledBefore(client)!).toBeLessThanOrEqual(aroundStart)
+    release()
+    await around
+    await expect(writeAround(client, 'otel_traces', () => Promise.reject(new Error('disk full')))).rejects.toThrow('disk full')
+    expect(settledBefore(client)!).toBeGreaterThan(aroundStart + 25)
+    expect(settledBefore({} as ClickHouseClient)).toBeUndefined()
   })
 })

@@ -36,9 +36,29 @@ function writes(sql: string): boolean {
     .some((statement) => WRITING_STATEMENT.test(statement))
 }
 
-/** Per tracked connection: the tables someone asked about, and how many writes each has seen. */
+/** Per tracked connection: the tables someone asked about, how many writes each has seen, and the writes under way. */
 export class WriteCounter {
   readonly counts = new Map<string, number>()
+  /** Start times (epoch ms) of the writes under way, by a number of their own; a Map keeps them oldest first. */
+  private readonly inFlight = new Map<number, number>()
+  private nextWrite = 0
+
+  /** Notes a write starting now; returns its number for {@link WriteCounter.ended}. */
+  started(): number {
+    const id = this.nextWrite++
+    this.inFlight.set(id, Date.now())
+    return id
+  }
+
+  ended(id: number): void {
+    this.inFlight.delete(id)
+  }
+
+  /** When the oldest write still under way started (epoch ms), or null when none is. */
+  oldestInFlight(): number | null {
+    for (const started of this.inFlight.values()) return started
+    return null
+  }
 
   version(table: string): number {
     let count = this.counts.get(table)
@@ -74,22 +94,25 @@ const counters = new WeakMap<object, WriteCounter>()
  */
 export function trackWrites(connection: WritableConnection): WriteCounter {
   const counter = new WriteCounter()
-  const wrap = <P, R>(method: (params: P) => Promise<R>, note: (params: P) => void) => {
+  const wrap = <P extends { query: string }, R>(method: (params: P) => Promise<R>) => {
     const original = method.bind(connection)
     return async (params: P): Promise<R> => {
-      note(params)
+      if (typeof params.query !== 'string' || !writes(params.query)) return original(params)
+      counter.statementRan(params.query)
+      const id = counter.started()
       try {
         return await original(params)
       } finally {
-        note(params)
+        counter.ended(id)
+        counter.statementRan(params.query)
       }
     }
   }
   // @clickhouse/client hands every method its SQL (an insert's `INSERT INTO t ... FORMAT f`).
-  connection.insert = wrap(connection.insert, (p) => counter.statementRan(p.query))
-  connection.exec = wrap(connection.exec, (p) => counter.statementRan(p.query))
-  connection.command = wrap(connection.command, (p) => counter.statementRan(p.query))
-  connection.query = wrap(connection.query, (p) => counter.statementRan(p.query))
+  connection.insert = wrap(connection.insert)
+  connection.exec = wrap(connection.exec)
+  connection.command = wrap(connection.command)
+  connection.query = wrap(connection.query)
   return counter
 }
 
@@ -98,9 +121,34 @@ export function registerWriteCounter(client: ClickHouseClient, counter: WriteCou
   counters.set(client, counter)
 }
 
-/** Counts a write made around the client (the embedded bulk-insert path). */
-export function noteTableWrite(client: ClickHouseClient, table: string): void {
-  counters.get(client)?.tableWritten(table)
+/** Runs a write made around the client (the embedded bulk-insert path), counted and noted as under way like the rest. */
+export async function writeAround<T>(client: ClickHouseClient, table: string, write: () => Promise<T>): Promise<T> {
+  const counter = counters.get(client)
+  counter?.tableWritten(table)
+  const id = counter?.started()
+  try {
+    return await write()
+  } finally {
+    if (id !== undefined) counter!.ended(id)
+    counter?.tableWritten(table)
+  }
+}
+
+/**
+ * A time (epoch ms) before which every row this process writes through
+ * `client` is already visible to a read that starts now: now, or the start
+ * of the oldest write still under way. A row's `ingested_at` (`now64()`,
+ * the same clock in this process) is never earlier than its write's start,
+ * so a summary built from reads that begin after this call holds every row
+ * ingested before it. Undefined on a server, whose writers cannot all be
+ * seen: callers allow a grace period instead.
+ */
+export function settledBefore(client: ClickHouseClient): number | undefined {
+  const counter = counters.get(client)
+  if (!counter) return undefined
+  const now = Date.now()
+  const oldest = counter.oldestInFlight()
+  return oldest === null ? now : Math.min(now, oldest)
 }
 
 /**
