@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   const parts = await (
     await client.query({
       query: `SELECT table, count() AS parts, sum(rows) AS rows FROM system.parts
-              WHERE active AND database = currentDatabase() AND table IN ('nhi_activity', 'nhi_identity_activity', 'nhi_usage_summary', 'nhi_findings_hourly', 'nhi_findings_daily')
+              WHERE active AND database = currentDatabase() AND table IN ('nhi_activity', 'nhi_identity_activity', 'nhi_usage_summary', 'nhi_identity_hours', 'nhi_identity_days')
               GROUP BY table ORDER BY table`,
       format: 'JSONEachRow',
     })

@@ -113,7 +113,7 @@ describe('three query services on one ClickHouse', () => {
     expect(await runs()).toBeGreaterThanOrEqual(before + 6)
     expect(await counts()).toEqual([`day ${TOTAL}`, `month ${TOTAL}`])
     const days = await (
-      await direct.query({ query: "SELECT toDayOfMonth(period) AS day FROM nhi_usage_summarized FINAL WHERE level = 'day' ORDER BY day", format: 'JSONEachRow' })
+      await direct.query({ query: "SELECT toDayOfMonth(period) AS day FROM nhi_usage_summary_periods FINAL WHERE level = 'day' ORDER BY day", format: 'JSONEachRow' })
     ).json<{ day: number }>()
     expect(new Set(days.map((d) => d.day))).toEqual(new Set(DAYS))
   })

@@ -90,7 +90,7 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
   // level, and the hours changed since its last run, as epoch seconds.
   const rows = await readRows(client, {
     query: `WITH if({latest:UInt8}, (SELECT argMax(policy_key, run_at) FROM nhi_usage_summary_runs), {key:String}) AS chosen
-            SELECT level, chosen, groupArray(toUnixTimestamp(period)) FROM nhi_usage_summarized FINAL
+            SELECT level, chosen, groupArray(toUnixTimestamp(period)) FROM nhi_usage_summary_periods FINAL
             WHERE policy_key = chosen AND period >= {from:DateTime} AND period < {to:DateTime}
               AND NOT (level = 'hour' AND period < toStartOfDay(now()) - toIntervalDay({hour_days:UInt32}))
             GROUP BY level

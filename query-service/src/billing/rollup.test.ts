@@ -144,9 +144,9 @@ describe('the usage summary', () => {
     const day = yesterday.toISOString().slice(0, 10)
     await insertSpans(client, [tool('agent-c', 'finance', `${day}T00:30:00Z`, '00000000000000c1')])
     await run()
-    const marker = async () => (await (await client.query({ query: `SELECT count() AS n FROM nhi_usage_summarized FINAL WHERE level = 'day' AND period = toDateTime({d:String})`, format: 'JSONEachRow', query_params: { d: `${day} 00:00:00` } })).json<{ n: string }>())[0]!.n
+    const marker = async () => (await (await client.query({ query: `SELECT count() AS n FROM nhi_usage_summary_periods FINAL WHERE level = 'day' AND period = toDateTime({d:String})`, format: 'JSONEachRow', query_params: { d: `${day} 00:00:00` } })).json<{ n: string }>())[0]!.n
     expect(await marker()).toBe('1')
-    await client.command({ query: `ALTER TABLE nhi_usage_summarized DELETE WHERE level = 'day' AND period = toDateTime({d:String}) SETTINGS mutations_sync = 1`, query_params: { d: `${day} 00:00:00` } })
+    await client.command({ query: `ALTER TABLE nhi_usage_summary_periods DELETE WHERE level = 'day' AND period = toDateTime({d:String}) SETTINGS mutations_sync = 1`, query_params: { d: `${day} 00:00:00` } })
     expect(await marker()).toBe('0')
     // Nothing new was ingested: only the probe of the days since the previous run can find it.
     expect((await run()).periodsRebuilt).toBeGreaterThanOrEqual(1)
@@ -158,7 +158,7 @@ describe('the usage summary', () => {
     const yesterday = new Date(Date.now() - 86_400_000)
     const hour = `${yesterday.toISOString().slice(0, 10)}T05:00:00Z`
     const marker = async () =>
-      (await (await client.query({ query: `SELECT count() AS n FROM nhi_usage_summarized FINAL WHERE level = 'hour' AND period = parseDateTimeBestEffort({h:String})`, format: 'JSONEachRow', query_params: { h: hour } })).json<{ n: string }>())[0]!.n
+      (await (await client.query({ query: `SELECT count() AS n FROM nhi_usage_summary_periods FINAL WHERE level = 'hour' AND period = parseDateTimeBestEffort({h:String})`, format: 'JSONEachRow', query_params: { h: hour } })).json<{ n: string }>())[0]!.n
     await run()
     expect(await marker()).toBe('0')
     await insertSpans(client, [tool('agent-d', 'finance', hour.replace('05:00:00', '05:20:00'), '00000000000000d1')])

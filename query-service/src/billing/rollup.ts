@@ -104,7 +104,7 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
       query_params: { ...match.params, ...values.params, ...slots.params, level, key, periods: chunk },
       clickhouse_settings: readSettings({ final: true }),
     })
-    await client.insert({ table: 'nhi_usage_summarized', values: chunk.map((period) => ({ level, policy_key: key, period, summarized_at: watermark })), format: 'JSONEachRow' })
+    await client.insert({ table: 'nhi_usage_summary_periods', values: chunk.map((period) => ({ level, policy_key: key, period, summarized_at: watermark })), format: 'JSONEachRow' })
   }
 }
 
@@ -119,7 +119,7 @@ async function unsummarised(client: ClickHouseClient, level: 'day' | 'month', ke
   // A service that was off for more than 400 days lists the ledger's days instead of probing each.
   const source =
     level === 'month'
-      ? `SELECT DISTINCT toDateTime(toStartOfMonth(period)) AS p FROM nhi_usage_summarized FINAL
+      ? `SELECT DISTINCT toDateTime(toStartOfMonth(period)) AS p FROM nhi_usage_summary_periods FINAL
          WHERE level = 'day' AND policy_key = {key:String} AND period >= {since:DateTime} AND toDateTime(toStartOfMonth(period)) < {closed:DateTime}`
       : candidates
         ? candidates
@@ -130,7 +130,7 @@ async function unsummarised(client: ClickHouseClient, level: 'day' | 'month', ke
   return periods(
     client,
     `SELECT toString(p) AS period_text FROM (${source})
-     WHERE p NOT IN (SELECT period FROM nhi_usage_summarized FINAL WHERE level = {level:String} AND policy_key = {key:String})
+     WHERE p NOT IN (SELECT period FROM nhi_usage_summary_periods FINAL WHERE level = {level:String} AND policy_key = {key:String})
      ORDER BY period_text`,
     { since, closed: closedBefore, key, level, ...dayParams },
   )

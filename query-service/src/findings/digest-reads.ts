@@ -1,9 +1,10 @@
 /**
  * The digest reads behind GET /v1/findings: what the rules screen with.
  *
- * One read of the findings digest (migration 0020: per identity, activity
- * type and hour, delivered and failed counts and first/last/last-ok times;
- * per identity and day, owner and credentials) summarises every series of
+ * One read of the findings digest (nhi_identity_hours: per identity,
+ * activity type and hour, delivered and failed counts and first/last/last-ok
+ * times; nhi_identity_days: per identity and day, owner and credentials;
+ * both filled by views since migration 0020) summarises every series of
  * the look-back; partial hours at the edges of the range come from the
  * ledger itself, so every time is exact. Counts there are *delivered*
  * counts, an upper bound of the distinct spans: they only choose which
@@ -100,7 +101,7 @@ function digestSource(scan: { lookback: number; from: number; to: number }): { s
     .join(' OR ')
   const digest = `
         SELECT nhi_id, activity_type, hour, business_unit, delivered AS n, failed AS failures, first_time, last_time, last_ok_time, hour >= {d_from_ceil:DateTime} AS in_range
-        FROM nhi_findings_hourly
+        FROM nhi_identity_hours
         WHERE hour >= {d_lookback:DateTime} AND hour < {d_end:DateTime} AND NOT (hour >= {d_from_floor:DateTime} AND hour < {d_from_ceil:DateTime})`
   const ledger = `
         SELECT nhi_id, activity_type, toStartOfHour(event_time, 'UTC') AS hour, business_unit, count() AS n, countIf(status = 'error') AS failures,
@@ -191,7 +192,7 @@ export async function identityFacts(client: ClickHouseClient, window: { lookback
   const rows = await readRows(client, {
     query: `
       SELECT nhi_id, max(owner) AS owner, arraySort(groupUniqArrayArrayIf(credentials, day >= {credential_day:Date})) AS credentials
-      FROM nhi_findings_daily AS daily ${s.join}
+      FROM nhi_identity_days AS daily ${s.join}
       WHERE day >= {first_day:Date} AND day <= {last_day:Date} ${s.where}
       GROUP BY nhi_id`,
     params: { first_day: day(window.lookback), last_day: day(window.to - 1), credential_day: day(window.credentialFrom), ...s.params },
@@ -218,7 +219,7 @@ export async function historyBefore(client: ClickHouseClient, before: number, sc
     query: `
       SELECT nhi_id, toUnixTimestamp64Milli(min(first_time)) AS first_ms, toUnixTimestamp64Milli(max(last_time)) AS last_ms,
         toUnixTimestamp64Milli(maxIf(last_ok_time, activity_type = 'secret_rotation')) AS last_rotation_ms
-      FROM nhi_findings_hourly AS digest ${s.join}
+      FROM nhi_identity_hours AS digest ${s.join}
       WHERE hour < {before:DateTime} ${s.where}
       GROUP BY nhi_id`,
     params: { before: seconds(before), ...s.params },
@@ -289,7 +290,7 @@ export async function burstScreen(
           SELECT cityHash64(nhi_id, activity_type) AS k,
             intDiv(toUnixTimestamp(hour) - {day_start_s:Int64}, 3600) AS h, sum(delivered) AS n,
             sum(if(empty(tupleElement(five_minutes, 2)), delivered, arrayMax(tupleElement(five_minutes, 2)))) AS m
-          FROM nhi_findings_hourly AS digest ${s.join}
+          FROM nhi_identity_hours AS digest ${s.join}
           WHERE hour >= {day_start:DateTime} AND hour < {to:DateTime} ${s.where}
           GROUP BY k, h
         )
@@ -327,7 +328,7 @@ export async function longestIdentitySilences(client: ClickHouseClient, ids: rea
   const rows = await readRows(client, {
     query: `
       SELECT nhi_id, arrayMax(arrayPushFront(arrayDifference(arraySort(groupUniqArray(toUnixTimestamp(hour)))), 0)) AS gap_s
-      FROM nhi_findings_hourly AS digest ${s.join}
+      FROM nhi_identity_hours AS digest ${s.join}
       WHERE nhi_id IN {ids:Array(String)} AND hour >= {lookback:DateTime} AND hour < {before:DateTime} ${s.where}
       GROUP BY nhi_id`,
     params: { ids, lookback: seconds(floorTo(window.lookback, HOUR_MS)), before: seconds(Math.ceil(window.before / HOUR_MS) * HOUR_MS), ...s.params },

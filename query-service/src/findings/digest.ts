@@ -1,21 +1,24 @@
 /**
- * One-off fill of the findings digest (migration 0020) with ledger rows
- * that predate it. The materialized views fill the digest from the moment
- * it exists; a deployment upgraded with a ledger already full needs its
- * history added once. The digest's counts are upper bounds by design, so a
- * row counted both by a view and by this job (around the switch) is
- * harmless; storage/backfill.ts runs it once.
+ * One-off fill of the findings digest (migration 0020; its tables are
+ * nhi_identity_hours and nhi_identity_days since 0030 renamed them) with
+ * ledger rows that predate it. The materialized views fill the digest from
+ * the moment it exists; a deployment upgraded with a ledger already full
+ * needs its history added once. The digest's counts are upper bounds by
+ * design, so a row counted both by a view and by this job (around the
+ * switch) is harmless; storage/backfill.ts runs it once. It writes the
+ * tables under their current names, so it runs after every migration has
+ * been applied (service.ts), never between two.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { ROWS_TO_BACKFILL, runBackfillOnce } from '../storage/backfill.js'
 
 /**
- * The hourly view's SELECT (nhi_findings_hourly_mv as 0023_findings_five_minutes.sql
- * defines it) over the older rows; without `counts`, zero counts and the
+ * The hourly view's SELECT (nhi_identity_hours_mv as 0030_derived_table_names.sql
+ * defines it, 0023_findings_five_minutes.sql's) over the older rows; without `counts`, zero counts and the
  * rows' own times, which change nothing but the five-minute slots.
  */
 function hourlyDigestInsert(counts: boolean): string {
-  return `INSERT INTO nhi_findings_hourly (nhi_id, activity_type, hour, business_unit, delivered, failed, first_time, last_time, last_ok_time, five_minutes)
+  return `INSERT INTO nhi_identity_hours (nhi_id, activity_type, hour, business_unit, delivered, failed, first_time, last_time, last_ok_time, five_minutes)
      SELECT nhi_id, activity_type, toStartOfHour(event_time, 'UTC') AS hour, business_unit, ${counts ? "count(), countIf(status = 'error')" : '0, 0'},
        min(toDateTime64(event_time, 3, 'UTC')), max(toDateTime64(event_time, 3, 'UTC')), maxIf(toDateTime64(event_time, 3, 'UTC'), status = 'ok'),
        sumMap([toUInt8(intDiv(toMinute(event_time, 'UTC'), 5))], [toUInt64(1)])
@@ -23,8 +26,8 @@ function hourlyDigestInsert(counts: boolean): string {
      GROUP BY nhi_id, activity_type, hour, business_unit`
 }
 
-/** The daily view's SELECT (nhi_findings_daily_mv in 0020_findings_digest.sql) over the older rows. */
-const DAILY_DIGEST_INSERT = `INSERT INTO nhi_findings_daily (nhi_id, day, business_unit, owner, credentials)
+/** The daily view's SELECT (nhi_identity_days_mv in 0030_derived_table_names.sql, 0020_findings_digest.sql's) over the older rows. */
+const DAILY_DIGEST_INSERT = `INSERT INTO nhi_identity_days (nhi_id, day, business_unit, owner, credentials)
      SELECT nhi_id, toDate(event_time, 'UTC') AS day, business_unit, max(owner), groupUniqArrayIf(credential_id, credential_id != '')
      FROM nhi_activity WHERE ${ROWS_TO_BACKFILL}
      GROUP BY nhi_id, day, business_unit`

@@ -320,8 +320,8 @@ describe('the findings digest', () => {
 
   it('is rebuilt from the ledger once by the backfill, with the same findings', async () => {
     const before = await api.findings(RANGE)
-    await client.command({ query: 'TRUNCATE TABLE nhi_findings_hourly' })
-    await client.command({ query: 'TRUNCATE TABLE nhi_findings_daily' })
+    await client.command({ query: 'TRUNCATE TABLE nhi_identity_hours' })
+    await client.command({ query: 'TRUNCATE TABLE nhi_identity_days' })
     expect((await api.findings(RANGE)).some((f) => f.kind === 'unregistered')).toBe(false)
     expect(await backfillFindingsDigest(client, { before: new Date(Date.now() + 60_000) })).toBeGreaterThan(0)
     expect(await api.findings(RANGE)).toEqual(before)

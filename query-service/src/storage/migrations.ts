@@ -1,10 +1,11 @@
 /**
  * Numbered DDL files under ./migrations, applied once each and recorded in
- * `nhi_schema_migrations`. Every statement is idempotent (IF NOT EXISTS), so
- * a start-up that dies half-way simply applies the rest next time. A file
- * whose SQL changed after it was applied stops start-up: shipped migrations
- * are never edited, a new one is added instead. Their `--` comment lines are
- * never executed, so they may be corrected (see migrations/README.md).
+ * `nhi_schema_migrations`. Every statement is idempotent (IF NOT EXISTS, IF
+ * EXISTS), so a start-up that dies half-way simply applies the rest next
+ * time. A file whose SQL changed after it was applied stops start-up:
+ * shipped migrations are never edited, a new one is added instead. Their
+ * `--` comment lines are never executed, so they may be corrected (see
+ * migrations/README.md).
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { createHash } from 'node:crypto'
@@ -88,7 +89,10 @@ export interface ClusterOptions {
 
 const CREATE_TABLE = /^CREATE TABLE IF NOT EXISTS (\w+)\s*\(/
 const CREATE_VIEW = /^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS/
+const RENAME_TABLE = /^RENAME TABLE (IF EXISTS )?(\w+) TO (\w+)$/
+const DROP_TABLE = /^DROP TABLE IF EXISTS (\w+)$/
 const ENGINE = /ENGINE = (\w*)MergeTree(?:\(([^)]*)\))?/
+const NULL_ENGINE = /ENGINE = Null\b/
 /**
  * Shard key columns, by preference. Rows that must meet to be replaced or
  * deduplicated (copies of a span; recomputations of a rollup row; versions
@@ -97,14 +101,48 @@ const ENGINE = /ENGINE = (\w*)MergeTree(?:\(([^)]*)\))?/
  */
 const SHARD_KEY_COLUMNS = ['TraceId', 'trace_id', 'nhi_id', 'id', 'period', 'sha256']
 
+/** The shard key of a table's Distributed table, from the columns its CREATE TABLE statement names. */
+function shardKeyOf(createTable: string): string {
+  const shardColumn = SHARD_KEY_COLUMNS.find((column) => new RegExp(`^\\s*${column} `, 'm').test(createTable))
+  return shardColumn ? `cityHash64(${shardColumn})` : 'rand()'
+}
+
+/** The Distributed `<name>` over `<name>_local` on every node. */
+function distributedTable(name: string, cluster: string, shardKey: string): string {
+  const local = `${name}_local`
+  return `CREATE TABLE IF NOT EXISTS ${name} ON CLUSTER ${cluster} AS ${local}\nENGINE = Distributed(${cluster}, currentDatabase(), ${local}, ${shardKey})`
+}
+
+/**
+ * The CREATE TABLE statement (single-node form) of each table that the
+ * statements so far leave, by its current name: what the cluster form of a
+ * later statement needs to know about a table it does not create itself.
+ */
+export type TableDefinitions = Map<string, string>
+
+/** Follows one single-node statement's effect on `tables`: a table created, renamed or dropped. */
+export function trackTables(tables: TableDefinitions, statement: string): void {
+  const created = CREATE_TABLE.exec(statement)
+  // IF NOT EXISTS: a table that exists keeps its first definition.
+  if (created && !tables.has(created[1]!)) tables.set(created[1]!, statement)
+  const renamed = RENAME_TABLE.exec(statement)
+  if (renamed && tables.has(renamed[2]!)) {
+    tables.set(renamed[3]!, tables.get(renamed[2]!)!)
+    tables.delete(renamed[2]!)
+  }
+  const dropped = DROP_TABLE.exec(statement)
+  if (dropped) tables.delete(dropped[1]!)
+}
+
 /**
  * Rewrites single-node DDL into the scale-out form: every table becomes a
  * `<name>_local` table with a Replicated engine on each shard plus a
  * Distributed `<name>` over it (sharded by trace id, identity or period, so
  * the rows that replace each other meet on one shard), and every materialized view reads
- * and writes the local tables. All statements run ON CLUSTER.
+ * and writes the local tables. All statements run ON CLUSTER. A rename needs
+ * the renamed table's definition from `tables` (see {@link trackTables}).
  */
-export function toClusterStatements(statement: string, { cluster }: ClusterOptions): string[] {
+export function toClusterStatements(statement: string, { cluster }: ClusterOptions, tables: ReadonlyMap<string, string> = new Map()): string[] {
   if (!/^[A-Za-z0-9_]+$/.test(cluster)) throw new Error(`invalid cluster name: ${JSON.stringify(cluster)}`)
   const onCluster = `ON CLUSTER ${cluster}`
   const table = CREATE_TABLE.exec(statement)
@@ -114,7 +152,7 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
     // A Null table stores nothing: each node keeps its own, and views on it
     // run where the insert lands, so it needs neither replication nor a
     // Distributed table.
-    if (/ENGINE = Null\b/.test(statement)) return [statement.replace(CREATE_TABLE, `CREATE TABLE IF NOT EXISTS ${local} ${onCluster} (`)]
+    if (NULL_ENGINE.test(statement)) return [statement.replace(CREATE_TABLE, `CREATE TABLE IF NOT EXISTS ${local} ${onCluster} (`)]
     const engine = ENGINE.exec(statement)
     if (!engine) throw new Error(`table ${name} has no MergeTree engine to replicate`)
     const [whole, family = '', args] = engine
@@ -122,10 +160,7 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
     const localDdl = statement
       .replace(CREATE_TABLE, `CREATE TABLE IF NOT EXISTS ${local} ${onCluster} (`)
       .replace(whole, `ENGINE = Replicated${family}MergeTree(${replicatedArgs})`)
-    const shardColumn = SHARD_KEY_COLUMNS.find((column) => new RegExp(`^\\s*${column} `, 'm').test(statement))
-    const shardKey = shardColumn ? `cityHash64(${shardColumn})` : 'rand()'
-    const distributed = `CREATE TABLE IF NOT EXISTS ${name} ${onCluster} AS ${local}\nENGINE = Distributed(${cluster}, currentDatabase(), ${local}, ${shardKey})`
-    return [localDdl, distributed]
+    return [localDdl, distributedTable(name, cluster, shardKeyOf(statement))]
   }
   const view = CREATE_VIEW.exec(statement)
   if (view) {
@@ -135,10 +170,25 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
       .replace(/\bFROM (\w+)\b/g, (_m, source: string) => `FROM ${source}_local`)
     return [rewritten]
   }
+  const renamed = RENAME_TABLE.exec(statement)
+  if (renamed) {
+    const [, ifExists = '', from, to] = renamed
+    const created = tables.get(from!)
+    if (!created) throw new Error(`no cluster form for renaming ${from}: no earlier statement creates it`)
+    const renameLocal = `RENAME TABLE ${ifExists}${from}_local TO ${to}_local ${onCluster}`
+    if (NULL_ENGINE.test(created)) return [renameLocal]
+    // The Distributed table names its local table in its engine, so it is
+    // replaced rather than renamed: dropped first, while the local table it
+    // sends to still has the old name (a drop flushes rows still queued for
+    // the shards, the engine's flush_on_detach), then created again over the
+    // renamed local table with the key it was created with. The Replicated
+    // table keeps its replication path, which names it as it was created.
+    return [`DROP TABLE IF EXISTS ${from} ${onCluster}`, renameLocal, distributedTable(to!, cluster, shardKeyOf(created))]
+  }
   if (/^DROP VIEW IF EXISTS (\w+)$/.test(statement)) {
     return [`${statement} ${onCluster}`]
   }
-  const dropped = /^DROP TABLE IF EXISTS (\w+)$/.exec(statement)
+  const dropped = DROP_TABLE.exec(statement)
   if (dropped) {
     // The Distributed table and the local one behind it.
     return [`${statement} ${onCluster}`, `DROP TABLE IF EXISTS ${dropped[1]}_local ${onCluster}`]
@@ -154,7 +204,13 @@ export function toClusterStatements(statement: string, { cluster }: ClusterOptio
 /** The full schema as SQL statements, single-node or in cluster form. */
 export function schemaStatements(cluster?: ClusterOptions, migrations: Migration[] = loadMigrations()): string[] {
   const statements = migrations.flatMap((m) => m.statements)
-  return cluster ? statements.flatMap((s) => toClusterStatements(s, cluster)) : statements
+  if (!cluster) return statements
+  const tables: TableDefinitions = new Map()
+  return statements.flatMap((s) => {
+    const rewritten = toClusterStatements(s, cluster, tables)
+    trackTables(tables, s)
+    return rewritten
+  })
 }
 
 const LEDGER_DDL = `CREATE TABLE IF NOT EXISTS nhi_schema_migrations (
@@ -180,6 +236,8 @@ export async function migrate(client: ClickHouseClient, options: { cluster?: Clu
   const ledgerRows = await readRows(client, { query: 'SELECT version, checksum FROM nhi_schema_migrations', row: appliedMigrationRow })
   const applied = new Map(ledgerRows.map((r) => [r.version, r.checksum]))
   const appliedNow: number[] = []
+  // The tables as every migration before the current one left them, applied or not (for the cluster form of a rename).
+  const tables: TableDefinitions = new Map()
   for (const migration of migrations) {
     const recorded = applied.get(migration.version)
     if (recorded !== undefined) {
@@ -188,12 +246,14 @@ export async function migrate(client: ClickHouseClient, options: { cluster?: Clu
           `migration ${migration.version}_${migration.name} changed after it was applied; shipped migrations are never edited, add a new one`,
         )
       }
+      for (const statement of migration.statements) trackTables(tables, statement)
       continue
     }
     for (const statement of migration.statements) {
-      for (const sql of options.cluster ? toClusterStatements(statement, options.cluster) : [statement]) {
+      for (const sql of options.cluster ? toClusterStatements(statement, options.cluster, tables) : [statement]) {
         await client.command({ query: sql })
       }
+      trackTables(tables, statement)
     }
     await client.insert({
       table: 'nhi_schema_migrations',
