@@ -101,7 +101,6 @@ export async function startService(config: Config, policy: () => Policy, log: Se
       keys: () => keys,
       policy,
       logError: (requestId, error) => log.error(`request ${requestId} failed`, error),
-      rollupGraceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS,
       rateLimit: {
         perSecond: config.NHI_METER_RATE_LIMIT_PER_SECOND,
         burst: config.NHI_METER_RATE_LIMIT_BURST,
@@ -146,7 +145,11 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     const rollup =
       config.NHI_METER_ROLLUP_INTERVAL_SECONDS > 0
-        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error), { graceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS, observeRun: metrics.jobs.periodic('usage_summary') })
+        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error), {
+            // The embedded engine knows its writes under way and needs no grace; a server's writers cannot all be seen.
+            graceSeconds: config.CLICKHOUSE_URL ? config.NHI_METER_ROLLUP_GRACE_SECONDS : undefined,
+            observeRun: metrics.jobs.periodic('usage_summary'),
+          })
         : undefined
 
     const resolution =
@@ -163,9 +166,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     const findingsEvaluation =
       endpoint && config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS > 0
-        ? scheduleFindingsEvaluation(client, policy, config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS * 1000, metrics, (error) => log.error('findings evaluation for the metrics failed; nhi_meter_findings_* keep their last values until a run succeeds', error), {
-            rollupGraceSeconds: config.NHI_METER_ROLLUP_GRACE_SECONDS,
-          })
+        ? scheduleFindingsEvaluation(client, policy, config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS * 1000, metrics, (error) => log.error('findings evaluation for the metrics failed; nhi_meter_findings_* keep their last values until a run succeeds', error))
         : undefined
 
     return {

@@ -2,8 +2,11 @@
  * Which parts of a billing range are read from which summary level, and
  * which from the ledger. A period is read from the summary only when it
  * lies wholly inside the range, the summary holds it for the rate cards in
- * force (their policy key), and no ledger row in it changed since the last
- * summary run for those cards (minus the grace period). A rate card that
+ * force (their policy key), and no ledger row in it was ingested after what
+ * the last summary run for those cards had settled. An hour's running
+ * prefix (`hour_to`: its slices from the hour's start) counts as a period
+ * from the hour's start to the prefix's end; only each hour's longest is
+ * used. A rate card that
  * starts inside a period does not matter: the summary decided the card and
  * meter of every event. Everything else comes from the ledger, so the
  * answer is exact either way; the summary only makes it fast.
@@ -13,14 +16,18 @@ import { z } from 'zod'
 import { type TimeRange } from '../http/params.js'
 import { readRows } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
-import { HOUR_LEVEL_DAYS, ROLLUP_GRACE_SECONDS, ROLLUP_LEVELS, type RollupLevel } from './rollup.js'
+import { HOUR_LEVEL_DAYS, ROLLUP_LEVELS, SLICE_LEVEL_HOURS, SLICE_SECONDS, type RollupLevel, type SummaryLevel } from './rollup.js'
 
 /** A half-open interval of epoch milliseconds. */
 export type Interval = [number, number]
 
-/** Where usage rows come from: per rollup level the intervals of period starts it covers, and ledger intervals. */
+/**
+ * Where usage rows come from: per summary level the intervals it covers
+ * (for `hour_to`, each an hour's start to the end of the prefix read), and
+ * ledger intervals.
+ */
 export interface UsagePlan {
-  rollup: Array<{ level: RollupLevel; intervals: Interval[] }>
+  rollup: Array<{ level: SummaryLevel; intervals: Interval[] }>
   ledger: Interval[]
   /** The policy key of the summary rows the plan reads ('' when it reads none). */
   policyKey: string
@@ -32,9 +39,11 @@ export function ledgerPlan(range: TimeRange): UsagePlan {
 }
 
 const HOUR_MS = 3_600_000
+const SLICE_MS = SLICE_SECONDS * 1000
 
 function periodStart(level: RollupLevel, ms: number): number {
   const d = new Date(ms)
+  if (level === 'slice') return Math.floor(ms / SLICE_MS) * SLICE_MS
   if (level === 'hour') return Math.floor(ms / HOUR_MS) * HOUR_MS
   if (level === 'day') return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate())
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1)
@@ -42,104 +51,167 @@ function periodStart(level: RollupLevel, ms: number): number {
 
 function periodEnd(level: RollupLevel, start: number): number {
   const d = new Date(start)
+  if (level === 'slice') return start + SLICE_MS
   if (level === 'hour') return start + HOUR_MS
   if (level === 'day') return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)
-}
-
-/** Joins sorted period starts of one level into maximal runs. */
-function runs(level: RollupLevel, starts: number[]): Interval[] {
-  const out: Interval[] = []
-  for (const start of starts) {
-    const end = periodEnd(level, start)
-    const last = out[out.length - 1]
-    if (last && last[1] === start) last[1] = end
-    else out.push([start, end])
-  }
-  return out
 }
 
 /** The facts a plan is made from (read from ClickHouse by `loadPlanFacts`). */
 export interface PlanFacts {
   /** The policy key the facts are about. */
   policyKey: string
-  /** Period starts the summary holds for that key, per level. */
+  /** Period starts the summary holds for that key, per aligned level. */
   rolled: Record<RollupLevel, Set<number>>
-  /** Starts of hours with ledger rows ingested after the last run's watermark minus the grace period. */
-  dirtyHours: Set<number>
+  /** Per hour start, the end of the longest running prefix the summary holds for it. */
+  hourPrefixes: Map<number, number>
+  /**
+   * Starts of slices (within the last SLICE_LEVEL_HOURS; of hours before
+   * that) with ledger rows ingested after what the last run had settled.
+   */
+  dirtySlices: Set<number>
 }
 
-const planRow = z.tuple([z.enum([...ROLLUP_LEVELS, 'dirty']), z.string(), z.array(z.number().int())])
+const planRow = z.tuple([z.enum([...ROLLUP_LEVELS, 'hour_to', 'dirty']), z.string(), z.array(z.number().int())])
 
 /**
  * Reads what the planner needs for a range: for the given policy key, or,
  * with null (callers that need no meters), the key of the latest summary
- * run. Hour markers older than HOUR_LEVEL_DAYS are ignored: their rows
- * expire (migration 0024's TTL) on a schedule of their own.
+ * run. Hour markers older than HOUR_LEVEL_DAYS, and slice and prefix markers
+ * older than SLICE_LEVEL_HOURS, are ignored: their rows expire (migrations
+ * 0024, 0031) on a schedule of their own. `graceSeconds`, when given, treats
+ * rows ingested that long before the last run as unsettled too (tests and
+ * benchmarks use it to force reads from the ledger).
  */
-export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds = ROLLUP_GRACE_SECONDS): Promise<PlanFacts> {
+export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds?: number): Promise<PlanFacts> {
   const params = {
     from: toClickHouseTime(new Date(periodStart('month', range.from.getTime()))).slice(0, 19),
     to: toClickHouseTime(range.to).slice(0, 19),
-    grace: graceSeconds,
+    grace: graceSeconds ?? 0,
     key: policyKey ?? '',
     latest: policyKey === null ? 1 : 0,
     hour_days: HOUR_LEVEL_DAYS,
+    slice_hours: SLICE_LEVEL_HOURS,
   }
-  // One round trip, one row per kind: the period starts the summary holds per
-  // level, and the hours changed since its last run, as epoch seconds.
+  // One round trip, one row per kind: the periods the summary holds per level (prefixes by their end), and the
+  // slices changed since its last run, as epoch seconds.
   const rows = await readRows(client, {
     query: `WITH if({latest:UInt8}, (SELECT argMax(policy_key, run_at) FROM nhi_usage_summary_runs), {key:String}) AS chosen
             SELECT level, chosen, groupArray(toUnixTimestamp(period)) FROM nhi_usage_summary_periods FINAL
-            WHERE policy_key = chosen AND period >= {from:DateTime} AND period < {to:DateTime}
+            WHERE policy_key = chosen AND period >= {from:DateTime} AND period <= {to:DateTime}
               AND NOT (level = 'hour' AND period < toStartOfDay(now()) - toIntervalDay({hour_days:UInt32}))
+              AND NOT (level IN ('slice', 'hour_to') AND period < toStartOfHour(now()) - toIntervalHour({slice_hours:UInt32}))
             GROUP BY level
             UNION ALL
-            SELECT 'dirty', chosen, groupArray(toUnixTimestamp(hour_start)) FROM (
-              WITH (SELECT max(watermark) FROM nhi_usage_summary_runs WHERE policy_key = chosen) AS watermark
-              SELECT DISTINCT toStartOfHour(event_time) AS hour_start FROM nhi_activity
-              WHERE ingested_at > watermark - toIntervalSecond({grace:UInt32})
+            SELECT 'dirty', chosen, groupArray(toUnixTimestamp(slice)) FROM (
+              WITH (SELECT max(if({grace:UInt32} > 0, least(settled_before, watermark - toIntervalSecond({grace:UInt32})), settled_before))
+                    FROM nhi_usage_summary_runs WHERE policy_key = chosen) AS settled
+              -- Slices where the summary has slices; elsewhere hours, the finest period it holds there.
+              SELECT DISTINCT toDateTime(if(event_time >= toStartOfHour(now()) - toIntervalHour({slice_hours:UInt32}),
+                                            toStartOfInterval(event_time, INTERVAL ${SLICE_SECONDS} SECOND), toStartOfHour(event_time))) AS slice
+              FROM nhi_activity
+              WHERE ingested_at >= settled
                 AND event_time >= {from:DateTime} AND event_time < {to:DateTime})`,
     params,
     row: planRow,
     positional: true,
   })
-  const facts: PlanFacts = { policyKey: policyKey ?? '', rolled: { hour: new Set(), day: new Set(), month: new Set() }, dirtyHours: new Set() }
+  const facts: PlanFacts = { policyKey: policyKey ?? '', rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() }, hourPrefixes: new Map(), dirtySlices: new Set() }
   for (const [level, chosen, seconds] of rows) {
     facts.policyKey = chosen
-    const target = level === 'dirty' ? facts.dirtyHours : facts.rolled[level]
+    if (level === 'hour_to') {
+      for (const s of seconds) {
+        const end = s * 1000
+        const hour = periodStart('hour', end - 1)
+        if ((facts.hourPrefixes.get(hour) ?? 0) < end) facts.hourPrefixes.set(hour, end)
+      }
+      continue
+    }
+    const target = level === 'dirty' ? facts.dirtySlices : facts.rolled[level]
     for (const s of seconds) target.add(s * 1000)
   }
   return facts
 }
 
+/** The levels a plan may read, coarsest first, given the coarsest that the bill's grouping allows. */
+function levelsUpTo(coarsest: Exclude<RollupLevel, 'slice'>): SummaryLevel[] {
+  const all: SummaryLevel[] = ['month', 'day', 'hour', 'hour_to', 'slice']
+  return all.slice(all.indexOf(coarsest))
+}
+
 /**
- * Covers the range with the coarsest usable rollup periods up to `finest`
- * allowed level (`hour` when results are grouped per hour, `day` per day,
- * `month` otherwise), then finer ones, then the ledger.
+ * Covers the range with the coarsest usable summary periods up to
+ * `coarsest` (`hour` when results are grouped per hour, `day` per day,
+ * `month` otherwise), then finer ones (an hour's prefix, then slices), then
+ * the ledger.
  */
-export function planUsage(range: TimeRange, facts: PlanFacts, coarsest: RollupLevel): UsagePlan {
-  const levels = ROLLUP_LEVELS.slice(0, ROLLUP_LEVELS.indexOf(coarsest) + 1).reverse()
+export function planUsage(range: TimeRange, facts: PlanFacts, coarsest: Exclude<RollupLevel, 'slice'>): UsagePlan {
   let uncovered: Interval[] = [[range.from.getTime(), range.to.getTime()]]
   const rollup: UsagePlan['rollup'] = []
-  for (const level of levels) {
-    const taken: number[] = []
+  const dirty = [...facts.dirtySlices].sort((a, b) => a - b)
+  // No dirty slice in [start, end): the first at or after start (binary search) is not before end.
+  const clean = (start: number, end: number) => {
+    let lo = 0
+    let hi = dirty.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (dirty[mid]! < start) lo = mid + 1
+      else hi = mid
+    }
+    return lo === dirty.length || dirty[lo]! >= end
+  }
+  for (const level of levelsUpTo(coarsest)) {
+    const taken: Interval[] = []
     const remaining: Interval[] = []
     for (const [from, to] of uncovered) {
+      if (level === 'hour_to') {
+        // An hour's prefix covers [hour start, its end): usable where the interval starts on that hour.
+        const end = from === periodStart('hour', from) ? facts.hourPrefixes.get(from) : undefined
+        if (end !== undefined && end <= to && clean(from, end)) {
+          taken.push([from, end])
+          if (end < to) remaining.push([end, to])
+        } else remaining.push([from, to])
+        continue
+      }
+      // Only where the summary holds periods of this level (slices cover two hours of a range that may span years).
+      const held = facts.rolled[level]
+      if (held.size === 0) {
+        remaining.push([from, to])
+        continue
+      }
+      let first = Infinity
+      let last = -Infinity
+      for (const start of held) {
+        if (start < first) first = start
+        if (start > last) last = start
+      }
       let cursor = from
-      for (let start = periodStart(level, from); start < to; start = periodEnd(level, start)) {
+      for (let start = periodStart(level, Math.max(from, first)); start < to && start <= last; start = periodEnd(level, start)) {
         const end = periodEnd(level, start)
         if (start < from || end > to) continue
-        const usable = facts.rolled[level].has(start) && ![...facts.dirtyHours].some((h) => h >= start && h < end)
-        if (!usable) continue
+        if (!facts.rolled[level].has(start) || !clean(start, end)) continue
         if (start > cursor) remaining.push([cursor, start])
-        taken.push(start)
+        taken.push([start, end])
         cursor = end
       }
       if (cursor < to) remaining.push([cursor, to])
     }
-    if (taken.length > 0) rollup.push({ level, intervals: runs(level, taken.sort((a, b) => a - b)) })
+    if (taken.length > 0) {
+      taken.sort((a, b) => a[0] - b[0])
+      rollup.push({ level, intervals: level === 'hour_to' ? taken : joinRuns(taken) })
+    }
     uncovered = remaining
   }
   return { rollup, ledger: uncovered, policyKey: rollup.length > 0 ? facts.policyKey : '' }
+}
+
+/** Joins adjacent intervals (sorted) into maximal runs. */
+function joinRuns(intervals: Interval[]): Interval[] {
+  const out: Interval[] = []
+  for (const [start, end] of intervals) {
+    const last = out[out.length - 1]
+    if (last && last[1] === start) last[1] = end
+    else out.push([start, end])
+  }
+  return out
 }

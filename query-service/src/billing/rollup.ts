@@ -1,9 +1,12 @@
 /**
- * The usage summary job (migrations 0024, 0026, 0029). Each run finds the periods whose
- * ledger rows changed since the previous run of the same rate cards (new,
- * late or duplicate spans: anything ingested after that run's watermark
- * minus a grace period, a read of recent data only, through the minmax
- * index on `ingested_at`), and rebuilds them exactly:
+ * The usage summary job (migrations 0024, 0026, 0029, 0031). Each run finds
+ * the periods whose ledger rows changed since the previous run of the same
+ * rate cards (new, late or duplicate spans: anything ingested since what
+ * that run had settled, a read of recent data only, through the minmax index
+ * on `ingested_at`), and rebuilds them exactly:
+ * - closed ten-second slices of the last two hours, and per hour a running
+ *   prefix (`hour_to`) of its slices, so a bill of the open hour reads a few
+ *   summary rows and only the last seconds from the ledger;
  * - closed hours of the last two days, and closed days, from
  *   `nhi_activity FINAL`, each event matched to its card and meter as
  *   billing matches it;
@@ -11,35 +14,51 @@
  * Days and months that have closed since the previous run, or were never
  * summarised for these cards, are rebuilt too. Rebuilding is idempotent, so
  * overlapping runs (several query services on one ClickHouse) are harmless:
- * two runs that rebuild the same period write the same rows, and the newer
- * replaces the older. The grace period covers inserts still in flight when
- * a run read the ledger.
+ * two runs that rebuild the same period write rows versioned by what each
+ * had settled, and the one that saw more replaces the other.
+ *
+ * What a run has settled: every ledger row ingested before a time it
+ * records (`settled_before`). On the embedded engine every write passes
+ * through this process, which knows the writes under way
+ * (storage/write-tracking.ts): that time is the start of the oldest one, or
+ * now. A server can be written by anyone, so there it is the run's start
+ * minus a grace period that covers inserts still in flight.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
 import type { RateCard } from '../policy/index.js'
 import { count64, readFirst, readOne, readRows, readSettings } from '../storage/read.js'
+import { toClickHouseTime } from '../storage/time.js'
+import { settledBefore } from '../storage/write-tracking.js'
 import { meterMatchSql, meterSlotsSql, valueAggregatesSql } from './meters.js'
 import { UNOBSERVED, type RunObserver } from '../metrics/instruments.js'
 
-/** Ingest that was in flight during a run may carry an earlier ingested_at than the run's watermark. */
+/** On a server, ingest that was in flight during a run may carry an earlier ingested_at than the run's start. */
 export const ROLLUP_GRACE_SECONDS = 120
-/** Summary levels, finest first. */
-export const ROLLUP_LEVELS = ['hour', 'day', 'month'] as const
-/** One level. */
+/** Aligned summary levels, finest first. */
+export const ROLLUP_LEVELS = ['slice', 'hour', 'day', 'month'] as const
+/** One aligned level. */
 export type RollupLevel = (typeof ROLLUP_LEVELS)[number]
+/** Every level the summary holds: the aligned ones, and `hour_to`, whose period is the end of an hour's prefix. */
+export type SummaryLevel = RollupLevel | 'hour_to'
 /** Hours are summarised (and read by billing) only this far back; older periods come from days. */
 export const HOUR_LEVEL_DAYS = 2
+/** Length of a slice. */
+export const SLICE_SECONDS = 10
+/** Slices (and hour prefixes) are summarised for the open hour and the one before it. */
+export const SLICE_LEVEL_HOURS = 2
 /** Periods rebuilt per INSERT. */
 const PERIODS_PER_INSERT = 48
 
 const KEY_COLUMNS = 'nhi_id, business_unit, service, card_idx'
 
-const clockRow = z.object({ watermark: z.string(), closed_hour: z.string(), closed_day: z.string(), closed_month: z.string(), hours_from: z.string() })
+const clockRow = z.object({ watermark: z.string(), now_ms: z.number(), closed_slice: z.string(), closed_hour: z.string(), closed_day: z.string(), closed_month: z.string(), hours_from: z.string(), slices_from: z.string() })
 const periodRow = z.object({ period_text: z.string() })
 const runsRow = z.object({ watermark: z.string(), runs: count64 })
-const changedRow = z.object({ period_text: z.string(), unsettled: z.union([z.number(), z.boolean()]).transform((v) => v === true || v === 1) })
+const flag = z.union([z.number(), z.boolean()]).transform((v) => v === true || v === 1)
+const changedRow = z.object({ hour_text: z.string(), slice_text: z.string(), unsettled: flag })
+const markRow = z.object({ level: z.string(), period_text: z.string() })
 
 /**
  * The key of a list of rate cards for the summary: what decides which card
@@ -58,10 +77,13 @@ export function policyKey(cards: readonly RateCard[]): string {
   return createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16)
 }
 
-/** The latest watermark of a policy key ('YYYY-MM-DD hh:mm:ss.mmm'), or null before its first run. */
-export async function lastWatermark(client: ClickHouseClient, key: string): Promise<string | null> {
+/**
+ * What the latest run of a policy key had settled ('YYYY-MM-DD hh:mm:ss.mmm':
+ * every ledger row ingested before it), or null before its first run.
+ */
+export async function lastSettled(client: ClickHouseClient, key: string): Promise<string | null> {
   const row = await readFirst(client, {
-    query: 'SELECT toString(max(watermark)) AS watermark, count() AS runs FROM nhi_usage_summary_runs WHERE policy_key = {key:String}',
+    query: 'SELECT toString(max(settled_before)) AS watermark, count() AS runs FROM nhi_usage_summary_runs WHERE policy_key = {key:String}',
     params: { key },
     row: runsRow,
   })
@@ -72,14 +94,31 @@ async function periods(client: ClickHouseClient, query: string, params: Record<s
   return (await readRows(client, { query, params, row: periodRow })).map((r) => r.period_text)
 }
 
-/** Rebuilds the given periods of one level for `cards` and marks them summarised at `watermark`. */
-async function rebuild(client: ClickHouseClient, level: RollupLevel, list: string[], cards: readonly RateCard[], key: string, watermark: string): Promise<void> {
+const TRUNCATE: Record<'slice' | 'hour' | 'day', string> = {
+  slice: `toStartOfInterval(event_time, INTERVAL ${SLICE_SECONDS} SECOND)`,
+  hour: 'toStartOfHour(event_time)',
+  day: 'toStartOfDay(event_time)',
+}
+
+/**
+ * Rebuilds the given periods of one level for `cards` and marks them
+ * summarised. Rows and marks carry `settled` as their version: of two runs
+ * that rebuild a period, the one that had settled more wins.
+ */
+async function rebuild(client: ClickHouseClient, level: RollupLevel, list: string[], cards: readonly RateCard[], key: string, settled: string): Promise<void> {
   const match = meterMatchSql(cards)
   const values = valueAggregatesSql(cards)
   const slots = meterSlotsSql(cards)
   for (let i = 0; i < list.length; i += PERIODS_PER_INSERT) {
     const chunk = list.slice(i, i + PERIODS_PER_INSERT)
-    const truncate = level === 'hour' ? 'toStartOfHour(event_time)' : 'toStartOfDay(event_time)'
+    // Slices are read by a range of start times too: the ledger's key holds the start hour, not the second.
+    const range =
+      level === 'slice'
+        ? `event_time >= {first:DateTime} AND event_time < {first:DateTime} + toIntervalSecond({span:UInt32}) AND toDateTime(${TRUNCATE.slice}) IN {periods:Array(DateTime)}`
+        : level === 'month'
+          ? ''
+          : `${TRUNCATE[level]} IN {periods:Array(DateTime)}`
+    const truncate = level === 'month' ? '' : `toDateTime(${TRUNCATE[level]})`
     // Events are summed per activity and card first, then matched to meters (the match runs on few rows), then
     // gathered into one set of per-meter arrays per identity, period and card.
     const source =
@@ -95,17 +134,38 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
                SELECT ${truncate} AS p, nhi_id, business_unit, service, activity_type, activity_name, status, ${match.cardIndex} AS card_idx,
                       count() AS c, ${values.sums} AS s, ${values.missing} AS miss
                FROM nhi_activity FINAL
-               WHERE ${truncate} IN {periods:Array(DateTime)}
+               WHERE ${range}
                GROUP BY p, nhi_id, business_unit, service, activity_type, activity_name, status, card_idx))
            GROUP BY p, ${KEY_COLUMNS}`
+    const first = chunk.reduce((a, b) => (a < b ? a : b))
+    const last = chunk.reduce((a, b) => (a > b ? a : b))
+    const span = (Date.parse(`${last.replace(' ', 'T')}Z`) - Date.parse(`${first.replace(' ', 'T')}Z`)) / 1000 + SLICE_SECONDS
     await client.command({
       query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, sums, missing, spans, computed_at)
-              SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, m, ms, mm, n, now64(3) FROM (${source})`,
-      query_params: { ...match.params, ...values.params, ...slots.params, level, key, periods: chunk },
+              SELECT {level:String}, {key:String}, p, ${KEY_COLUMNS}, m, ms, mm, n, {settled:DateTime64(3)} FROM (${source})`,
+      query_params: { ...match.params, ...values.params, ...slots.params, level, key, periods: chunk, settled, first, span },
       clickhouse_settings: readSettings({ final: true }),
     })
-    await client.insert({ table: 'nhi_usage_summary_periods', values: chunk.map((period) => ({ level, policy_key: key, period, summarized_at: watermark })), format: 'JSONEachRow' })
+    await client.insert({ table: 'nhi_usage_summary_periods', values: chunk.map((period) => ({ level, policy_key: key, period, summarized_at: settled })), format: 'JSONEachRow' })
   }
+}
+
+/**
+ * Builds an hour's running prefix: the sum of its slices from the hour's
+ * start up to `end` (exclusive), stored at level `hour_to` with `end` as its
+ * period, so one row per identity stands for the hour so far.
+ */
+async function buildHourPrefix(client: ClickHouseClient, hour: string, end: string, key: string, settled: string): Promise<void> {
+  await client.command({
+    query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, sums, missing, spans, computed_at)
+            SELECT 'hour_to', {key:String}, {end:DateTime}, ${KEY_COLUMNS}, sumForEach(events), sumForEach(sums), sumForEach(missing), sum(spans), {settled:DateTime64(3)}
+            FROM nhi_usage_summary FINAL
+            WHERE level = 'slice' AND policy_key = {key:String} AND period >= {hour:DateTime} AND period < {end:DateTime}
+            GROUP BY ${KEY_COLUMNS}`,
+    query_params: { key, hour, end, settled },
+    clickhouse_settings: readSettings({ final: true }),
+  })
+  await client.insert({ table: 'nhi_usage_summary_periods', values: [{ level: 'hour_to', policy_key: key, period: end, summarized_at: settled }], format: 'JSONEachRow' })
 }
 
 /**
@@ -149,52 +209,141 @@ function daysBetween(since: string, before: string): string[] | null {
   }
 }
 
-/** Runs the summary job once for `cards`; returns how many periods were rebuilt and the new watermark. */
-export async function runRollup(client: ClickHouseClient, cards: readonly RateCard[], graceSeconds = ROLLUP_GRACE_SECONDS): Promise<{ hoursRecomputed: number; periodsRebuilt: number; watermark: string }> {
+/** What one run did. */
+export interface RollupRun {
+  /** Hours rebuilt. */
+  hoursRecomputed: number
+  /** Slices rebuilt and hour prefixes built. */
+  slicesRebuilt: number
+  /** Hours, days and months rebuilt. */
+  periodsRebuilt: number
+  /** When the run started (the server's clock). */
+  watermark: string
+  /** Every ledger row ingested before this was in what the run read. */
+  settled: string
+}
+
+/**
+ * Runs the summary job once for `cards`. `graceSeconds`: how long an insert
+ * may be in flight unseen; by default none on the embedded engine (it knows
+ * its writes under way) and ROLLUP_GRACE_SECONDS on a server.
+ */
+export async function runRollup(client: ClickHouseClient, cards: readonly RateCard[], graceSeconds?: number): Promise<RollupRun> {
   const key = policyKey(cards)
-  const previous = await lastWatermark(client, key)
+  const previous = await lastSettled(client, key)
+  // Taken before the clock is read and before any ledger read: rows of writes that start later are later still.
+  const inFlightBound = settledBefore(client)
   // The server's clock decides the watermark and which periods are closed.
-  const { watermark, closed_hour, closed_day, closed_month, hours_from } = await readOne(client, {
-    query: `SELECT toString(now64(3)) AS watermark, toString(toStartOfHour(now())) AS closed_hour,
+  const clock = await readOne(client, {
+    query: `SELECT toString(now64(3)) AS watermark, toFloat64(toUnixTimestamp64Milli(now64(3))) AS now_ms,
+                     toString(toDateTime(toStartOfInterval(now(), INTERVAL ${SLICE_SECONDS} SECOND))) AS closed_slice, toString(toStartOfHour(now())) AS closed_hour,
                      toString(toDateTime(toStartOfDay(now()))) AS closed_day, toString(toDateTime(toStartOfMonth(now()))) AS closed_month,
-                     toString(toDateTime(toStartOfDay(now())) - toIntervalDay({days:UInt32})) AS hours_from`,
-    params: { days: HOUR_LEVEL_DAYS },
+                     toString(toDateTime(toStartOfDay(now())) - toIntervalDay({days:UInt32})) AS hours_from,
+                     toString(toStartOfHour(now()) - toIntervalHour({slice_hours:UInt32} - 1)) AS slices_from`,
+    params: { days: HOUR_LEVEL_DAYS, slice_hours: SLICE_LEVEL_HOURS },
     row: clockRow,
   })
-  // Hours whose ledger rows changed since the previous run (all hours, for a first run of these cards), and whether
-  // any of those rows is still within the grace: such an hour is rebuilt by a later run, once they have settled.
-  // Billing reads it from the ledger until then anyway, so rebuilding it at every run within the grace would only
-  // triple the job's work on every hour that closes under steady ingest (measured: bench/summary-cost).
-  const changedHours = await readRows(client, {
-    query: `SELECT toString(toStartOfHour(event_time)) AS period_text, max(ingested_at) > {watermark:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AS unsettled
+  const { watermark, closed_slice, closed_hour, closed_day, closed_month, hours_from, slices_from } = clock
+  const grace = graceSeconds ?? (inFlightBound === undefined ? ROLLUP_GRACE_SECONDS : 0)
+  const settled = toClickHouseTime(new Date(Math.min(inFlightBound ?? Infinity, clock.now_ms - grace * 1000))).slice(0, 23)
+  // Periods whose ledger rows changed since the previous run (all, for a first run of these cards): hours, and
+  // slices of the last two hours; and whether any of those rows is not yet settled: such a period is rebuilt by a
+  // later run, once it has. Billing reads it from the ledger until then anyway, so rebuilding it at every run within
+  // a grace would only triple the job's work on every hour that closes under steady ingest (bench/summary-cost).
+  const changedRows = await readRows(client, {
+    query: `SELECT toString(toStartOfHour(event_time)) AS hour_text,
+                   toString(if(event_time >= {slices_from:DateTime}, toDateTime(${TRUNCATE.slice}), toDateTime(0))) AS slice_text,
+                   max(ingested_at) >= {settled:DateTime64(3)} AS unsettled
               FROM nhi_activity
-              WHERE ingested_at > {since:DateTime64(3)} - toIntervalSecond({grace:UInt32}) AND event_time < {closed:DateTime}
-              GROUP BY period_text ORDER BY period_text`,
-    params: { since: previous ?? '1970-01-01 00:00:00.000', grace: graceSeconds, closed: closed_hour, watermark },
+              WHERE ingested_at >= {since:DateTime64(3)} AND event_time < {closed:DateTime}
+              GROUP BY hour_text, slice_text ORDER BY hour_text, slice_text`,
+    params: { since: previous ?? '1970-01-01 00:00:00.000', settled, closed: closed_slice, slices_from },
     row: changedRow,
   })
   const dayStart = (h: string) => `${h.slice(0, 10)} 00:00:00`
   const monthStart = (d: string) => `${d.slice(0, 7)}-01 00:00:00`
-  const unsettledDays = new Set(changedHours.filter((h) => h.unsettled).map((h) => dayStart(h.period_text)))
-  const changed = changedHours.filter((h) => !h.unsettled).map((h) => h.period_text)
+
+  // Slices: every closed one of the window that changed and settled, or was never summarised (an empty slice is
+  // summarised as such, so billing need not read the ledger for it).
+  const sliceRows = changedRows.filter((r) => r.slice_text >= slices_from)
+  const unsettledSlices = new Set(sliceRows.filter((r) => r.unsettled).map((r) => r.slice_text))
+  const marks = await readRows(client, {
+    query: `SELECT level, toString(period) AS period_text FROM nhi_usage_summary_periods FINAL
+            WHERE level IN ('slice', 'hour_to') AND policy_key = {key:String} AND period >= {slices_from:DateTime}`,
+    params: { key, slices_from },
+    row: markRow,
+  })
+  const marked = new Set(marks.filter((m) => m.level === 'slice').map((m) => m.period_text))
+  const slices = [...new Set([...sliceRows.filter((r) => !r.unsettled).map((r) => r.slice_text), ...sliceStarts(slices_from, closed_slice).filter((t) => !marked.has(t))])]
+    .filter((t) => !unsettledSlices.has(t))
+    .sort()
+  await rebuild(client, 'slice', slices, cards, key, settled)
+  for (const t of slices) marked.add(t)
+  // Hour prefixes: per hour of the window, the slices summarised without a break from its start. A prefix is built
+  // when it grows or when a slice inside it was rebuilt; billing uses only each hour's longest (a slice that waits
+  // to settle inside it makes billing read that part elsewhere until it is rebuilt).
+  const longest = new Map<string, string>()
+  for (const m of marks) if (m.level === 'hour_to') {
+    const hour = hourOfEnd(m.period_text)
+    if ((longest.get(hour) ?? '') < m.period_text) longest.set(hour, m.period_text)
+  }
+  let prefixes = 0
+  for (let hour = slices_from; hour < closed_slice; hour = addSeconds(hour, 3600)) {
+    let end = hour
+    const hourEnd = addSeconds(hour, 3600)
+    while (end < hourEnd && end < closed_slice && marked.has(end) && !unsettledSlices.has(end)) end = addSeconds(end, SLICE_SECONDS)
+    if (end === hour) continue
+    const built = longest.get(hour) ?? ''
+    const touched = slices.some((t) => t >= hour && t < end)
+    if (end > built || (end === built && touched)) {
+      await buildHourPrefix(client, hour, end, key, settled)
+      prefixes++
+    }
+  }
+
+  const hourRows = changedRows.filter((r) => r.hour_text < closed_hour)
+  const unsettledHours = new Set(hourRows.filter((r) => r.unsettled).map((r) => r.hour_text))
+  const unsettledDays = new Set([...unsettledHours].map(dayStart))
+  const changed = [...new Set(hourRows.map((r) => r.hour_text))].filter((h) => !unsettledHours.has(h))
   const hours = changed.filter((h) => h >= hours_from)
-  await rebuild(client, 'hour', hours, cards, key, watermark)
+  await rebuild(client, 'hour', hours, cards, key, settled)
   // Days: those holding changed hours once closed, and those closed since the previous run (or never summarised);
-  // not those still receiving rows within the grace.
+  // not those still receiving rows that have not settled.
   const since = previous ? `${previous.slice(0, 10)} 00:00:00` : '1970-01-01 00:00:00'
   const days = [...new Set([...changed.map(dayStart).filter((d) => d < closed_day), ...(await unsummarised(client, 'day', key, previous ? dayBefore(since) : since, closed_day))])]
     .filter((d) => !unsettledDays.has(d))
     .sort()
-  await rebuild(client, 'day', days, cards, key, watermark)
+  await rebuild(client, 'day', days, cards, key, settled)
   // Months: as days, and none built while one of its days waits to settle (it would be built from too few days).
   const unsettledMonths = new Set([...unsettledDays].map(monthStart))
   const months = [...new Set([...days.map(monthStart).filter((m) => m < closed_month), ...(await unsummarised(client, 'month', key, previous ? monthStart(dayBefore(since)) : since, closed_month))])]
     .filter((m) => !unsettledMonths.has(m))
     .sort()
-  await rebuild(client, 'month', months, cards, key, watermark)
+  await rebuild(client, 'month', months, cards, key, settled)
   const periodsRebuilt = hours.length + days.length + months.length
-  await client.insert({ table: 'nhi_usage_summary_runs', values: [{ run_at: watermark, policy_key: key, watermark, periods_rebuilt: periodsRebuilt }], format: 'JSONEachRow' })
-  return { hoursRecomputed: hours.length, periodsRebuilt, watermark }
+  await client.insert({
+    table: 'nhi_usage_summary_runs',
+    values: [{ run_at: watermark, policy_key: key, watermark, settled_before: settled, periods_rebuilt: periodsRebuilt }],
+    format: 'JSONEachRow',
+  })
+  return { hoursRecomputed: hours.length, slicesRebuilt: slices.length + prefixes, periodsRebuilt, watermark, settled }
+}
+
+// 'YYYY-MM-DD hh:mm:ss' plus whole seconds.
+function addSeconds(text: string, seconds: number): string {
+  return new Date(Date.parse(`${text.replace(' ', 'T')}Z`) + seconds * 1000).toISOString().slice(0, 19).replace('T', ' ')
+}
+
+// The hour an hour prefix belongs to, from its end (exclusive): the hour of the second before it.
+function hourOfEnd(end: string): string {
+  return `${addSeconds(end, -1).slice(0, 13)}:00:00`
+}
+
+// Slice starts from `from` up to (not including) `to`.
+function sliceStarts(from: string, to: string): string[] {
+  const out: string[] = []
+  for (let t = from; t < to; t = addSeconds(t, SLICE_SECONDS)) out.push(t)
+  return out
 }
 
 // The day before a 'YYYY-MM-DD 00:00:00' day: a day that closed just before the previous run is looked at again.

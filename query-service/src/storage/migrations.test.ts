@@ -14,6 +14,10 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url))
 const OTEL_TRACES = '0001_otel_traces.sql'
 /** The header line 0001 shipped with, before it named the pinned exporter version. */
 const SHIPPED_0001_LINE = '-- (v0.165, internal/sqltemplates/traces_table.sql)'
+/** The versions from 0030 on: what migrating a database left at 0029 applies. */
+const FROM_30 = loadMigrations()
+  .map((m) => m.version)
+  .filter((v) => v >= 30)
 
 /** A copy of the migrations directory with one file's text rewritten; returns the directory, as `loadMigrations` takes it. */
 function migrationsWith(file: string, edit: (sql: string) => string): string {
@@ -233,7 +237,7 @@ describe('migration 0030, which renames the derived tables whose names misled', 
         periods: await rowsOf(client, 'nhi_usage_summarized'),
       }
       expect([before.hours.length, before.days.length, before.periods.length]).toEqual([2, 2, 1])
-      expect(await migrate(client)).toEqual([30])
+      expect(await migrate(client)).toEqual(FROM_30)
       for (const renamed of RENAMED_IN_0030) expect(await namesIn(client)).not.toContain(renamed)
       expect(await rowsOf(client, 'nhi_identity_hours')).toEqual(before.hours)
       expect(await rowsOf(client, 'nhi_identity_days')).toEqual(before.days)
@@ -260,7 +264,7 @@ describe('migration 0030, which renames the derived tables whose names misled', 
         for (const statement of statements.slice(0, done)) await client.command({ query: statement })
         // Spans are still taken meanwhile: no view is left writing to a table that was renamed.
         await insertSpans(client, [use('agent-c', '2026-10-03T09:00:00Z', { credential: 'fp-c' })])
-        expect(await migrate(client), `after ${done} statements`).toEqual([30])
+        expect(await migrate(client), `after ${done} statements`).toEqual(FROM_30)
         expect(await migrate(client)).toEqual([])
         for (const renamed of RENAMED_IN_0030) expect(await namesIn(client)).not.toContain(renamed)
         expect(await rowsOf(client, 'nhi_identity_hours')).toEqual(expect.arrayContaining(hoursBefore))
@@ -379,7 +383,7 @@ describe('the cluster form of the schema', () => {
       query: async () => ({ json: async () => applied.map((m) => ({ version: m.version, checksum: m.checksum })) }),
       insert: async () => undefined,
     } as unknown as ClickHouseClient
-    expect(await migrate(recorder, { cluster: { cluster: 'nhi' } })).toEqual([30])
+    expect(await migrate(recorder, { cluster: { cluster: 'nhi' } })).toEqual(FROM_30)
     const clusterForm = statements.slice(schemaStatements({ cluster: 'nhi' }, applied).length)
     expect(sent.slice(1)).toEqual(clusterForm)
     expect(sent).toContain('CREATE TABLE IF NOT EXISTS nhi_usage_summary_periods ON CLUSTER nhi AS nhi_usage_summary_periods_local\nENGINE = Distributed(nhi, currentDatabase(), nhi_usage_summary_periods_local, cityHash64(period))')
