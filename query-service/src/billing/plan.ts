@@ -165,12 +165,16 @@ export function planUsage(range: TimeRange, facts: PlanFacts, coarsest: Exclude<
     const remaining: Interval[] = []
     for (const [from, to] of uncovered) {
       if (level === 'hour_to') {
-        // An hour's prefix covers [hour start, its end): usable where the interval starts on that hour.
-        const end = from === periodStart('hour', from) ? facts.hourPrefixes.get(from) : undefined
-        if (end !== undefined && end <= to && clean(from, end)) {
-          taken.push([from, end])
-          if (end < to) remaining.push([end, to])
-        } else remaining.push([from, to])
+        // An hour's prefix covers [hour start, its end): usable where the interval starts on that hour; a prefix
+        // that reaches the hour's end may be followed by the next hour's.
+        let cursor = from
+        for (;;) {
+          const end = cursor === periodStart('hour', cursor) ? facts.hourPrefixes.get(cursor) : undefined
+          if (end === undefined || end > to || !clean(cursor, end)) break
+          taken.push([cursor, end])
+          cursor = end
+        }
+        if (cursor < to) remaining.push([cursor, to])
         continue
       }
       // Only where the summary holds periods of this level (slices cover two hours of a range that may span years).

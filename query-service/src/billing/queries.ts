@@ -98,7 +98,9 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolut
           SELECT ${time} AS at, nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, toInt16(${match.cardIndex}) AS card_idx,
                  count() AS c, ${values.sums} AS s, ${values.missing} AS miss
           FROM nhi_activity FINAL
-          WHERE ${condition(plan.ledger, 'event_time', 'ledger')}
+          -- Filtered before deduplication: copies of a span share its start time, so they pass or fail together, and
+          -- a few seconds of the open hour are read without merging the whole hour.
+          PREWHERE ${condition(plan.ledger, 'event_time', 'ledger')}
           GROUP BY ${resolution === 'none' ? '' : 'at, '}nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, card_idx))`)
   }
   return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }

@@ -6,7 +6,7 @@ import { testKeys } from '../test-support/keys.js'
 import { TEST_POLICY } from '../test-support/policy.js'
 import { insertSpans, spanRow } from '../test-support/spans.js'
 import { freshStorage } from '../test-support/storage.js'
-import { loadPlanFacts, planUsage, type UsagePlan } from './plan.js'
+import { loadPlanFacts, planUsage, type PlanFacts, type UsagePlan } from './plan.js'
 import { policyKey, runRollup, SLICE_SECONDS } from './rollup.js'
 
 // The open hour: slices, hour prefixes and the in-flight bound, on spans stamped around now.
@@ -126,5 +126,27 @@ describe('the summary of the open hour', () => {
     const summary = (await a.json()) as { rows: Array<{ period: string }> }
     expect(summary).toEqual(await b.json())
     for (const row of summary.rows) expect(row.period.endsWith(':00:00Z')).toBe(true)
+  })
+})
+
+describe('the plan of the open hour', () => {
+  const hour = Date.parse('2026-12-07T12:00:00Z')
+  const facts = (prefixes: Array<[number, number]>, dirty: number[] = []): PlanFacts => ({
+    policyKey: 'k',
+    rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() },
+    hourPrefixes: new Map(prefixes),
+    dirtySlices: new Set(dirty),
+  })
+  const range = { from: new Date(hour), to: new Date(hour + 5_400_000) }
+
+  it('takes an hour’s prefix that reaches its end, then the next hour’s, then the ledger', () => {
+    const p = planUsage(range, facts([[hour, hour + 3_600_000], [hour + 3_600_000, hour + 4_000_000]]), 'month')
+    expect(p.rollup).toEqual([{ level: 'hour_to', intervals: [[hour, hour + 3_600_000], [hour + 3_600_000, hour + 4_000_000]] }])
+    expect(p.ledger).toEqual([[hour + 4_000_000, hour + 5_400_000]])
+  })
+
+  it('leaves a prefix with a dirty slice inside it to finer periods, and one that ends past the range unused', () => {
+    expect(planUsage(range, facts([[hour, hour + 3_600_000]], [hour + 600_000]), 'month').ledger).toEqual([[hour, hour + 5_400_000]])
+    expect(planUsage({ from: range.from, to: new Date(hour + 1_800_000) }, facts([[hour, hour + 3_600_000]]), 'month').rollup).toEqual([])
   })
 })

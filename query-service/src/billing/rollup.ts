@@ -111,7 +111,8 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
   const slots = meterSlotsSql(cards)
   for (let i = 0; i < list.length; i += PERIODS_PER_INSERT) {
     const chunk = list.slice(i, i + PERIODS_PER_INSERT)
-    // Slices are read by a range of start times too: the ledger's key holds the start hour, not the second.
+    // Slices are read by a range of start times too: the ledger's key holds the start hour, not the second. Rows are
+    // filtered before deduplication (PREWHERE): copies of a span share its start time, so they pass or fail together.
     const range =
       level === 'slice'
         ? `event_time >= {first:DateTime} AND event_time < {first:DateTime} + toIntervalSecond({span:UInt32}) AND toDateTime(${TRUNCATE.slice}) IN {periods:Array(DateTime)}`
@@ -134,7 +135,7 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
                SELECT ${truncate} AS p, nhi_id, business_unit, service, activity_type, activity_name, status, ${match.cardIndex} AS card_idx,
                       count() AS c, ${values.sums} AS s, ${values.missing} AS miss
                FROM nhi_activity FINAL
-               WHERE ${range}
+               PREWHERE ${range}
                GROUP BY p, nhi_id, business_unit, service, activity_type, activity_name, status, card_idx))
            GROUP BY p, ${KEY_COLUMNS}`
     const first = chunk.reduce((a, b) => (a < b ? a : b))
@@ -153,16 +154,25 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
 /**
  * Builds an hour's running prefix: the sum of its slices from the hour's
  * start up to `end` (exclusive), stored at level `hour_to` with `end` as its
- * period, so one row per identity stands for the hour so far.
+ * period, so one row per identity stands for the hour so far. Given the end
+ * of a prefix still valid (no slice before it rebuilt since), it adds only
+ * the slices after that prefix to it.
  */
-async function buildHourPrefix(client: ClickHouseClient, hour: string, end: string, key: string, settled: string): Promise<void> {
+async function buildHourPrefix(client: ClickHouseClient, hour: string, end: string, key: string, settled: string, valid: string | null): Promise<void> {
+  const source = valid
+    ? `SELECT ${KEY_COLUMNS}, events, sums, missing, spans FROM nhi_usage_summary FINAL
+       WHERE level = 'hour_to' AND policy_key = {key:String} AND period = {valid:DateTime}
+       UNION ALL
+       SELECT ${KEY_COLUMNS}, events, sums, missing, spans FROM nhi_usage_summary FINAL
+       WHERE level = 'slice' AND policy_key = {key:String} AND period >= {valid:DateTime} AND period < {end:DateTime}`
+    : `SELECT ${KEY_COLUMNS}, events, sums, missing, spans FROM nhi_usage_summary FINAL
+       WHERE level = 'slice' AND policy_key = {key:String} AND period >= {hour:DateTime} AND period < {end:DateTime}`
   await client.command({
     query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, sums, missing, spans, computed_at)
             SELECT 'hour_to', {key:String}, {end:DateTime}, ${KEY_COLUMNS}, sumForEach(events), sumForEach(sums), sumForEach(missing), sum(spans), {settled:DateTime64(3)}
-            FROM nhi_usage_summary FINAL
-            WHERE level = 'slice' AND policy_key = {key:String} AND period >= {hour:DateTime} AND period < {end:DateTime}
+            FROM (${source})
             GROUP BY ${KEY_COLUMNS}`,
-    query_params: { key, hour, end, settled },
+    query_params: { key, hour, end, settled, valid: valid ?? hour },
     clickhouse_settings: readSettings({ final: true }),
   })
   await client.insert({ table: 'nhi_usage_summary_periods', values: [{ level: 'hour_to', policy_key: key, period: end, summarized_at: settled }], format: 'JSONEachRow' })
@@ -269,8 +279,9 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   const unsettledSlices = new Set(sliceRows.filter((r) => r.unsettled).map((r) => r.slice_text))
   const marks = await readRows(client, {
     query: `SELECT level, toString(period) AS period_text FROM nhi_usage_summary_periods FINAL
-            WHERE level IN ('slice', 'hour_to') AND policy_key = {key:String} AND period >= {slices_from:DateTime}`,
-    params: { key, slices_from },
+            WHERE policy_key = {key:String}
+              AND ((level IN ('slice', 'hour_to') AND period >= {slices_from:DateTime}) OR (level = 'hour' AND period >= {hours_from:DateTime}))`,
+    params: { key, slices_from, hours_from },
     row: markRow,
   })
   const marked = new Set(marks.filter((m) => m.level === 'slice').map((m) => m.period_text))
@@ -294,9 +305,10 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
     while (end < hourEnd && end < closed_slice && marked.has(end) && !unsettledSlices.has(end)) end = addSeconds(end, SLICE_SECONDS)
     if (end === hour) continue
     const built = longest.get(hour) ?? ''
-    const touched = slices.some((t) => t >= hour && t < end)
-    if (end > built || (end === built && touched)) {
-      await buildHourPrefix(client, hour, end, key, settled)
+    // A slice rebuilt inside the longest prefix makes it stale: rebuilt whole. Else it only grows.
+    const stale = built !== '' && slices.some((t) => t >= hour && t < built)
+    if (end > built || (end === built && stale)) {
+      await buildHourPrefix(client, hour, end, key, settled, built !== '' && !stale ? built : null)
       prefixes++
     }
   }
@@ -305,7 +317,14 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   const unsettledHours = new Set(hourRows.filter((r) => r.unsettled).map((r) => r.hour_text))
   const unsettledDays = new Set([...unsettledHours].map(dayStart))
   const changed = [...new Set(hourRows.map((r) => r.hour_text))].filter((h) => !unsettledHours.has(h))
-  const hours = changed.filter((h) => h >= hours_from)
+  // Hours: those that changed, and those of the last two days closed and not yet summarised (an hour whose rows all
+  // arrived while it was open changed before it closed).
+  const markedHours = new Set(marks.filter((m) => m.level === 'hour').map((m) => m.period_text))
+  const candidates: string[] = []
+  for (let h = previous && `${previous.slice(0, 13)}:00:00` > hours_from ? `${previous.slice(0, 13)}:00:00` : hours_from; h < closed_hour; h = addSeconds(h, 3600)) {
+    if (!markedHours.has(h) && !unsettledHours.has(h)) candidates.push(h)
+  }
+  const hours = [...new Set([...changed.filter((h) => h >= hours_from), ...(await withRows(client, candidates, 3600))])].sort()
   await rebuild(client, 'hour', hours, cards, key, settled)
   // Days: those holding changed hours once closed, and those closed since the previous run (or never summarised);
   // not those still receiving rows that have not settled.
@@ -327,6 +346,23 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
     format: 'JSONEachRow',
   })
   return { hoursRecomputed: hours.length, slicesRebuilt: slices.length + prefixes, periodsRebuilt, watermark, settled }
+}
+
+/**
+ * The periods among `starts` (each `seconds` long) that hold ledger rows:
+ * one LIMIT 1 read per period, which the ledger's primary key (start hour
+ * first) confines to it.
+ */
+async function withRows(client: ClickHouseClient, starts: string[], seconds: number): Promise<string[]> {
+  if (starts.length === 0) return []
+  const params = Object.fromEntries(starts.map((p, i) => [`p${i}`, p]))
+  return periods(
+    client,
+    starts
+      .map((_, i) => `SELECT toString({p${i}:DateTime}) AS period_text FROM (SELECT 1 FROM nhi_activity WHERE event_time >= {p${i}:DateTime} AND event_time < {p${i}:DateTime} + toIntervalSecond({seconds:UInt32}) LIMIT 1)`)
+      .join(' UNION ALL '),
+    { ...params, seconds },
+  )
 }
 
 // 'YYYY-MM-DD hh:mm:ss' plus whole seconds.
