@@ -143,15 +143,22 @@ async function main(): Promise<void> {
       // Four senders, each 500 spans every 400 ms, each request awaited before the next is due (a slow answer shows as a lower rate).
       let acknowledged = 0
       let refused = 0
+      let failed = 0
       let stop = false
       const started = Date.now()
       const senders = Array.from({ length: 4 }, async () => {
         while (!stop) {
           const due = Date.now() + (1000 * 500 * 4) / RATE
-          const response = await fetch(service.otlpUrl, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: exportBody(500) })
-          await response.arrayBuffer()
-          if (response.status === 200) acknowledged += 500
-          else refused += 500
+          try {
+            const response = await fetch(service.otlpUrl, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: exportBody(500) })
+            await response.arrayBuffer()
+            if (response.status === 200) acknowledged += 500
+            else refused += 500
+          } catch (error) {
+            // A connection the service dropped: counted, and the first one shown with what the service said.
+            if (failed++ === 0) console.error('export failed:', error, service.output().slice(-4000))
+            refused += 500
+          }
           const wait = due - Date.now()
           if (wait > 0) await new Promise((r) => setTimeout(r, wait))
         }
@@ -175,9 +182,13 @@ async function main(): Promise<void> {
       console.log(`| month to date | ${monthStart.toISOString().slice(0, 10)} to now: ${(spans + openHourSpans).toLocaleString('en-US')} long-tailed spans generated (${buildSeconds.toFixed(0)} s), ${openHourSpans.toLocaleString('en-US')} of them in the open hour (${new Date().toISOString().slice(14, 16)} minutes in), summarised in ${summarySeconds.toFixed(1)} s |`)
       console.log(`| settled: GET /v1/billable, month to date, nhi.id,meter: p50 / p95 of ${settled.length} | ${percentile(settled, 50).toFixed(0)} ms / ${percentile(settled, 95).toFixed(0)} ms (${rows.toLocaleString('en-US')} rows) |`)
       console.log(`| live: the same during background ingest: p50 / p95 of ${live.length} | ${percentile(live, 50).toFixed(0)} ms / ${percentile(live, 95).toFixed(0)} ms (target p50 <= 150 ms) |`)
-      console.log(`| background ingest acknowledged | ${(acknowledged / seconds).toFixed(0)} spans/s (target ${RATE}); refused ${refused} |`)
+      console.log(`| background ingest acknowledged | ${(acknowledged / seconds).toFixed(0)} spans/s (target ${RATE}); refused ${refused} (${failed} requests failed) |`)
       const billed = final.body.total.quantity
       console.log(`| every span counted once afterwards | ${billed.toLocaleString('en-US')} billed of ${(spans + openHourSpans + acknowledged).toLocaleString('en-US')} generated + acknowledged (the generator's 3 % errors and 1 % unidentified are not billable) |`)
+    } catch (error) {
+      // What the service said is the first thing to read when a run fails.
+      console.error(service.output().slice(-4000))
+      throw error
     } finally {
       await service.stop()
     }

@@ -109,8 +109,10 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
   const match = meterMatchSql(cards)
   const values = valueAggregatesSql(cards)
   const slots = meterSlotsSql(cards)
-  for (let i = 0; i < list.length; i += PERIODS_PER_INSERT) {
-    const chunk = list.slice(i, i + PERIODS_PER_INSERT)
+  // Slices of an hour go in one INSERT: each INSERT filters the open hour by start time.
+  const perInsert = level === 'slice' ? 3600 / SLICE_SECONDS : PERIODS_PER_INSERT
+  for (let i = 0; i < list.length; i += perInsert) {
+    const chunk = list.slice(i, i + perInsert)
     // Slices are read by a range of start times too: the ledger's key holds the start hour, not the second. Rows are
     // filtered before deduplication (PREWHERE): copies of a span share its start time, so they pass or fail together.
     const range =
