@@ -91,13 +91,14 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     if (!internal.includes('period')) internal.push('period')
   }
   if (meters.some(ratedPerIdentity) && !internal.includes('nhi.id')) internal.push('nhi.id')
-  // Both at once: a server runs them side by side, and the embedded engine (one query at a time) queues them
-  // together instead of each waiting its own turn behind ingest.
-  const [aggregates, pendingByService] = await Promise.all([
-    billableAggregates(client, { groupBy: internal, granularity: groupBy.includes('period') ? granularity : 'month', cards, businessUnits, plan }),
-    pendingSpans(client, range, businessUnits),
-  ])
-  const pending = [...pendingByService.values()].reduce((a, b) => a + b, 0)
+  const aggregates = await billableAggregates(client, {
+    groupBy: internal,
+    granularity: groupBy.includes('period') ? granularity : 'month',
+    cards,
+    businessUnits,
+    plan,
+  })
+  const pending = [...(await pendingSpans(client, range, businessUnits)).values()].reduce((a, b) => a + b, 0)
 
   const folded = foldAggregates(aggregates, groupBy, cards)
   const { rows: sorted, totalQuantity, totalAmount, rateCardVersions } = folded
