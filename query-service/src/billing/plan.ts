@@ -111,7 +111,7 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
                                             toStartOfInterval(event_time, INTERVAL ${SLICE_SECONDS} SECOND), toStartOfHour(event_time))) AS slice
               FROM nhi_activity
               WHERE ingested_at >= settled
-                AND event_time >= {from:DateTime} AND event_time < {to:DateTime})`,
+                AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)})`,
     params,
     row: planRow,
     positional: true,

@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client'
+import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../app.js'
 import { writeAround } from '../storage/write-tracking.js'
@@ -80,11 +81,12 @@ describe('the summary of the open hour', () => {
   it('reads a slice that received late or repeated spans from the ledger until the next run rebuilds it', async () => {
     await runRollup(client, cards)
     // A late span 30 minutes back, and another copy of an early one (the same row): both land in slices already summarised.
-    await insertSpans(client, [tool('agent-late', 30 * 60_000, 'ffffffffffff0001'), spans[5]!])
+    const dirtyAt = Date.now() - 30 * 60_000
+    const late = spanRow({ start: new Date(dirtyAt).toISOString(), traceId: 'ffffffffffff0001'.padStart(32, 'e'), spanId: 'ffffffffffff0001', attributes: { 'nhi.id': 'agent-late', 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'search' } })
+    await insertSpans(client, [late, spans[5]!])
     const range = window()
     const before = await plan(range)
     // The hour prefix holding those slices is not used while they are dirty.
-    const dirtyAt = Date.now() - 30 * 60_000
     for (const { level, intervals } of before.rollup) {
       if (level === 'slice' || level === 'hour_to') for (const [from, to] of intervals) expect(dirtyAt >= from && dirtyAt < to).toBe(false)
     }
@@ -148,5 +150,14 @@ describe('the plan of the open hour', () => {
   it('leaves a prefix with a dirty slice inside it to finer periods, and one that ends past the range unused', () => {
     expect(planUsage(range, facts([[hour, hour + 3_600_000]], [hour + 600_000]), 'month').ledger).toEqual([[hour, hour + 5_400_000]])
     expect(planUsage({ from: range.from, to: new Date(hour + 1_800_000) }, facts([[hour, hour + 3_600_000]]), 'month').rollup).toEqual([])
+  })
+})
+
+describe('the SQL of the summary and the planner', () => {
+  it('compares start times with DateTime64 parameters only (a DateTime one made the embedded engine skip rows)', () => {
+    for (const file of ['rollup.ts', 'plan.ts', 'queries.ts']) {
+      const text = readFileSync(new URL(`./${file}`, import.meta.url), 'utf8')
+      expect(text, file).not.toMatch(/event_time\s*(<|>|<=|>=)\s*\{[^}:]+:DateTime\}/)
+    }
   })
 })

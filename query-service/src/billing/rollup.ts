@@ -52,6 +52,9 @@ export const SLICE_LEVEL_HOURS = 2
 const PERIODS_PER_INSERT = 48
 
 const KEY_COLUMNS = 'nhi_id, business_unit, service, card_idx'
+// Start times (DateTime64(9)) are compared with DateTime64 parameters only: on the embedded engine (26.7) the ledger's
+// minmax index on ingested_at made a comparison of event_time with a DateTime parameter skip granules it must read
+// (0 rows for 87, seen in the demo); a DateTime64(3) parameter reads them. rollup-live.test.ts keeps the SQL here and in plan.ts to that.
 
 const clockRow = z.object({ watermark: z.string(), now_ms: z.number(), closed_slice: z.string(), closed_hour: z.string(), closed_day: z.string(), closed_month: z.string(), hours_from: z.string(), slices_from: z.string() })
 const periodRow = z.object({ period_text: z.string() })
@@ -117,7 +120,7 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
     // filtered before deduplication (PREWHERE): copies of a span share its start time, so they pass or fail together.
     const range =
       level === 'slice'
-        ? `event_time >= {first:DateTime} AND event_time < {first:DateTime} + toIntervalSecond({span:UInt32}) AND toDateTime(${TRUNCATE.slice}) IN {periods:Array(DateTime)}`
+        ? `event_time >= {first:DateTime64(3)} AND event_time < {first:DateTime64(3)} + toIntervalSecond({span:UInt32}) AND toDateTime(${TRUNCATE.slice}) IN {periods:Array(DateTime)}`
         : level === 'month'
           ? ''
           : `${TRUNCATE[level]} IN {periods:Array(DateTime)}`
@@ -195,9 +198,9 @@ async function unsummarised(client: ClickHouseClient, level: 'day' | 'month', ke
          WHERE level = 'day' AND policy_key = {key:String} AND period >= {since:DateTime} AND toDateTime(toStartOfMonth(period)) < {closed:DateTime}`
       : candidates
         ? candidates
-            .map((_, i) => `SELECT {d${i}:DateTime} AS p FROM (SELECT 1 FROM nhi_activity WHERE event_time >= {d${i}:DateTime} AND event_time < {d${i}:DateTime} + toIntervalDay(1) LIMIT 1)`)
+            .map((_, i) => `SELECT {d${i}:DateTime} AS p FROM (SELECT 1 FROM nhi_activity WHERE event_time >= {d${i}:DateTime64(3)} AND event_time < {d${i}:DateTime64(3)} + toIntervalDay(1) LIMIT 1)`)
             .join(' UNION ALL ') || `SELECT toDateTime(0) AS p WHERE 0`
-        : `SELECT DISTINCT toStartOfDay(event_time) AS p FROM nhi_activity WHERE event_time >= {since:DateTime} AND event_time < {closed:DateTime}`
+        : `SELECT DISTINCT toStartOfDay(event_time) AS p FROM nhi_activity WHERE event_time >= {since:DateTime64(3)} AND event_time < {closed:DateTime64(3)}`
   const dayParams = Object.fromEntries((candidates ?? []).map((d, i) => [`d${i}`, d]))
   return periods(
     client,
@@ -264,10 +267,10 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   // a grace would only triple the job's work on every hour that closes under steady ingest (bench/summary-cost).
   const changedRows = await readRows(client, {
     query: `SELECT toString(toStartOfHour(event_time)) AS hour_text,
-                   toString(if(event_time >= {slices_from:DateTime}, toDateTime(${TRUNCATE.slice}), toDateTime(0))) AS slice_text,
+                   toString(if(event_time >= {slices_from:DateTime64(3)}, toDateTime(${TRUNCATE.slice}), toDateTime(0))) AS slice_text,
                    max(ingested_at) >= {settled:DateTime64(3)} AS unsettled
               FROM nhi_activity
-              WHERE ingested_at >= {since:DateTime64(3)} AND event_time < {closed:DateTime}
+              WHERE ingested_at >= {since:DateTime64(3)} AND event_time < {closed:DateTime64(3)}
               GROUP BY hour_text, slice_text ORDER BY hour_text, slice_text`,
     params: { since: previous ?? '1970-01-01 00:00:00.000', settled, closed: closed_slice, slices_from },
     row: changedRow,
@@ -361,7 +364,7 @@ async function withRows(client: ClickHouseClient, starts: string[], seconds: num
   return periods(
     client,
     starts
-      .map((_, i) => `SELECT toString({p${i}:DateTime}) AS period_text FROM (SELECT 1 FROM nhi_activity WHERE event_time >= {p${i}:DateTime} AND event_time < {p${i}:DateTime} + toIntervalSecond({seconds:UInt32}) LIMIT 1)`)
+      .map((_, i) => `SELECT toString({p${i}:DateTime}) AS period_text FROM (SELECT 1 FROM nhi_activity WHERE event_time >= {p${i}:DateTime64(3)} AND event_time < {p${i}:DateTime64(3)} + toIntervalSecond({seconds:UInt32}) LIMIT 1)`)
       .join(' UNION ALL '),
     { ...params, seconds },
   )
