@@ -21,6 +21,21 @@ async function billable(service: ServiceUnderTest, key: string, query: string): 
   return (await response.json()) as Billable
 }
 
+/**
+ * The bill once every acknowledged span is stored: an export is acknowledged
+ * when it is in the ingest log, and shows in bills once ClickHouse has it
+ * (README, "The ingest log"), so the report is read again until it counts
+ * `spans` spans (or 15 s pass; the assertions after it then fail).
+ */
+async function storedBillable(service: ServiceUnderTest, key: string, query: string, spans: number): Promise<Billable> {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const report = await billable(service, key, query)
+    if (report.completeness.spans >= spans || Date.now() > deadline) return report
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
 /** A workload with a known answer: per identity, how many tool calls and workflow runs. */
 async function workload(day: string) {
   const agentSpans = await makeSpans({ 'service.name': 'support-agent', 'nhi.id': 'agent-support', 'nhi.type': 'ai_agent', 'nhi.business_unit': 'support' }, (tracer) => {
@@ -72,7 +87,7 @@ describe('single-node nhi-meter', () => {
     expect(exported(await sendSpans(agentSpans, { url: service.otlpUrl, protocol: 'json', headers }))).toBe(true)
     expect(exported(await sendSpans(etlSpans, { url: service.otlpUrl, protocol: 'protobuf', headers }))).toBe(true)
 
-    const report = await billable(service, key, 'from=2026-11-10T00:00:00Z&to=2026-11-11T00:00:00Z')
+    const report = await storedBillable(service, key, 'from=2026-11-10T00:00:00Z&to=2026-11-11T00:00:00Z', 37)
     expect(report.rows).toEqual([
       { 'nhi.id': 'agent-support', meter: 'tool_calls', quantity: 24, amount: '0.048' },
       { 'nhi.id': 'sa-etl', meter: 'workflow_runs', quantity: 10, amount: '0.10' },
@@ -101,7 +116,7 @@ describe('single-node nhi-meter', () => {
 
     service = await startService({ dataDir: service.dataDir })
     expect(service.adminKey).toBeUndefined()
-    const report = await billable(service, key, 'from=2026-11-12T00:00:00Z&to=2026-11-13T00:00:00Z')
+    const report = await storedBillable(service, key, 'from=2026-11-12T00:00:00Z&to=2026-11-13T00:00:00Z', 35)
     expect(report.total.quantity).toBe(34)
     expect(report.completeness.spans).toBe(35)
   })

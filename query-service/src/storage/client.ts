@@ -97,15 +97,23 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
       .map(([name, value]) => `SET ${name} = ${typeof value === 'number' ? value : `'${value}'`}`)
       .join('; '),
   )
+  // Bulk inserts get a connection of their own to the same directory. The engine runs one statement at a time
+  // per connection, so on the first a read would wait behind every ingest batch; on two it runs beside them.
+  const inserts = createChdbConnection({ path })
+  const closeQueries = connection.close.bind(connection)
+  connection.close = async () => {
+    await inserts.close()
+    await closeQueries()
+  }
   // Every write to this directory passes through here: counted, so caches know when to read again.
   const writes = trackWrites(connection as unknown as Parameters<typeof trackWrites>[0])
   const client = createClient({ connection } as Parameters<typeof createClient>[0])
-  embeddedConnections.set(client, connection)
+  embeddedConnections.set(client, inserts)
   registerWriteCounter(client, writes)
   return client
 }
 
-/** The chDB connection behind each embedded client, for its bulk-insert path. */
+/** The chDB connection each embedded client's bulk inserts take. */
 const embeddedConnections = new WeakMap<ClickHouseClient, import('chdb/connection').ChdbConnection>()
 
 /** Line-delimited formats that `insertFormatted` passes through unparsed. */
