@@ -101,7 +101,10 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
     request,
     profiles,
     credentials,
-    activeSamples: once(() => latestTraces(client, new Map([...profiles.values()].filter((p) => p.delivered > 0).map((p) => [p.id, p.lastMs])), request.scope)),
+    // Only the findings of active identities that are undeclared or have no declared owner show samples.
+    activeSamples: once(() =>
+      latestTraces(client, new Map([...profiles.values()].filter((p) => p.delivered > 0 && (!p.declared || p.declared.owner.trim() === '')).map((p) => [p.id, p.lastMs])), request.scope),
+    ),
     dormancy: once(() => judgeDormancy(context)),
   }
   const findings: Finding[] = []

@@ -6,9 +6,9 @@
  * from a narrow read of `nhi_identity_activity` with FINAL (each span once
  * however often it was delivered), keyed by activity type and identity so
  * that it touches only the series the digest reads flagged
- * (digest-reads.ts). Sample trace ids, first uses, credentials and the
- * service of a last activity come from the ledger; declarations from the
- * inventory.
+ * (digest-reads.ts). First uses, credentials and the service of a last
+ * activity come from the ledger, sample trace ids from its identity-sorted
+ * copy; declarations from the inventory.
  *
  * Every value is a bound parameter. SQL text is assembled only from fixed
  * fragments and from counts (how many samples were asked for).
@@ -19,7 +19,7 @@ import { APPROVED_ACTIVITY, inventoryJoinFor, type BusinessUnitScope } from '../
 import { toClickHouseTime } from '../storage/time.js'
 import { count64, int64, readRows } from '../storage/read.js'
 import { distinctFirst } from '../telemetry/queries.js'
-import { HOUR_MS, ms, scoped, seriesKey } from './reads.js'
+import { floorTo, HOUR_MS, ms, scoped, seconds, seriesKey } from './reads.js'
 
 /** Sample trace ids per finding. */
 export const SAMPLE_TRACES = 3
@@ -280,26 +280,6 @@ export async function sampleTraces(client: ClickHouseClient, requests: readonly 
 
 const hourText = (msValue: number) => toClickHouseTime(new Date(Math.floor(msValue / HOUR_MS) * HOUR_MS)).slice(0, 19)
 
-/** Latest trace ids of each identity within the hour of its last activity, from the hour-sorted ledger. */
-export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>, scope: BusinessUnitScope): Promise<Map<string, string[]>> {
-  if (lastSeen.size === 0) return new Map()
-  const s = scoped(scope)
-  const pairs = [...lastSeen].map(([id, last]) => new TupleParam([id, hourText(last)]))
-  const hours = [...new Set([...lastSeen.values()].map(hourText))]
-  const rows = await readRows(client, {
-    query: `
-      SELECT nhi_id, arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
-      FROM nhi_activity ${s.join}
-      WHERE toStartOfHour(event_time) IN {hours:Array(DateTime)}
-        AND (nhi_id, toStartOfHour(event_time)) IN {pairs:Array(Tuple(String, DateTime))}
-        ${s.where}
-      GROUP BY nhi_id`,
-    params: { hours, pairs, ...s.params },
-    row: z.object({ nhi_id: z.string(), samples: z.array(z.string()) }),
-  })
-  return new Map(rows.map((r) => [r.nhi_id, distinctFirst(r.samples, SAMPLE_TRACES)]))
-}
-
 /**
  * The service of each identity's last activity before `to` that the caller's
  * units may see, read from the hour it was last seen in.
@@ -388,4 +368,58 @@ export async function sharedCredentialUse(client: ClickHouseClient, credentials:
     row: z.object({ credential_id: z.string(), nhi_id: z.string(), events: count64, first_ms: int64, last_ms: int64, samples: z.array(z.string()) }),
   })
   return rows.map((r) => ({ credentialId: r.credential_id, nhiId: r.nhi_id, events: r.events, firstMs: r.first_ms, lastMs: r.last_ms, sampleTraceIds: distinctFirst(r.samples, SAMPLE_TRACES) }))
+}
+
+/**
+ * Latest trace ids of each identity within the hour of its last activity
+ * (`lastSeen`, epoch ms). Read from the identity-sorted copy of the ledger
+ * in widening windows that end with that activity: its minute, then its ten
+ * minutes, then its hour, each asked only for the identities the narrower
+ * one left short of samples. A window that yields enough samples holds the
+ * latest of the hour, since nothing of the identity comes after its last
+ * activity. A busy identity then costs a minute of its events, not an hour of
+ * everyone's (an open hour under steady ingest is millions of spans).
+ */
+export async function latestTraces(client: ClickHouseClient, lastSeen: ReadonlyMap<string, number>, scope: BusinessUnitScope): Promise<Map<string, string[]>> {
+  if (lastSeen.size === 0) return new Map()
+  const s = scoped(scope)
+  const found = new Map<string, string[]>()
+  let left = [...lastSeen]
+  for (const [unit, bucket] of [[60_000, 'toStartOfMinute'], [600_000, 'toStartOfTenMinutes'], [HOUR_MS, 'toStartOfHour']] as const) {
+    if (left.length === 0) break
+    const starts = left.map(([, last]) => floorTo(last, unit))
+    let first = Infinity
+    let latest = -Infinity
+    for (const start of starts) {
+      first = Math.min(first, start)
+      latest = Math.max(latest, start)
+    }
+    const rows = await readRows(client, {
+      query: `
+        SELECT nhi_id, arrayMap(x -> x.2, groupArraySorted(${SAMPLE_TRACES * 3})((-toUnixTimestamp64Nano(event_time), trace_id))) AS samples
+        FROM nhi_identity_activity ${s.join}
+        WHERE (nhi_id, ${bucket}(event_time)) IN {pairs:Array(Tuple(String, DateTime))}
+          AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)}
+          ${s.where}
+        GROUP BY nhi_id`,
+      params: {
+        pairs: left.map(([id], i) => new TupleParam([id, seconds(starts[i]!)])),
+        from: ms(first),
+        to: ms(latest + unit),
+        ...s.params,
+      },
+      row: z.object({ nhi_id: z.string(), samples: z.array(z.string()) }),
+    })
+    const got = new Map(rows.map((r) => [r.nhi_id, r.samples]))
+    const next: Array<[string, number]> = []
+    for (const entry of left) {
+      const samples = got.get(entry[0]) ?? []
+      if (samples.length >= SAMPLE_TRACES * 3 || unit === HOUR_MS) {
+        if (samples.length > 0) found.set(entry[0], distinctFirst(samples, SAMPLE_TRACES))
+      }
+      else next.push(entry)
+    }
+    left = next
+  }
+  return found
 }

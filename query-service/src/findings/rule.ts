@@ -20,7 +20,7 @@ export interface RuleContext extends RangeTimes {
   profiles: Map<string, Profile>
   /** Who used which credential in the credential window. */
   credentials: CredentialUse[]
-  /** Latest trace ids of each identity active in the range (unregistered, orphaned). */
+  /** Latest trace ids of each identity active in the range that is undeclared or declared without an owner (unregistered, orphaned). */
   activeSamples(): Promise<Map<string, string[]>>
   /** Which silent identities are dormant, and which silences a quiet service explains instead (dormant, telemetry_gap). */
   dormancy(): Promise<Dormancy>
