@@ -246,37 +246,41 @@ export interface SampleRequest {
  * one small ordered read per slice on the identity-sorted table.
  */
 export async function sampleTraces(client: ClickHouseClient, requests: readonly SampleRequest[], scope: BusinessUnitScope): Promise<string[][]> {
-  if (requests.length === 0) return []
+  const samples: string[][] = requests.map(() => [])
   // A limited caller's samples come from the rows it may see only (an identity's rows can name several units).
   const s = scoped(scope)
-  const params: Record<string, unknown> = { ...s.params }
-  const parts = requests.map((r, i) => {
-    params[`n${i}`] = r.nhiId
-    params[`f${i}`] = ms(r.from)
-    params[`t${i}`] = ms(r.to)
-    const conditions = [`nhi_id = {n${i}:String}`, `event_time >= {f${i}:DateTime64(3)}`, `event_time < {t${i}:DateTime64(3)}`]
-    if (r.activityType !== undefined) {
-      params[`a${i}`] = r.activityType
-      conditions.push(`activity_type = {a${i}:String}`)
-    }
-    if (r.activityName !== undefined) {
-      params[`m${i}`] = r.activityName
-      conditions.push(`activity_name = {m${i}:String}`)
-    }
-    if (r.failedOnly) conditions.push(`status = 'error'`)
-    return `SELECT ${i} AS i, trace_id, event_time FROM nhi_identity_activity ${s.join} WHERE ${conditions.join(' AND ')} ${s.where} ORDER BY event_time DESC, trace_id DESC LIMIT ${SAMPLE_TRACES * 3}`
-  })
-  const rows = await readRows(client, {
-    query: `SELECT i, trace_id FROM (${parts.map((p) => `(${p})`).join(' UNION ALL ')}) ORDER BY i, event_time DESC, trace_id DESC`,
-    params,
-    row: z.object({ i: int64, trace_id: z.string() }),
-  })
-  const samples: string[][] = requests.map(() => [])
-  for (const r of rows) {
-    samples[r.i]?.push(r.trace_id)
+  // A few hundred slices per statement: thousands (a burst in every identity's open hour) exceed what the SQL
+  // parser takes, and a short statement keeps requests from queueing long behind it on the embedded engine.
+  for (let first = 0; first < requests.length; first += SAMPLE_SLICES_PER_READ) {
+    const params: Record<string, unknown> = { ...s.params }
+    const parts = requests.slice(first, first + SAMPLE_SLICES_PER_READ).map((r, i) => {
+      params[`n${i}`] = r.nhiId
+      params[`f${i}`] = ms(r.from)
+      params[`t${i}`] = ms(r.to)
+      const conditions = [`nhi_id = {n${i}:String}`, `event_time >= {f${i}:DateTime64(3)}`, `event_time < {t${i}:DateTime64(3)}`]
+      if (r.activityType !== undefined) {
+        params[`a${i}`] = r.activityType
+        conditions.push(`activity_type = {a${i}:String}`)
+      }
+      if (r.activityName !== undefined) {
+        params[`m${i}`] = r.activityName
+        conditions.push(`activity_name = {m${i}:String}`)
+      }
+      if (r.failedOnly) conditions.push(`status = 'error'`)
+      return `SELECT ${i} AS i, trace_id, event_time FROM nhi_identity_activity ${s.join} WHERE ${conditions.join(' AND ')} ${s.where} ORDER BY event_time DESC, trace_id DESC LIMIT ${SAMPLE_TRACES * 3}`
+    })
+    const rows = await readRows(client, {
+      query: `SELECT i, trace_id FROM (${parts.map((p) => `(${p})`).join(' UNION ALL ')}) ORDER BY i, event_time DESC, trace_id DESC`,
+      params,
+      row: z.object({ i: int64, trace_id: z.string() }),
+    })
+    for (const r of rows) samples[first + r.i]?.push(r.trace_id)
   }
   return samples.map((s) => distinctFirst(s, SAMPLE_TRACES))
 }
+
+/** Slices of {@link sampleTraces} asked in one statement. */
+const SAMPLE_SLICES_PER_READ = 200
 
 const hourText = (msValue: number) => toClickHouseTime(new Date(Math.floor(msValue / HOUR_MS) * HOUR_MS)).slice(0, 19)
 
