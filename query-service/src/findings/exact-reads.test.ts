@@ -5,7 +5,7 @@ import { use } from '../test-support/findings.js'
 import { insertSpans } from '../test-support/spans.js'
 import { freshStorage } from '../test-support/storage.js'
 import { distinctFirst } from '../telemetry/queries.js'
-import { latestTraces, SAMPLE_TRACES } from './exact-reads.js'
+import { latestTraces, SAMPLE_TRACES, sampleTraces, type SampleRequest } from './exact-reads.js'
 
 const HOUR = Date.parse('2026-10-20T10:00:00Z')
 const MINUTE = 60_000
@@ -68,5 +68,16 @@ describe('latestTraces', () => {
   it('leaves out an identity with no use in the hour it was said to be last seen, and asks nothing for none', async () => {
     expect(await latestTraces(client, new Map([['nobody', HOUR]]), null)).toEqual(new Map())
     expect(await latestTraces(client, new Map(), null)).toEqual(new Map())
+  })
+})
+
+describe('sampleTraces', () => {
+  it('answers each of hundreds of slices, over several statements, as it answers that slice alone', async () => {
+    const ids = ['busy', 'tens', 'quarterly', 'fading']
+    const requests: SampleRequest[] = Array.from({ length: 450 }, (_, i) => ({ nhiId: ids[i % 4]!, from: HOUR - 3_600_000 + (i % 7) * 10 * MINUTE, to: HOUR + 3_600_000 - (i % 5) * 10 * MINUTE }))
+    const together = await sampleTraces(client, requests, null)
+    expect(together).toHaveLength(450)
+    for (const i of [0, 1, 2, 3, 199, 200, 201, 399, 400, 449]) expect(together[i], `slice ${i}`).toEqual((await sampleTraces(client, [requests[i]!], null))[0])
+    expect(together.filter((s) => s.length > 0).length).toBeGreaterThan(300)
   })
 })
