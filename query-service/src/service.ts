@@ -19,7 +19,7 @@ import type { Config } from './config.js'
 import { createReceiver, type Receiver } from './otlp/receiver.js'
 import { DurableWriter } from './otlp/durable-writer.js'
 import { join } from 'node:path'
-import { openStorage } from './storage/client.js'
+import { clientForJobs, openStorage } from './storage/client.js'
 import { migrate } from './storage/migrations.js'
 import { startWebhooks, type RunningWebhooks } from './webhooks/job.js'
 import type { SigningDestination } from './webhooks/secrets.js'
@@ -61,6 +61,8 @@ export async function startService(config: Config, policy: () => Policy, log: Se
     await endpoint?.close().catch(() => undefined)
     throw error
   })
+  // Jobs that run on a timer take their turn after requests on the embedded engine.
+  const jobs = clientForJobs(client)
   let webhooks: RunningWebhooks | undefined
   try {
     const applied = await migrate(client, config.NHI_METER_CLICKHOUSE_CLUSTER ? { cluster: { cluster: config.NHI_METER_CLICKHOUSE_CLUSTER } } : {})
@@ -86,7 +88,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     // Before the API, so a month closed through it queues statement.closed; pending deliveries resume now.
     webhooks = await startWebhooks({
-      client,
+      client: jobs,
       policy,
       destinations: webhookDestinations,
       dir: join(config.NHI_METER_DATA_DIR, 'webhooks'),
@@ -145,7 +147,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     const rollup =
       config.NHI_METER_ROLLUP_INTERVAL_SECONDS > 0
-        ? scheduleRollup(client, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error), {
+        ? scheduleRollup(jobs, config.NHI_METER_ROLLUP_INTERVAL_SECONDS * 1000, () => policy().rate_cards, (error, failedRuns) => log.error(`usage summary job failed${failedRuns > 1 ? ` (${failedRuns} runs in a row)` : ''}; billing stays exact, it reads the ledger meanwhile`, error), {
             // The embedded engine knows its writes under way and needs no grace; a server's writers cannot all be seen.
             graceSeconds: config.CLICKHOUSE_URL ? config.NHI_METER_ROLLUP_GRACE_SECONDS : undefined,
             observeRun: metrics.jobs.periodic('usage_summary'),
@@ -155,7 +157,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
     const resolution =
       config.NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS > 0
         ? scheduleTraceResolution(
-            client,
+            jobs,
             () => placeholderRule(policy().identity),
             config.NHI_METER_TRACE_RESOLUTION_INTERVAL_SECONDS * 1000,
             { waitSeconds: config.NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS },
@@ -166,7 +168,7 @@ export async function startService(config: Config, policy: () => Policy, log: Se
 
     const findingsEvaluation =
       endpoint && config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS > 0
-        ? scheduleFindingsEvaluation(client, policy, config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS * 1000, metrics, (error) => log.error('findings evaluation for the metrics failed; nhi_meter_findings_* keep their last values until a run succeeds', error))
+        ? scheduleFindingsEvaluation(jobs, policy, config.NHI_METER_FINDINGS_METRICS_INTERVAL_SECONDS * 1000, metrics, (error) => log.error('findings evaluation for the metrics failed; nhi_meter_findings_* keep their last values until a run succeeds', error))
         : undefined
 
     return {

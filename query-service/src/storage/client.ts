@@ -9,6 +9,7 @@ import { resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { guardServerClient, waitUntilReachable } from './availability.js'
+import { splitForJobs } from './request-first.js'
 import { registerWriteCounter, trackWrites, writeAround } from './write-tracking.js'
 
 /** Where the data lives. */
@@ -107,10 +108,29 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
   }
   // Every write to this directory passes through here: counted, so caches know when to read again.
   const writes = trackWrites(connection as unknown as Parameters<typeof trackWrites>[0])
+  // Background jobs take their turn after requests (request-first.ts).
+  const jobs = splitForJobs(connection as unknown as Parameters<typeof splitForJobs>[0])
   const client = createClient({ connection } as Parameters<typeof createClient>[0])
-  embeddedConnections.set(client, inserts)
-  registerWriteCounter(client, writes)
+  const jobsClient = createClient({ connection: jobs } as Parameters<typeof createClient>[0])
+  for (const each of [client, jobsClient]) {
+    embeddedConnections.set(each, inserts)
+    registerWriteCounter(each, writes)
+  }
+  jobClients.set(client, jobsClient)
   return client
+}
+
+/** Per embedded client, the client its background jobs use. */
+const jobClients = new WeakMap<ClickHouseClient, ClickHouseClient>()
+
+/**
+ * The client background jobs (summaries, trace resolution, findings
+ * evaluation, webhooks) use: on the embedded engine one whose statements
+ * wait while a request's are under way (request-first.ts); on a server the
+ * client itself. Closing `client` closes both.
+ */
+export function clientForJobs(client: ClickHouseClient): ClickHouseClient {
+  return jobClients.get(client) ?? client
 }
 
 /** The chDB connection each embedded client's bulk inserts take. */
