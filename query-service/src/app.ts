@@ -17,6 +17,7 @@ import type { Policy } from './policy/index.js'
 import { ApiError, errorBody } from './http/errors.js'
 import { statusOf } from './http/error-codes.js'
 import { isDiskFull, storageRefusal } from './storage/disk-space.js'
+import { duringRequest } from './storage/client.js'
 import { authenticate, requestId, type AppEnv } from './http/middleware.js'
 import { requestMetrics } from './http/request-metrics.js'
 import { NOOP_METRICS, type ServiceMetrics } from './metrics/instruments.js'
@@ -102,6 +103,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono<AppEnv>
       failedAuthPerClient: limits ? failedAuthBuckets(limits.authFailuresPerMinute) : undefined,
     }, metrics),
   )
+  // A request's statements go before the background jobs' on the embedded engine (storage/request-first.ts).
+  app.use('/v1/*', (c, next) => duringRequest(deps.client, next))
   app.route('/v1', billingRoutes({ client: deps.client, pricing, rollupGraceSeconds: deps.rollupGraceSeconds }))
   app.route('/v1', evidenceRoutes({ client: deps.client, pricing }))
   app.route('/v1', statementRoutes({ client: deps.client, pricing, onClosed: deps.onStatementClosed }))

@@ -9,7 +9,7 @@ import { resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { guardServerClient, waitUntilReachable } from './availability.js'
-import { splitForJobs } from './request-first.js'
+import { RequestFirst, splitForJobs } from './request-first.js'
 import { registerWriteCounter, trackWrites, writeAround } from './write-tracking.js'
 
 /** Where the data lives. */
@@ -109,7 +109,8 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
   // Every write to this directory passes through here: counted, so caches know when to read again.
   const writes = trackWrites(connection as unknown as Parameters<typeof trackWrites>[0])
   // Background jobs take their turn after requests (request-first.ts).
-  const jobs = splitForJobs(connection as unknown as Parameters<typeof splitForJobs>[0])
+  const order = new RequestFirst()
+  const jobs = splitForJobs(connection as unknown as Parameters<typeof splitForJobs>[0], order)
   const client = createClient({ connection } as Parameters<typeof createClient>[0])
   const jobsClient = createClient({ connection: jobs } as Parameters<typeof createClient>[0])
   for (const each of [client, jobsClient]) {
@@ -117,7 +118,22 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
     registerWriteCounter(each, writes)
   }
   jobClients.set(client, jobsClient)
+  requestOrders.set(client, order)
   return client
+}
+
+/** Per embedded client, the order of its requests' and jobs' statements. */
+const requestOrders = new WeakMap<ClickHouseClient, RequestFirst>()
+
+/**
+ * Runs `handle` (one API request) as a request: on the embedded engine no
+ * job statement starts while it runs (each waits at most 2 s), so the
+ * request's statements do not queue behind jobs' statements that started
+ * between two of them. On a server it just runs `handle`.
+ */
+export function duringRequest<T>(client: ClickHouseClient, handle: () => Promise<T>): Promise<T> {
+  const order = requestOrders.get(client)
+  return order ? order.request(handle) : handle()
 }
 
 /** Per embedded client, the client its background jobs use. */
