@@ -249,7 +249,7 @@ export async function sampleTraces(client: ClickHouseClient, requests: readonly 
   const samples: string[][] = requests.map(() => [])
   // A limited caller's samples come from the rows it may see only (an identity's rows can name several units).
   const s = scoped(scope)
-  // A few hundred slices per statement: thousands (a burst in every identity's open hour) exceed what the SQL
+  // Fifty slices per statement: thousands (a burst in every identity's open hour) exceed what the SQL
   // parser takes, and a short statement keeps requests from queueing long behind it on the embedded engine.
   for (let first = 0; first < requests.length; first += SAMPLE_SLICES_PER_READ) {
     const params: Record<string, unknown> = { ...s.params }
@@ -280,7 +280,7 @@ export async function sampleTraces(client: ClickHouseClient, requests: readonly 
 }
 
 /** Slices of {@link sampleTraces} asked in one statement. */
-const SAMPLE_SLICES_PER_READ = 200
+const SAMPLE_SLICES_PER_READ = 50
 
 const hourText = (msValue: number) => toClickHouseTime(new Date(Math.floor(msValue / HOUR_MS) * HOUR_MS)).slice(0, 19)
 
