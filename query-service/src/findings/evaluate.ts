@@ -10,7 +10,7 @@
 import type { ClickHouseClient } from '@clickhouse/client'
 import type { BusinessUnitScope } from '../identities/effective.js'
 import type { DetectionSettings } from '../policy/index.js'
-import { latestTraces } from './exact-reads.js'
+import { latestTraces, sampleTraces } from './exact-reads.js'
 import { FINDING_KINDS, sortFindings, type Finding, type FindingKind } from './kinds.js'
 import { readProfiles } from './profile.js'
 import { HOUR_MS } from './reads.js'
@@ -40,6 +40,8 @@ export interface FindingsRequest {
   kinds: ReadonlySet<FindingKind>
   /** As for billing: how long after the last rollup run ledger rows may still be late (default: billing's). */
   rollupGraceSeconds?: number
+  /** False when only the findings are wanted, not their sample trace ids (the metrics count them): no read is made for samples (credential reuse and telemetry gaps keep those the reads that decide them bring). */
+  samples?: boolean
 }
 
 /** The rule of each kind. */
@@ -102,9 +104,12 @@ export async function computeFindings(client: ClickHouseClient, request: Finding
     profiles,
     credentials,
     // Only the findings of active identities that are undeclared or have no declared owner show samples.
-    activeSamples: once(() =>
-      latestTraces(client, new Map([...profiles.values()].filter((p) => p.delivered > 0 && (!p.declared || p.declared.owner.trim() === '')).map((p) => [p.id, p.lastMs])), request.scope),
+    activeSamples: once(async () =>
+      request.samples === false
+        ? new Map()
+        : latestTraces(client, new Map([...profiles.values()].filter((p) => p.delivered > 0 && (!p.declared || p.declared.owner.trim() === '')).map((p) => [p.id, p.lastMs])), request.scope),
     ),
+    sampleTraces: async (requests) => (request.samples === false ? requests.map(() => []) : sampleTraces(client, requests, request.scope)),
     dormancy: once(() => judgeDormancy(context)),
   }
   const findings: Finding[] = []

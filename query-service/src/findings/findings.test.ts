@@ -5,6 +5,7 @@ import type { OtelTraceRow } from '../otlp/rows.js'
 import { insertSpans, spanRow } from '../test-support/spans.js'
 import { freshStorage } from '../test-support/storage.js'
 import { backfillFindingsDigest } from './digest.js'
+import { computeFindings } from './evaluate.js'
 import { CONTROLS, FINDING_KINDS, type Finding } from './kinds.js'
 import { telemetryOpenApi } from '../telemetry/openapi.js'
 import { findingsOpenApi } from './openapi.js'
@@ -165,6 +166,18 @@ describe('GET /v1/findings with injected cases', () => {
       expect(f.controls).toEqual(CONTROLS[f.kind])
       expect(f.evidence).toBeTypeOf('object')
     }
+  })
+
+  it('finds the same findings when asked for no sample traces (the metrics job), and reads none but those of the reads that decide', async () => {
+    const request = { from: new Date('2026-10-01T00:00:00Z'), to: new Date(END), detection: POLICY.detection, scope: null, includeServices: true, kinds: new Set(FINDING_KINDS) }
+    const samplesOf = (f: Finding) => (f.evidence.sample_trace_ids as string[] | undefined) ?? []
+    const full = await computeFindings(client, request)
+    const bare = await computeFindings(client, { ...request, samples: false })
+    expect(bare.map((f) => [f.kind, f.nhi_id, f.severity])).toEqual(full.map((f) => [f.kind, f.nhi_id, f.severity]))
+    // Credential reuse and telemetry gaps find their samples in the reads that decide them: those stay.
+    const sampledBy = (findings: Finding[], kinds: string[]) => findings.filter((f) => samplesOf(f).length > 0 && kinds.includes(f.kind)).length
+    expect(sampledBy(bare, FINDING_KINDS.filter((k) => k !== 'credential_reuse' && k !== 'telemetry_gap'))).toBe(0)
+    expect(sampledBy(full, FINDING_KINDS.filter((k) => k !== 'credential_reuse' && k !== 'telemetry_gap'))).toBeGreaterThan(5)
   })
 
   it('lists findings by severity, then kind, then identity', () => {

@@ -6,7 +6,7 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import type { FindingsRequest, RangeTimes } from './evaluate.js'
-import type { CredentialUse } from './exact-reads.js'
+import type { CredentialUse, SampleRequest } from './exact-reads.js'
 import type { Finding } from './kinds.js'
 import type { Profile } from './profile.js'
 import { HOUR_MS, DAY_MS } from './reads.js'
@@ -22,6 +22,8 @@ export interface RuleContext extends RangeTimes {
   credentials: CredentialUse[]
   /** Latest trace ids of each identity active in the range that is undeclared or declared without an owner (unregistered, orphaned). */
   activeSamples(): Promise<Map<string, string[]>>
+  /** The latest trace ids of each slice (exact-reads.ts, sampleTraces), in the caller's scope; none when the request wants no samples. */
+  sampleTraces(requests: readonly SampleRequest[]): Promise<string[][]>
   /** Which silent identities are dormant, and which silences a quiet service explains instead (dormant, telemetry_gap). */
   dormancy(): Promise<Dormancy>
 }

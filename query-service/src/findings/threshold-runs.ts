@@ -5,7 +5,7 @@
  */
 import type { Duration } from '../policy/index.js'
 import { thresholdEpisodes, type Episode } from './detect.js'
-import { sampleTraces, windowCounts, type SampleRequest, type WindowCountKind } from './exact-reads.js'
+import { windowCounts, type SampleRequest, type WindowCountKind } from './exact-reads.js'
 import type { RuleContext } from './rule.js'
 
 /** One identity's run of windows at or over the threshold. */
@@ -40,6 +40,6 @@ export async function thresholdRuns(
     for (const episode of thresholdEpisodes(series, Math.floor(from / w), Math.ceil(to / w), rule.threshold)) found.push({ id, episode })
   }
   const windowOf = (e: Episode) => ({ from: Math.max(e.first * w, from), to: Math.min((e.last + 1) * w, to) })
-  const samples = await sampleTraces(ctx.client, found.map(({ id, episode }) => rule.sample(id, windowOf(episode))), ctx.request.scope)
+  const samples = await ctx.sampleTraces(found.map(({ id, episode }) => rule.sample(id, windowOf(episode))))
   return found.map(({ id, episode }, i) => ({ id, episode, window: windowOf(episode), sampleTraceIds: samples[i] ?? [] }))
 }

@@ -39,6 +39,8 @@ export function scheduleFindingsEvaluation(
         includeServices: true,
         kinds: new Set(FINDING_KINDS),
         rollupGraceSeconds: options.rollupGraceSeconds,
+        // The metrics count findings by kind and severity: their sample traces would be read for nothing.
+        samples: false,
       })
       metrics.findings.evaluated(findings)
     })

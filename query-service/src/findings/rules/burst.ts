@@ -7,10 +7,13 @@
 import { formatDuration } from '../../policy/index.js'
 import { burstEpisodes, burstTestLevels, mayBurst, type BurstEpisode } from '../detect.js'
 import { burstScreen, type SeriesRow } from '../digest-reads.js'
-import { sampleTraces, windowCounts } from '../exact-reads.js'
+import { windowCounts } from '../exact-reads.js'
 import { finding, iso } from '../kinds.js'
 import { DAY_MS, seriesKey } from '../reads.js'
 import { plural, round, type Rule } from '../rule.js'
+
+/** Longest stretch of the burst test between two turns of the event loop. */
+const YIELD_EVERY_MS = 20
 
 /** One medium finding per burst episode of an (identity, activity type) series. */
 export const burstRule: Rule = async (ctx) => {
@@ -43,11 +46,19 @@ export const burstRule: Rule = async (ctx) => {
     request.scope,
   )
   const found: Array<{ s: SeriesRow; episode: BurstEpisode; level: number }> = []
+  // One buffer for every series' counts (thousands of series would each allocate tens of kilobytes).
+  const dense = new Float64Array(Math.ceil((to - dayStart) / step))
+  const offset = dayStart / step
+  let working = performance.now()
   for (const s of candidates) {
     const sparse = counts.get(seriesKey(s.nhiId, s.activityType))
     if (!sparse) continue
-    const dense = new Float64Array(Math.ceil((to - dayStart) / step))
-    const offset = dayStart / step
+    // Thousands of series take seconds: the receiver and the API get their turn every 20 ms of it.
+    if (performance.now() - working > YIELD_EVERY_MS) {
+      await new Promise((resolve) => setImmediate(resolve))
+      working = performance.now()
+    }
+    dense.fill(0)
     for (const [k, n] of sparse) dense[k - offset] = n
     const levels = levelsFor(s.nhiId)
     const rule = { from, to, windows, levels, baselineDays, factor: d.burst_factor, minEvents: d.burst_min_events, maxEpisodeMs: d.sustained_growth_period.ms, shiftFactor: d.sustained_growth_factor }
@@ -55,7 +66,7 @@ export const burstRule: Rule = async (ctx) => {
       found.push({ s, episode, level: levels[windows.indexOf(episode.window.ms)] as number })
     }
   }
-  const samples = await sampleTraces(ctx.client, found.map(({ s, episode }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: episode.from, to: episode.to })), ctx.request.scope)
+  const samples = await ctx.sampleTraces(found.map(({ s, episode }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: episode.from, to: episode.to })))
   return found.map(({ s, episode, level }, i) => {
     const w = episode.window
     const length = formatDuration(w.ms)

@@ -4,7 +4,7 @@
  * active in the baseline stretch began an activity it did not use there.
  */
 import { newNameIsDrift } from '../detect.js'
-import { activityEvents, activityKey, newActivities, sampleTraces, unapprovedActivities, type Activity } from '../exact-reads.js'
+import { activityEvents, activityKey, newActivities, unapprovedActivities, type Activity } from '../exact-reads.js'
 import { finding, iso } from '../kinds.js'
 import type { Profile } from '../profile.js'
 import { compare, plural, type Rule } from '../rule.js'
@@ -44,7 +44,7 @@ export const privilegeDriftRule: Rule = async (ctx) => {
   const listed = entries.flatMap((e) => e.uses.slice(0, MAX_LISTED_ACTIVITIES))
   const [events, samples] = await Promise.all([
     activityEvents(ctx.client, listed, { from, to }, ctx.request.scope),
-    sampleTraces(ctx.client, entries.map((e) => ({ nhiId: e.id, from, to, activityType: e.uses[0]!.activityType, activityName: e.uses[0]!.activityName })), ctx.request.scope),
+    ctx.sampleTraces(entries.map((e) => ({ nhiId: e.id, from, to, activityType: e.uses[0]!.activityType, activityName: e.uses[0]!.activityName }))),
   ])
   return entries.map((e, i) => {
     const first = e.uses[0]!

@@ -6,7 +6,7 @@
  */
 import { growthCandidate, sustainedGrowth, weeklyAdjusted } from '../detect.js'
 import type { SeriesRow } from '../digest-reads.js'
-import { exactPeriods, sampleTraces } from '../exact-reads.js'
+import { exactPeriods } from '../exact-reads.js'
 import { finding, iso } from '../kinds.js'
 import { HOUR_MS, seriesKey } from '../reads.js'
 import { plural, round, type Rule } from '../rule.js'
@@ -29,7 +29,7 @@ export const sustainedGrowthRule: Rule = async (ctx) => {
     const g = sustainedGrowth(adjusted(raw), options)
     if (g && (raw[raw.length - 1] ?? 0) >= options.minEvents) found.push({ s, g, raw })
   }
-  const samples = await sampleTraces(ctx.client, found.map(({ s }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: recentStart, to: recentEnd })), ctx.request.scope)
+  const samples = await ctx.sampleTraces(found.map(({ s }) => ({ nhiId: s.nhiId, activityType: s.activityType, from: recentStart, to: recentEnd })))
   const text = d.sustained_growth_period.text
   return found.map(({ s, g, raw }, i) =>
     finding(
