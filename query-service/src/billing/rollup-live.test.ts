@@ -131,6 +131,23 @@ describe('the summary of the open hour', () => {
   })
 })
 
+describe('a closed hour of the slice window', () => {
+  it('is summarised from its whole prefix, not from the ledger, and bills as the ledger does', async () => {
+    const openHour = Math.floor(Date.now() / 3_600_000) * 3_600_000
+    // Uses in the hour before the open one, a late one among them, and one delivered twice.
+    const before = Array.from({ length: 30 }, (_, i) => spanRow({ start: new Date(openHour - 3_500_000 + i * 100_000).toISOString(), attributes: { 'nhi.id': `closed-${i % 4}`, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'search' } }))
+    await insertSpans(client, before)
+    await insertSpans(client, [before[5]!])
+    const run = await runRollup(client, cards)
+    expect(run.hoursFromPrefixes).toBe(1)
+    const hour = { from: new Date(openHour - 3_600_000), to: new Date(openHour) }
+    expect(levels(await plan(hour))).toEqual(['hour'])
+    const summarised = await bill(hour)
+    expect(summarised).toEqual(await bill(hour, LEDGER_ONLY))
+    expect(summarised.rows).toEqual(expect.arrayContaining([expect.objectContaining({ 'nhi.id': 'closed-1', quantity: 8 })]))
+  })
+})
+
 describe('the plan of the open hour', () => {
   const hour = Date.parse('2026-12-07T12:00:00Z')
   const facts = (prefixes: Array<[number, number]>, dirty: number[] = []): PlanFacts => ({
