@@ -248,7 +248,7 @@ describe.skipIf(!collector.path)('the shipped Collector config on a real Collect
     // Both services decide the use events whose identity is on an ancestor before their rows are compared.
     const starts = sent.map((s) => s.startTime[0] * 1000)
     const window = { from: new Date(Math.min(...starts) - 3_600_000).toISOString(), to: new Date(Math.max(...starts) + 3_600_000).toISOString() }
-    for (const service of [fedByCollector, fedDirectly]) await waitForTraceResolution(service.apiUrl, service.adminKey!, window)
+    for (const service of [fedByCollector, fedDirectly]) await waitForTraceResolution(service, service.adminKey!, window)
     expect(await fedByCollector.stop(), fedByCollector.output()).toBe(0)
     expect(await fedDirectly.stop(), fedDirectly.output()).toBe(0)
     emittedText = readFileSync(emittedFile, 'utf8')

@@ -187,7 +187,7 @@ export function windowSince(startedAt: Date): Window {
 
 /** Waits until no event in the window waits for trace resolution (see test/helpers/service.ts). */
 export function waitForTraceResolution(metered: MeteredService, window: Window, deadlineMs = 30_000): Promise<void> {
-  return waitForSettled(metered.service.apiUrl, metered.key, window, deadlineMs)
+  return waitForSettled(metered.service, metered.key, window, deadlineMs)
 }
 
 /** The grouping every scenario bills by: who, what, and for whom. */

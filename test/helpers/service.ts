@@ -143,12 +143,25 @@ async function startOnce(options: { env?: Record<string, string>; dataDir: strin
 }
 
 /**
- * Waits until no use event between `from` and `to` waits for trace
- * resolution (GET /v1/telemetry/completeness reports `pending_spans: 0`),
- * so a test reads settled bills. A report without the field fails at once.
+ * Waits until every span the receiver acknowledged is stored (the metrics
+ * endpoint's `nhi_meter_ingest_log_spans` is 0: a request sees acknowledged
+ * spans once the ingest log has stored them), then until no use event
+ * between `from` and `to` waits for trace resolution (GET
+ * /v1/telemetry/completeness reports `pending_spans: 0`), so a test reads
+ * settled bills. A report without the field fails at once.
  */
-export async function waitForTraceResolution(apiUrl: string, key: string, window: { from: string; to: string }, deadlineMs = 30_000): Promise<void> {
+export async function waitForTraceResolution(service: Pick<ServiceUnderTest, 'apiUrl' | 'metricsUrl'>, key: string, window: { from: string; to: string }, deadlineMs = 30_000): Promise<void> {
   const deadline = Date.now() + deadlineMs
+  if (!service.metricsUrl) throw new Error('waitForTraceResolution needs the metrics endpoint, to see what the ingest log holds')
+  for (;;) {
+    const text = await (await fetch(service.metricsUrl)).text()
+    const waiting = /^nhi_meter_ingest_log_spans(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1]
+    if (waiting === undefined) throw new Error(`the metrics have no nhi_meter_ingest_log_spans:\n${text.slice(0, 2000)}`)
+    if (Number(waiting) === 0) break
+    if (Date.now() > deadline) throw new Error(`the ingest log still holds ${waiting} spans after ${deadlineMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const apiUrl = service.apiUrl
   const path = `/v1/telemetry/completeness?from=${encodeURIComponent(window.from)}&to=${encodeURIComponent(window.to)}`
   for (;;) {
     const response = await fetch(`${apiUrl}${path}`, { headers: { Authorization: `Bearer ${key}` } })
