@@ -97,6 +97,7 @@ async function main(): Promise<void> {
     ]
     const posted = await fetch(`${api}/v1/inventory`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(declared) })
     if (!posted.ok) throw new Error(`POST /v1/inventory answered ${posted.status}: ${await posted.text()}`)
+    if (service.metricsPort !== undefined) await settleIngest(`http://${config.NHI_METER_HOST}:${service.metricsPort}/metrics`)
     await settleTraces(api, key)
     const response = await fetch(`${api}/v1/billable?group_by=nhi.id,meter`, { headers: { Authorization: `Bearer ${key}` } })
     const bill = (await response.json()) as Billable
@@ -159,6 +160,20 @@ main().catch((error: unknown) => {
  * Waits (at most a minute) until the trace resolution job has decided every
  * use event that needed its trace, so the bill printed is settled.
  */
+/** Waits until the ingest log has stored every span the receiver took (bills show spans once they are stored). */
+async function settleIngest(metricsUrl: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const waiting = /^nhi_meter_ingest_log_spans(?:\{[^}]*\})? (\S+)$/m.exec(await (await fetch(metricsUrl)).text())?.[1]
+    if (waiting === undefined || Number(waiting) === 0) return
+    if (Date.now() > deadline) {
+      console.log(`  (${waiting} spans are still in the ingest log; the bill below does not hold them yet)`)
+      return
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
 async function settleTraces(api: string, key: string): Promise<void> {
   const deadline = Date.now() + 60_000
   for (;;) {
