@@ -16,6 +16,7 @@ import { parseConfig } from '../../query-service/src/config.js'
 import { loadDefaultPolicy } from '../../query-service/src/policy/index.js'
 import { startService } from '../../query-service/src/service.js'
 import { EXAMPLE_INVENTORY, runExampleWorkload } from '../../instrumentation/examples/agent-gateway/workload.js'
+import { ingestLogSpans } from '../helpers/service.js'
 import { runDemoWorkload } from './workload.js'
 
 interface Billable {
@@ -164,8 +165,8 @@ main().catch((error: unknown) => {
 async function settleIngest(metricsUrl: string): Promise<void> {
   const deadline = Date.now() + 60_000
   for (;;) {
-    const waiting = /^nhi_meter_ingest_log_spans(?:\{[^}]*\})? (\S+)$/m.exec(await (await fetch(metricsUrl)).text())?.[1]
-    if (waiting === undefined || Number(waiting) === 0) return
+    const waiting = await ingestLogSpans(metricsUrl)
+    if (waiting === 0) return
     if (Date.now() > deadline) {
       console.log(`  (${waiting} spans are still in the ingest log; the bill below does not hold them yet)`)
       return

@@ -142,6 +142,14 @@ async function startOnce(options: { env?: Record<string, string>; dataDir: strin
   }
 }
 
+/** The spans the service's ingest log holds and has not yet stored, from its metrics endpoint (`nhi_meter_ingest_log_spans`). */
+export async function ingestLogSpans(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text()
+  const value = /^nhi_meter_ingest_log_spans(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1]
+  if (value === undefined) throw new Error(`the metrics have no nhi_meter_ingest_log_spans:\n${text.slice(0, 2000)}`)
+  return Number(value)
+}
+
 /**
  * Waits until every span the receiver acknowledged is stored (the metrics
  * endpoint's `nhi_meter_ingest_log_spans` is 0: a request sees acknowledged
@@ -154,10 +162,8 @@ export async function waitForTraceResolution(service: Pick<ServiceUnderTest, 'ap
   const deadline = Date.now() + deadlineMs
   if (!service.metricsUrl) throw new Error('waitForTraceResolution needs the metrics endpoint, to see what the ingest log holds')
   for (;;) {
-    const text = await (await fetch(service.metricsUrl)).text()
-    const waiting = /^nhi_meter_ingest_log_spans(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1]
-    if (waiting === undefined) throw new Error(`the metrics have no nhi_meter_ingest_log_spans:\n${text.slice(0, 2000)}`)
-    if (Number(waiting) === 0) break
+    const waiting = await ingestLogSpans(service.metricsUrl)
+    if (waiting === 0) break
     if (Date.now() > deadline) throw new Error(`the ingest log still holds ${waiting} spans after ${deadlineMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
