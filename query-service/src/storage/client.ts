@@ -117,13 +117,12 @@ export async function openStorage(config: StorageConfig, log?: StorageLog): Prom
     embeddedConnections.set(each, inserts)
     registerWriteCounter(each, writes)
   }
-  jobClients.set(client, jobsClient)
-  requestOrders.set(client, order)
+  forJobs.set(client, { client: jobsClient, order })
   return client
 }
 
-/** Per embedded client, the order of its requests' and jobs' statements. */
-const requestOrders = new WeakMap<ClickHouseClient, RequestFirst>()
+/** Per embedded client, the client its background jobs use and the order of its requests' and jobs' statements. */
+const forJobs = new WeakMap<ClickHouseClient, { client: ClickHouseClient; order: RequestFirst }>()
 
 /**
  * Runs `handle` (one API request) as a request: on the embedded engine no
@@ -132,21 +131,18 @@ const requestOrders = new WeakMap<ClickHouseClient, RequestFirst>()
  * between two of them. On a server it just runs `handle`.
  */
 export function duringRequest<T>(client: ClickHouseClient, handle: () => Promise<T>): Promise<T> {
-  const order = requestOrders.get(client)
+  const order = forJobs.get(client)?.order
   return order ? order.request(handle) : handle()
 }
-
-/** Per embedded client, the client its background jobs use. */
-const jobClients = new WeakMap<ClickHouseClient, ClickHouseClient>()
 
 /**
  * The client background jobs (summaries, trace resolution, findings
  * evaluation, webhooks) use: on the embedded engine one whose statements
- * wait while a request's are under way (request-first.ts); on a server the
+ * wait while a request is answered (request-first.ts); on a server the
  * client itself. Closing `client` closes both.
  */
 export function clientForJobs(client: ClickHouseClient): ClickHouseClient {
-  return jobClients.get(client) ?? client
+  return forJobs.get(client)?.client ?? client
 }
 
 /** The chDB connection each embedded client's bulk inserts take. */

@@ -4,22 +4,24 @@
  * parameters are not safe to run side by side), so a bill asked while the
  * summary, trace-resolution or findings job has statements queued waits for
  * all of them. Jobs therefore get a client of their own whose statements
- * start only while no request's statement is queued or running (or once
- * they have waited {@link MAX_JOB_WAIT_MS}, so that steady requests cannot
- * starve them). A request then waits for at most the one job statement
- * already under way. A ClickHouse server runs statements side by side, and
- * jobs use the service's one client there.
+ * start only while no request is under way: no API request being answered
+ * (client.ts, duringRequest) and no statement of the requests' client queued
+ * or running (or once they have waited {@link MAX_JOB_WAIT_MS}, so that
+ * steady requests cannot starve them). A request then waits for at most
+ * the job statements already under way when it came. A ClickHouse server
+ * runs statements side by side, and jobs use the service's one client
+ * there.
  */
 
 /** Longest a job's statement waits for requests to finish before it starts anyway. */
 export const MAX_JOB_WAIT_MS = 2_000
 
-/** Counts the requests' statements under way, and lets the jobs' statements wait for none. */
+/** Counts the requests (and their statements) under way, and lets the jobs' statements wait for none. */
 export class RequestFirst {
   private requests = 0
   private waiting: Array<() => void> = []
 
-  /** Runs a request's statement. */
+  /** Runs a request, or one of its statements. */
   async request<T>(statement: () => Promise<T>): Promise<T> {
     this.requests++
     try {
@@ -33,7 +35,7 @@ export class RequestFirst {
     }
   }
 
-  /** Runs a job's statement once no request's statement is under way, or once it has waited `maxWaitMs`. */
+  /** Runs a job's statement once no request is under way, or once it has waited `maxWaitMs`. */
   async job<T>(statement: () => Promise<T>, maxWaitMs = MAX_JOB_WAIT_MS): Promise<T> {
     if (this.requests > 0) {
       await new Promise<void>((resolve) => {
