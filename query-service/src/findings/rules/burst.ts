@@ -9,11 +9,8 @@ import { burstEpisodes, burstTestLevels, mayBurst, type BurstEpisode } from '../
 import { burstScreen, type SeriesRow } from '../digest-reads.js'
 import { windowCounts } from '../exact-reads.js'
 import { finding, iso } from '../kinds.js'
-import { DAY_MS, seriesKey } from '../reads.js'
+import { DAY_MS, seriesKey, takeTurns } from '../reads.js'
 import { plural, round, type Rule } from '../rule.js'
-
-/** Longest stretch of the burst test between two turns of the event loop. */
-const YIELD_EVERY_MS = 20
 
 /** One medium finding per burst episode of an (identity, activity type) series. */
 export const burstRule: Rule = async (ctx) => {
@@ -53,11 +50,8 @@ export const burstRule: Rule = async (ctx) => {
   for (const s of candidates) {
     const sparse = counts.get(seriesKey(s.nhiId, s.activityType))
     if (!sparse) continue
-    // Thousands of series take seconds: the receiver and the API get their turn every 20 ms of it.
-    if (performance.now() - working > YIELD_EVERY_MS) {
-      await new Promise((resolve) => setImmediate(resolve))
-      working = performance.now()
-    }
+    // Thousands of series take seconds: the receiver and the API get their turns meanwhile.
+    working = await takeTurns(working)
     dense.fill(0)
     for (const [k, n] of sparse) dense[k - offset] = n
     const levels = levelsFor(s.nhiId)
