@@ -16,6 +16,7 @@ import { z } from 'zod'
 import { type TimeRange } from '../http/params.js'
 import { readRows } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
+import { quietWriteKey } from '../storage/write-tracking.js'
 import { HOUR_LEVEL_DAYS, ROLLUP_LEVELS, SLICE_LEVEL_HOURS, SLICE_SECONDS, type RollupLevel, type SummaryLevel } from './rollup.js'
 
 /** A half-open interval of epoch milliseconds. */
@@ -84,6 +85,31 @@ const planRow = z.tuple([z.enum([...ROLLUP_LEVELS, 'hour_to', 'dirty']), z.strin
  * benchmarks use it to force reads from the ledger).
  */
 export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds?: number): Promise<PlanFacts> {
+  // On the embedded engine every write passes through this process: facts read while nothing was written hold until
+  // the ledger or the summary's bookkeeping is written again, or the hour turns (the markers' windows move with it).
+  const cacheKey = `${policyKey ?? '\u0000latest'}|${graceSeconds ?? 0}|${range.from.getTime()}|${range.to.getTime()}|${Math.floor(Date.now() / HOUR_MS)}`
+  const before = quietWriteKey(client, FACT_TABLES)
+  const known = factsCache.get(client)
+  if (before !== undefined && known?.writes === before) {
+    const facts = known.facts.get(cacheKey)
+    if (facts) return facts
+  }
+  const facts = await readPlanFacts(client, range, policyKey, graceSeconds)
+  if (before !== undefined && quietWriteKey(client, FACT_TABLES) === before) {
+    const held = known?.writes === before && known.facts.size < MAX_CACHED_FACTS ? known : { writes: before, facts: new Map<string, PlanFacts>() }
+    held.facts.set(cacheKey, facts)
+    factsCache.set(client, held)
+  }
+  return facts
+}
+
+/** The tables whose writes can change plan facts: the ledger, the spans its views derive it from, the summary's runs and periods. */
+const FACT_TABLES = ['otel_traces', 'nhi_activity', 'nhi_usage_summary_periods', 'nhi_usage_summary_runs'] as const
+/** Facts kept per client between writes (a few ranges and policies are asked for again and again: dashboards, pollers). */
+const MAX_CACHED_FACTS = 64
+const factsCache = new WeakMap<ClickHouseClient, { writes: string; facts: Map<string, PlanFacts> }>()
+
+async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds?: number): Promise<PlanFacts> {
   const params = {
     from: toClickHouseTime(new Date(periodStart('month', range.from.getTime()))).slice(0, 19),
     to: toClickHouseTime(range.to).slice(0, 19),

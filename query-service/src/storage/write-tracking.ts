@@ -163,3 +163,16 @@ export function settledBefore(client: ClickHouseClient): number | undefined {
 export function tableWriteVersion(client: ClickHouseClient, table: string): number | undefined {
   return counters.get(client)?.version(table)
 }
+
+/**
+ * A key for what this process has written to `tables` through `client`,
+ * given only while no write of any table is under way: a read that starts
+ * and ends under the same key saw every row those tables will hold until
+ * the key changes. Undefined while a write is under way, and on a server
+ * (whose writers cannot all be seen): callers read from storage.
+ */
+export function quietWriteKey(client: ClickHouseClient, tables: readonly string[]): string | undefined {
+  const counter = counters.get(client)
+  if (!counter || counter.oldestInFlight() !== null) return undefined
+  return tables.map((table) => counter.version(table)).join(',')
+}
