@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { formatMoney } from '../money/decimal.js'
+import { formatMoney, type Money } from '../money/decimal.js'
 import { validatePolicy } from '../policy/index.js'
-import { foldAggregates } from './bill.js'
+import { BillRows, foldAggregates } from './bill.js'
 import { billJson } from './bill-json.js'
-import { formatQuantity, quantityFromCount } from '../money/quantity.js'
+import { formatQuantity, quantityFromCount, type Quantity } from '../money/quantity.js'
+import { quantityJson } from './bill-json.js'
 import { pricingOf } from './pricing.js'
 import type { BillableAggregates, GroupByKey, SqlGroupKey } from './queries.js'
 
@@ -50,13 +51,14 @@ function columns(rows: Aggregate[], keys: SqlGroupKey[] = ['nhi.id']): BillableA
     sums: rows.map(() => []),
     missing: rows.map(() => []),
     spans: rows.map((r) => r.quantity),
+    sumSlots: cards.map((card) => card.meters.map(() => -1)),
   }
 }
 
 describe('foldAggregates', () => {
   it('merges parts of one row across cards, pricing each part with its own card, and sorts rows by key', () => {
     const bill = foldAggregates(columns([agg('b', 1, 0, 10), agg('a', 1, 1, 5), agg('a', 0, 0, 7)]), ['nhi.id', 'meter'], cards)
-    expect(bill.rows.map((r) => [r.values[0], r.values[1], formatQuantity(r.quantity), formatMoney(r.amount)])).toEqual([
+    expect(bill.rows.toArray().map((r) => [r.values[0], r.values[1], formatQuantity(r.quantity), formatMoney(r.amount)])).toEqual([
       ['a', 'tool_calls', '12', '0.029'], // 7 x 0.002 + 5 x 0.003
       ['b', 'api_calls', '10', '0.001'],
     ])
@@ -68,7 +70,7 @@ describe('foldAggregates', () => {
   it('counts unidentified and unmetered events towards completeness but bills neither', () => {
     const bill = foldAggregates(columns([agg('', -1, -1, 4, false), agg('a', 0, -1, 3), agg('a', 0, 0, 2)]), ['nhi.id', 'meter'], cards)
     expect(bill.counts).toEqual({ spans: 9, identifiedSpans: 5 })
-    expect(bill.rows.map((r) => r.quantity)).toEqual([quantityFromCount(2)])
+    expect(bill.rows.toArray().map((r) => r.quantity)).toEqual([quantityFromCount(2)])
   })
 
   it('keeps key tuples apart whatever characters the keys hold', () => {
@@ -102,13 +104,73 @@ describe('billJson', () => {
     const text = billJson(['meter', 'nhi.id'], bill, head).toString('utf8')
     const expected = JSON.stringify({
       ...head,
-      rows: bill.rows.map((r) => ({ meter: r.values[0], 'nhi.id': r.values[1], quantity: Number(formatQuantity(r.quantity)), amount: formatMoney(r.amount) })),
+      rows: bill.rows.toArray().map((r) => ({ meter: r.values[0], 'nhi.id': r.values[1], quantity: Number(formatQuantity(r.quantity)), amount: formatMoney(r.amount) })),
       total: { quantity: Number(formatQuantity(bill.totalQuantity)), amount: formatMoney(bill.totalAmount) },
     })
     expect(text).toBe(expected)
     expect(JSON.parse(text).rows).toHaveLength(hostile.length)
-    expect(billJson([], { ...bill, rows: [{ values: [], quantity: quantityFromCount(2), amount: bill.totalAmount, eventsWithoutValue: 0 }] }, {}).toString('utf8')).toBe(
+    const one = new BillRows(0)
+    one.addQuantity(one.append([]), quantityFromCount(2))
+    one.addAmount(0, bill.totalAmount)
+    expect(billJson([], { ...bill, rows: one }, {}).toString('utf8')).toBe(
       JSON.stringify({ rows: [{ quantity: 2, amount: formatMoney(bill.totalAmount) }], total: { quantity: Number(formatQuantity(bill.totalQuantity)), amount: formatMoney(bill.totalAmount) } }),
     )
+  })
+})
+
+describe('BillRows', () => {
+  // Quantities and amounts around every edge of the number form: zero, fractions, the largest safe integers of units
+  // and nano-units, and far beyond.
+  const quantities = [0n, 1n, 999_999_999n, 10n ** 9n, 123n * 10n ** 9n + 5n, BigInt(Number.MAX_SAFE_INTEGER), BigInt(Number.MAX_SAFE_INTEGER) * 10n ** 9n, (BigInt(Number.MAX_SAFE_INTEGER) + 1n) * 10n ** 9n, 10n ** 30n + 7n]
+  const amounts = [0n, 1n, 10n, 100_000_000n, 120_000_000n, 123_456_789n, 10n ** 9n, BigInt(Number.MAX_SAFE_INTEGER), BigInt(Number.MAX_SAFE_INTEGER) + 1n, 10n ** 25n + 3n]
+
+  it('holds any quantity and amount exactly, and writes them as formatQuantity and formatMoney do', () => {
+    const rows = new BillRows(1)
+    const expected: Array<{ 'nhi.id': string; quantity: unknown; amount: string }> = []
+    for (const [i, q] of quantities.entries()) {
+      for (const [j, a] of amounts.entries()) {
+        const r = rows.append([`id-${i}-${j}`])
+        // In two parts, through both forms: whole units and nano-units where they fit, bigints elsewhere.
+        rows.addQuantity(r, (q / 2n) as Quantity)
+        rows.addQuantity(r, (q - q / 2n) as Quantity)
+        rows.addAmount(r, (a / 3n) as Money)
+        rows.addAmount(r, (a - a / 3n) as Money)
+        expect([rows.quantity(r), rows.amount(r)]).toEqual([q, a])
+        expected.push({ 'nhi.id': `id-${i}-${j}`, quantity: JSON.parse(quantityJson(q as Quantity)), amount: formatMoney(a as Money) })
+      }
+    }
+    const total = { totalQuantity: 0n as Quantity, totalAmount: 0n as Money }
+    const text = billJson(['nhi.id'], { rows, ...total }, {}).toString('utf8')
+    // A whole quantity beyond 2^53 - 1 units is sent as a string, never as a number a parser would round.
+    expect(text).toBe(JSON.stringify({ rows: expected, total: { quantity: 0, amount: '0.00' } }))
+  })
+
+  it('adds units and nano-units past the largest safe integer into exact sums', () => {
+    const rows = new BillRows(1)
+    const r = rows.append(['a'])
+    rows.addUnits(r, Number.MAX_SAFE_INTEGER)
+    rows.addUnits(r, 2)
+    rows.addNanos(r, Number.MAX_SAFE_INTEGER)
+    rows.addNanos(r, 2)
+    expect(rows.quantity(r)).toBe((BigInt(Number.MAX_SAFE_INTEGER) + 2n) * 10n ** 9n)
+    expect(rows.amount(r)).toBe(BigInt(Number.MAX_SAFE_INTEGER) + 2n)
+  })
+
+  it('sorts rows, adding those with equal keys into one, and drops rows', () => {
+    const a = new BillRows(2)
+    for (const [id, meter, units] of [['b', 'x', 1], ['a', 'y', 2], ['a', 'x', 3], ['b', 'x', 4]] as const) a.addUnits(a.append([id, meter]), units)
+    expect(a.sorted()).toBe(false)
+    const ordered = a.inOrder()
+    expect(ordered.toArray().map((r) => [...r.values, Number(r.quantity / 10n ** 9n)])).toEqual([['a', 'x', 3], ['a', 'y', 2], ['b', 'x', 5]])
+    // Dropping rows keeps the others, exact values included, in their order.
+    const big = (BigInt(Number.MAX_SAFE_INTEGER) + 5n) as Money
+    ordered.addAmount(2, big)
+    ordered.drop(new Set([0]))
+    expect(ordered.toArray().map((r) => [...r.values, Number(r.quantity / 10n ** 9n), r.amount])).toEqual([
+      ['a', 'y', 2, 0n],
+      ['b', 'x', 5, big],
+    ])
+    ordered.addUnits(ordered.append(['c', 'z']), 1)
+    expect(ordered.toArray().map((r) => [...r.values, Number(r.quantity / 10n ** 9n), r.amount])).toContainEqual(['c', 'z', 1, 0n])
   })
 })

@@ -17,6 +17,10 @@ import type { Pricing } from './pricing.js'
 import type { BusinessUnitScope } from '../identities/effective.js'
 import { billableAggregates, type BillableAggregates, type Granularity, type GroupByKey } from './queries.js'
 import type { Meter, RateCard } from '../policy/index.js'
+import { BillRows } from './bill-rows.js'
+
+export type { BillRow } from './bill-rows.js'
+export { BillRows } from './bill-rows.js'
 
 /** The completeness block of a billing answer. */
 export interface Completeness {
@@ -27,15 +31,6 @@ export interface Completeness {
   threshold: number
   /** Use events still waiting for trace resolution: counted in `spans`, not (yet) identified or billed. */
   pending_spans: number
-}
-
-/** One row of a bill: the values of the group-by keys (in group-by order), the quantity and the exact amount. */
-export interface BillRow {
-  values: string[]
-  quantity: Quantity
-  amount: Money
-  /** Events of sum meters in the row that carried no value (they add 0). */
-  eventsWithoutValue: number
 }
 
 /** One meter's part of a bill (meters of several cards with one name are one entry). */
@@ -54,7 +49,7 @@ export interface MeterTotal {
 
 /** A computed bill. */
 export interface Bill {
-  rows: BillRow[]
+  rows: BillRows
   totalQuantity: Quantity
   totalAmount: Money
   /** Per meter, in name order: the figures beside the rows. */
@@ -123,7 +118,7 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
 
 /** What {@link foldAggregates} returns: the bill's rows, totals and evidence counts. */
 export interface FoldedBill {
-  rows: BillRow[]
+  rows: BillRows
   totalQuantity: Quantity
   totalAmount: Money
   meters: MeterTotal[]
@@ -143,7 +138,7 @@ export interface FoldedBill {
 export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
   const counts = { spans: 0, identifiedSpans: 0 }
   const usedCards = new Set<number>()
-  const { identified, cardIndex, events, sums, missing } = aggregates
+  const { identified, cardIndex, events, sums, missing, sumSlots } = aggregates
   const columns = groupBy.map((k) => (k === 'meter' || k === 'activity.type' ? null : (aggregates.keys[k] ?? [])))
   const fromMeter = groupBy.map((k) => (k === 'meter' ? (m: Meter) => m.name : (m: Meter) => m.activity_type))
   const rated = cards.map((card) => card.meters.map(ratedByGroup))
@@ -158,22 +153,32 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     order.forEach((m, r) => (ranks[m] = r))
     return ranks
   })
-  const rows: BillRow[] = []
+  // About a row per aggregate row and meter used, within reason: the columns grow as needed.
+  const rows = new BillRows(groupBy.length, Math.min(cardIndex.length * (events[0]?.length ?? 1), 262_144))
   const cells: RatedCell[] = []
+  // Per cell, the row its rated quantity and amount go to: made in its place among the others as the cell is met,
+  // so the rows come out in key order with nothing to merge.
+  const targets: number[] = []
+  // Rows made only for active-identity cells: an identity that does not become active in one leaves nothing to show
+  // there, so such a row goes unless a cell of it counts an identity, or other usage lands in it.
+  const tentative = new Set<number>()
   const tallies = cards.map((card) => card.meters.map((meter) => new MeterTally(meter)))
   const pending: number[] = []
-  // Rows of unit-priced meters and of rated ones are kept apart: each list comes out (almost) in key order by
-  // itself, and two sorted lists merge in one pass where one list sorted whole would not be.
-  const ratedRows: BillRow[] = []
-  const addRow = (into: BillRow[], i: number, meter: Meter, quantity: Quantity, amount: Money, without: number) => {
-    const values: string[] = new Array<string>(columns.length)
-    for (let k = 0; k < columns.length; k++) values[k] = columns[k]?.[i] ?? fromMeter[k]!(meter)
-    const last = into[into.length - 1]
-    if (last && sameValues(last.values, values)) {
-      last.quantity = (last.quantity + quantity) as Quantity
-      last.amount = addMoney(last.amount, amount)
-      last.eventsWithoutValue += without
-    } else into.push({ values, quantity, amount, eventsWithoutValue: without })
+  // The row that aggregate row i's usage of `meter` goes to: the last row when the keys are the same (rows arrive in
+  // key order), else a new one. Usage that is not an active-identity count makes the row stay.
+  const keyCount = columns.length
+  const rowFor = (i: number, meter: Meter): number => {
+    const last = rows.length - 1
+    let same = last >= 0
+    for (let k = 0; k < keyCount && same; k++) same = rows.keys[k]![last] === (columns[k]?.[i] ?? fromMeter[k]!(meter))
+    if (same) {
+      if (tentative.size > 0 && meter.aggregation !== 'active_identities') tentative.delete(last)
+      return last
+    }
+    const r = rows.pushEmpty()
+    for (let k = 0; k < keyCount; k++) rows.keys[k]![r] = columns[k]?.[i] ?? fromMeter[k]!(meter)
+    if (meter.aggregation === 'active_identities') tentative.add(r)
+    return r
   }
   for (let i = 0; i < cardIndex.length; i++) {
     // Element 0 counts events that matched no meter, element m + 1 those of meter m.
@@ -206,60 +211,51 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
         // a unit price (a whole quantity times a price never rounds).
         if (meter.aggregation === 'count') {
           entry.addUnits(n)
-          addRow(rows, i, meter, wholeQuantity(n), wholeAmount(unitPrice, priceNumber[c]![m]!, n), 0)
+          addWhole(rows, rowFor(i, meter), n, unitPrice, priceNumber[c]![m]!)
           continue
         }
-        const text = sums[i]?.[m + 1] ?? '0'
+        const slot = sumSlots[c]?.[m] ?? -1
+        const text = (slot >= 0 ? sums[i]?.[slot] : undefined) ?? '0'
         if (SMALL_WHOLE.test(text)) {
           const units = Number(text)
-          const without = missing[i]?.[m + 1] ?? 0
+          const without = (slot >= 0 ? missing[i]?.[slot] : undefined) ?? 0
           entry.addUnits(units)
           entry.without += without
-          addRow(rows, i, meter, wholeQuantity(units), wholeAmount(unitPrice, priceNumber[c]![m]!, units), without)
+          const r = rowFor(i, meter)
+          addWhole(rows, r, units, unitPrice, priceNumber[c]![m]!)
+          rows.without[r]! += without
           continue
         }
       }
       const valued = meter.aggregation === 'sum'
-      const quantity = valued ? parseQuantity(sums[i]?.[m + 1] ?? '0') : quantityFromCount(n)
-      const without = valued ? (missing[i]?.[m + 1] ?? 0) : 0
+      const slot = valued ? (sumSlots[c]?.[m] ?? -1) : -1
+      const quantity = valued ? parseQuantity((slot >= 0 ? sums[i]?.[slot] : undefined) ?? '0') : quantityFromCount(n)
+      const without = valued && slot >= 0 ? (missing[i]?.[slot] ?? 0) : 0
       if (rated[c]![m] && !pricedAlone(meter, quantity)) {
         cells.push({ row: i, card: c, meter: m, events: n, missing: without, quantity, amount: ZERO_MONEY })
+        targets.push(rowFor(i, meter))
         continue
       }
       const amount = priceOf(meter.price.model, quantity)
       entry.add(quantity, amount, without)
-      addRow(rows, i, meter, quantity, amount, without)
+      addExact(rows, rowFor(i, meter), quantity, amount, without)
     }
   }
   if (cells.length > 0) {
     rateCells(cells, cards, { period: aggregates.keys.period, businessUnit: aggregates.keys.business_unit, nhiId: aggregates.keys['nhi.id'] })
-    for (const cell of cells) {
+    cells.forEach((cell, k) => {
       const meter = cards[cell.card]!.meters[cell.meter]!
       tallies[cell.card]![cell.meter]!.add(cell.quantity, cell.amount, cell.missing)
-      // An identity that did not become active in this row leaves nothing to show in it.
-      if (cell.quantity === 0n && cell.amount === 0n && meter.aggregation === 'active_identities') continue
-      addRow(ratedRows, cell.row, meter, cell.quantity, cell.amount, cell.missing)
-    }
+      if (cell.quantity === 0n && cell.amount === 0n && meter.aggregation === 'active_identities') return
+      tentative.delete(targets[k]!)
+      addExact(rows, targets[k]!, cell.quantity, cell.amount, cell.missing)
+    })
   }
+  if (tentative.size > 0) rows.drop(tentative)
   // Rows arrive mostly in order (ClickHouse orders bytes, TypeScript UTF-16 units, and a meter that is not the last
-  // key interleaves groups): sort only when needed, then merge what is adjacent and equal. No per-row key strings or
-  // maps: a bill of tens of thousands of rows stays cheap. Rows already in order, with no rated rows to merge in,
+  // key interleaves groups): sorted only when needed, rows with equal keys added into one. Rows already in order
   // were merged as they were made.
-  const resorted = sortRows(rows)
-  sortRows(ratedRows)
-  let merged = rows
-  if (resorted || ratedRows.length > 0) {
-    merged = []
-    for (let a = 0, b = 0; a < rows.length || b < ratedRows.length; ) {
-      const row = b >= ratedRows.length || (a < rows.length && compareValues(rows[a]!.values, ratedRows[b]!.values) <= 0) ? rows[a++]! : ratedRows[b++]!
-      const previous = merged[merged.length - 1]
-      if (previous && sameValues(previous.values, row.values)) {
-        previous.quantity = (previous.quantity + row.quantity) as Quantity
-        previous.amount = addMoney(previous.amount, row.amount)
-        previous.eventsWithoutValue += row.eventsWithoutValue
-      } else merged.push(row)
-    }
-  }
+  const merged = rows.sorted() ? rows : rows.inOrder()
   // Every row's quantity and amount went to its meter's tally too, so the totals are the meters' (no sum per row).
   const meterList = meterTotals(tallies.flat())
   let totalQuantity = ZERO_QUANTITY
@@ -316,19 +312,22 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 // A whole number that a double holds exactly, as ClickHouse writes most sums.
 const SMALL_WHOLE = /^[0-9]{1,15}$/
 
-// `units` whole units as a quantity, without a bigint product when the scaled value is a safe integer.
-function wholeQuantity(units: number): Quantity {
-  return (units <= 9_007_199 ? BigInt(units * 1e9) : BigInt(units) * QUANTITY_UNIT) as Quantity
-}
-
-// `units` × a unit price (given as a bigint and, when it is a safe integer, as a number: else -1), exactly.
-function wholeAmount(price: Money, priceNumber: number, units: number): Money {
+// Adds `units` whole units at a unit price (given as a bigint and, when it is a safe integer, as a number: else -1)
+// to row r, exactly: as numbers while the product is a safe integer.
+function addWhole(rows: BillRows, r: number, units: number, price: Money, priceNumber: number): void {
+  rows.addUnits(r, units)
   if (priceNumber >= 0) {
     const product = units * priceNumber
     // Both factors are safe integers; a product that is one too is exact.
-    if (product <= Number.MAX_SAFE_INTEGER) return BigInt(product) as Money
+    if (product <= Number.MAX_SAFE_INTEGER) return rows.addNanos(r, product)
   }
-  return (price * BigInt(units)) as Money
+  rows.addAmount(r, (price * BigInt(units)) as Money)
+}
+
+function addExact(rows: BillRows, r: number, quantity: Quantity, amount: Money, without: number): void {
+  rows.addQuantity(r, quantity)
+  rows.addAmount(r, amount)
+  rows.without[r]! += without
 }
 
 // The per-meter figures: tallies of meters that share a name (on several cards) added, in name order.
@@ -350,20 +349,6 @@ function meterTotals(tallies: MeterTally[]): MeterTotal[] {
     }
   }
   return [...totals.values()].sort((a, b) => compareValues([a.meter], [b.meter]))
-}
-
-// Sorts rows by their keys, unless they already are (the usual case: ClickHouse sent them in key order); true when
-// it had to sort.
-function sortRows(rows: BillRow[]): boolean {
-  let sorted = true
-  for (let i = 1; i < rows.length && sorted; i++) sorted = compareValues(rows[i - 1]!.values, rows[i]!.values) <= 0
-  if (!sorted) rows.sort((a, b) => compareValues(a.values, b.values))
-  return !sorted
-}
-
-function sameValues(a: readonly string[], b: readonly string[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 function compareValues(a: readonly string[], b: readonly string[]): number {

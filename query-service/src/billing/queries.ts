@@ -125,10 +125,16 @@ export interface BillableAggregates {
   identified: boolean[]
   cardIndex: number[]
   events: number[][]
-  /** Per row, the exact summed values per meter as decimal strings (element i + 1 for meter i; empty without sum meters). */
+  /**
+   * Per row, the exact summed values of its card's sum meters as decimal
+   * strings, in the order of `sumSlots` for that card (empty without sum
+   * meters): the other meters' elements are always zero and are not sent.
+   */
   sums: string[][]
   /** Per row, events per sum meter that carried no value (aligned like `sums`). */
   missing: number[][]
+  /** Per card, per meter, the meter's position in a row's `sums` and `missing`, or -1 for a meter that sums nothing. */
+  sumSlots: number[][]
   /** Per row, the events it stands for (one event may count for several meters, one per meter class). */
   spans: number[]
 }
@@ -183,11 +189,17 @@ export async function billableAggregates(
   // one pass. Periods leave ClickHouse as ISO 8601 instants, so no row needs a Date. Counts leave as doubles (JSON
   // numbers, not quoted 64-bit integers): toCount refuses any beyond 2^53 - 1, so none is rounded unnoticed.
   const outer = keyColumns.map((c) => (c.key === 'period' ? `formatDateTime(${c.alias}, '%Y-%m-%dT%H:%i:%SZ', 'UTC')` : c.alias))
-  // Sums and events without a value only when a meter sums a value: count-only cards read neither.
+  // Sums and events without a value only when a meter sums a value (count-only cards read neither), and only the
+  // elements of the meters that sum one: per card, their indexes (1-based, after element 1 for no meter).
   const valued = valueColumns(options.cards).length > 0
+  const sumSlots = options.cards.map((card) => {
+    let next = 0
+    return card.meters.map((m) => (m.aggregation === 'sum' && m.value ? next++ : -1))
+  })
+  const slotIndexes = options.cards.map((card) => card.meters.flatMap((m, i) => (m.aggregation === 'sum' && m.value ? [i + 2] : [])))
   const result = await client.query({
     query: `
-      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)', valued ? 'arrayMap(x -> toString(x), ms)' : '[]', valued ? 'arrayMap(x -> toFloat64(x), mm)' : '[]', 'toFloat64(spans)'].join(', ')}
+      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)', valued ? 'arrayMap(i -> toString(ms[i]), {sum_slots:Array(Array(UInt16))}[card_idx + 1])' : '[]', valued ? 'arrayMap(i -> toFloat64(mm[i]), {sum_slots:Array(Array(UInt16))}[card_idx + 1])' : '[]', 'toFloat64(spans)'].join(', ')}
       FROM (
         SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m', ...(valued ? ['sumForEach(sums) AS ms', 'sumForEach(missing) AS mm'] : []), 'sum(n) AS spans'].join(', ')}
         FROM ${source.sql} AS usage
@@ -198,7 +210,7 @@ export async function billableAggregates(
     // One array per column, parsed in one call into a handful of arrays. The client's format list lacks this
     // format; the client only names it in the query and hands back the text.
     format: 'JSONCompactColumns' as DataFormat,
-    query_params: { ...source.params, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
+    query_params: { ...source.params, ...(valued ? { sum_slots: slotIndexes } : {}), ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
     clickhouse_settings: readSettings({ final: true }),
   })
   // Decoded by position here, not through readRows: see BillableAggregates (an object per row costs more than the query).
@@ -218,6 +230,7 @@ export async function billableAggregates(
     }),
     missing: arraysColumn(columns[n + 4], 'missing', (v) => toCount(v as number)),
     spans: countsColumn(columns[n + 5], 'spans'),
+    sumSlots,
   }
   keyColumns.forEach((c, i) => {
     const values = columns[i] as unknown[]

@@ -55,7 +55,7 @@ export function billingRoutes(deps: BillingDeps): Hono<AppEnv> {
         c,
         'billable.csv',
         header,
-        sorted.map((row) => [
+        sorted.toArray().map((row) => [
           ...row.values,
           formatQuantity(row.quantity),
           formatMoney(row.amount),

@@ -18,7 +18,7 @@ import { insertStatement, loadStatements } from './statement-store.js'
 
 async function linesFor(client: ClickHouseClient, pricing: Pricing, range: { from: Date; to: Date }) {
   const bill = await computeBill(client, { range, groupBy: ['nhi.id', 'meter'], granularity: 'day', businessUnits: null, pricing })
-  return { bill, lines: bill.rows.map((r) => ({ 'nhi.id': r.values[0]!, meter: r.values[1]!, quantity: quantityValue(r.quantity), amount: formatMoney(r.amount) })) }
+  return { bill, lines: bill.rows.toArray().map((r) => ({ 'nhi.id': r.values[0]!, meter: r.values[1]!, quantity: quantityValue(r.quantity), amount: formatMoney(r.amount) })) }
 }
 
 /** Closes a month: computes its statement (and adjustments to earlier ones), stores it and returns it with its hash. */
