@@ -2,7 +2,7 @@
  * A bill as JSON: the body of GET /v1/billable, written fast, and the
  * JSON form of quantities and per-meter figures that statements share.
  */
-import { formatMoney, type Money } from '../money/decimal.js'
+import { formatMoney } from '../money/decimal.js'
 import { formatQuantity, isWholeQuantity, QUANTITY_UNIT, type Quantity } from '../money/quantity.js'
 import type { Bill, MeterTotal } from './bill.js'
 import type { GroupByKey } from './queries.js'
