@@ -3,10 +3,11 @@
  * which from the ledger. A period is read from the summary only when it
  * lies wholly inside the range, the summary holds it for the rate cards in
  * force (their policy key), and no ledger row in it was ingested after what
- * the last summary run for those cards had settled. An hour's running
- * prefix (`hour_to`: its slices from the hour's start) counts as a period
- * from the hour's start to the prefix's end; only each hour's longest is
- * used. A rate card that
+ * the last summary run for those cards had settled. A running prefix
+ * (`month_to`: a month's days from its start; `day_to`: a day's hours;
+ * `hour_to`: an hour's slices) counts as a period from the start of its
+ * month, day or hour to the prefix's end; only the longest of each is used.
+ * A rate card that
  * starts inside a period does not matter: the summary decided the card and
  * meter of every event. Everything else comes from the ledger, so the
  * answer is exact either way; the summary only makes it fast.
@@ -17,15 +18,15 @@ import { type TimeRange } from '../http/params.js'
 import { readRows } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
 import { quietWriteKey } from '../storage/write-tracking.js'
-import { HOUR_LEVEL_DAYS, ROLLUP_LEVELS, SLICE_LEVEL_HOURS, SLICE_SECONDS, type RollupLevel, type SummaryLevel } from './rollup.js'
+import { HOUR_LEVEL_DAYS, PREFIX_LEVELS, ROLLUP_LEVELS, SLICE_LEVEL_HOURS, SLICE_SECONDS, type PrefixLevel, type RollupLevel, type SummaryLevel } from './rollup.js'
 
 /** A half-open interval of epoch milliseconds. */
 export type Interval = [number, number]
 
 /**
  * Where usage rows come from: per summary level the intervals it covers
- * (for `hour_to`, each an hour's start to the end of the prefix read), and
- * ledger intervals.
+ * (for a prefix level, each from its month's, day's or hour's start to the
+ * end of the prefix read), and ledger intervals.
  */
 export interface UsagePlan {
   rollup: Array<{ level: SummaryLevel; intervals: Interval[] }>
@@ -64,8 +65,8 @@ export interface PlanFacts {
   policyKey: string
   /** Period starts the summary holds for that key, per aligned level. */
   rolled: Record<RollupLevel, Set<number>>
-  /** Per hour start, the end of the longest running prefix the summary holds for it. */
-  hourPrefixes: Map<number, number>
+  /** Per prefix level, per start of its month, day or hour, the end of the longest running prefix the summary holds. */
+  prefixes: Record<PrefixLevel, Map<number, number>>
   /**
    * Starts of slices (within the last SLICE_LEVEL_HOURS; of hours before
    * that) with ledger rows ingested after what the last run had settled.
@@ -73,14 +74,18 @@ export interface PlanFacts {
   dirtySlices: Set<number>
 }
 
-const planRow = z.tuple([z.enum([...ROLLUP_LEVELS, 'hour_to', 'dirty']), z.string(), z.array(z.number().int())])
+const planRow = z.tuple([z.enum([...ROLLUP_LEVELS, ...PREFIX_LEVELS, 'dirty']), z.string(), z.array(z.number().int())])
+
+/** The aligned level whose periods a prefix level adds up to, from their start. */
+export const PREFIX_OF: Record<PrefixLevel, Exclude<RollupLevel, 'slice'>> = { hour_to: 'hour', day_to: 'day', month_to: 'month' }
 
 /**
  * Reads what the planner needs for a range: for the given policy key, or,
  * with null (callers that need no meters), the key of the latest summary
- * run. Hour markers older than HOUR_LEVEL_DAYS, and slice and prefix markers
- * older than SLICE_LEVEL_HOURS, are ignored: their rows expire (migrations
- * 0024, 0031) on a schedule of their own. `graceSeconds`, when given, treats
+ * run. Hour and day-prefix markers older than HOUR_LEVEL_DAYS, slice and
+ * hour-prefix markers older than SLICE_LEVEL_HOURS, and month-prefix markers
+ * before the previous month are ignored: their rows expire (migrations 0024,
+ * 0031, 0032) on a schedule of their own. `graceSeconds`, when given, treats
  * rows ingested that long before the last run as unsettled too (tests and
  * benchmarks use it to force reads from the ledger).
  */
@@ -125,7 +130,8 @@ async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyK
     query: `WITH if({latest:UInt8}, (SELECT argMax(policy_key, run_at) FROM nhi_usage_summary_runs), {key:String}) AS chosen
             SELECT level, chosen, groupArray(toUnixTimestamp(period)) FROM nhi_usage_summary_periods FINAL
             WHERE policy_key = chosen AND period >= {from:DateTime} AND period <= {to:DateTime}
-              AND NOT (level = 'hour' AND period < toStartOfDay(now()) - toIntervalDay({hour_days:UInt32}))
+              AND NOT (level IN ('hour', 'day_to') AND period < toStartOfDay(now()) - toIntervalDay({hour_days:UInt32}))
+              AND NOT (level = 'month_to' AND period < toStartOfMonth(now()) - toIntervalMonth(1))
               AND NOT (level IN ('slice', 'hour_to') AND period < toStartOfHour(now()) - toIntervalHour({slice_hours:UInt32}))
             GROUP BY level
             UNION ALL
@@ -142,14 +148,20 @@ async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyK
     row: planRow,
     positional: true,
   })
-  const facts: PlanFacts = { policyKey: policyKey ?? '', rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() }, hourPrefixes: new Map(), dirtySlices: new Set() }
+  const facts: PlanFacts = {
+    policyKey: policyKey ?? '',
+    rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() },
+    prefixes: { hour_to: new Map(), day_to: new Map(), month_to: new Map() },
+    dirtySlices: new Set(),
+  }
   for (const [level, chosen, seconds] of rows) {
     facts.policyKey = chosen
-    if (level === 'hour_to') {
+    if (level === 'hour_to' || level === 'day_to' || level === 'month_to') {
+      const longest = facts.prefixes[level]
       for (const s of seconds) {
         const end = s * 1000
-        const hour = periodStart('hour', end - 1)
-        if ((facts.hourPrefixes.get(hour) ?? 0) < end) facts.hourPrefixes.set(hour, end)
+        const start = periodStart(PREFIX_OF[level], end - 1)
+        if ((longest.get(start) ?? 0) < end) longest.set(start, end)
       }
       continue
     }
@@ -161,15 +173,16 @@ async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyK
 
 /** The levels a plan may read, coarsest first, given the coarsest that the bill's grouping allows. */
 function levelsUpTo(coarsest: Exclude<RollupLevel, 'slice'>): SummaryLevel[] {
-  const all: SummaryLevel[] = ['month', 'day', 'hour', 'hour_to', 'slice']
+  const all: SummaryLevel[] = ['month', 'month_to', 'day', 'day_to', 'hour', 'hour_to', 'slice']
   return all.slice(all.indexOf(coarsest))
 }
 
 /**
  * Covers the range with the coarsest usable summary periods up to
  * `coarsest` (`hour` when results are grouped per hour, `day` per day,
- * `month` otherwise), then finer ones (an hour's prefix, then slices), then
- * the ledger.
+ * `month` otherwise), each level followed by its running prefix (a month's
+ * days so far, a day's hours, an hour's slices), then slices, then the
+ * ledger.
  */
 export function planUsage(range: TimeRange, facts: PlanFacts, coarsest: Exclude<RollupLevel, 'slice'>): UsagePlan {
   let uncovered: Interval[] = [[range.from.getTime(), range.to.getTime()]]
@@ -190,12 +203,14 @@ export function planUsage(range: TimeRange, facts: PlanFacts, coarsest: Exclude<
     const taken: Interval[] = []
     const remaining: Interval[] = []
     for (const [from, to] of uncovered) {
-      if (level === 'hour_to') {
-        // An hour's prefix covers [hour start, its end): usable where the interval starts on that hour; a prefix
-        // that reaches the hour's end may be followed by the next hour's.
+      if (level === 'hour_to' || level === 'day_to' || level === 'month_to') {
+        // A prefix covers [its month's, day's or hour's start, its end): usable where the interval starts there; a
+        // prefix that reaches the period's end may be followed by the next period's.
+        const parent = PREFIX_OF[level]
+        const longest = facts.prefixes[level]
         let cursor = from
         for (;;) {
-          const end = cursor === periodStart('hour', cursor) ? facts.hourPrefixes.get(cursor) : undefined
+          const end = cursor === periodStart(parent, cursor) ? longest.get(cursor) : undefined
           if (end === undefined || end > to || !clean(cursor, end)) break
           taken.push([cursor, end])
           cursor = end
@@ -228,7 +243,7 @@ export function planUsage(range: TimeRange, facts: PlanFacts, coarsest: Exclude<
     }
     if (taken.length > 0) {
       taken.sort((a, b) => a[0] - b[0])
-      rollup.push({ level, intervals: level === 'hour_to' ? taken : joinRuns(taken) })
+      rollup.push({ level, intervals: PREFIX_LEVELS.includes(level as PrefixLevel) ? taken : joinRuns(taken) })
     }
     uncovered = remaining
   }

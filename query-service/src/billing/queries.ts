@@ -69,18 +69,23 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolut
             return `(${column} >= {${prefix}${i}_from:DateTime64(9)} AND ${column} < {${prefix}${i}_to:DateTime64(9)})`
           })
           .join(' OR ')
-  // An hour's prefix is stored at its end: read by that end, and dated at its hour's start, like an hour.
-  const prefixCondition = (intervals: Interval[]) =>
+  // A prefix is stored at its end: read by that end, and dated at the start of its hour, day or month, like one.
+  const prefixCondition = (level: string, intervals: Interval[]) =>
     intervals
       .map(([, to], i) => {
-        params[`hour_to${i}`] = toClickHouseTime(new Date(to)).slice(0, 19)
-        return `period = {hour_to${i}:DateTime}`
+        params[`${level}${i}`] = toClickHouseTime(new Date(to)).slice(0, 19)
+        return `period = {${level}${i}:DateTime}`
       })
       .join(' OR ')
+  const dated: Record<string, string> = {
+    hour_to: 'toStartOfHour(period - toIntervalSecond(1))',
+    day_to: 'toStartOfDay(period - toIntervalSecond(1))',
+    month_to: 'toStartOfMonth(period - toIntervalSecond(1))',
+  }
   const sides = plan.rollup.map(
-    ({ level, intervals }) => `SELECT toDateTime64(${level === 'hour_to' ? 'toStartOfHour(period - toIntervalSecond(1))' : 'period'}, 9) AS event_time, nhi_id, business_unit, service, '' AS activity_name, '' AS on_behalf_of, card_idx, events, sums, missing, spans AS n
+    ({ level, intervals }) => `SELECT toDateTime64(${dated[level] ?? 'period'}, 9) AS event_time, nhi_id, business_unit, service, '' AS activity_name, '' AS on_behalf_of, card_idx, events, sums, missing, spans AS n
       FROM nhi_usage_summary FINAL
-      WHERE level = {${level}_level:String} AND policy_key = {policy_key:String} AND (${level === 'hour_to' ? prefixCondition(intervals) : condition(intervals, 'period', level)})`,
+      WHERE level = {${level}_level:String} AND policy_key = {policy_key:String} AND (${level in dated ? prefixCondition(level, intervals) : condition(intervals, 'period', level)})`,
   )
   for (const { level } of plan.rollup) params[`${level}_level`] = level
   params.policy_key = plan.policyKey

@@ -153,7 +153,7 @@ describe('the plan of the open hour', () => {
   const facts = (prefixes: Array<[number, number]>, dirty: number[] = []): PlanFacts => ({
     policyKey: 'k',
     rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() },
-    hourPrefixes: new Map(prefixes),
+    prefixes: { hour_to: new Map(prefixes), day_to: new Map(), month_to: new Map() },
     dirtySlices: new Set(dirty),
   })
   const range = { from: new Date(hour), to: new Date(hour + 5_400_000) }
@@ -167,6 +167,39 @@ describe('the plan of the open hour', () => {
   it('leaves a prefix with a dirty slice inside it to finer periods, and one that ends past the range unused', () => {
     expect(planUsage(range, facts([[hour, hour + 3_600_000]], [hour + 600_000]), 'month').ledger).toEqual([[hour, hour + 5_400_000]])
     expect(planUsage({ from: range.from, to: new Date(hour + 1_800_000) }, facts([[hour, hour + 3_600_000]]), 'month').rollup).toEqual([])
+  })
+})
+
+describe('the plan of the month to date', () => {
+  const month = Date.parse('2026-12-01T00:00:00Z')
+  const today = Date.parse('2026-12-07T00:00:00Z')
+  const hour = Date.parse('2026-12-07T18:00:00Z')
+  const now = hour + 1_234_567
+  const facts = (dirty: number[] = []): PlanFacts => ({
+    policyKey: 'k',
+    rolled: { slice: new Set(), hour: new Set([today, today + 3_600_000]), day: new Set(Array.from({ length: 6 }, (_, d) => month + d * 86_400_000)), month: new Set() },
+    prefixes: { hour_to: new Map([[hour, hour + 1_200_000]]), day_to: new Map([[today, hour]]), month_to: new Map([[month, today]]) },
+    dirtySlices: new Set(dirty),
+  })
+  const range = { from: new Date(month), to: new Date(now) }
+
+  it('reads one prefix of the month, one of the day and one of the hour, and the ledger after them', () => {
+    const p = planUsage(range, facts(), 'month')
+    expect(p.rollup).toEqual([
+      { level: 'month_to', intervals: [[month, today]] },
+      { level: 'day_to', intervals: [[today, hour]] },
+      { level: 'hour_to', intervals: [[hour, hour + 1_200_000]] },
+    ])
+    expect(p.ledger).toEqual([[hour + 1_200_000, now]])
+  })
+
+  it('leaves a prefix with a dirty hour inside to days and hours, and a bill grouped by day to days and the day prefix', () => {
+    const dirty = planUsage(range, facts([month + 86_400_000 + 3_600_000]), 'month')
+    expect(dirty.rollup.map((r) => r.level)).toEqual(['day', 'day_to', 'hour_to'])
+    expect(dirty.rollup[0]!.intervals).toEqual([[month, month + 86_400_000], [month + 2 * 86_400_000, today]])
+    expect(dirty.ledger).toEqual([[month + 86_400_000, month + 2 * 86_400_000], [hour + 1_200_000, now]])
+    const byDay = planUsage(range, facts(), 'day')
+    expect(byDay.rollup.map((r) => r.level)).toEqual(['day', 'day_to', 'hour_to'])
   })
 })
 

@@ -157,8 +157,17 @@ describe('the usage summary', () => {
     // An hour of yesterday (closed, inside the two days the hour level keeps) receives a span now.
     const yesterday = new Date(Date.now() - 86_400_000)
     const hour = `${yesterday.toISOString().slice(0, 10)}T05:00:00Z`
+    // The hour's summary rows (an hour with no spans is summarised as empty: a mark and no rows).
     const marker = async () =>
-      (await (await client.query({ query: `SELECT count() AS n FROM nhi_usage_summary_periods FINAL WHERE level = 'hour' AND period = parseDateTimeBestEffort({h:String})`, format: 'JSONEachRow', query_params: { h: hour } })).json<{ n: string }>())[0]!.n
+      (
+        await (
+          await client.query({
+            query: `SELECT count() AS n FROM nhi_usage_summary FINAL WHERE level = 'hour' AND policy_key = {key:String} AND period = parseDateTimeBestEffort({h:String})`,
+            format: 'JSONEachRow',
+            query_params: { h: hour, key: policyKey(TEST_POLICY.rate_cards) },
+          })
+        ).json<{ n: string }>()
+      )[0]!.n
     await run()
     expect(await marker()).toBe('0')
     await insertSpans(client, [tool('agent-d', 'finance', hour.replace('05:00:00', '05:20:00'), '00000000000000d1')])

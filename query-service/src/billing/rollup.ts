@@ -42,8 +42,12 @@ export const ROLLUP_GRACE_SECONDS = 120
 export const ROLLUP_LEVELS = ['slice', 'hour', 'day', 'month'] as const
 /** One aligned level. */
 export type RollupLevel = (typeof ROLLUP_LEVELS)[number]
-/** Every level the summary holds: the aligned ones, and `hour_to`, whose period is the end of an hour's prefix. */
-export type SummaryLevel = RollupLevel | 'hour_to'
+/** Running prefixes: of an hour (its slices so far), a day (its hours) and a month (its days), each stored at its end. */
+export const PREFIX_LEVELS = ['hour_to', 'day_to', 'month_to'] as const
+/** One prefix level. */
+export type PrefixLevel = (typeof PREFIX_LEVELS)[number]
+/** Every level the summary holds: the aligned ones, and the prefixes, whose period is the end of what they add up. */
+export type SummaryLevel = RollupLevel | PrefixLevel
 /** Hours are summarised (and read by billing) only this far back; older periods come from days. */
 export const HOUR_LEVEL_DAYS = 2
 /** Length of a slice. */
@@ -158,48 +162,85 @@ async function rebuild(client: ClickHouseClient, level: RollupLevel, list: strin
   }
 }
 
+/** What each prefix adds up, and how long its parent period is. */
+const PREFIX_PARTS: Record<PrefixLevel, 'slice' | 'hour' | 'day'> = { hour_to: 'slice', day_to: 'hour', month_to: 'day' }
+
 /**
- * Builds an hour's running prefix: the sum of its slices from the hour's
- * start up to `end` (exclusive), stored at level `hour_to` with `end` as its
- * period, so one row per identity stands for the hour so far. Given the end
- * of a prefix still valid (no slice before it rebuilt since), it adds only
- * the slices after that prefix to it.
+ * Builds a running prefix: the sum of the `level`'s parts (an hour's
+ * slices, a day's hours, a month's days) from `start` up to `end`
+ * (exclusive), stored with `end` as its period, so one row per identity
+ * stands for the period so far. Given the end of a prefix still valid (no
+ * part before it rebuilt since), it adds only the parts after that prefix
+ * to it.
  */
-async function buildHourPrefix(client: ClickHouseClient, hour: string, end: string, key: string, settled: string, valid: string | null): Promise<void> {
+async function buildPrefix(client: ClickHouseClient, level: PrefixLevel, start: string, end: string, key: string, settled: string, valid: string | null): Promise<void> {
+  const part = PREFIX_PARTS[level]
   const source = valid
     ? `SELECT ${KEY_COLUMNS}, events, sums, missing, spans FROM nhi_usage_summary FINAL
-       WHERE level = 'hour_to' AND policy_key = {key:String} AND period = {valid:DateTime}
+       WHERE level = {level:String} AND policy_key = {key:String} AND period = {valid:DateTime}
        UNION ALL
        SELECT ${KEY_COLUMNS}, events, sums, missing, spans FROM nhi_usage_summary FINAL
-       WHERE level = 'slice' AND policy_key = {key:String} AND period >= {valid:DateTime} AND period < {end:DateTime}`
+       WHERE level = {part:String} AND policy_key = {key:String} AND period >= {valid:DateTime} AND period < {end:DateTime}`
     : `SELECT ${KEY_COLUMNS}, events, sums, missing, spans FROM nhi_usage_summary FINAL
-       WHERE level = 'slice' AND policy_key = {key:String} AND period >= {hour:DateTime} AND period < {end:DateTime}`
+       WHERE level = {part:String} AND policy_key = {key:String} AND period >= {start:DateTime} AND period < {end:DateTime}`
   await client.command({
     query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, sums, missing, spans, computed_at)
-            SELECT 'hour_to', {key:String}, {end:DateTime}, ${KEY_COLUMNS}, sumForEach(events), sumForEach(sums), sumForEach(missing), sum(spans), {settled:DateTime64(3)}
+            SELECT {level:String}, {key:String}, {end:DateTime}, ${KEY_COLUMNS}, sumForEach(events), sumForEach(sums), sumForEach(missing), sum(spans), {settled:DateTime64(3)}
             FROM (${source})
             GROUP BY ${KEY_COLUMNS}`,
-    query_params: { key, hour, end, settled, valid: valid ?? hour },
+    query_params: { level, part, key, start, end, settled, valid: valid ?? start },
     clickhouse_settings: readSettings({ final: true }),
   })
-  await client.insert({ table: 'nhi_usage_summary_periods', values: [{ level: 'hour_to', policy_key: key, period: end, summarized_at: settled }], format: 'JSONEachRow' })
+  await client.insert({ table: 'nhi_usage_summary_periods', values: [{ level, policy_key: key, period: end, summarized_at: settled }], format: 'JSONEachRow' })
 }
 
 /**
- * Summarises a closed hour as its prefix to its end (the sum of all its
- * slices, each deduplicated on its own, since copies of a span share its
- * start time), dated at the hour's start like an hour read from the ledger.
+ * Summarises a closed hour or day as its prefix to its end (the sum of all
+ * its slices or hours, each deduplicated on its own, since copies of a span
+ * share its start time), dated at its start like one read from the ledger.
  */
-async function copyHourPrefix(client: ClickHouseClient, hour: string, key: string, settled: string): Promise<void> {
+async function copyPrefix(client: ClickHouseClient, level: 'hour' | 'day', start: string, end: string, key: string, settled: string): Promise<void> {
   await client.command({
     query: `INSERT INTO nhi_usage_summary (level, policy_key, period, ${KEY_COLUMNS}, events, sums, missing, spans, computed_at)
-            SELECT 'hour', {key:String}, {hour:DateTime}, ${KEY_COLUMNS}, events, sums, missing, spans, {settled:DateTime64(3)}
+            SELECT {level:String}, {key:String}, {start:DateTime}, ${KEY_COLUMNS}, events, sums, missing, spans, {settled:DateTime64(3)}
             FROM nhi_usage_summary FINAL
-            WHERE level = 'hour_to' AND policy_key = {key:String} AND period = {hour:DateTime} + toIntervalHour(1)`,
-    query_params: { key, hour, settled },
+            WHERE level = {prefix:String} AND policy_key = {key:String} AND period = {end:DateTime}`,
+    query_params: { level, prefix: `${level}_to`, key, start, end, settled },
     clickhouse_settings: readSettings({ final: true }),
   })
-  await client.insert({ table: 'nhi_usage_summary_periods', values: [{ level: 'hour', policy_key: key, period: hour, summarized_at: settled }], format: 'JSONEachRow' })
+  await client.insert({ table: 'nhi_usage_summary_periods', values: [{ level, policy_key: key, period: start, summarized_at: settled }], format: 'JSONEachRow' })
+}
+
+/**
+ * Extends the running prefix of the period [start, periodEnd) over its
+ * parts summarised without a break from its start (`held`; none of
+ * `waiting`, whose rows have not settled), up to `closed`: built when it
+ * grows, or again when a part inside it was rebuilt in this run (`rebuilt`).
+ * Returns whether it now reaches the period's end, and whether it built.
+ */
+async function extendPrefix(
+  client: ClickHouseClient,
+  level: PrefixLevel,
+  period: { start: string; end: string },
+  closed: string,
+  parts: { held: ReadonlySet<string>; waiting: ReadonlySet<string>; rebuilt: readonly string[] },
+  longest: ReadonlyMap<string, string>,
+  key: string,
+  settled: string,
+): Promise<{ whole: boolean; built: boolean }> {
+  const step = (t: string) => (level === 'hour_to' ? addSeconds(t, SLICE_SECONDS) : level === 'day_to' ? addSeconds(t, 3600) : dayAfter(t))
+  let end = period.start
+  while (end < period.end && end < closed && parts.held.has(end) && !parts.waiting.has(end)) end = step(end)
+  const whole = end === period.end
+  if (end === period.start) return { whole, built: false }
+  const built = longest.get(period.start) ?? ''
+  // A part rebuilt inside the longest prefix makes it stale: rebuilt whole. Else it only grows.
+  const stale = built !== '' && parts.rebuilt.some((t) => t >= period.start && t < built)
+  if (end > built || (end === built && stale)) {
+    await buildPrefix(client, level, period.start, end, key, settled, built !== '' && !stale ? built : null)
+    return { whole, built: true }
+  }
+  return { whole, built: false }
 }
 
 /**
@@ -249,7 +290,10 @@ export interface RollupRun {
   hoursRecomputed: number
   /** Of those, hours copied from their whole prefix rather than read from the ledger. */
   hoursFromPrefixes: number
-  /** Slices rebuilt and hour prefixes built. */
+  /** Days rebuilt, and of those, days copied from their whole prefix (their hours) rather than read from the ledger. */
+  daysRecomputed: number
+  daysFromPrefixes: number
+  /** Slices rebuilt and prefixes (of hours, days and the month) built. */
   slicesRebuilt: number
   /** Hours, days and months rebuilt. */
   periodsRebuilt: number
@@ -306,8 +350,10 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   const marks = await readRows(client, {
     query: `SELECT level, toString(period) AS period_text FROM nhi_usage_summary_periods FINAL
             WHERE policy_key = {key:String}
-              AND ((level IN ('slice', 'hour_to') AND period >= {slices_from:DateTime}) OR (level = 'hour' AND period >= {hours_from:DateTime}))`,
-    params: { key, slices_from, hours_from },
+              AND ((level IN ('slice', 'hour_to') AND period >= {slices_from:DateTime})
+                OR (level IN ('hour', 'day_to') AND period >= {hours_from:DateTime})
+                OR (level IN ('day', 'month_to') AND period >= {month:DateTime}))`,
+    params: { key, slices_from, hours_from, month: closed_month },
     row: markRow,
   })
   const marked = new Set(marks.filter((m) => m.level === 'slice').map((m) => m.period_text))
@@ -316,30 +362,23 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
     .sort()
   await rebuild(client, 'slice', slices, cards, key, settled)
   for (const t of slices) marked.add(t)
-  // Hour prefixes: per hour of the window, the slices summarised without a break from its start. A prefix is built
-  // when it grows or when a slice inside it was rebuilt; billing uses only each hour's longest (a slice that waits
-  // to settle inside it makes billing read that part elsewhere until it is rebuilt).
-  const longest = new Map<string, string>()
-  for (const m of marks) if (m.level === 'hour_to') {
-    const hour = hourOfEnd(m.period_text)
-    if ((longest.get(hour) ?? '') < m.period_text) longest.set(hour, m.period_text)
+  // Prefixes: per period, its parts summarised without a break from its start (an hour's slices, a day's hours, a
+  // month's days). A prefix is built when it grows or when a part inside it was rebuilt; billing uses only each
+  // period's longest (a part that waits to settle inside it makes billing read that part elsewhere until it is
+  // rebuilt).
+  const longest: Record<PrefixLevel, Map<string, string>> = { hour_to: new Map(), day_to: new Map(), month_to: new Map() }
+  for (const m of marks) {
+    if (m.level !== 'hour_to' && m.level !== 'day_to' && m.level !== 'month_to') continue
+    const start = prefixStart(m.level, m.period_text)
+    if ((longest[m.level].get(start) ?? '') < m.period_text) longest[m.level].set(start, m.period_text)
   }
   let prefixes = 0
   // Closed hours whose prefix now reaches their end: every slice summarised, settled and added in.
   const whole = new Set<string>()
   for (let hour = slices_from; hour < closed_slice; hour = addSeconds(hour, 3600)) {
-    let end = hour
-    const hourEnd = addSeconds(hour, 3600)
-    while (end < hourEnd && end < closed_slice && marked.has(end) && !unsettledSlices.has(end)) end = addSeconds(end, SLICE_SECONDS)
-    if (end === hourEnd) whole.add(hour)
-    if (end === hour) continue
-    const built = longest.get(hour) ?? ''
-    // A slice rebuilt inside the longest prefix makes it stale: rebuilt whole. Else it only grows.
-    const stale = built !== '' && slices.some((t) => t >= hour && t < built)
-    if (end > built || (end === built && stale)) {
-      await buildHourPrefix(client, hour, end, key, settled, built !== '' && !stale ? built : null)
-      prefixes++
-    }
+    const extended = await extendPrefix(client, 'hour_to', { start: hour, end: addSeconds(hour, 3600) }, closed_slice, { held: marked, waiting: unsettledSlices, rebuilt: slices }, longest.hour_to, key, settled)
+    if (extended.whole) whole.add(hour)
+    if (extended.built) prefixes++
   }
 
   const hourRows = changedRows.filter((r) => r.hour_text < closed_hour)
@@ -353,19 +392,43 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
   for (let h = previous && `${previous.slice(0, 13)}:00:00` > hours_from ? `${previous.slice(0, 13)}:00:00` : hours_from; h < closed_hour; h = addSeconds(h, 3600)) {
     if (!markedHours.has(h) && !unsettledHours.has(h)) candidates.push(h)
   }
-  const hours = [...new Set([...changed.filter((h) => h >= hours_from), ...(await withRows(client, candidates, 3600))])].sort()
+  const withLedgerRows = await withRows(client, candidates, 3600)
+  const hours = [...new Set([...changed.filter((h) => h >= hours_from), ...withLedgerRows])].sort()
   // An hour of the slice window is its whole prefix: a copy of one row per identity instead of a read of its ledger
   // rows (18M of them at 5,000 spans/s, one statement that would hold every request on the embedded engine).
   const fromPrefix = hours.filter((h) => whole.has(h))
-  for (const hour of fromPrefix) await copyHourPrefix(client, hour, key, settled)
+  for (const hour of fromPrefix) await copyPrefix(client, 'hour', hour, addSeconds(hour, 3600), key, settled)
   await rebuild(client, 'hour', hours.filter((h) => !whole.has(h)), cards, key, settled)
+  // A closed hour without ledger rows is summarised as empty (a mark and no rows), so a day's prefix runs past it. A
+  // span that arrives for it later is ingested after this run settled: the next run rebuilds the hour.
+  const emptyHours = candidates.filter((h) => !withLedgerRows.includes(h))
+  if (emptyHours.length > 0) {
+    await client.insert({ table: 'nhi_usage_summary_periods', values: emptyHours.map((period) => ({ level: 'hour', policy_key: key, period, summarized_at: settled })), format: 'JSONEachRow' })
+  }
+  // Day prefixes, of the days hours are summarised for: today's so far, for bills of the day and month to date; a
+  // closed day's whole, to summarise that day from one row per identity.
+  for (const h of [...hours, ...emptyHours]) markedHours.add(h)
+  const wholeDays = new Set<string>()
+  for (let day = hours_from; day <= closed_day; day = dayAfter(day)) {
+    const extended = await extendPrefix(client, 'day_to', { start: day, end: dayAfter(day) }, closed_hour, { held: markedHours, waiting: unsettledHours, rebuilt: hours }, longest.day_to, key, settled)
+    if (extended.whole) wholeDays.add(day)
+    if (extended.built) prefixes++
+  }
   // Days: those holding changed hours once closed, and those closed since the previous run (or never summarised);
   // not those still receiving rows that have not settled.
   const since = previous ? `${previous.slice(0, 10)} 00:00:00` : '1970-01-01 00:00:00'
   const days = [...new Set([...changed.map(dayStart).filter((d) => d < closed_day), ...(await unsummarised(client, 'day', key, previous ? dayBefore(since) : since, closed_day))])]
     .filter((d) => !unsettledDays.has(d))
     .sort()
-  await rebuild(client, 'day', days, cards, key, settled)
+  // A closed day whose prefix reaches its end is a copy of it; the rest (older days, days whose hours are not all
+  // summarised) are read from the ledger.
+  const daysFromPrefix = days.filter((d) => wholeDays.has(d))
+  for (const day of daysFromPrefix) await copyPrefix(client, 'day', day, dayAfter(day), key, settled)
+  await rebuild(client, 'day', days.filter((d) => !wholeDays.has(d)), cards, key, settled)
+  // The month's prefix: its days summarised so far, for bills of the month to date.
+  const markedDays = new Set([...marks.filter((m) => m.level === 'day').map((m) => m.period_text), ...days])
+  const monthPrefix = await extendPrefix(client, 'month_to', { start: closed_month, end: monthAfter(closed_month) }, closed_day, { held: markedDays, waiting: unsettledDays, rebuilt: days }, longest.month_to, key, settled)
+  if (monthPrefix.built) prefixes++
   // Months: as days, and none built while one of its days waits to settle (it would be built from too few days).
   const unsettledMonths = new Set([...unsettledDays].map(monthStart))
   const months = [...new Set([...days.map(monthStart).filter((m) => m < closed_month), ...(await unsummarised(client, 'month', key, previous ? monthStart(dayBefore(since)) : since, closed_month))])]
@@ -378,7 +441,7 @@ export async function runRollup(client: ClickHouseClient, cards: readonly RateCa
     values: [{ run_at: watermark, policy_key: key, watermark, settled_before: settled, periods_rebuilt: periodsRebuilt }],
     format: 'JSONEachRow',
   })
-  return { hoursRecomputed: hours.length, hoursFromPrefixes: fromPrefix.length, slicesRebuilt: slices.length + prefixes, periodsRebuilt, watermark, settled }
+  return { hoursRecomputed: hours.length, hoursFromPrefixes: fromPrefix.length, daysRecomputed: days.length, daysFromPrefixes: daysFromPrefix.length, slicesRebuilt: slices.length + prefixes, periodsRebuilt, watermark, settled }
 }
 
 /**
@@ -403,9 +466,24 @@ function addSeconds(text: string, seconds: number): string {
   return new Date(Date.parse(`${text.replace(' ', 'T')}Z`) + seconds * 1000).toISOString().slice(0, 19).replace('T', ' ')
 }
 
-// The hour an hour prefix belongs to, from its end (exclusive): the hour of the second before it.
-function hourOfEnd(end: string): string {
-  return `${addSeconds(end, -1).slice(0, 13)}:00:00`
+// The start of the hour, day or month a prefix belongs to, from its end (exclusive): that of the second before it.
+function prefixStart(level: PrefixLevel, end: string): string {
+  const before = addSeconds(end, -1)
+  return level === 'hour_to' ? `${before.slice(0, 13)}:00:00` : level === 'day_to' ? `${before.slice(0, 10)} 00:00:00` : `${before.slice(0, 7)}-01 00:00:00`
+}
+
+// The day after a 'YYYY-MM-DD 00:00:00' day.
+function dayAfter(day: string): string {
+  const d = new Date(`${day.slice(0, 10)}T00:00:00Z`)
+  d.setUTCDate(d.getUTCDate() + 1)
+  return `${d.toISOString().slice(0, 10)} 00:00:00`
+}
+
+// The month after a 'YYYY-MM-01 00:00:00' month.
+function monthAfter(month: string): string {
+  const d = new Date(`${month.slice(0, 10)}T00:00:00Z`)
+  d.setUTCMonth(d.getUTCMonth() + 1)
+  return `${d.toISOString().slice(0, 10)} 00:00:00`
 }
 
 // Slice starts from `from` up to (not including) `to`.
