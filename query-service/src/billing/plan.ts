@@ -17,7 +17,7 @@ import { z } from 'zod'
 import { type TimeRange } from '../http/params.js'
 import { readRows } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
-import { quietWriteKey } from '../storage/write-tracking.js'
+import { quietWriteKey, tableWriteVersion } from '../storage/write-tracking.js'
 import { HOUR_LEVEL_DAYS, PREFIX_LEVELS, ROLLUP_LEVELS, SLICE_LEVEL_HOURS, SLICE_SECONDS, type PrefixLevel, type RollupLevel, type SummaryLevel } from './rollup.js'
 
 /** A half-open interval of epoch milliseconds. */
@@ -74,7 +74,6 @@ export interface PlanFacts {
   dirtySlices: Set<number>
 }
 
-const planRow = z.tuple([z.enum([...ROLLUP_LEVELS, ...PREFIX_LEVELS, 'dirty']), z.string(), z.array(z.number().int())])
 
 /** The aligned level whose periods a prefix level adds up to, from their start. */
 export const PREFIX_OF: Record<PrefixLevel, Exclude<RollupLevel, 'slice'>> = { hour_to: 'hour', day_to: 'day', month_to: 'month' }
@@ -114,59 +113,102 @@ const FACT_TABLES = ['otel_traces', 'nhi_activity', 'nhi_usage_summary_periods',
 const MAX_CACHED_FACTS = 64
 const factsCache = new WeakMap<ClickHouseClient, { writes: string; facts: Map<string, PlanFacts> }>()
 
-async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds?: number): Promise<PlanFacts> {
-  const params = {
-    from: toClickHouseTime(new Date(periodStart('month', range.from.getTime()))).slice(0, 19),
-    to: toClickHouseTime(range.to).slice(0, 19),
-    grace: graceSeconds ?? 0,
-    key: policyKey ?? '',
-    latest: policyKey === null ? 1 : 0,
-    hour_days: HOUR_LEVEL_DAYS,
-    slice_hours: SLICE_LEVEL_HOURS,
+/** What the summary holds for a policy key from a month on: its periods per level, and what its last run settled. */
+interface SummaryFacts {
+  policyKey: string
+  periods: Array<[level: RollupLevel | PrefixLevel, seconds: number[]]>
+  /** Every ledger row ingested before this ('YYYY-MM-DD hh:mm:ss.fff', the epoch before any run) is summarised. */
+  settled: string
+}
+
+const summaryRow = z.tuple([z.enum([...ROLLUP_LEVELS, ...PREFIX_LEVELS, 'settled']), z.string(), z.array(z.number().int()), z.string()])
+const dirtyRow = z.tuple([z.array(z.number().int())])
+
+/**
+ * The summary's side of the facts: read once per hour and per write of its
+ * bookkeeping tables on the embedded engine, where this process makes every
+ * such write (the summary job runs once a minute; bills under steady ingest
+ * ask far more often). A read that a write overlapped is not kept.
+ */
+async function summaryFacts(client: ClickHouseClient, monthFrom: string, policyKey: string | null, graceSeconds: number | undefined): Promise<SummaryFacts> {
+  const versions = SUMMARY_TABLES.map((table) => tableWriteVersion(client, table))
+  const writes = versions.includes(undefined) ? undefined : versions.join(',')
+  const cacheKey = `${policyKey ?? '\u0000latest'}|${graceSeconds ?? 0}|${monthFrom}|${Math.floor(Date.now() / HOUR_MS)}`
+  const known = summaryCache.get(client)
+  if (writes !== undefined && known?.writes === writes) {
+    const held = known.facts.get(cacheKey)
+    if (held) return held
   }
-  // One round trip, one row per kind: the periods the summary holds per level (prefixes by their end), and the
-  // slices changed since its last run, as epoch seconds.
   const rows = await readRows(client, {
     query: `WITH if({latest:UInt8}, (SELECT argMax(policy_key, run_at) FROM nhi_usage_summary_runs), {key:String}) AS chosen
-            SELECT level, chosen, groupArray(toUnixTimestamp(period)) FROM nhi_usage_summary_periods FINAL
-            WHERE policy_key = chosen AND period >= {from:DateTime} AND period <= {to:DateTime}
+            SELECT level, chosen, groupArray(toUnixTimestamp(period)), '' FROM nhi_usage_summary_periods FINAL
+            WHERE policy_key = chosen AND period >= {from:DateTime}
               AND NOT (level IN ('hour', 'day_to') AND period < toStartOfDay(now()) - toIntervalDay({hour_days:UInt32}))
               AND NOT (level = 'month_to' AND period < toStartOfMonth(now()) - toIntervalMonth(1))
               AND NOT (level IN ('slice', 'hour_to') AND period < toStartOfHour(now()) - toIntervalHour({slice_hours:UInt32}))
             GROUP BY level
             UNION ALL
-            SELECT 'dirty', chosen, groupArray(toUnixTimestamp(slice)) FROM (
-              WITH (SELECT max(if({grace:UInt32} > 0, least(settled_before, watermark - toIntervalSecond({grace:UInt32})), settled_before))
-                    FROM nhi_usage_summary_runs WHERE policy_key = chosen) AS settled
-              -- Slices where the summary has slices; elsewhere hours, the finest period it holds there.
+            SELECT 'settled', chosen, [], toString(max(if({grace:UInt32} > 0, least(settled_before, watermark - toIntervalSecond({grace:UInt32})), settled_before)))
+            FROM nhi_usage_summary_runs WHERE policy_key = chosen`,
+    params: { from: monthFrom, grace: graceSeconds ?? 0, key: policyKey ?? '', latest: policyKey === null ? 1 : 0, hour_days: HOUR_LEVEL_DAYS, slice_hours: SLICE_LEVEL_HOURS },
+    row: summaryRow,
+    positional: true,
+  })
+  const facts: SummaryFacts = { policyKey: policyKey ?? '', periods: [], settled: '1970-01-01 00:00:00.000' }
+  for (const [level, chosen, seconds, settled] of rows) {
+    facts.policyKey = chosen
+    if (level === 'settled') facts.settled = settled
+    else facts.periods.push([level, seconds])
+  }
+  const after = SUMMARY_TABLES.map((table) => tableWriteVersion(client, table)).join(',')
+  if (writes !== undefined && after === writes) {
+    const held = known?.writes === writes && known.facts.size < MAX_CACHED_FACTS ? known : { writes, facts: new Map<string, SummaryFacts>() }
+    held.facts.set(cacheKey, facts)
+    summaryCache.set(client, held)
+  }
+  return facts
+}
+
+/** The summary's bookkeeping: which periods it holds, and what its runs settled. */
+const SUMMARY_TABLES = ['nhi_usage_summary_periods', 'nhi_usage_summary_runs'] as const
+const summaryCache = new WeakMap<ClickHouseClient, { writes: string; facts: Map<string, SummaryFacts> }>()
+
+async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds?: number): Promise<PlanFacts> {
+  const from = toClickHouseTime(new Date(periodStart('month', range.from.getTime())))
+  const summary = await summaryFacts(client, from.slice(0, 19), policyKey, graceSeconds)
+  // The slices changed since the last run, as epoch seconds: slices where the summary has slices; elsewhere hours,
+  // the finest period it holds there. A read of recent rows only, through the minmax index on ingested_at.
+  const [dirty] = await readRows(client, {
+    query: `SELECT groupArray(toUnixTimestamp(slice)) FROM (
               SELECT DISTINCT toDateTime(if(event_time >= toStartOfHour(now()) - toIntervalHour({slice_hours:UInt32}),
                                             toStartOfInterval(event_time, INTERVAL ${SLICE_SECONDS} SECOND), toStartOfHour(event_time))) AS slice
               FROM nhi_activity
-              WHERE ingested_at >= settled
+              WHERE ingested_at >= {settled:DateTime64(3)}
                 AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)})`,
-    params,
-    row: planRow,
+    params: { settled: summary.settled, from, to: toClickHouseTime(range.to), slice_hours: SLICE_LEVEL_HOURS },
+    row: dirtyRow,
     positional: true,
   })
   const facts: PlanFacts = {
-    policyKey: policyKey ?? '',
+    policyKey: summary.policyKey,
     rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() },
     prefixes: { hour_to: new Map(), day_to: new Map(), month_to: new Map() },
-    dirtySlices: new Set(),
+    dirtySlices: new Set((dirty?.[0] ?? []).map((s) => s * 1000)),
   }
-  for (const [level, chosen, seconds] of rows) {
-    facts.policyKey = chosen
+  // Periods up to the range's end (in whole seconds, as a prefix's end is stored).
+  const last = Math.floor(range.to.getTime() / 1000)
+  for (const [level, seconds] of summary.periods) {
     if (level === 'hour_to' || level === 'day_to' || level === 'month_to') {
       const longest = facts.prefixes[level]
       for (const s of seconds) {
+        if (s > last) continue
         const end = s * 1000
         const start = periodStart(PREFIX_OF[level], end - 1)
         if ((longest.get(start) ?? 0) < end) longest.set(start, end)
       }
       continue
     }
-    const target = level === 'dirty' ? facts.dirtySlices : facts.rolled[level]
-    for (const s of seconds) target.add(s * 1000)
+    for (const s of seconds) if (s <= last) facts.rolled[level].add(s * 1000)
   }
   return facts
 }
