@@ -5,6 +5,7 @@
  */
 import { businessUnitCondition, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import { toClickHouseTime } from '../storage/time.js'
+import { afterRequests } from '../storage/request-first.js'
 
 /** One hour in milliseconds. */
 export const HOUR_MS = 3_600_000
@@ -40,5 +41,7 @@ const TURN_MS = 20
 export async function takeTurns(since: number): Promise<number> {
   if (performance.now() - since < TURN_MS) return since
   await new Promise((resolve) => setImmediate(resolve))
+  // An API request under way goes first: its steps would otherwise each wait for the next stretch to end.
+  await afterRequests()
   return performance.now()
 }

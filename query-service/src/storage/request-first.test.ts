@@ -1,8 +1,8 @@
 import type { ClickHouseClient } from '@clickhouse/client'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { freshStorage } from '../test-support/storage.js'
 import { clientForJobs } from './client.js'
-import { RequestFirst } from './request-first.js'
+import { afterRequests, RequestFirst } from './request-first.js'
 import { tableWriteVersion } from './write-tracking.js'
 
 /** A statement that ends when told to, noting its start and end in `log`. */
@@ -65,6 +65,45 @@ describe('RequestFirst', () => {
     const job = held(log, 'job')
     job.end()
     expect(await order.job(job.run, 60_000)).toBe('job')
+  })
+})
+
+describe('afterRequests', () => {
+  it('holds background work while a request of any client is under way, but never the request itself', async () => {
+    const log: string[] = []
+    const request = held(log, 'request')
+    const answered = new RequestFirst().request(async () => {
+      // Work done inside the request (its own folds) does not wait for it.
+      await afterRequests()
+      log.push('inside the request, on')
+      return request.run()
+    })
+    const background = afterRequests().then(() => log.push('background resumes'))
+    await tick()
+    await tick()
+    expect(log).toEqual(['inside the request, on', 'request starts'])
+    request.end()
+    await answered
+    await background
+    expect(log).toEqual(['inside the request, on', 'request starts', 'request ends', 'background resumes'])
+  })
+
+  it('resumes after its longest wait when requests never stop', async () => {
+    vi.useFakeTimers()
+    try {
+      const request = held([], 'request')
+      const answered = new RequestFirst().request(request.run)
+      let resumed = false
+      void afterRequests(50).then(() => (resumed = true))
+      await vi.advanceTimersByTimeAsync(49)
+      expect(resumed).toBe(false)
+      await vi.advanceTimersByTimeAsync(1)
+      expect(resumed).toBe(true)
+      request.end()
+      await answered
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })
 

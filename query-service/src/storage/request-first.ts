@@ -13,8 +13,37 @@
  * there.
  */
 
+import { AsyncLocalStorage } from 'node:async_hooks'
+
 /** Longest a job's statement waits for requests to finish before it starts anyway. */
 export const MAX_JOB_WAIT_MS = 2_000
+
+// Requests under way in the process, whichever client they use, and the background work waiting for none. Work
+// done for a request itself (its findings folded while it waits) is inside one and never waits for it.
+const insideRequest = new AsyncLocalStorage<true>()
+let requestsUnderWay = 0
+let idleWaiters: Array<() => void> = []
+
+/**
+ * Resolves once no request is under way in the process, or after
+ * `maxWaitMs`: background work that runs long stretches of JavaScript (the
+ * findings evaluation's folds) waits here between stretches, so a request's
+ * own steps are not queued behind them on the event loop.
+ */
+export async function afterRequests(maxWaitMs = MAX_JOB_WAIT_MS): Promise<void> {
+  if (requestsUnderWay === 0 || insideRequest.getStore()) return
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      idleWaiters = idleWaiters.filter((waiter) => waiter !== done)
+      resolve()
+    }, maxWaitMs)
+    idleWaiters.push(done)
+  })
+}
 
 /** Counts the requests (and their statements) under way, and lets the jobs' statements wait for none. */
 export class RequestFirst {
@@ -24,13 +53,19 @@ export class RequestFirst {
   /** Runs a request, or one of its statements. */
   async request<T>(statement: () => Promise<T>): Promise<T> {
     this.requests++
+    requestsUnderWay++
     try {
-      return await statement()
+      return await insideRequest.run(true, statement)
     } finally {
       if (--this.requests === 0) {
         const waiting = this.waiting
         this.waiting = []
         for (const start of waiting) start()
+      }
+      if (--requestsUnderWay === 0) {
+        const waiting = idleWaiters
+        idleWaiters = []
+        for (const resume of waiting) resume()
       }
     }
   }
