@@ -7,6 +7,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['nhi-meter-source'] } },
   test: {
     include: ['instrumentation/test/**/*.test.ts', 'query-service/src/**/*.test.ts', 'test/**/*.test.ts', 'scripts/**/*.test.ts'],
+    // Temporary data directories go after each file (test/helpers/temp-dirs.ts).
+    setupFiles: ['test/helpers/temp-dirs.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,

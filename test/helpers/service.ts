@@ -4,11 +4,9 @@
  * generated admin key read from its first-start banner.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { testTempDir } from '../../query-service/src/test-support/storage.js'
 
 /** Repository root. */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -61,9 +59,9 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports
 }
 
-/** Makes a fresh temporary data directory. */
+/** Makes a fresh temporary data directory, removed once the test file has run (services restart on it until then). */
 export function tempDataDir(prefix = 'nhi-meter-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix))
+  return testTempDir(prefix)
 }
 
 /**
