@@ -73,10 +73,8 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
   const { range, groupBy, granularity, businessUnits } = request
   const { cards, completenessThreshold } = request.pricing
   // The summary keeps neither activity names nor on_behalf_of: grouping by them reads the ledger.
-  const plan =
-    groupBy.includes('on_behalf_of') || groupBy.includes('activity.name')
-      ? ledgerPlan(range)
-      : planUsage(range, await loadPlanFacts(client, range, policyKey(cards), request.rollupGraceSeconds), groupBy.includes('period') ? granularity : 'month')
+  const facts = groupBy.includes('on_behalf_of') || groupBy.includes('activity.name') ? undefined : await loadPlanFacts(client, range, policyKey(cards), request.rollupGraceSeconds)
+  const plan = facts ? planUsage(range, facts, groupBy.includes('period') ? granularity : 'month') : ledgerPlan(range)
   // Meters rated per month and business unit (rating.ts) need those keys, and some need the identity, even when the
   // bill is not grouped by them; the rows are folded back to the requested keys afterwards.
   const internal = [...groupBy]
@@ -93,7 +91,8 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     businessUnits,
     plan,
   })
-  const pending = [...(await pendingSpans(client, range, businessUnits)).values()].reduce((a, b) => a + b, 0)
+  // The plan facts probed for waiting events already: counted only when there are some.
+  const pending = [...(await pendingSpans(client, range, businessUnits, facts?.pendingInRange)).values()].reduce((a, b) => a + b, 0)
 
   const folded = foldAggregates(aggregates, groupBy, cards)
   const { rows: sorted, totalQuantity, totalAmount, rateCardVersions } = folded

@@ -72,6 +72,8 @@ export interface PlanFacts {
    * that) with ledger rows ingested after what the last run had settled.
    */
   dirtySlices: Set<number>
+  /** Whether any row of the trace-resolution job's pending table (decided or not) started in the range. */
+  pendingInRange: boolean
 }
 
 
@@ -122,7 +124,7 @@ interface SummaryFacts {
 }
 
 const summaryRow = z.tuple([z.enum([...ROLLUP_LEVELS, ...PREFIX_LEVELS, 'settled']), z.string(), z.array(z.number().int()), z.string()])
-const dirtyRow = z.tuple([z.array(z.number().int())])
+const dirtyRow = z.tuple([z.array(z.number().int()), z.number().int()])
 
 /**
  * The summary's side of the facts: read once per hour and per write of its
@@ -177,15 +179,18 @@ async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyK
   const from = toClickHouseTime(new Date(periodStart('month', range.from.getTime())))
   const summary = await summaryFacts(client, from.slice(0, 19), policyKey, graceSeconds)
   // The slices changed since the last run, as epoch seconds: slices where the summary has slices; elsewhere hours,
-  // the finest period it holds there. A read of recent rows only, through the minmax index on ingested_at.
+  // the finest period it holds there. A read of recent rows only, through the minmax index on ingested_at. In the
+  // same round trip, whether any event of the range waits for its trace (a bill counts those as pending).
   const [dirty] = await readRows(client, {
-    query: `SELECT groupArray(toUnixTimestamp(slice)) FROM (
+    query: `SELECT groupArray(toUnixTimestamp(slice)),
+                   toUInt8((SELECT count() FROM (SELECT 1 FROM nhi_trace_pending WHERE event_time >= {range_from:DateTime64(3)} AND event_time < {to:DateTime64(3)} LIMIT 1)))
+            FROM (
               SELECT DISTINCT toDateTime(if(event_time >= toStartOfHour(now()) - toIntervalHour({slice_hours:UInt32}),
                                             toStartOfInterval(event_time, INTERVAL ${SLICE_SECONDS} SECOND), toStartOfHour(event_time))) AS slice
               FROM nhi_activity
               WHERE ingested_at >= {settled:DateTime64(3)}
                 AND event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)})`,
-    params: { settled: summary.settled, from, to: toClickHouseTime(range.to), slice_hours: SLICE_LEVEL_HOURS },
+    params: { settled: summary.settled, from, range_from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), slice_hours: SLICE_LEVEL_HOURS },
     row: dirtyRow,
     positional: true,
   })
@@ -194,6 +199,7 @@ async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyK
     rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() },
     prefixes: { hour_to: new Map(), day_to: new Map(), month_to: new Map() },
     dirtySlices: new Set((dirty?.[0] ?? []).map((s) => s * 1000)),
+    pendingInRange: (dirty?.[1] ?? 1) > 0,
   }
   // Periods up to the range's end (in whole seconds, as a prefix's end is stored).
   const last = Math.floor(range.to.getTime() / 1000)

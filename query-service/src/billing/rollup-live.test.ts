@@ -155,6 +155,7 @@ describe('the plan of the open hour', () => {
     rolled: { slice: new Set(), hour: new Set(), day: new Set(), month: new Set() },
     prefixes: { hour_to: new Map(prefixes), day_to: new Map(), month_to: new Map() },
     dirtySlices: new Set(dirty),
+    pendingInRange: false,
   })
   const range = { from: new Date(hour), to: new Date(hour + 5_400_000) }
 
@@ -180,6 +181,7 @@ describe('the plan of the month to date', () => {
     rolled: { slice: new Set(), hour: new Set([today, today + 3_600_000]), day: new Set(Array.from({ length: 6 }, (_, d) => month + d * 86_400_000)), month: new Set() },
     prefixes: { hour_to: new Map([[hour, hour + 1_200_000]]), day_to: new Map([[today, hour]]), month_to: new Map([[month, today]]) },
     dirtySlices: new Set(dirty),
+    pendingInRange: false,
   })
   const range = { from: new Date(month), to: new Date(now) }
 

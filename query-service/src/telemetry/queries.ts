@@ -157,37 +157,47 @@ const pendingRow = z.object({ service: z.string(), spans: count64 })
 const noPendingRanges = new WeakMap<ClickHouseClient, { version: number; ranges: Set<string> }>()
 const MAX_REMEMBERED_RANGES = 1000
 
+/** The probe of {@link pendingSpans}: whether any pending row, decided or not, started in the range. */
+async function mayHavePending(client: ClickHouseClient, params: { from: string; to: string }, scope: BusinessUnitScope): Promise<boolean> {
+  const version = tableWriteVersion(client, 'otel_traces')
+  const rangeKey = `${params.from}|${params.to}|${scope?.join('\u0000') ?? ''}`
+  const known = noPendingRanges.get(client)
+  if (version !== undefined && known?.version === version && known.ranges.has(rangeKey)) return false
+  const probe = await readFirst(client, {
+    query: PENDING_PROBE_SQL,
+    params,
+    row: z.object({ n: count64 }),
+  })
+  if ((probe?.n ?? 0) > 0) return true
+  if (version !== undefined) {
+    const held = known?.version === version && known.ranges.size < MAX_REMEMBERED_RANGES ? known : { version, ranges: new Set<string>() }
+    held.ranges.add(rangeKey)
+    noPendingRanges.set(client, held)
+  }
+  return false
+}
+
+/** Whether any pending row, decided or not, started in [{from}, {to}): 1 or 0, as `n`. */
+export const PENDING_PROBE_SQL = 'SELECT count() AS n FROM (SELECT 1 FROM nhi_trace_pending WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} LIMIT 1)'
+
 /**
  * Use events still waiting for the trace resolution job, per service, whose
  * span started in the range (each span once). They are in no bill yet; the
  * job decides each within NHI_METER_TRACE_RESOLUTION_WAIT_SECONDS of its
  * arrival. A key limited to business units counts those whose span names
- * one of its units.
+ * one of its units. `probed`: what the caller's own probe of the range
+ * found (a bill's plan facts carry one), to skip this one.
  */
-export async function pendingSpans(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope): Promise<Map<string, number>> {
+export async function pendingSpans(client: ClickHouseClient, range: TimeRange, scope: BusinessUnitScope, probed?: boolean): Promise<Map<string, number>> {
+  // The caller may have asked already (a bill's plan facts carry the probe below): none there, nothing to count.
+  if (probed === false) return new Map()
   const params = { from: toClickHouseTime(range.from), to: toClickHouseTime(range.to), ...(scope ? { business_units: scope } : {}) }
   // Most ranges (every closed month more than a week old) have no pending
   // row at all, decided or not: one read of the table's first key says so,
   // and a bill pays for no more than that. On the embedded engine, where
   // this process sees every write, that answer holds until otel_traces (the
   // only source of pending rows) is written again.
-  const version = tableWriteVersion(client, 'otel_traces')
-  const rangeKey = `${params.from}|${params.to}|${scope?.join('\u0000') ?? ''}`
-  const known = noPendingRanges.get(client)
-  if (version !== undefined && known?.version === version && known.ranges.has(rangeKey)) return new Map()
-  const probe = await readFirst(client, {
-    query: 'SELECT count() AS n FROM (SELECT 1 FROM nhi_trace_pending WHERE event_time >= {from:DateTime64(3)} AND event_time < {to:DateTime64(3)} LIMIT 1)',
-    params,
-    row: z.object({ n: count64 }),
-  })
-  if ((probe?.n ?? 0) === 0) {
-    if (version !== undefined) {
-      const held = known?.version === version && known.ranges.size < MAX_REMEMBERED_RANGES ? known : { version, ranges: new Set<string>() }
-      held.ranges.add(rangeKey)
-      noPendingRanges.set(client, held)
-    }
-    return new Map()
-  }
+  if (!probed && !(await mayHavePending(client, params, scope))) return new Map()
   // A decision made at any time counts: a late copy of a span decided long ago is not pending.
   const rows = await readRows(client, {
     query: `
