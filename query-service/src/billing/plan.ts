@@ -95,25 +95,42 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
   // the ledger or the summary's bookkeeping is written again, or the hour turns (the markers' windows move with it).
   const cacheKey = `${policyKey ?? '\u0000latest'}|${graceSeconds ?? 0}|${range.from.getTime()}|${range.to.getTime()}|${Math.floor(Date.now() / HOUR_MS)}`
   const before = quietWriteKey(client, FACT_TABLES)
-  const known = factsCache.get(client)
-  if (before !== undefined && known?.writes === before) {
-    const facts = known.facts.get(cacheKey)
-    if (facts) return facts
-  }
+  const known = factsCache.get(client, before, cacheKey)
+  if (known) return known
   const facts = await readPlanFacts(client, range, policyKey, graceSeconds)
-  if (before !== undefined && quietWriteKey(client, FACT_TABLES) === before) {
-    const held = known?.writes === before && known.facts.size < MAX_CACHED_FACTS ? known : { writes: before, facts: new Map<string, PlanFacts>() }
-    held.facts.set(cacheKey, facts)
-    factsCache.set(client, held)
-  }
+  if (quietWriteKey(client, FACT_TABLES) === before) factsCache.set(client, before, cacheKey, facts)
   return facts
+}
+
+/**
+ * Answers kept per client under a key of its writes (see write-tracking.ts):
+ * served while that key stays the same, dropped when it moves. At most
+ * MAX_CACHED_FACTS per key (a few ranges and policies are asked for again
+ * and again: dashboards, pollers).
+ */
+class WriteKeyedCache<T> {
+  private readonly byClient = new WeakMap<ClickHouseClient, { writes: string; entries: Map<string, T> }>()
+
+  /** The answer kept for `key`, if `writes` (undefined: writes not seen) is the key it was kept under. */
+  get(client: ClickHouseClient, writes: string | undefined, key: string): T | undefined {
+    const held = this.byClient.get(client)
+    return writes !== undefined && held?.writes === writes ? held.entries.get(key) : undefined
+  }
+
+  /** Keeps an answer read under `writes` (nothing when undefined). */
+  set(client: ClickHouseClient, writes: string | undefined, key: string, value: T): void {
+    if (writes === undefined) return
+    const known = this.byClient.get(client)
+    const held = known?.writes === writes && known.entries.size < MAX_CACHED_FACTS ? known : { writes, entries: new Map<string, T>() }
+    held.entries.set(key, value)
+    this.byClient.set(client, held)
+  }
 }
 
 /** The tables whose writes can change plan facts: the ledger, the spans its views derive it from, the summary's runs and periods. */
 const FACT_TABLES = ['otel_traces', 'nhi_activity', 'nhi_usage_summary_periods', 'nhi_usage_summary_runs'] as const
-/** Facts kept per client between writes (a few ranges and policies are asked for again and again: dashboards, pollers). */
 const MAX_CACHED_FACTS = 64
-const factsCache = new WeakMap<ClickHouseClient, { writes: string; facts: Map<string, PlanFacts> }>()
+const factsCache = new WriteKeyedCache<PlanFacts>()
 
 /** What the summary holds for a policy key from a month on: its periods per level, and what its last run settled. */
 interface SummaryFacts {
@@ -133,14 +150,10 @@ const dirtyRow = z.tuple([z.array(z.number().int()), z.number().int()])
  * ask far more often). A read that a write overlapped is not kept.
  */
 async function summaryFacts(client: ClickHouseClient, monthFrom: string, policyKey: string | null, graceSeconds: number | undefined): Promise<SummaryFacts> {
-  const versions = SUMMARY_TABLES.map((table) => tableWriteVersion(client, table))
-  const writes = versions.includes(undefined) ? undefined : versions.join(',')
+  const writes = summaryWrites(client)
   const cacheKey = `${policyKey ?? '\u0000latest'}|${graceSeconds ?? 0}|${monthFrom}|${Math.floor(Date.now() / HOUR_MS)}`
-  const known = summaryCache.get(client)
-  if (writes !== undefined && known?.writes === writes) {
-    const held = known.facts.get(cacheKey)
-    if (held) return held
-  }
+  const known = summaryCache.get(client, writes, cacheKey)
+  if (known) return known
   const rows = await readRows(client, {
     query: `WITH if({latest:UInt8}, (SELECT argMax(policy_key, run_at) FROM nhi_usage_summary_runs), {key:String}) AS chosen
             SELECT level, chosen, groupArray(toUnixTimestamp(period)), '' FROM nhi_usage_summary_periods FINAL
@@ -162,18 +175,19 @@ async function summaryFacts(client: ClickHouseClient, monthFrom: string, policyK
     if (level === 'settled') facts.settled = settled
     else facts.periods.push([level, seconds])
   }
-  const after = SUMMARY_TABLES.map((table) => tableWriteVersion(client, table)).join(',')
-  if (writes !== undefined && after === writes) {
-    const held = known?.writes === writes && known.facts.size < MAX_CACHED_FACTS ? known : { writes, facts: new Map<string, SummaryFacts>() }
-    held.facts.set(cacheKey, facts)
-    summaryCache.set(client, held)
-  }
+  if (summaryWrites(client) === writes) summaryCache.set(client, writes, cacheKey, facts)
   return facts
+}
+
+/** A key of this process's writes to the summary's bookkeeping, or undefined on a server. */
+function summaryWrites(client: ClickHouseClient): string | undefined {
+  const versions = SUMMARY_TABLES.map((table) => tableWriteVersion(client, table))
+  return versions.includes(undefined) ? undefined : versions.join(',')
 }
 
 /** The summary's bookkeeping: which periods it holds, and what its runs settled. */
 const SUMMARY_TABLES = ['nhi_usage_summary_periods', 'nhi_usage_summary_runs'] as const
-const summaryCache = new WeakMap<ClickHouseClient, { writes: string; facts: Map<string, SummaryFacts> }>()
+const summaryCache = new WriteKeyedCache<SummaryFacts>()
 
 async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds?: number): Promise<PlanFacts> {
   const from = toClickHouseTime(new Date(periodStart('month', range.from.getTime())))
