@@ -6,7 +6,8 @@ import { billJson } from './bill-json.js'
 import { formatQuantity, quantityFromCount, type Quantity } from '../money/quantity.js'
 import { quantityJson } from './bill-json.js'
 import { pricingOf } from './pricing.js'
-import type { BillableAggregates, GroupByKey, SqlGroupKey } from './queries.js'
+import { mergeAdjacent, type BillableAggregates, type GroupByKey, type SqlGroupKey } from './queries.js'
+import type { SumValue } from '../storage/row-binary.js'
 
 // Two cards whose meters share a name: a row sums both, each part priced by its own card.
 const { cards } = pricingOf(
@@ -51,7 +52,7 @@ function columns(rows: Aggregate[], keys: SqlGroupKey[] = ['nhi.id']): BillableA
     sums: rows.map(() => []),
     missing: rows.map(() => []),
     spans: rows.map((r) => r.quantity),
-    sumSlots: cards.map((card) => card.meters.map(() => -1)),
+    sumFirst: cards.map(() => 0),
   }
 }
 
@@ -172,5 +173,47 @@ describe('BillRows', () => {
     ])
     ordered.addUnits(ordered.append(['c', 'z']), 1)
     expect(ordered.toArray().map((r) => [...r.values, Number(r.quantity / 10n ** 9n), r.amount])).toContainEqual(['c', 'z', 1, 0n])
+  })
+})
+
+describe('mergeAdjacent', () => {
+  const aggregates = (rows: Array<{ id: string; card: number; identified?: boolean; events: number[]; sums: SumValue[]; missing: number[] }>): BillableAggregates => ({
+    keys: { 'nhi.id': rows.map((r) => r.id) },
+    identified: rows.map((r) => r.identified ?? true),
+    cardIndex: rows.map((r) => r.card),
+    events: rows.map((r) => r.events),
+    sums: rows.map((r) => r.sums),
+    missing: rows.map((r) => r.missing),
+    spans: rows.map((r) => r.events.reduce((a, b) => a + b, 0)),
+    sumFirst: [0, 0],
+  })
+
+  it('adds adjacent rows with the same keys, card and identification, sums exactly, and keeps the rest as they were', () => {
+    const merged = mergeAdjacent(
+      aggregates([
+        { id: 'a', card: 0, events: [1, 2], sums: [250_000_000n as Quantity], missing: [1] },
+        { id: 'a', card: 0, events: [0, 3, 4], sums: [750_000_000n as Quantity, 9], missing: [0, 2] },
+        { id: 'a', card: 1, events: [5], sums: [], missing: [] },
+        { id: 'b', card: 1, events: [6], sums: [Number.MAX_SAFE_INTEGER], missing: [] },
+        { id: 'b', card: 1, events: [7], sums: [1], missing: [] },
+        { id: 'b', card: 1, identified: false, events: [8], sums: [], missing: [] },
+      ]),
+    )
+    expect(merged.keys['nhi.id']).toEqual(['a', 'a', 'b', 'b'])
+    expect(merged.cardIndex).toEqual([0, 1, 1, 1])
+    expect(merged.events).toEqual([[1, 5, 4], [5], [13], [8]])
+    // 0.25 + 0.75 is one whole unit again; past 2^53 - 1 units a sum stays an exact quantity.
+    expect(merged.sums).toEqual([[1, 9], [], [(BigInt(Number.MAX_SAFE_INTEGER) + 1n) * 10n ** 9n], []])
+    expect(merged.missing).toEqual([[1, 2], [], [], []])
+    expect(merged.spans).toEqual([10, 5, 13, 8])
+    expect(merged.identified).toEqual([true, true, true, false])
+  })
+
+  it('refuses counts that add up past 2^53 - 1', () => {
+    const rows = aggregates([
+      { id: 'a', card: 0, events: [Number.MAX_SAFE_INTEGER], sums: [], missing: [] },
+      { id: 'a', card: 0, events: [1], sums: [], missing: [] },
+    ])
+    expect(() => mergeAdjacent(rows)).toThrow(/count out of range/)
   })
 })

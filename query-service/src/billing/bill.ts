@@ -7,7 +7,8 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import type { TimeRange } from '../http/params.js'
 import { addMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
 import { priceOf } from '../money/pricing.js'
-import { parseQuantity, QUANTITY_UNIT, quantityFromCount, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
+import { QUANTITY_UNIT, quantityFromCount, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
+import { sumQuantity } from '../storage/row-binary.js'
 import { linear, pricedAlone, ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
 import { completenessStatus, identifiedRatio } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
@@ -137,7 +138,7 @@ export interface FoldedBill {
 export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly GroupByKey[], cards: readonly RateCard[]): FoldedBill {
   const counts = { spans: 0, identifiedSpans: 0 }
   const usedCards = new Set<number>()
-  const { identified, cardIndex, events, sums, missing, sumSlots } = aggregates
+  const { identified, cardIndex, events, sums, missing, sumFirst } = aggregates
   const columns = groupBy.map((k) => (k === 'meter' || k === 'activity.type' ? null : (aggregates.keys[k] ?? [])))
   const fromMeter = groupBy.map((k) => (k === 'meter' ? (m: Meter) => m.name : (m: Meter) => m.activity_type))
   const rated = cards.map((card) => card.meters.map(ratedByGroup))
@@ -213,11 +214,9 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
           addWhole(rows, rowFor(i, meter), n, unitPrice, priceNumber[c]![m]!)
           continue
         }
-        const slot = sumSlots[c]?.[m] ?? -1
-        const text = (slot >= 0 ? sums[i]?.[slot] : undefined) ?? '0'
-        if (SMALL_WHOLE.test(text)) {
-          const units = Number(text)
-          const without = (slot >= 0 ? missing[i]?.[slot] : undefined) ?? 0
+        const units = sums[i]![m - sumFirst[c]!] ?? 0
+        if (typeof units === 'number') {
+          const without = missing[i]![m - sumFirst[c]!] ?? 0
           entry.addUnits(units)
           entry.without += without
           const r = rowFor(i, meter)
@@ -227,9 +226,8 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
         }
       }
       const valued = meter.aggregation === 'sum'
-      const slot = valued ? (sumSlots[c]?.[m] ?? -1) : -1
-      const quantity = valued ? parseQuantity((slot >= 0 ? sums[i]?.[slot] : undefined) ?? '0') : quantityFromCount(n)
-      const without = valued && slot >= 0 ? (missing[i]?.[slot] ?? 0) : 0
+      const quantity = valued ? sumQuantity(sums[i]![m - sumFirst[c]!] ?? 0) : quantityFromCount(n)
+      const without = valued ? (missing[i]![m - sumFirst[c]!] ?? 0) : 0
       if (rated[c]![m] && !pricedAlone(meter, quantity)) {
         cells.push({ row: i, card: c, meter: m, events: n, missing: without, quantity, amount: ZERO_MONEY })
         targets.push(rowFor(i, meter))
@@ -308,8 +306,6 @@ class MeterTally {
 
 const FAST_UNITS_LIMIT = 2 ** 52
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
-// A whole number that a double holds exactly, as ClickHouse writes most sums.
-const SMALL_WHOLE = /^[0-9]{1,15}$/
 
 // Adds `units` whole units at a unit price (given as a bigint and, when it is a safe integer, as a number: else -1)
 // to row r, exactly: as numbers while the product is a safe integer.

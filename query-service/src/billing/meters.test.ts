@@ -205,6 +205,45 @@ describe('evidence and statements for meters that sum values', () => {
     expect(((await response.json()) as { count: number }).count).toBe(6)
   })
 
+  it('bills a closed month from the summary as from the ledger when an identity used several services', async () => {
+    // The month's summary holds a row per identity and service; the bill reads them in key order, unsummed, and adds
+    // an identity's rows up itself (queries.ts, mergeAdjacent). Unadded, train's two rows would each take a share of
+    // the month's 2 nano-units (2/3 each, both rounded up: train 2, tune 0) where train's whole takes 4/3 (train 1,
+    // tune 1), and the summary would no longer bill as the ledger does.
+    const tiered = validatePolicy({
+      rate_cards: [
+        {
+          version: 'tiered',
+          effective_from: '2026-01-01T00:00:00Z',
+          currency: 'USD',
+          meters: [
+            { name: 'runs', activity_type: 'workflow_execution', unit_price: '0.01' },
+            { name: 'gpu', activity_type: 'workflow_execution', aggregation: 'sum', value: 'gpu.seconds', tiers: [{ up_to: '1', unit_price: '0.000000002' }, { unit_price: '0' }] },
+          ],
+        },
+      ],
+    }).policy
+    const run = (id: string, service: string, seconds: string, start: string) =>
+      spanRow({ start, service, spanId: (++spanNo).toString(16).padStart(16, '0'), attributes: { 'nhi.id': id, 'nhi.activity.type': 'workflow_execution', 'gpu.seconds': seconds } })
+    await insertSpans(client, [run('train', 'svc-a', '1', '2026-08-03T00:00:00Z'), run('train', 'svc-b', '1', '2026-08-04T00:00:00Z'), run('tune', 'svc-a', '1', '2026-08-06T00:00:00Z')])
+    const august = async () => {
+      const app = createApp({ client, keys: () => store, policy: () => tiered, rollupGraceSeconds: 0 })
+      const response = await app.request('/v1/billable?from=2026-08-01T00:00:00Z&to=2026-09-01T00:00:00Z&group_by=nhi.id,meter', { headers: { Authorization: `Bearer ${key('admin')}` } })
+      expect(response.status, await response.clone().text()).toBe(200)
+      return (await response.json()) as Billable
+    }
+    const fromLedger = await august()
+    await runRollup(client, tiered.rate_cards, 0)
+    const fromSummary = await august()
+    expect(fromSummary).toEqual(fromLedger)
+    expect(rowsOf(fromSummary)).toEqual([
+      { 'nhi.id': 'train', meter: 'gpu', quantity: 2, amount: '0.000000001' },
+      { 'nhi.id': 'train', meter: 'runs', quantity: 2, amount: '0.02' },
+      { 'nhi.id': 'tune', meter: 'gpu', quantity: 1, amount: '0.000000001' },
+      { 'nhi.id': 'tune', meter: 'runs', quantity: 1, amount: '0.01' },
+    ])
+  })
+
   it('closes months with fractional sums exactly and lists a late span as an adjustment', async () => {
     const gpu = validatePolicy({
       rate_cards: [

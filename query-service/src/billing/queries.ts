@@ -15,7 +15,9 @@ import { readSettings, toCount } from '../storage/read.js'
 import type { Interval, UsagePlan } from './plan.js'
 import { businessUnitCondition, EFFECTIVE_BUSINESS_UNIT, INVENTORY_JOIN, type BusinessUnitScope } from '../identities/effective.js'
 import type { RateCard } from '../policy/index.js'
-import { meterMatchSql, meterSlotsSql, valueAggregatesSql, valueColumns } from './meters.js'
+import { meterMatchSql, meterSlotsSql, valueAggregatesSql } from './meters.js'
+import type { Quantity } from '../money/quantity.js'
+import { queryRowBinary, sumQuantity, sumValue, type SumValue } from '../storage/row-binary.js'
 
 /** The group-by keys of GET /v1/billable, as the API names them. */
 export const GROUP_BY_KEYS = ['nhi.id', 'meter', 'business_unit', 'activity.type', 'activity.name', 'service', 'period', 'on_behalf_of'] as const
@@ -117,12 +119,14 @@ export type SqlGroupKey = Exclude<GroupByKey, 'meter' | 'activity.type'>
 /**
  * Aggregated usage as columns, one array per field, aligned by index: the
  * requested keys ClickHouse groups by, whether an identity was resolved, the
- * card in force, and the events per meter of that card (element 0 for
- * events that matched no meter, element i + 1 for meter i). Unidentified
- * rows come back too, with blank keys, so completeness comes from the same
- * pass; only identified counts with a meter are billed. Columns rather than
- * row objects: a month grouped by identity is thousands of groups, and an
- * object per row costs more than the query.
+ * card in force, and per meter of that card the events, sums and events
+ * without a value (element 0 for events that matched no meter, element
+ * i + 1 for meter i; trailing zeros may be left out). Unidentified rows
+ * come back too, with blank keys, so completeness comes from the same pass;
+ * only identified counts with a meter are billed. Columns rather than row
+ * objects: a month grouped by identity is thousands of groups, and an
+ * object per row costs more than the query. Rows come in key order, each
+ * key tuple (with its card and whether identified) once.
  */
 export interface BillableAggregates {
   /** Values of each requested SQL key; a period is an ISO 8601 instant. */
@@ -131,15 +135,15 @@ export interface BillableAggregates {
   cardIndex: number[]
   events: number[][]
   /**
-   * Per row, the exact summed values of its card's sum meters as decimal
-   * strings, in the order of `sumSlots` for that card (empty without sum
-   * meters): the other meters' elements are always zero and are not sent.
+   * Per row, the exact summed values of its card's meters from the card's
+   * first sum meter to its last (element j is meter `sumFirst[card] + j`; a
+   * count meter's in between is 0; empty for a card without sum meters).
    */
-  sums: string[][]
-  /** Per row, events per sum meter that carried no value (aligned like `sums`). */
+  sums: SumValue[][]
+  /** Per row, the events of each sum meter that carried no value (aligned like `sums`). */
   missing: number[][]
-  /** Per card, per meter, the meter's position in a row's `sums` and `missing`, or -1 for a meter that sums nothing. */
-  sumSlots: number[][]
+  /** Per card, the meter index of each row's `sums[0]` and `missing[0]`. */
+  sumFirst: number[]
   /** Per row, the events it stands for (one event may count for several meters, one per meter class). */
   spans: number[]
 }
@@ -175,12 +179,21 @@ function smallInts(values: unknown, column: string): number[] {
  * and activity type), by whether an identity was resolved and by card, with
  * the events per meter of the card summed element-wise: a month grouped by
  * identity is about one group per identity, however many meters each used.
+ *
+ * When the plan reads one summary level at the bill's granularity and the
+ * keys hold the identity (a closed month's bill by identity), its rows are
+ * about one per group already: they are read in key order without a
+ * GROUP BY, and the few groups split over several rows (an identity seen
+ * under two services) are added up here (measured: the GROUP BY was about
+ * half of ClickHouse's time for such a bill). Rows are read in binary
+ * (storage/row-binary.ts): parsing them as JSON cost more than the query.
  */
 export async function billableAggregates(
   client: ClickHouseClient,
   options: { groupBy: GroupByKey[]; granularity: Granularity; cards: readonly RateCard[]; businessUnits: BusinessUnitScope; plan: UsagePlan },
 ): Promise<BillableAggregates> {
-  const source = usageSource(options.plan, options.cards, options.groupBy.includes('period') ? options.granularity : 'none')
+  const { plan } = options
+  const source = usageSource(plan, options.cards, options.groupBy.includes('period') ? options.granularity : 'none')
   const keyColumns = options.groupBy
     .filter((k): k is SqlGroupKey => k !== 'meter' && k !== 'activity.type')
     .map((k, i) => ({ key: k, alias: `k${i}`, expr: k === 'period' ? PERIOD_OF[options.granularity] : COLUMN_OF[k] }))
@@ -190,57 +203,92 @@ export async function billableAggregates(
   // Unidentified rows bill nothing and only count towards completeness: their keys are blanked, so they fold into a
   // few groups instead of one per service or hour. (A period stays: it is never blank.)
   const select = keyColumns.map((c) => (c.key === 'period' ? `${c.expr} AS ${c.alias}` : `if(nhi_id != '', ${c.expr}, '') AS ${c.alias}`))
+  const presorted = plan.ledger.length === 0 && plan.rollup.length === 1 && plan.rollup[0]!.level === options.granularity && options.groupBy.includes('nhi.id')
   // Ordered by the keys as the bill's rows are, so that sorting again in TypeScript, which decides the order, is
-  // one pass. Periods leave ClickHouse as ISO 8601 instants, so no row needs a Date. Counts leave as doubles (JSON
-  // numbers, not quoted 64-bit integers): toCount refuses any beyond 2^53 - 1, so none is rounded unnoticed.
-  const outer = keyColumns.map((c) => (c.key === 'period' ? `formatDateTime(${c.alias}, '%Y-%m-%dT%H:%i:%SZ', 'UTC')` : c.alias))
-  // Sums and events without a value only when a meter sums a value (count-only cards read neither), and only the
-  // elements of the meters that sum one: per card, their indexes (1-based, after element 1 for no meter).
-  const valued = valueColumns(options.cards).length > 0
-  const sumSlots = options.cards.map((card) => {
-    let next = 0
-    return card.meters.map((m) => (m.aggregation === 'sum' && m.value ? next++ : -1))
-  })
-  const slotIndexes = options.cards.map((card) => card.meters.flatMap((m, i) => (m.aggregation === 'sum' && m.value ? [i + 2] : [])))
-  const result = await client.query({
+  // one pass. Periods leave ClickHouse as ISO 8601 instants, so no row needs a Date. Counts and sums leave as the
+  // binary numbers they are (the reader refuses a count past 2^53 - 1 rather than round it; sums stay exact).
+  const outer = keyColumns.map((c) => (c.key === 'period' ? `formatDateTime(${c.alias}, '%Y-%m-%dT%H:%i:%SZ', 'UTC')` : `toString(${c.alias})`))
+  const inner = presorted
+    ? `SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'events AS m', 'sums AS ms', 'missing AS mm', 'n AS spans'].join(', ')}`
+    : `SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m', 'sumForEach(sums) AS ms', 'sumForEach(missing) AS mm', 'sum(n) AS spans'].join(', ')}`
+  const order = presorted ? [...keys, 'identified', 'card_idx'] : keys
+  // Only the stretch of the arrays from each card's first sum meter to its last leaves ClickHouse (element 1 of
+  // `events`, `sums` and `missing` is for events of no meter, so meter m is element m + 2): the rest are zeros.
+  const sumMeters = options.cards.map((card) => card.meters.flatMap((m, i) => (m.aggregation === 'sum' ? [i] : [])))
+  const sumFirst = sumMeters.map((indexes) => indexes[0] ?? 0)
+  const sumSlice = {
+    sum_from: sumMeters.map((indexes) => (indexes.length > 0 ? indexes[0]! + 2 : 1)),
+    sum_length: sumMeters.map((indexes) => (indexes.length > 0 ? indexes.at(-1)! - indexes[0]! + 1 : 0)),
+  }
+  const slice = (column: string) => `arraySlice(${column}, {sum_from:Array(UInt16)}[card_idx + 1], {sum_length:Array(UInt16)}[card_idx + 1])`
+  // Binary rows (storage/row-binary.ts): a month by identity is thousands of rows of a dozen numbers each.
+  const reader = await queryRowBinary(client, {
     query: `
-      SELECT ${[...outer, 'toUInt8(identified)', 'toInt32(card_idx)', 'arrayMap(x -> toFloat64(x), m)', valued ? 'arrayMap(i -> toString(ms[i]), {sum_slots:Array(Array(UInt16))}[card_idx + 1])' : '[]', valued ? 'arrayMap(i -> toFloat64(mm[i]), {sum_slots:Array(Array(UInt16))}[card_idx + 1])' : '[]', 'toFloat64(spans)'].join(', ')}
+      SELECT ${[...outer, 'toUInt8(identified)', 'toInt16(card_idx)', "CAST(m, 'Array(UInt64)')", `CAST(${slice('ms')}, 'Array(Decimal(38, 9))')`, `CAST(${slice('mm')}, 'Array(UInt64)')`, 'toUInt64(spans)'].join(', ')}
       FROM (
-        SELECT ${[...select, "nhi_id != '' AS identified", 'card_idx', 'sumForEach(events) AS m', ...(valued ? ['sumForEach(sums) AS ms', 'sumForEach(missing) AS mm'] : []), 'sum(n) AS spans'].join(', ')}
+        ${inner}
         FROM ${source.sql} AS usage
         ${needsInventory ? INVENTORY_JOIN : ''}
         WHERE 1 ${businessUnitCondition(options.businessUnits)}
-        GROUP BY ${[...keys, 'identified', 'card_idx'].join(', ')}
-        ${keys.length > 0 ? `ORDER BY ${keys.join(', ')}` : ''})`,
-    // One array per column, parsed in one call into a handful of arrays. The client's format list lacks this
-    // format; the client only names it in the query and hands back the text.
-    format: 'JSONCompactColumns' as DataFormat,
-    query_params: { ...source.params, ...(valued ? { sum_slots: slotIndexes } : {}), ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
-    clickhouse_settings: readSettings({ final: true }),
+        ${presorted ? '' : `GROUP BY ${[...keys, 'identified', 'card_idx'].join(', ')}`}
+        ${order.length > 0 ? `ORDER BY ${order.join(', ')}` : ''})`,
+    params: { ...source.params, ...sumSlice, ...(options.businessUnits ? { business_units: options.businessUnits } : {}) },
+    settings: readSettings({ final: true }),
+    types: [...keyColumns.map(() => 'String'), 'UInt8', 'Int16', 'Array(UInt64)', 'Array(Decimal(38, 9))', 'Array(UInt64)', 'UInt64'],
   })
-  // Decoded by position here, not through readRows: see BillableAggregates (an object per row costs more than the query).
-  const parsed: unknown = JSON.parse(await result.text())
-  const n = keyColumns.length
-  // No rows come back as [] rather than as empty columns.
-  const columns = Array.isArray(parsed) && parsed.length === 0 ? Array.from({ length: n + 6 }, () => []) : parsed
-  if (!Array.isArray(columns) || columns.length !== n + 6) throw new Error(`unexpected billing result: ${JSON.stringify(columns).slice(0, 200)}`)
-  const aggregates: BillableAggregates = {
-    keys: {},
-    identified: smallInts(columns[n], 'identified').map((v) => v === 1),
-    cardIndex: smallInts(columns[n + 1], 'card_idx'),
-    events: arraysColumn(columns[n + 2], 'events', (v) => toCount(v as number)),
-    sums: arraysColumn(columns[n + 3], 'sums', (v) => {
-      if (typeof v !== 'string' || !/^[0-9]+(\.[0-9]+)?$/.test(v)) throw new Error(`billing result: sums holds ${JSON.stringify(v)}`)
-      return v
-    }),
-    missing: arraysColumn(columns[n + 4], 'missing', (v) => toCount(v as number)),
-    spans: countsColumn(columns[n + 5], 'spans'),
-    sumSlots,
+  const keyValues = keyColumns.map((): string[] => [])
+  const aggregates: BillableAggregates = { keys: {}, identified: [], cardIndex: [], events: [], sums: [], missing: [], spans: [], sumFirst }
+  while (!reader.done) {
+    for (const values of keyValues) values.push(reader.string())
+    aggregates.identified.push(reader.uint8() === 1)
+    aggregates.cardIndex.push(reader.int16())
+    aggregates.events.push(reader.counts())
+    aggregates.sums.push(reader.decimals9())
+    aggregates.missing.push(reader.counts())
+    aggregates.spans.push(reader.count())
   }
-  keyColumns.forEach((c, i) => {
-    const values = columns[i] as unknown[]
-    if (!values.every((v) => typeof v === 'string')) throw new Error(`billing result: ${c.key} holds a non-string`)
-    aggregates.keys[c.key] = values as string[]
-  })
+  keyColumns.forEach((c, i) => (aggregates.keys[c.key] = keyValues[i]))
+  return presorted ? mergeAdjacent(aggregates) : aggregates
+}
+
+/**
+ * Aggregates with adjacent rows that share their keys, card and whether
+ * identified added into one, element by element: counts as numbers (a total
+ * past 2^53 - 1 is refused, as one from ClickHouse would be), sums exactly.
+ */
+export function mergeAdjacent(aggregates: BillableAggregates): BillableAggregates {
+  const { identified, cardIndex, events, sums, missing, spans } = aggregates
+  const keyColumns = Object.values(aggregates.keys)
+  const same = (a: number, b: number) => identified[a] === identified[b] && cardIndex[a] === cardIndex[b] && keyColumns.every((column) => column[a] === column[b])
+  let kept = 0
+  for (let i = 0; i < cardIndex.length; i++) {
+    if (kept > 0 && same(kept - 1, i)) {
+      const into = kept - 1
+      events[into] = addCounts(events[into]!, events[i]!)
+      missing[into] = addCounts(missing[into]!, missing[i]!)
+      sums[into] = addSums(sums[into]!, sums[i]!)
+      spans[into] = toCount(spans[into]! + spans[i]!)
+      continue
+    }
+    if (kept !== i) {
+      identified[kept] = identified[i]!
+      cardIndex[kept] = cardIndex[i]!
+      events[kept] = events[i]!
+      missing[kept] = missing[i]!
+      sums[kept] = sums[i]!
+      spans[kept] = spans[i]!
+      for (const column of keyColumns) column[kept] = column[i]!
+    }
+    kept++
+  }
+  for (const column of [identified, cardIndex, events, sums, missing, spans, ...keyColumns]) column.length = kept
   return aggregates
+}
+
+function addCounts(a: number[], b: number[]): number[] {
+  return Array.from({ length: Math.max(a.length, b.length) }, (_, j) => toCount((a[j] ?? 0) + (b[j] ?? 0)))
+}
+
+function addSums(a: SumValue[], b: SumValue[]): SumValue[] {
+  return Array.from({ length: Math.max(a.length, b.length) }, (_, j) => sumValue((sumQuantity(a[j] ?? 0) + sumQuantity(b[j] ?? 0)) as Quantity))
 }
