@@ -9,7 +9,7 @@ import { addMoney, ZERO_MONEY, type Money } from '../money/decimal.js'
 import { priceOf } from '../money/pricing.js'
 import { QUANTITY_UNIT, quantityFromCount, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
 import { sumQuantity } from '../storage/row-binary.js'
-import { linear, pricedAlone, ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
+import { activeCrossings, linear, pricedAlone, ratedByGroup, ratedPerIdentity, rateCells, type RatedCell } from './rating.js'
 import { completenessStatus, identifiedRatio } from '../policy/index.js'
 import { pendingSpans } from '../telemetry/queries.js'
 import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
@@ -154,6 +154,7 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     return ranks
   })
   // About a row per aggregate row and meter used, within reason: the columns grow as needed.
+  const ratingKeys = { period: aggregates.keys.period, businessUnit: aggregates.keys.business_unit, nhiId: aggregates.keys['nhi.id'] }
   const rows = new BillRows(groupBy.length, Math.min(cardIndex.length * (events[0]?.length ?? 1), 262_144))
   const cells: RatedCell[] = []
   // Per cell, the row its rated quantity and amount go to: made in its place among the others as the cell is met,
@@ -167,19 +168,21 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   // The row that aggregate row i's usage of `meter` goes to: the last row when the keys are the same (rows arrive in
   // key order), else a new one. Usage that is not an active-identity count makes the row stay.
   const keyCount = columns.length
-  const rowFor = (i: number, meter: Meter): number => {
+  const rowFor = (i: number, meter: Meter, mayGo = false): number => {
     const last = rows.length - 1
     let same = last >= 0
     for (let k = 0; k < keyCount && same; k++) same = rows.keys[k]![last] === (columns[k]?.[i] ?? fromMeter[k]!(meter))
     if (same) {
-      if (tentative.size > 0 && meter.aggregation !== 'active_identities') tentative.delete(last)
+      if (!mayGo && tentative.size > 0) tentative.delete(last)
       return last
     }
     const r = rows.pushEmpty()
     for (let k = 0; k < keyCount; k++) rows.keys[k]![r] = columns[k]?.[i] ?? fromMeter[k]!(meter)
-    if (meter.aggregation === 'active_identities') tentative.add(r)
+    if (mayGo) tentative.add(r)
     return r
   }
+  // Where identities become active, for active-identity meters priced per unit: only those rows get one.
+  const crossings = activeCrossings(aggregates, cards, ratingKeys)
   for (let i = 0; i < cardIndex.length; i++) {
     // Element 0 counts events that matched no meter, element m + 1 those of meter m.
     const counted = events[i]!
@@ -206,6 +209,15 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
       const entry = tallies[c]![m]!
       entry.events += n
       const unitPrice = meter.unit_price
+      const crossing = crossings[c]![m]
+      if (crossing) {
+        // An identity counts once, where it became active, at the unit price.
+        if (crossing[i] === 1) {
+          entry.addUnits(1)
+          addWhole(rows, rowFor(i, meter), 1, unitPrice!, priceNumber[c]![m]!)
+        }
+        continue
+      }
       if (unitPrice !== null && fast[c]![m]) {
         // The common cases, kept free of rounding and of per-meter bigint sums: n events, or a whole sum of units, at
         // a unit price (a whole quantity times a price never rounds).
@@ -230,7 +242,7 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
       const without = valued ? (missing[i]![m - sumFirst[c]!] ?? 0) : 0
       if (rated[c]![m] && !pricedAlone(meter, quantity)) {
         cells.push({ row: i, card: c, meter: m, events: n, missing: without, quantity, amount: ZERO_MONEY })
-        targets.push(rowFor(i, meter))
+        targets.push(rowFor(i, meter, meter.aggregation === 'active_identities'))
         continue
       }
       const amount = priceOf(meter.price.model, quantity)
@@ -239,7 +251,7 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     }
   }
   if (cells.length > 0) {
-    rateCells(cells, cards, { period: aggregates.keys.period, businessUnit: aggregates.keys.business_unit, nhiId: aggregates.keys['nhi.id'] })
+    rateCells(cells, cards, ratingKeys)
     cells.forEach((cell, k) => {
       const meter = cards[cell.card]!.meters[cell.meter]!
       tallies[cell.card]![cell.meter]!.add(cell.quantity, cell.amount, cell.missing)

@@ -178,6 +178,30 @@ describe('meters that sum values and count active identities', () => {
     expect(ops.rows.find((r) => r.meter === 'tool_calls')).toMatchObject({ quantity: 4, amount: '1.00' })
   })
 
+  it('spreads an active-identity meter’s minimum charge over the active, or over the events when none is active', async () => {
+    // Not priced per unit alone, so rated per business unit and month (rating.ts): research has two active agents,
+    // 2 × 5.00 raised to 20.00, 10.00 each; ops has none (agent-c made one model call), so its 20.00 goes by events.
+    const minimum = validatePolicy({
+      rate_cards: [
+        {
+          version: 'minimum',
+          effective_from: '2026-11-01T00:00:00Z',
+          currency: 'USD',
+          meters: [{ name: 'active_agents', activity_type: 'model_call', aggregation: 'active_identities', min_events: 2, unit_price: '5.00', minimum_charge: '20.00' }],
+        },
+      ],
+    }).policy
+    const app = createApp({ client, keys: () => store, policy: () => minimum, rollupGraceSeconds: 0 })
+    const response = await app.request(`/v1/billable?${MONTH}&group_by=business_unit,nhi.id,meter`, { headers: { Authorization: `Bearer ${key('admin')}` } })
+    const body = (await response.json()) as Billable
+    expect(rowsOf(body)).toEqual([
+      { business_unit: 'ops', 'nhi.id': 'agent-c', meter: 'active_agents', quantity: 0, amount: '20.00' },
+      { business_unit: 'research', 'nhi.id': 'agent-a', meter: 'active_agents', quantity: 1, amount: '10.00' },
+      { business_unit: 'research', 'nhi.id': 'agent-b', meter: 'active_agents', quantity: 1, amount: '10.00' },
+    ])
+    expect(body.total).toEqual({ quantity: 2, amount: '40.00' })
+  })
+
   it('states in CSV how many events of each row carried no value', async () => {
     const app = createApp({ client, keys: () => store, policy: () => POLICY, rollupGraceSeconds: 0 })
     const response = await app.request(`/v1/billable?${MONTH}&group_by=nhi.id,meter&format=csv`, { headers: { Authorization: `Bearer ${key('admin')}` } })

@@ -9,7 +9,7 @@
  * Deduplication: the ledger and the summaries are read with FINAL, so a span
  * delivered several times counts once.
  */
-import type { ClickHouseClient, DataFormat } from '@clickhouse/client'
+import type { ClickHouseClient } from '@clickhouse/client'
 import { toClickHouseTime } from '../storage/time.js'
 import { readSettings, toCount } from '../storage/read.js'
 import type { Interval, UsagePlan } from './plan.js'
@@ -146,32 +146,6 @@ export interface BillableAggregates {
   sumFirst: number[]
   /** Per row, the events it stands for (one event may count for several meters, one per meter class). */
   spans: number[]
-}
-
-/** A column of arrays from a result, each element checked (and converted) by `check`. */
-function arraysColumn<T>(values: unknown, column: string, check: (value: unknown) => T): T[][] {
-  if (!Array.isArray(values)) throw new Error(`billing result: ${column} is not a column`)
-  // Checked in place (check returns what it was given, or throws): no second copy of a column of arrays.
-  for (const row of values as unknown[]) {
-    if (!Array.isArray(row)) throw new Error(`billing result: ${column} holds a non-array: ${JSON.stringify(row).slice(0, 100)}`)
-    for (const value of row) check(value)
-  }
-  return values as T[][]
-}
-
-/** A column of counts from a result. */
-function countsColumn(values: unknown, column: string): number[] {
-  if (!Array.isArray(values)) throw new Error(`billing result: ${column} is not a column`)
-  return values.map((v) => toCount(v as number))
-}
-
-/** A column of small integers (flags, indexes) from a result; anything else is a bug worth stopping on. */
-function smallInts(values: unknown, column: string): number[] {
-  if (!Array.isArray(values)) throw new Error(`billing result: ${column} is not a column`)
-  for (const value of values) {
-    if (!Number.isSafeInteger(value)) throw new Error(`billing result: ${column} holds a non-integer: ${JSON.stringify(value)}`)
-  }
-  return values as number[]
 }
 
 /**

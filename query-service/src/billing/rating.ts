@@ -20,7 +20,7 @@
  * bill's granularity) by which its events reach `min_events`, and within
  * it the row holding most of its events (the first in key order on a tie).
  */
-import { allocate, priceOf, rateGroup } from '../money/pricing.js'
+import { allocate, rateGroup } from '../money/pricing.js'
 import { QUANTITY_UNIT, ZERO_QUANTITY, type Quantity } from '../money/quantity.js'
 import type { Money } from '../money/decimal.js'
 import type { Meter, RateCard } from '../policy/index.js'
@@ -141,11 +141,6 @@ function rateActive(group: RatedCell[], meter: Meter, keys: RatingKeys): void {
     crossing.quantity = QUANTITY_UNIT as Quantity
     active.push(crossing.quantity)
   }
-  if (linear(meter)) {
-    // Each active identity costs the unit price: no split needed.
-    for (const cell of group) cell.amount = priceOf(meter.price.model, cell.quantity)
-    return
-  }
   const rated = rateGroup(meter.price, active.length > 0 ? active : [ZERO_QUANTITY])
   spread(rated.amount, group)
 }
@@ -155,9 +150,9 @@ export function linear(meter: Meter): boolean {
   return meter.price.model.kind === 'unit' && meter.price.included === null && meter.price.minimumCharge === 0n
 }
 
-// The cell where an identity's events reach minEvents, or undefined when they never do.
-function crossingCell(cells: RatedCell[], minEvents: number, keys: RatingKeys): RatedCell | undefined {
-  const period = (cell: RatedCell) => keys.period?.[cell.row] ?? ''
+// The entry (a cell, or a row and its events) where an identity's events reach minEvents, or undefined when they never do.
+function crossingCell<T extends { row: number; events: number }>(cells: T[], minEvents: number, keys: RatingKeys): T | undefined {
+  const period = (cell: T) => keys.period?.[cell.row] ?? ''
   const ordered = [...cells].sort((a, b) => {
     const pa = period(a)
     const pb = period(b)
@@ -172,4 +167,68 @@ function crossingCell(cells: RatedCell[], minEvents: number, keys: RatingKeys): 
     i = j
   }
   return undefined
+}
+
+/** Aggregate rows as the fold reads them: whether identified, the card, and events per meter (element m + 1 for meter m). */
+export interface UsageRows {
+  identified: readonly boolean[]
+  cardIndex: readonly number[]
+  events: ReadonlyArray<readonly number[]>
+}
+
+/**
+ * For each active-identity meter priced per unit (linear), the aggregate
+ * rows where an identity becomes active, flagged per row (null for other
+ * meters): the same rule as rating such a meter's cells, decided before
+ * any bill row is made, so that an identity that does not become active
+ * makes none. Such a meter's amount is then its active identities times
+ * its price, wherever each is counted.
+ */
+export function activeCrossings(usage: UsageRows, cards: readonly RateCard[], keys: RatingKeys): Array<Array<Uint8Array | null>> {
+  const rows = usage.cardIndex.length
+  const flags = cards.map((card) => card.meters.map((m) => (m.aggregation === 'active_identities' && linear(m) ? new Uint8Array(rows) : null)))
+  const meters = flags.map((perMeter) => perMeter.flatMap((f, m) => (f ? [m] : [])))
+  if (meters.every((list) => list.length === 0)) return flags
+  // Per card and meter, per identity: its only row, or all its rows when it has several (months, units, periods).
+  const byIdentity = flags.map((perMeter) => perMeter.map((f) => (f ? new Map<string, number | number[]>() : null)))
+  for (let i = 0; i < rows; i++) {
+    const c = usage.cardIndex[i]!
+    if (!usage.identified[i] || !meters[c] || meters[c].length === 0) continue
+    const events = usage.events[i]!
+    const id = keys.nhiId?.[i] ?? ''
+    for (const m of meters[c]) {
+      if (!events[m + 1]) continue
+      const seen = byIdentity[c]![m]!
+      const held = seen.get(id)
+      if (held === undefined) seen.set(id, i)
+      else if (typeof held === 'number') seen.set(id, [held, i])
+      else held.push(i)
+    }
+  }
+  byIdentity.forEach((perMeter, c) =>
+    perMeter.forEach((seen, m) => {
+      if (!seen) return
+      const minEvents = cards[c]!.meters[m]!.min_events
+      const at = (row: number) => usage.events[row]![m + 1]!
+      for (const held of seen.values()) {
+        if (typeof held === 'number') {
+          if (at(held) >= minEvents) flags[c]![m]![held] = 1
+          continue
+        }
+        // An identity becomes active at most once per month and business unit (a rating group).
+        const groups = new Map<string, Array<{ row: number; events: number }>>()
+        for (const row of held) {
+          const group = `${keys.period?.[row]?.slice(0, 7) ?? ''}\u0000${keys.businessUnit?.[row] ?? ''}`
+          const entries = groups.get(group) ?? []
+          entries.push({ row, events: at(row) })
+          groups.set(group, entries)
+        }
+        for (const entries of groups.values()) {
+          const crossing = crossingCell(entries, minEvents, keys)
+          if (crossing) flags[c]![m]![crossing.row] = 1
+        }
+      }
+    }),
+  )
+  return flags
 }
