@@ -146,6 +146,20 @@ describe('BillRows', () => {
     expect(text).toBe(JSON.stringify({ rows: expected, total: { quantity: 0, amount: '0.00' } }))
   })
 
+  it('writes whole units and nano-units of every length as JSON.stringify does', () => {
+    const rows = new BillRows(1)
+    const expected: Array<{ 'nhi.id': string; quantity: number; amount: string }> = []
+    const numbers = [...Array.from({ length: 16 }, (_, k) => [10 ** k - 1, 10 ** k, 10 ** k + 7]).flat(), 2 ** 31, 2 ** 32 + 1, Number.MAX_SAFE_INTEGER].filter((n) => n >= 0 && n <= Number.MAX_SAFE_INTEGER)
+    for (const n of numbers) {
+      const r = rows.append([`n${n}`])
+      rows.addUnits(r, n)
+      rows.addNanos(r, n)
+      expected.push({ 'nhi.id': `n${n}`, quantity: n, amount: formatMoney(BigInt(n) as Money) })
+    }
+    const text = billJson(['nhi.id'], { rows, totalQuantity: 0n as Quantity, totalAmount: 0n as Money }, {}).toString('utf8')
+    expect(text).toBe(JSON.stringify({ rows: expected, total: { quantity: 0, amount: '0.00' } }))
+  })
+
   it('adds units and nano-units past the largest safe integer into exact sums', () => {
     const rows = new BillRows(1)
     const r = rows.append(['a'])
