@@ -140,12 +140,6 @@ export class BillRows {
     return 0
   }
 
-  /** Whether the rows are in key order. */
-  sorted(): boolean {
-    for (let r = 1; r < this.length; r++) if (this.compare(r - 1, this, r) > 0) return false
-    return true
-  }
-
   /** Removes the given rows, keeping the rest in their order. */
   drop(gone: ReadonlySet<number>): void {
     const quantities = new Map<number, Quantity>()

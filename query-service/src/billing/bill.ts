@@ -145,14 +145,9 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   // Meters priced per unit whatever the row (counts and sums; not active identities, counted once per group).
   const fast = cards.map((card) => card.meters.map((m) => m.aggregation !== 'active_identities' && linear(m)))
   const priceNumber = cards.map((card) => card.meters.map((m) => (m.unit_price !== null && m.unit_price <= MAX_SAFE ? Number(m.unit_price) : -1)))
-  // Per card, the rank of each meter in name order: a group's rows are made in that order, so they come out in
-  // group-by order when the meter is the last key (the common case) and need no sort.
-  const rank = cards.map((card) => {
-    const order = card.meters.map((_, m) => m).sort((a, b) => compareValues([card.meters[a]!.name], [card.meters[b]!.name]) || a - b)
-    const ranks: number[] = []
-    order.forEach((m, r) => (ranks[m] = r))
-    return ranks
-  })
+  // Per card, its meters in name order: a group's rows are made in that order, so they come out in group-by order when
+  // the meter is the last key (the common case) and need no sort.
+  const byName = cards.map((card) => card.meters.map((_, m) => m).sort((a, b) => compareValues([card.meters[a]!.name], [card.meters[b]!.name]) || a - b))
   // About a row per aggregate row and meter used, within reason: the columns grow as needed.
   const ratingKeys = { period: aggregates.keys.period, businessUnit: aggregates.keys.business_unit, nhiId: aggregates.keys['nhi.id'] }
   const rows = new BillRows(groupBy.length, Math.min(cardIndex.length * (events[0]?.length ?? 1), 262_144))
@@ -164,10 +159,11 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   // there, so such a row goes unless a cell of it counts an identity, or other usage lands in it.
   const tentative = new Set<number>()
   const tallies = cards.map((card) => card.meters.map((meter) => new MeterTally(meter)))
-  const pending: number[] = []
   // The row that aggregate row i's usage of `meter` goes to: the last row when the keys are the same (rows arrive in
   // key order), else a new one. Usage that is not an active-identity count makes the row stay.
   const keyCount = columns.length
+  // Whether every row made so far came after the one before it in key order.
+  let inOrder = true
   const rowFor = (i: number, meter: Meter, mayGo = false): number => {
     const last = rows.length - 1
     let same = last >= 0
@@ -178,6 +174,7 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     }
     const r = rows.pushEmpty()
     for (let k = 0; k < keyCount; k++) rows.keys[k]![r] = columns[k]?.[i] ?? fromMeter[k]!(meter)
+    if (inOrder && last >= 0 && rows.compare(last, rows, r) > 0) inOrder = false
     if (mayGo) tentative.add(r)
     return r
   }
@@ -192,20 +189,12 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
     const c = cardIndex[i]!
     const card = cards[c]
     if (!card) continue
-    // This group's meters with events, in the card's name order (insertion sort: a group has a handful).
-    const ranks = rank[c]!
-    pending.length = 0
-    for (let m = 0; m + 1 < counted.length && m < card.meters.length; m++) {
-      if (counted[m + 1] === 0) continue
-      let y = pending.length - 1
-      while (y >= 0 && ranks[pending[y]!]! > ranks[m]!) pending[y + 1] = pending[y--]!
-      pending[y + 1] = m
-    }
-    if (pending.length === 0) continue
-    usedCards.add(c)
-    for (const m of pending) {
+    let used = false
+    for (const m of byName[c]!) {
+      const n = counted[m + 1] ?? 0
+      if (n === 0) continue
+      used = true
       const meter = card.meters[m]!
-      const n = counted[m + 1]!
       const entry = tallies[c]![m]!
       entry.events += n
       const unitPrice = meter.unit_price
@@ -249,6 +238,7 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
       entry.add(quantity, amount, without)
       addExact(rows, rowFor(i, meter), quantity, amount, without)
     }
+    if (used) usedCards.add(c)
   }
   if (cells.length > 0) {
     rateCells(cells, cards, ratingKeys)
@@ -264,7 +254,7 @@ export function foldAggregates(aggregates: BillableAggregates, groupBy: readonly
   // Rows arrive mostly in order (ClickHouse orders bytes, TypeScript UTF-16 units, and a meter that is not the last
   // key interleaves groups): sorted only when needed, rows with equal keys added into one. Rows already in order
   // were merged as they were made.
-  const merged = rows.sorted() ? rows : rows.inOrder()
+  const merged = inOrder ? rows : rows.inOrder()
   // Every row's quantity and amount went to its meter's tally too, so the totals are the meters' (no sum per row).
   const meterList = meterTotals(tallies.flat())
   let totalQuantity = ZERO_QUANTITY
