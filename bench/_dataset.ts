@@ -218,3 +218,23 @@ export async function openDataset(spans = DATASET_SPANS): Promise<{ client: Clic
   console.log(`dataset: built in ${buildSeconds.toFixed(0)} s`)
   return { client, dir, buildSeconds }
 }
+
+/**
+ * Waits until ClickHouse has had no merge running (on `table`, or on any
+ * table) for three checks a second apart, at most five minutes; returns the
+ * seconds waited. A freshly built dataset, or a summary job's first run
+ * over a whole month, is many overlapping parts that ClickHouse merges in
+ * the background, taking both cores for a while; a live deployment's
+ * month-old data is merged. Figures of settled data are taken after this.
+ */
+export async function settleMerges(client: ClickHouseClient, table?: string): Promise<number> {
+  const started = performance.now()
+  for (let quiet = 0; quiet < 3 && performance.now() - started < 300_000; ) {
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const [merging] = await (
+      await client.query({ query: `SELECT count() AS n FROM system.merges ${table ? 'WHERE table = {table:String}' : ''}`, format: 'JSONEachRow', ...(table ? { query_params: { table } } : {}) })
+    ).json<{ n: string }>()
+    quiet = Number(merging?.n ?? 0) === 0 ? quiet + 1 : 0
+  }
+  return (performance.now() - started) / 1000
+}

@@ -24,7 +24,7 @@ import { KeyStore, sha256 } from '../query-service/src/auth/keys.js'
 import { backfillIdentityActivity } from '../query-service/src/identities/backfill.js'
 import { retireDeclarations, upsertInventory, type DeclaredIdentity } from '../query-service/src/identities/inventory.js'
 import { parsePolicy } from '../query-service/src/policy/index.js'
-import { DATASET_POLICY_YAML, DATASET_SHAPE, DATASET_TO, openDataset } from './_dataset.js'
+import { DATASET_POLICY_YAML, DATASET_SHAPE, DATASET_TO, openDataset, settleMerges } from './_dataset.js'
 import { percentile } from './_stats.js'
 
 const KEY = 'nhim_bench_entitlements_key_0123456789ab'
@@ -57,13 +57,7 @@ async function main(): Promise<void> {
 
   // A freshly built or backfilled dataset is many overlapping parts that ClickHouse merges in the background
   // while the data is open; a live deployment's month-old data is merged. Let those merges finish first.
-  const settleStarted = performance.now()
-  for (let quiet = 0; quiet < 3 && performance.now() - settleStarted < 300_000; ) {
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-    const [merging] = await (await client.query({ query: "SELECT count() AS n FROM system.merges WHERE table = 'nhi_identity_activity'", format: 'JSONEachRow' })).json<{ n: string }>()
-    quiet = Number(merging?.n ?? 0) === 0 ? quiet + 1 : 0
-  }
-  const settleSeconds = (performance.now() - settleStarted) / 1000
+  const settleSeconds = await settleMerges(client, 'nhi_identity_activity')
   const [parts] = await (await client.query({ query: "SELECT count() AS n, sum(rows) AS rows FROM system.parts WHERE active AND table = 'nhi_identity_activity'", format: 'JSONEachRow' })).json<{ n: string; rows: string }>()
 
   // The long-tailed dataset: every tenth of its 10,000 identities, from the busiest to the quietest.
