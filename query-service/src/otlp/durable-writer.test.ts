@@ -49,6 +49,21 @@ describe('the durable writer', () => {
     expect(await stored()).toBe(200)
   })
 
+  it('makes one insert of what arrives within its least interval, but none waits once a full batch is there or it closes', async () => {
+    // An interval far longer than the test: the exports written one after another, while the first insert is under
+    // way, go in one more insert only because a full batch (maxBatchRows) cuts the wait short, and the rest on close.
+    const writer = new DurableWriter(client, { dir: logDir(), minInsertIntervalMs: 600_000, maxBatchRows: 50 })
+    await writer.writeEncoded(exportOf(5_000, 10), 10)
+    for (let i = 1; i <= 5; i++) await writer.writeEncoded(exportOf(5_000 + i * 10, 10), 10)
+    while (writer.insertedRows < 60) await new Promise((resolve) => setTimeout(resolve, 20))
+    for (let i = 6; i < 8; i++) await writer.writeEncoded(exportOf(5_000 + i * 10, 10), 10)
+    await writer.close()
+    expect(writer.insertedRows).toBe(80)
+    // The first export alone, then the full batch of five, then the last two on close.
+    expect(writer.inserts).toBeLessThanOrEqual(3)
+    expect(writer.pendingRows).toBe(0)
+  })
+
   it('keeps taking exports while ClickHouse is away, up to its bound, and stores each once it is back', async () => {
     const dir = logDir()
     // A server that refuses every connection stands in for ClickHouse away.
