@@ -51,7 +51,8 @@ describe('the durable writer', () => {
 
   it('makes one insert of what arrives within its least interval, but none waits once a full batch is there or it closes', async () => {
     // An interval far longer than the test: the exports written one after another, while the first insert is under
-    // way, go in one more insert only because a full batch (maxBatchRows) cuts the wait short, and the rest on close.
+    // way, go in one more insert only because enough spans wait (here a full batch, maxBatchRows) to cut the wait
+    // short, and the rest on close.
     const writer = new DurableWriter(client, { dir: logDir(), minInsertIntervalMs: 600_000, maxBatchRows: 50 })
     await writer.writeEncoded(exportOf(5_000, 10), 10)
     for (let i = 1; i <= 5; i++) await writer.writeEncoded(exportOf(5_000 + i * 10, 10), 10)

@@ -30,11 +30,14 @@ export interface DurableWriterOptions {
   maxBatchBytes?: number
   /**
    * Least time from the start of one insert to the start of the next while
-   * the log holds less than a full batch (default 1,000 ms). Each insert is
-   * a part for ClickHouse to merge and for reads with FINAL to open: at
-   * 5,000 spans/s, inserting as soon as the last one ended made five to ten
-   * small parts a second. Exports are acknowledged once in the log, so this
-   * delays only when spans can be queried.
+   * fewer than 10,000 spans (or a full batch, if smaller) wait (default
+   * 1,000 ms). Each insert is a part for ClickHouse to merge and for reads
+   * with FINAL to open: at 5,000 spans/s, inserting as soon as the last one
+   * ended made five to ten small parts a second. Busier, the log fills past
+   * that within the interval and inserts follow each other as before (a
+   * wait while more waited left ClickHouse idle: stored throughput halved).
+   * Exports are acknowledged once in the log, so this delays only when
+   * spans can be queried.
    */
   minInsertIntervalMs?: number
   /** Table the rows go to. */
@@ -46,6 +49,8 @@ export interface DurableWriterOptions {
 }
 
 const DEFAULTS = { maxBytes: 1024 * 1024 * 1024, maxRows: 5_000_000, maxBatchRows: 100_000, maxBatchBytes: 8 * 1024 * 1024, minInsertIntervalMs: 1000, table: 'otel_traces' }
+/** Spans waiting that end the wait between inserts (see minInsertIntervalMs). */
+const LINGER_ROWS = 10_000
 /** Waits between failed inserts: doubling from the first to the last. */
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000]
 
@@ -59,8 +64,10 @@ export class DurableWriter {
   private wake: (() => void) | undefined
   /** Ends the loop's wait after a failed insert (closing only: new rows must not hurry retries). */
   private stopBackoff: (() => void) | undefined
-  /** Ends the loop's wait between two inserts (a full batch in the log, or closing). */
+  /** Ends the loop's wait between two inserts (enough spans in the log, or closing). */
   private stopLinger: (() => void) | undefined
+  /** Spans waiting that make the next insert start without waiting out the least interval. */
+  private readonly lingerRows: number
   private readonly loop: Promise<void>
   private failing = false
   /** Spans inserted into ClickHouse since start. */
@@ -74,6 +81,7 @@ export class DurableWriter {
   ) {
     this.settings = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS
     this.log = IngestLog.open({ dir: options.dir, maxBytes: this.settings.maxBytes, maxRows: this.settings.maxRows })
+    this.lingerRows = Math.min(LINGER_ROWS, this.settings.maxBatchRows)
     this.loop = this.run()
   }
 
@@ -109,7 +117,7 @@ export class DurableWriter {
       throw error
     }
     this.wake?.()
-    if (this.log.pendingRows >= this.settings.maxBatchRows) this.stopLinger?.()
+    if (this.log.pendingRows >= this.lingerRows) this.stopLinger?.()
   }
 
   /**
@@ -141,9 +149,9 @@ export class DurableWriter {
     let retry: LogBatch | undefined
     let lastStarted = -Infinity
     while (!this.closed) {
-      // Less than a full batch waiting: the next insert waits out the least interval since the last one began.
+      // Few spans waiting: the next insert waits out the least interval since the last one began.
       const early = lastStarted + this.settings.minInsertIntervalMs - performance.now()
-      if (!retry && early > 0 && this.closing === undefined && this.log.pendingRows < this.settings.maxBatchRows) {
+      if (!retry && early > 0 && this.closing === undefined && this.log.pendingRows < this.lingerRows) {
         await new Promise<void>((resolve) => {
           this.stopLinger = resolve
           setTimeout(resolve, early).unref()
