@@ -1,11 +1,10 @@
 import type { ClickHouseClient } from '@clickhouse/client'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { testKeys } from '../test-support/keys.js'
 import { insertSpans } from '../test-support/spans.js'
-import { freshStorage } from '../test-support/storage.js'
+import { freshStorage, testTempDir } from '../test-support/storage.js'
 import { backfillIdentityActivity } from './backfill.js'
 import { importInventoryFile } from './inventory-file.js'
 import { declaration, identitiesApp, useEvent } from '../test-support/identities.js'
@@ -313,7 +312,7 @@ describe('DELETE /v1/inventory/{id}', () => {
 })
 
 describe('the inventory file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'nhi-meter-inventory-'))
+  const dir = testTempDir('nhi-meter-inventory-')
 
   it('is imported from YAML or CSV, and importing it again changes nothing', async () => {
     const yaml = join(dir, 'inventory.yaml')

@@ -1,16 +1,14 @@
 import type { ClickHouseClient } from '@clickhouse/client'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
+import { testTempDir } from '../test-support/storage.js'
 import { openStorage } from './client.js'
 import { count64, readFirst, readOne, readRows, readSettings } from './read.js'
 
 describe('reading rows', () => {
   let client: ClickHouseClient
   beforeAll(async () => {
-    client = await openStorage({ kind: 'embedded', dataDir: mkdtempSync(join(tmpdir(), 'nhi-meter-read-')) })
+    client = await openStorage({ kind: 'embedded', dataDir: testTempDir('nhi-meter-read-') })
   })
   afterAll(async () => {
     await client.close()

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { WebhookDelivery, backoffMs, type DeliveryOptions } from './deliver.js'
@@ -7,6 +6,7 @@ import { Outbox, type NewDelivery, type OutboxEntry } from './outbox.js'
 import type { SigningDestination } from './secrets.js'
 import { signatureHeader } from './signature.js'
 import { startTestReceiver, type TestReceiver } from '../test-support/webhook-receiver.js'
+import { testTempDir } from '../test-support/storage.js'
 
 const SECRET = 'whsec-test-0123456789'
 // Quick retries: the behaviour is the same as with the defaults, only the waits are short.
@@ -18,7 +18,7 @@ const open: Array<{ close(): Promise<void> }> = []
 
 beforeEach(async () => {
   receiver = await startTestReceiver()
-  dir = mkdtempSync(join(tmpdir(), 'nhi-meter-webhooks-'))
+  dir = testTempDir('nhi-meter-webhooks-')
 })
 
 afterEach(async () => {

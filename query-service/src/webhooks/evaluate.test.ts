@@ -1,12 +1,9 @@
 import type { ClickHouseClient } from '@clickhouse/client'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { declare, use } from '../test-support/findings.js'
 import { TEST_POLICY } from '../test-support/policy.js'
 import { insertSpans, spanRow } from '../test-support/spans.js'
-import { freshStorage } from '../test-support/storage.js'
+import { freshStorage, testTempDir } from '../test-support/storage.js'
 import { WebhookDelivery } from './deliver.js'
 import { WebhookEvaluator } from './evaluate.js'
 import { Outbox } from './outbox.js'
@@ -57,7 +54,7 @@ async function delivered(count: number): Promise<void> {
 beforeAll(async () => {
   client = await freshStorage()
   receiver = await startTestReceiver()
-  dir = mkdtempSync(join(tmpdir(), 'nhi-meter-webhook-eval-'))
+  dir = testTempDir('nhi-meter-webhook-eval-')
   destinations = [
     destination('everything'),
     destination('payments', { business_units: ['payments'] }),
