@@ -13,6 +13,9 @@ import { testKeys } from '../test-support/keys.js'
 import { insertSpans, spanRow } from '../test-support/spans.js'
 import { freshStorage } from '../test-support/storage.js'
 import { runRollup } from './rollup.js'
+import { foldAggregates } from './bill.js'
+import type { Interval } from './plan.js'
+import { billableAggregates, type BillableAggregates, type Granularity, type GroupByKey } from './queries.js'
 
 let client: ClickHouseClient
 const { store, key } = testKeys([
@@ -200,6 +203,31 @@ describe('meters that sum values and count active identities', () => {
       { business_unit: 'research', 'nhi.id': 'agent-b', meter: 'active_agents', quantity: 1, amount: '10.00' },
     ])
     expect(body.total).toEqual({ quantity: 2, amount: '40.00' })
+  })
+
+  it('reads the ledger alone as one flat grouping that bills exactly as the summary’s per-meter arrays', async () => {
+    const range = { from: new Date('2026-11-01T00:00:00Z'), to: new Date('2026-12-01T00:00:00Z') }
+    const ledger: Interval[] = [[range.from.getTime(), range.to.getTime()]]
+    const groupings: Array<{ groupBy: GroupByKey[]; granularity: Granularity }> = [
+      { groupBy: ['nhi.id', 'meter'], granularity: 'month' },
+      { groupBy: ['business_unit', 'period', 'meter'], granularity: 'day' },
+      { groupBy: ['service', 'nhi.id'], granularity: 'month' },
+      { groupBy: [], granularity: 'month' },
+    ]
+    for (const { groupBy, granularity } of groupings) {
+      for (const businessUnits of [null, ['ops']]) {
+        const options = { groupBy, granularity, cards: POLICY.rate_cards, businessUnits }
+        const flat = await billableAggregates(client, { ...options, plan: { rollup: [], ledger, policyKey: '' } })
+        // A summary level with nothing to read beside the ledger: the same events through the summary's arrays.
+        const arrays = await billableAggregates(client, { ...options, plan: { rollup: [{ level: 'hour', intervals: [] }], ledger, policyKey: '' } })
+        const fold = (a: BillableAggregates) => {
+          const folded = foldAggregates(a, groupBy, POLICY.rate_cards)
+          return { ...folded, rows: folded.rows.toArray() }
+        }
+        expect(fold(flat), JSON.stringify({ groupBy, businessUnits })).toEqual(fold(arrays))
+        expect(flat.cardIndex.length).toBeGreaterThan(0)
+      }
+    }
   })
 
   it('states in CSV how many events of each row carried no value', async () => {

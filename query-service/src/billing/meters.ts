@@ -78,8 +78,8 @@ export function meterMatchSql(cards: readonly RateCard[]): { cardIndex: string; 
     const classCount = new Set(meterClasses(card)).size
     const firsts =
       classCount === 1
-        ? [meterIndexSql(`card${i}`)]
-        : Array.from({ length: classCount }, (_, k) => meterIndexSql(`card${i}`, k))
+        ? [meterIndexSql(card, `card${i}`)]
+        : Array.from({ length: classCount }, (_, k) => meterIndexSql(card, `card${i}`, k))
     matchBranches.push(`card_idx = ${i}, arrayFilter(x -> x > 0, [${firsts.map((f) => `toUInt16(${f})`).join(', ')}])`)
   })
   return {
@@ -101,9 +101,8 @@ export function meterSlotsSql(cards: readonly RateCard[]): { events: string; sum
     'if(empty(matched), [toUInt64(c)], arrayPushFront(arrayMap(j -> if(has(matched, j), toUInt64(c), toUInt64(0)), range(1, toUInt32(arrayMax(matched)) + 1)), toUInt64(0)))'
   const values = valueColumns(cards)
   if (values.length === 0) return { events, sums: "CAST([], 'Array(Decimal128(9))')", missing: "CAST([], 'Array(UInt64)')", params: {} }
-  // Per card, for each meter, the 1-based value column it sums (0: not a sum meter).
   const params: Record<string, number[]> = {}
-  cards.forEach((card, i) => (params[`card${i}_value_col`] = card.meters.map((m: Meter) => (m.aggregation === 'sum' && m.value ? values.indexOf(m.value) + 1 : 0))))
+  meterValueColumns(cards).forEach((columns, i) => (params[`card${i}_value_col`] = columns))
   const column = `multiIf(${cards.map((_, i) => `card_idx = ${i}, {card${i}_value_col:Array(UInt8)}`).join(', ')}, CAST([], 'Array(UInt8)'))`
   const slots = (zero: string, pick: string) =>
     `if(arrayExists(j -> vc[j] > 0, matched), arrayPushFront(arrayMap(j -> if(has(matched, j) AND vc[j] > 0, ${pick}, ${zero}), range(1, toUInt32(arrayMax(matched)) + 1)), ${zero}), [])`
@@ -113,6 +112,12 @@ export function meterSlotsSql(cards: readonly RateCard[]): { events: string; sum
     missing: `(arrayMap(vc -> ${slots('toUInt64(0)', 'toUInt64(miss[vc[j]])')}, [${column}])[1])`,
     params,
   }
+}
+
+/** Per card, for each meter, the 1-based index in {@link valueColumns} of the value it sums (0: not a sum meter). */
+export function meterValueColumns(cards: readonly RateCard[]): number[][] {
+  const values = valueColumns(cards)
+  return cards.map((card) => card.meters.map((m: Meter) => (m.aggregation === 'sum' && m.value ? values.indexOf(m.value) + 1 : 0)))
 }
 
 /** SQL naming the meter of a row from its `card_idx` and a 0-based meter index column ('' when none), with meterNameParams. */
