@@ -13,6 +13,8 @@ import {
   identifiedRatio,
   isErrorStatus,
   matchMeter,
+  matchMeters,
+  meterClasses,
   meterIndexSql,
   meterSqlParams,
   type BillableSpan,
@@ -162,7 +164,7 @@ describe('the billable match in ClickHouse SQL', () => {
 
   it('picks the same meter as matchMeter for every row, with the policy bound as parameters', () => {
     const sql =
-      `SELECT ${meterIndexSql('m')} AS idx FROM (SELECT ` +
+      `SELECT ${meterIndexSql(november, 'm')} AS idx FROM (SELECT ` +
       `arrayJoin(arrayZip({row_types:Array(String)}, {row_names:Array(String)}, {row_statuses:Array(String)})) AS r, ` +
       `r.1 AS activity_type, r.2 AS activity_name, r.3 AS status)`
     const output = queryBind(
@@ -181,6 +183,37 @@ describe('the billable match in ClickHouse SQL', () => {
     )
     expect(fromClickHouse).toEqual(fromTypeScript)
     expect(fromTypeScript.filter((name) => name !== null).length).toBeGreaterThan(10)
+  })
+
+  it('picks, class by class, the same meters as matchMeters for every row', () => {
+    const { policy: agents } = parsePolicy(`
+rate_cards:
+  - version: "2026-11"
+    effective_from: "2026-11-01T00:00:00Z"
+    currency: USD
+    meters:
+      - { name: failed_searches, activity_type: tool_invocation, activity_name: "search_*", status: error, unit_price: "0" }
+      - { name: search_time, activity_type: tool_invocation, activity_name: "search_*", aggregation: sum, value: duration_ms, unit_price: "0.0001" }
+      - { name: tool_calls, activity_type: tool_invocation, status: any, unit_price: "0.002" }
+      - { name: tool_time, activity_type: tool_invocation, aggregation: sum, value: duration_ms, unit_price: "0.00001" }
+      - { name: active_tools, activity_type: tool_invocation, aggregation: active_identities, unit_price: "1" }
+`)
+    const card = agents.rate_cards[0]!
+    const classes = [...new Set(meterClasses(card))]
+    const sql =
+      `SELECT [${classes.map((k) => meterIndexSql(card, 'm', k)).join(', ')}] AS idx FROM (SELECT ` +
+      `arrayJoin(arrayZip({row_types:Array(String)}, {row_names:Array(String)}, {row_statuses:Array(String)})) AS r, ` +
+      `r.1 AS activity_type, r.2 AS activity_name, r.3 AS status)`
+    const output = queryBind(
+      sql,
+      { ...meterSqlParams(card, 'm'), row_types: rows.map((r) => r.activity_type), row_names: rows.map((r) => r.activity_name), row_statuses: rows.map((r) => r.status) },
+      'JSONEachRow',
+    )
+    const fromClickHouse = output.trim().split('\n').map((line) => (JSON.parse(line) as { idx: number[] }).idx.filter((i) => i > 0).sort((a, b) => a - b).map((i) => card.meters[i - 1]!.name))
+    const fromTypeScript = rows.map((r) => matchMeters(card, { activityType: r.activity_type, activityName: r.activity_name, status: r.status }).map((m) => m.name))
+    expect(classes.length).toBe(3)
+    expect(fromClickHouse).toEqual(fromTypeScript)
+    expect(fromTypeScript.filter((names) => names.length > 1).length).toBeGreaterThan(5)
   })
 
   it('counts the same rows as an entitlement rule in TypeScript', () => {
@@ -209,7 +242,7 @@ describe('the billable match in ClickHouse SQL', () => {
   })
 
   it('refuses a parameter prefix that would change the SQL text', () => {
-    expect(() => meterIndexSql('m:String}) OR 1=1 --')).toThrow(/parameter prefix/)
+    expect(() => meterIndexSql(november, 'm:String}) OR 1=1 --')).toThrow(/parameter prefix/)
     expect(() => activityRuleSql('Rule')).toThrow(/parameter prefix/)
   })
 })
