@@ -16,9 +16,10 @@ import { ledgerPlan, loadPlanFacts, planUsage } from './plan.js'
 import { policyKey } from './rollup.js'
 import type { Pricing } from './pricing.js'
 import type { BusinessUnitScope } from '../identities/effective.js'
-import { billableAggregates, type BillableAggregates, type Granularity, type GroupByKey } from './queries.js'
+import { type BillableAggregates, type Granularity, type GroupByKey } from './queries.js'
 import type { Meter, RateCard } from '../policy/index.js'
 import { BillRows } from './bill-rows.js'
+import { usageAggregates } from './summary-part.js'
 
 export type { BillRow } from './bill-rows.js'
 export { BillRows } from './bill-rows.js'
@@ -85,7 +86,7 @@ export async function computeBill(client: ClickHouseClient, request: BillRequest
     if (!internal.includes('period')) internal.push('period')
   }
   if (meters.some(ratedPerIdentity) && !internal.includes('nhi.id')) internal.push('nhi.id')
-  const aggregates = await billableAggregates(client, {
+  const aggregates = await usageAggregates(client, {
     groupBy: internal,
     granularity: groupBy.includes('period') ? granularity : 'month',
     cards,

@@ -105,11 +105,13 @@ export async function loadPlanFacts(client: ClickHouseClient, range: TimeRange, 
 /**
  * Answers kept per client under a key of its writes (see write-tracking.ts):
  * served while that key stays the same, dropped when it moves. At most
- * MAX_CACHED_FACTS per key (a few ranges and policies are asked for again
- * and again: dashboards, pollers).
+ * `limit` per key (a few ranges and policies are asked for again and again:
+ * dashboards, pollers).
  */
-class WriteKeyedCache<T> {
+export class WriteKeyedCache<T> {
   private readonly byClient = new WeakMap<ClickHouseClient, { writes: string; entries: Map<string, T> }>()
+
+  constructor(private readonly limit: number) {}
 
   /** The answer kept for `key`, if `writes` (undefined: writes not seen) is the key it was kept under. */
   get(client: ClickHouseClient, writes: string | undefined, key: string): T | undefined {
@@ -121,7 +123,7 @@ class WriteKeyedCache<T> {
   set(client: ClickHouseClient, writes: string | undefined, key: string, value: T): void {
     if (writes === undefined) return
     const known = this.byClient.get(client)
-    const held = known?.writes === writes && known.entries.size < MAX_CACHED_FACTS ? known : { writes, entries: new Map<string, T>() }
+    const held = known?.writes === writes && known.entries.size < this.limit ? known : { writes, entries: new Map<string, T>() }
     held.entries.set(key, value)
     this.byClient.set(client, held)
   }
@@ -130,7 +132,7 @@ class WriteKeyedCache<T> {
 /** The tables whose writes can change plan facts: the ledger, the spans its views derive it from, the summary's runs and periods. */
 const FACT_TABLES = ['otel_traces', 'nhi_activity', 'nhi_usage_summary_periods', 'nhi_usage_summary_runs'] as const
 const MAX_CACHED_FACTS = 64
-const factsCache = new WriteKeyedCache<PlanFacts>()
+const factsCache = new WriteKeyedCache<PlanFacts>(MAX_CACHED_FACTS)
 
 /** What the summary holds for a policy key from a month on: its periods per level, and what its last run settled. */
 interface SummaryFacts {
@@ -187,7 +189,7 @@ function summaryWrites(client: ClickHouseClient): string | undefined {
 
 /** The summary's bookkeeping: which periods it holds, and what its runs settled. */
 const SUMMARY_TABLES = ['nhi_usage_summary_periods', 'nhi_usage_summary_runs'] as const
-const summaryCache = new WriteKeyedCache<SummaryFacts>()
+const summaryCache = new WriteKeyedCache<SummaryFacts>(MAX_CACHED_FACTS)
 
 async function readPlanFacts(client: ClickHouseClient, range: TimeRange, policyKey: string | null, graceSeconds?: number): Promise<PlanFacts> {
   const from = toClickHouseTime(new Date(periodStart('month', range.from.getTime())))
