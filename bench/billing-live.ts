@@ -8,7 +8,9 @@
  * spans at the end of an hour), summarised once by the summary job as a
  * running service would have. Then the service runs as `npm start` runs it
  * (a child process, its summary job every 10 s instead of 60 s so the run is
- * short) and, once a run has happened after the data arrived:
+ * short; BENCH_ROLLUP_INTERVAL_SECONDS=60 runs it at the default, and the
+ * bill then reads up to a minute of the ledger instead of ten seconds) and,
+ * once a run has happened after the data arrived:
  *
  * - settled: GET /v1/billable for [start of month, now), nhi.id,meter: p50 and
  *   p95 of 15 calls with nothing arriving, after 10 warm-up calls, each
@@ -36,6 +38,8 @@ import { percentile } from './_stats.js'
 
 const KEY = 'nhim_bench_live_key_0123456789abcdefgh'
 const RATE = 5_000
+/** How often the service runs its summary job (BENCH_ROLLUP_INTERVAL_SECONDS; the service's default is 60). */
+const ROLLUP_INTERVAL_SECONDS = Number(process.env.BENCH_ROLLUP_INTERVAL_SECONDS ?? 10)
 const LIVE_SECONDS = 90
 const WARMUP_SECONDS = 10
 
@@ -116,7 +120,7 @@ async function main(): Promise<void> {
     const keysFile = join(dir, 'keys.yaml')
     writeFileSync(keysFile, `- { name: bench, sha256: ${sha256(KEY).toString('hex')}, scopes: [admin] }\n`)
     // The summary job every 10 s (default 60 s), so the bench need not wait minutes for it.
-    const service = await startService({ dataDir, env: { NHI_METER_POLICY: policyFile, NHI_METER_API_KEYS_FILE: keysFile, NHI_METER_ROLLUP_INTERVAL_SECONDS: '10' }, timeoutMs: 120_000 })
+    const service = await startService({ dataDir, env: { NHI_METER_POLICY: policyFile, NHI_METER_API_KEYS_FILE: keysFile, NHI_METER_ROLLUP_INTERVAL_SECONDS: String(ROLLUP_INTERVAL_SECONDS) }, timeoutMs: 120_000 })
     try {
       const headers = { authorization: `Bearer ${KEY}` }
       const bill = async () => {
@@ -182,7 +186,7 @@ async function main(): Promise<void> {
       console.log('')
       console.log('| figure | value |')
       console.log('|---|---|')
-      console.log(`| month to date | ${monthStart.toISOString().slice(0, 10)} to now: ${(spans + openHourSpans).toLocaleString('en-US')} long-tailed spans generated (${buildSeconds.toFixed(0)} s), ${openHourSpans.toLocaleString('en-US')} of them in the open hour (${new Date().toISOString().slice(14, 16)} minutes in), summarised in ${summarySeconds.toFixed(1)} s |`)
+      console.log(`| month to date | ${monthStart.toISOString().slice(0, 10)} to now: ${(spans + openHourSpans).toLocaleString('en-US')} long-tailed spans generated (${buildSeconds.toFixed(0)} s), ${openHourSpans.toLocaleString('en-US')} of them in the open hour (${new Date().toISOString().slice(14, 16)} minutes in), summarised in ${summarySeconds.toFixed(1)} s; the service's summary job every ${ROLLUP_INTERVAL_SECONDS} s |`)
       console.log(`| settled: GET /v1/billable, month to date, nhi.id,meter: p50 / p95 of ${settled.length} | ${percentile(settled, 50).toFixed(0)} ms / ${percentile(settled, 95).toFixed(0)} ms (${rows.toLocaleString('en-US')} rows) |`)
       console.log(`| live: the same during background ingest: p50 / p95 of ${live.length} | ${percentile(live, 50).toFixed(0)} ms / ${percentile(live, 95).toFixed(0)} ms (target p50 <= 150 ms) |`)
       console.log(`| background ingest acknowledged | ${(acknowledged / seconds).toFixed(0)} spans/s (target ${RATE}); refused ${refused} (${failed} requests failed) |`)
