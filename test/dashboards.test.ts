@@ -158,6 +158,19 @@ describe('committed dashboard files', () => {
     }
   })
 
+  it('keep every panel query within ClickHouse’s default max_query_size for a policy of many meters', () => {
+    // Three card versions of 40 meters, each with a name pattern and a status: the billable match inlines its values
+    // once per meter (not the card's whole arrays per meter), so the text grows with the meters, not their square.
+    const meters = Array.from({ length: 40 }, (_, i) => ({ name: `meter_${i}`, activity_type: 'tool_invocation', activity_name: `tool-${i}-*`, status: 'error', unit_price: '0.001' }))
+    const { policy } = validatePolicy({
+      rate_cards: ['2026-09', '2026-10', '2026-11'].map((version) => ({ version, effective_from: `${version}-01T00:00:00Z`, currency: 'USD', meters })),
+    })
+    const texts = renderDashboards(policy).flatMap(({ json }) => JSON.stringify(json).match(/"rawSql":"(?:[^"\\]|\\.)*"/g) ?? [])
+    expect(texts.length).toBeGreaterThan(5)
+    const longest = Math.max(...texts.map((text) => (JSON.parse(`{${text}}`) as { rawSql: string }).rawSql.length))
+    expect(longest).toBeLessThan(262_144 / 2)
+  })
+
   it('are clean provisioning files: stable unique uids, the provisioned datasource, no export leftovers', () => {
     const uids = [...dashboards.values()].map((d) => d.uid)
     expect(new Set(uids).size).toBe(uids.length)

@@ -137,7 +137,7 @@ export function cardPeriods(cards: readonly RateCard[], from: number, to: number
 
 /** Query parameters that carry one card's meters into {@link meterIndexSql}; bind them, never splice them. */
 export interface MeterSqlParams {
-  readonly [name: string]: readonly string[] | readonly number[]
+  readonly [name: string]: readonly string[] | readonly number[] | string
 }
 
 const PARAM_PREFIX = /^[a-z][a-z0-9_]{0,30}$/
@@ -146,11 +146,11 @@ const PARAM_PREFIX = /^[a-z][a-z0-9_]{0,30}$/
  * A ClickHouse expression giving the 1-based index of the first meter of
  * `card` a row matches (0 for none), for rows with `activity_type`,
  * `activity_name` and the ledger's `status` (`ok` | `error`) columns. Every
- * policy value is a bound `Array(String)` parameter named `<prefix>_types`,
- * `<prefix>_name_res`, `<prefix>_statuses`; fill them with
- * {@link meterSqlParams}. Only the card's shape (how many meters, which
- * match any status or any name, and with `meterClass`, which belong to that
- * class: see {@link meterClasses}) makes the SQL text. The prefix is SQL text, so it must be a constant of the
+ * policy value is a bound String parameter (`<prefix>_type_<i>`,
+ * `<prefix>_status_<i>` and `<prefix>_name_re_<i>` for meter i, 1-based);
+ * fill them with {@link meterSqlParams}. Only the card's shape (how many
+ * meters, which match any status or any name, and with `meterClass`, which
+ * belong to that class: see {@link meterClasses}) makes the SQL text. The prefix is SQL text, so it must be a constant of the
  * calling code (it is checked), never user input.
  *
  * One condition per meter, each on constants, rather than a lambda over the
@@ -166,11 +166,13 @@ export function meterIndexSql(card: RateCard, prefix = 'meter', meterClass?: num
   const cases: string[] = []
   card.meters.forEach((meter, i) => {
     if (meterClass !== undefined && classes[i] !== meterClass) return
-    const at = (name: string) => `{${prefix}_${name}:Array(String)}[${i + 1}]`
-    // A meter of any status or any name leaves that test out (the values stay bound all the same).
-    const tests = [`activity_type = ${at('types')}`]
-    if (meter.status !== 'any') tests.push(`status = ${at('statuses')}`)
-    if (!globMatchesEverything(meter.activity_name)) tests.push(`match(activity_name, ${at('name_res')})`)
+    // One String parameter per meter and test (not an element of the card's array: SQL that inlines its parameters,
+    // as the dashboards do, would repeat the whole array per meter). A meter of any status or any name leaves that
+    // test out (the values stay bound all the same).
+    const at = (name: string) => `{${prefix}_${name}_${i + 1}:String}`
+    const tests = [`activity_type = ${at('type')}`]
+    if (meter.status !== 'any') tests.push(`status = ${at('status')}`)
+    if (!globMatchesEverything(meter.activity_name)) tests.push(`match(activity_name, ${at('name_re')})`)
     cases.push(`${tests.join(' AND ')}, ${i + 1}`)
   })
   return cases.length === 0 ? '0' : `multiIf(${cases.join(', ')}, 0)`
@@ -187,10 +189,14 @@ export function meterIndexSql(card: RateCard, prefix = 'meter', meterClass?: num
 export function meterSqlParams(card: RateCard, prefix = 'meter'): MeterSqlParams {
   meterIndexSql(card, prefix) // validates the prefix
   return {
-    [`${prefix}_types`]: card.meters.map((m) => m.activity_type),
-    [`${prefix}_name_res`]: card.meters.map((m) => globToRe2(m.activity_name)),
-    [`${prefix}_statuses`]: card.meters.map((m) => m.status),
-    [`${prefix}_classes`]: meterClasses(card),
+    // Per meter (1-based), what meterIndexSql tests.
+    ...Object.fromEntries(
+      card.meters.flatMap((m, i) => [
+        [`${prefix}_type_${i + 1}`, m.activity_type],
+        [`${prefix}_status_${i + 1}`, m.status],
+        [`${prefix}_name_re_${i + 1}`, globToRe2(m.activity_name)],
+      ]),
+    ),
     [`${prefix}_names`]: card.meters.map((m) => m.name),
     // TODO(pricing): tiered and package meters have no price per event; they read as 0 here, so SQL that prices
     // rows with `_prices` (dashboards/sql.ts meterPriceSql) shows them unpriced until it takes the rated amounts.
