@@ -119,11 +119,13 @@ export class WriteKeyedCache<T> {
     return writes !== undefined && held?.writes === writes ? held.entries.get(key) : undefined
   }
 
-  /** Keeps an answer read under `writes` (nothing when undefined). */
+  /** Keeps an answer read under `writes` (nothing when undefined); past `limit`, the one kept longest goes. */
   set(client: ClickHouseClient, writes: string | undefined, key: string, value: T): void {
     if (writes === undefined) return
     const known = this.byClient.get(client)
-    const held = known?.writes === writes && known.entries.size < this.limit ? known : { writes, entries: new Map<string, T>() }
+    const held = known?.writes === writes ? known : { writes, entries: new Map<string, T>() }
+    held.entries.delete(key)
+    if (held.entries.size >= this.limit) held.entries.delete(held.entries.keys().next().value!)
     held.entries.set(key, value)
     this.byClient.set(client, held)
   }

@@ -40,12 +40,26 @@ export async function usageAggregates(client: ClickHouseClient, options: Aggrega
   let summary = kept.get(client, writes, key)
   if (!summary) {
     summary = await billableAggregates(client, { ...options, plan: { ...plan, ledger: [] } })
-    // Kept only when no write overlapped the read.
-    kept.set(client, writes === summaryWrites(client) ? writes : undefined, key, summary)
+    // Kept under the write key it was read under, unless a write started during the read; one under way throughout
+    // moves the key when it ends, so the part is not served past it. Frozen: a caller that changed it would change
+    // every later bill.
+    if (writes === summaryWrites(client)) kept.set(client, writes, key, deepFreeze(summary))
   }
   const tail = await billableAggregates(client, { ...options, plan: { rollup: [], ledger: plan.ledger, policyKey: '' } })
   // Rows out of the order this merge expects (a string ClickHouse sorts differently): read as one statement.
   return mergeSorted(summary, tail) ?? billableAggregates(client, options)
+}
+
+/** The aggregates, their columns and each row's arrays made read-only. */
+function deepFreeze(aggregates: BillableAggregates): BillableAggregates {
+  for (const column of [aggregates.events, aggregates.sums, aggregates.missing]) {
+    for (const row of column) Object.freeze(row)
+    Object.freeze(column)
+  }
+  for (const column of Object.values(aggregates.keys)) Object.freeze(column)
+  Object.freeze(aggregates.keys)
+  for (const column of [aggregates.identified, aggregates.cardIndex, aggregates.spans, aggregates.sumFirst]) Object.freeze(column)
+  return Object.freeze(aggregates)
 }
 
 /** A key of this process's writes to the summary and the inventory, or undefined on a server. */
