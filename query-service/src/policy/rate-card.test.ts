@@ -161,23 +161,21 @@ describe('the billable match in ClickHouse SQL', () => {
   const STATUSES = ['ok', 'error']
   const TYPES = ['tool_invocation', 'workflow_execution', 'api_call', 'token_exchange', "api_call' OR 1=1"]
   const rows = TYPES.flatMap((activity_type) => NAMES.flatMap((activity_name) => STATUSES.map((status) => ({ activity_type, activity_name, status }))))
-
-  it('picks the same meter as matchMeter for every row, with the policy bound as parameters', () => {
-    const sql =
-      `SELECT ${meterIndexSql(november, 'm')} AS idx FROM (SELECT ` +
-      `arrayJoin(arrayZip({row_types:Array(String)}, {row_names:Array(String)}, {row_statuses:Array(String)})) AS r, ` +
-      `r.1 AS activity_type, r.2 AS activity_name, r.3 AS status)`
-    const output = queryBind(
-      sql,
-      {
-        ...meterSqlParams(november, 'm'),
-        row_types: rows.map((r) => r.activity_type),
-        row_names: rows.map((r) => r.activity_name),
-        row_statuses: rows.map((r) => r.status),
-      },
+  /** Runs `select` over every row (columns activity_type, activity_name, status) with `params` bound; one JSON line per output row. */
+  const overRows = (select: string, params: Record<string, unknown>): string[] =>
+    queryBind(
+      `SELECT ${select} FROM (SELECT arrayJoin(arrayZip({row_types:Array(String)}, {row_names:Array(String)}, {row_statuses:Array(String)})) AS r, ` +
+        `r.1 AS activity_type, r.2 AS activity_name, r.3 AS status)`,
+      { ...params, row_types: rows.map((r) => r.activity_type), row_names: rows.map((r) => r.activity_name), row_statuses: rows.map((r) => r.status) },
       'JSONEachRow',
     )
-    const fromClickHouse = output.trim().split('\n').map((line) => november.meters[(JSON.parse(line) as { idx: number }).idx - 1]?.name ?? null)
+      .trim()
+      .split('\n')
+
+  it('picks the same meter as matchMeter for every row, with the policy bound as parameters', () => {
+    const fromClickHouse = overRows(`${meterIndexSql(november, 'm')} AS idx`, meterSqlParams(november, 'm')).map(
+      (line) => november.meters[(JSON.parse(line) as { idx: number }).idx - 1]?.name ?? null,
+    )
     const fromTypeScript = rows.map(
       (r) => matchMeter(november, { activityType: r.activity_type, activityName: r.activity_name, status: r.status })?.name ?? null,
     )
@@ -200,16 +198,12 @@ rate_cards:
 `)
     const card = agents.rate_cards[0]!
     const classes = [...new Set(meterClasses(card))]
-    const sql =
-      `SELECT [${classes.map((k) => meterIndexSql(card, 'm', k)).join(', ')}] AS idx FROM (SELECT ` +
-      `arrayJoin(arrayZip({row_types:Array(String)}, {row_names:Array(String)}, {row_statuses:Array(String)})) AS r, ` +
-      `r.1 AS activity_type, r.2 AS activity_name, r.3 AS status)`
-    const output = queryBind(
-      sql,
-      { ...meterSqlParams(card, 'm'), row_types: rows.map((r) => r.activity_type), row_names: rows.map((r) => r.activity_name), row_statuses: rows.map((r) => r.status) },
-      'JSONEachRow',
+    const fromClickHouse = overRows(`[${classes.map((k) => meterIndexSql(card, 'm', k)).join(', ')}] AS idx`, meterSqlParams(card, 'm')).map((line) =>
+      (JSON.parse(line) as { idx: number[] }).idx
+        .filter((i) => i > 0)
+        .sort((a, b) => a - b)
+        .map((i) => card.meters[i - 1]!.name),
     )
-    const fromClickHouse = output.trim().split('\n').map((line) => (JSON.parse(line) as { idx: number[] }).idx.filter((i) => i > 0).sort((a, b) => a - b).map((i) => card.meters[i - 1]!.name))
     const fromTypeScript = rows.map((r) => matchMeters(card, { activityType: r.activity_type, activityName: r.activity_name, status: r.status }).map((m) => m.name))
     expect(classes.length).toBe(3)
     expect(fromClickHouse).toEqual(fromTypeScript)
@@ -218,22 +212,9 @@ rate_cards:
 
   it('counts the same rows as an entitlement rule in TypeScript', () => {
     const rule = { activity_type: 'tool_invocation', activity_name: 'search_?*', status: 'any' as const }
-    const sql =
-      `SELECT countIf(${activityRuleSql('ent')}) AS n FROM (SELECT ` +
-      `arrayJoin(arrayZip({row_types:Array(String)}, {row_names:Array(String)}, {row_statuses:Array(String)})) AS r, ` +
-      `r.1 AS activity_type, r.2 AS activity_name, r.3 AS status)`
-    const output = queryBind(
-      sql,
-      {
-        ...activityRuleSqlParams(rule, 'ent'),
-        row_types: rows.map((r) => r.activity_type),
-        row_names: rows.map((r) => r.activity_name),
-        row_statuses: rows.map((r) => r.status),
-      },
-      'JSONEachRow',
-    )
+    const [output] = overRows(`countIf(${activityRuleSql('ent')}) AS n`, activityRuleSqlParams(rule, 'ent'))
     const expected = rows.filter((r) => activityRuleMatches(rule, { activityType: r.activity_type, activityName: r.activity_name, status: r.status })).length
-    expect(Number((JSON.parse(output) as { n: string | number }).n)).toBe(expected)
+    expect(Number((JSON.parse(output!) as { n: string | number }).n)).toBe(expected)
     expect(expected).toBeGreaterThan(0)
   })
 
