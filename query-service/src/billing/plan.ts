@@ -17,7 +17,7 @@ import { z } from 'zod'
 import { type TimeRange } from '../http/params.js'
 import { readRows } from '../storage/read.js'
 import { toClickHouseTime } from '../storage/time.js'
-import { quietWriteKey, tableWriteVersion } from '../storage/write-tracking.js'
+import { quietWriteKey, tablesWriteKey } from '../storage/write-tracking.js'
 import { HOUR_LEVEL_DAYS, PREFIX_LEVELS, ROLLUP_LEVELS, SLICE_LEVEL_HOURS, SLICE_SECONDS, type PrefixLevel, type RollupLevel, type SummaryLevel } from './rollup.js'
 
 /** A half-open interval of epoch milliseconds. */
@@ -154,7 +154,7 @@ const dirtyRow = z.tuple([z.array(z.number().int()), z.number().int()])
  * ask far more often). A read that a write overlapped is not kept.
  */
 async function summaryFacts(client: ClickHouseClient, monthFrom: string, policyKey: string | null, graceSeconds: number | undefined): Promise<SummaryFacts> {
-  const writes = summaryWrites(client)
+  const writes = tablesWriteKey(client, SUMMARY_TABLES)
   const cacheKey = `${policyKey ?? '\u0000latest'}|${graceSeconds ?? 0}|${monthFrom}|${Math.floor(Date.now() / HOUR_MS)}`
   const known = summaryCache.get(client, writes, cacheKey)
   if (known) return known
@@ -179,14 +179,8 @@ async function summaryFacts(client: ClickHouseClient, monthFrom: string, policyK
     if (level === 'settled') facts.settled = settled
     else facts.periods.push([level, seconds])
   }
-  if (summaryWrites(client) === writes) summaryCache.set(client, writes, cacheKey, facts)
+  if (tablesWriteKey(client, SUMMARY_TABLES) === writes) summaryCache.set(client, writes, cacheKey, facts)
   return facts
-}
-
-/** A key of this process's writes to the summary's bookkeeping, or undefined on a server. */
-function summaryWrites(client: ClickHouseClient): string | undefined {
-  const versions = SUMMARY_TABLES.map((table) => tableWriteVersion(client, table))
-  return versions.includes(undefined) ? undefined : versions.join(',')
 }
 
 /** The summary's bookkeeping: which periods it holds, and what its runs settled. */

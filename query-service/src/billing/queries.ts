@@ -61,16 +61,7 @@ export const PERIOD_OF: Record<Granularity, string> = {
  */
 export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolution: Granularity | 'none' = 'hour'): { sql: string; params: Record<string, unknown> } {
   const params: Record<string, unknown> = {}
-  const condition = (intervals: Interval[], column: string, prefix: string) =>
-    intervals.length === 0
-      ? '0'
-      : intervals
-          .map(([from, to], i) => {
-            params[`${prefix}${i}_from`] = toClickHouseTime(new Date(from))
-            params[`${prefix}${i}_to`] = toClickHouseTime(new Date(to))
-            return `(${column} >= {${prefix}${i}_from:DateTime64(9)} AND ${column} < {${prefix}${i}_to:DateTime64(9)})`
-          })
-          .join(' OR ')
+  const condition = (intervals: Interval[], column: string, prefix: string) => intervalCondition(intervals, column, prefix, params)
   // A prefix is stored at its end: read by that end, and dated at the start of its hour, day or month, like one.
   const prefixCondition = (level: string, intervals: Interval[]) =>
     intervals
@@ -111,6 +102,18 @@ export function usageSource(plan: UsagePlan, cards: readonly RateCard[], resolut
           GROUP BY ${resolution === 'none' ? '' : 'at, '}nhi_id, business_unit, service, activity_type, activity_name, status, on_behalf_of, card_idx))`)
   }
   return { sql: `(${sides.join('\n      UNION ALL\n      ')})`, params }
+}
+
+/** SQL true for `column` in any of the intervals ('0' for none); their bounds go into `params` as `<prefix><i>_from` and `_to`. */
+function intervalCondition(intervals: Interval[], column: string, prefix: string, params: Record<string, unknown>): string {
+  if (intervals.length === 0) return '0'
+  return intervals
+    .map(([from, to], i) => {
+      params[`${prefix}${i}_from`] = toClickHouseTime(new Date(from))
+      params[`${prefix}${i}_to`] = toClickHouseTime(new Date(to))
+      return `(${column} >= {${prefix}${i}_from:DateTime64(9)} AND ${column} < {${prefix}${i}_to:DateTime64(9)})`
+    })
+    .join(' OR ')
 }
 
 /** A group-by key ClickHouse groups by: `meter` and `activity.type` come from the meter, in TypeScript. */
@@ -251,15 +254,7 @@ async function ledgerAggregates(client: ClickHouseClient, options: AggregateOpti
   const { cards } = options
   const { keyColumns, keys, select, outer, needsInventory, sumFirst } = aggregateShape(options)
   const params: Record<string, unknown> = {}
-  const ledger = options.plan.ledger.length === 0
-    ? '0'
-    : options.plan.ledger
-        .map(([from, to], i) => {
-          params[`ledger${i}_from`] = toClickHouseTime(new Date(from))
-          params[`ledger${i}_to`] = toClickHouseTime(new Date(to))
-          return `(event_time >= {ledger${i}_from:DateTime64(9)} AND event_time < {ledger${i}_to:DateTime64(9)})`
-        })
-        .join(' OR ')
+  const ledger = intervalCondition(options.plan.ledger, 'event_time', 'ledger', params)
   const match = meterMatchSql(cards)
   const values = valueAggregatesSql(cards)
   Object.assign(params, match.params, values.params)

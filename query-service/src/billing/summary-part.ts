@@ -13,7 +13,7 @@
  * plan of one kind is read as one statement as before.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
-import { tableWriteVersion } from '../storage/write-tracking.js'
+import { tablesWriteKey } from '../storage/write-tracking.js'
 import { toCount } from '../storage/read.js'
 import { WriteKeyedCache } from './plan.js'
 import { addCounts, addSums, billableAggregates, type BillableAggregates, type SqlGroupKey } from './queries.js'
@@ -34,7 +34,7 @@ const kept = new WriteKeyedCache<BillableAggregates>(MAX_KEPT_PARTS)
  */
 export async function usageAggregates(client: ClickHouseClient, options: AggregateOptions): Promise<BillableAggregates> {
   const { plan } = options
-  const writes = summaryWrites(client)
+  const writes = tablesWriteKey(client, SUMMARY_TABLES)
   if (plan.rollup.length === 0 || plan.ledger.length === 0 || writes === undefined) return billableAggregates(client, options)
   const key = JSON.stringify([policyKey(options.cards), plan.policyKey, plan.rollup, options.groupBy, options.granularity, options.businessUnits])
   let summary = kept.get(client, writes, key)
@@ -43,7 +43,7 @@ export async function usageAggregates(client: ClickHouseClient, options: Aggrega
     // Kept under the write key it was read under, unless a write started during the read; one under way throughout
     // moves the key when it ends, so the part is not served past it. Frozen: a caller that changed it would change
     // every later bill.
-    if (writes === summaryWrites(client)) kept.set(client, writes, key, deepFreeze(summary))
+    if (writes === tablesWriteKey(client, SUMMARY_TABLES)) kept.set(client, writes, key, deepFreeze(summary))
   }
   const tail = await billableAggregates(client, { ...options, plan: { rollup: [], ledger: plan.ledger, policyKey: '' } })
   // Rows out of the order this merge expects (a string ClickHouse sorts differently): read as one statement.
@@ -60,12 +60,6 @@ function deepFreeze(aggregates: BillableAggregates): BillableAggregates {
   Object.freeze(aggregates.keys)
   for (const column of [aggregates.identified, aggregates.cardIndex, aggregates.spans, aggregates.sumFirst]) Object.freeze(column)
   return Object.freeze(aggregates)
-}
-
-/** A key of this process's writes to the summary and the inventory, or undefined on a server. */
-function summaryWrites(client: ClickHouseClient): string | undefined {
-  const versions = SUMMARY_TABLES.map((table) => tableWriteVersion(client, table))
-  return versions.includes(undefined) ? undefined : versions.join(',')
 }
 
 /** A UTF-16 unit where code-unit and code-point order can differ (a surrogate, or U+E000 and above). */

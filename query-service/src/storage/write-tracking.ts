@@ -165,6 +165,15 @@ export function tableWriteVersion(client: ClickHouseClient, table: string): numb
 }
 
 /**
+ * A key for what this process has written to `tables` through `client`
+ * (it moves when any of them is written), or undefined on a server.
+ */
+export function tablesWriteKey(client: ClickHouseClient, tables: readonly string[]): string | undefined {
+  const versions = tables.map((table) => tableWriteVersion(client, table))
+  return versions.includes(undefined) ? undefined : versions.join(',')
+}
+
+/**
  * A key for what this process has written to `tables` through `client`,
  * given only while no write of any table is under way: a read that starts
  * and ends under the same key saw every row those tables will hold until
